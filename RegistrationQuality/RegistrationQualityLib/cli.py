@@ -1,0 +1,252 @@
+"""Command line: ``registration-quality {compare,evaluate,cohort,info,demo}``.
+
+Contract (DEVELOPERS.md): stdout holds results (pure JSON where a command prints JSON); bad input gives
+exit status 2 and exactly one stderr line naming the file/option and the problem, never a traceback;
+ITK/VTK warnings never reach stderr (file descriptor 2 is pointed at /dev/null while we work, and our own
+messages go to the original stderr); progress and info lines go to stderr only on a terminal or with
+``--verbose``. Heavy modules (slicer, vtk, SimpleITK) are imported by the subcommands, not here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+from .errors import BadInputError
+
+PROG = "registration-quality"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one BadInputError line (exit 2) instead of usage + error."""
+
+    def error(self, message):  # noqa: D102 - argparse API
+        raise BadInputError(f"{self.prog}: {message}")
+
+
+def _percentile(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--percentile: '{text}' is not a number") from None
+    if not 0.0 <= value <= 100.0:
+        raise argparse.ArgumentTypeError(f"--percentile: {value:g} is outside 0-100")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value:g} must not be negative")
+    return value
+
+
+def build_parser() -> ArgumentParser:
+    from . import __version__
+
+    parser = ArgumentParser(
+        prog=PROG,
+        description="Quality assurance of image registrations: segment overlap and surface distances, "
+        "landmark TRE, deformation sanity, contour snapshots and a report.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="progress and info on stderr even when "
+                        "it is not a terminal")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    sub.required = True
+
+    p = sub.add_parser("compare", help="Dice, Hausdorff, surface distances and volumes of two labelmaps / "
+                       "segmentations, per label")
+    p.add_argument("reference", help="reference labelmap or .seg.nrrd")
+    p.add_argument("compared", help="compared labelmap or .seg.nrrd (resampled onto the reference grid "
+                   "when on another grid)")
+    p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (0-100; default 95)")
+    p.add_argument("--json", metavar="PATH", help="write the JSON here instead of stdout")
+    p.set_defaults(handler="RegistrationQualityLib.metrics:run_compare_cli")
+
+    p = sub.add_parser("evaluate", help="evaluate one registration and write the QA report")
+    add_evaluate_arguments(p)
+    p.set_defaults(handler="RegistrationQualityLib.evaluate:run_evaluate_cli")
+
+    p = sub.add_parser("cohort", help="evaluate many registrations listed in a CSV manifest")
+    p.add_argument("manifest", help="CSV with case_id, fixed, moving and evaluate's options as columns")
+    p.add_argument("--output", required=True, help="output folder (per-case reports, summary.csv/html)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address (optional extra)")
+    add_check_arguments(p)
+    p.set_defaults(handler="RegistrationQualityLib.cohort:run_cohort_cli")
+
+    p = sub.add_parser("info", help="print what a file holds (geometry, transform type, landmarks) as JSON")
+    p.add_argument("files", nargs="+", help="images, labelmaps, transforms, landmark files")
+    p.set_defaults(handler="RegistrationQualityLib.cli:run_info_cli")
+
+    p = sub.add_parser("demo", help="run evaluate on the bundled sample case (good and imperfect registration)")
+    p.add_argument("--output", default="rq-demo", help="output folder (default ./rq-demo)")
+    p.add_argument("--case", help="sample case folder (default: the repository's Resources/SampleCase)")
+    p.set_defaults(handler="RegistrationQualityLib.evaluate:run_demo_cli")
+    return parser
+
+
+def add_evaluate_arguments(p) -> None:
+    """evaluate's options; shared with the Slicer batch script and the cohort manifest's columns."""
+    p.add_argument("--fixed", required=True, help="fixed image (file or DICOM folder)")
+    p.add_argument("--moving", required=True, help="moving image")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--transform", help="resampling transform fixed->moving: ITK .tfm/.h5/.txt, displacement "
+                   "field, or elastix TransformParameters file")
+    g.add_argument("--elastix-dir", help="elastix output folder (final TransformParameters.N.txt is used)")
+    p.add_argument("--registered", help="the moving image already resampled onto the fixed grid (e.g. elastix "
+                   "result.0.nrrd)")
+    p.add_argument("--fixed-segmentation", help="labelmap or .seg.nrrd on the fixed image")
+    p.add_argument("--moving-segmentation", help="labelmap or .seg.nrrd on the moving image")
+    p.add_argument("--threshold", action="append", metavar="LO[:HI]|otsu",
+                   help="threshold segmentation of both images (give twice for fixed then moving ranges)")
+    p.add_argument("--fixed-landmarks", help=".mrk.json, .fcsv or CSV label,x,y,z (LPS)")
+    p.add_argument("--moving-landmarks", help="landmarks on the moving image, matched by label")
+    p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (default 95)")
+    p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
+    add_check_arguments(p)
+    p.add_argument("--output", required=True, help="report folder (written atomically)")
+
+
+def add_check_arguments(p) -> None:
+    p.add_argument("--min-dice", type=_positive, help="check: every segment's Dice after registration >= X")
+    p.add_argument("--max-hausdorff", type=_positive, metavar="MM", help="check: Hausdorff (percentile) <= MM")
+    p.add_argument("--max-tre", type=_positive, metavar="MM", help="check: mean landmark TRE after <= MM")
+    p.add_argument("--max-folding", type=_positive, metavar="PCT", help="check: folding (J<=0) percent <= PCT")
+
+
+# ---------------------------------------------------------------------------------------------------
+# stderr discipline
+# ---------------------------------------------------------------------------------------------------
+class Messages:
+    """Where the CLI's own stderr lines go: errors always, info/progress on a terminal or with --verbose."""
+
+    def __init__(self, stream, verbose: bool = False):
+        self.stream = stream
+        isatty = getattr(stream, "isatty", lambda: False)
+        self.chatty = verbose or bool(isatty())
+
+    def error(self, text: str) -> None:
+        self.stream.write(" ".join(str(text).split()) + "\n")
+        self.stream.flush()
+
+    def info(self, text: str) -> None:
+        if self.chatty:
+            self.stream.write(str(text) + "\n")
+            self.stream.flush()
+
+    def progress(self, stage: str, fraction: float | None = None) -> None:
+        if self.chatty:
+            pct = "" if fraction is None else f" {100.0 * fraction:5.1f}%"
+            self.stream.write(f"[{PROG}]{pct} {stage}\n")
+            self.stream.flush()
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Point fd 2 at /dev/null (native ITK/VTK output) and yield a stream on the original stderr.
+
+    When ``sys.stderr`` is not fd 2 (pytest's capsys, an embedding app), nothing is redirected.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    if fd != 2 or os.environ.get("RQ_NATIVE_WARNINGS"):
+        yield sys.stderr
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    stream = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+    old = sys.stderr
+    sys.stderr = stream
+    try:
+        yield stream
+    finally:
+        stream.flush()
+        sys.stderr = old
+        stream.close()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _resolve(handler: str):
+    import importlib
+
+    module, func = handler.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def main(argv=None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    with native_stderr_silenced() as err:
+        messages = Messages(err, verbose=argv is not None and ("-v" in argv or "--verbose" in argv))
+        debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+        try:
+            parser = build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit as exc:  # --help / --version
+                return int(exc.code or 0)
+            messages = Messages(err, verbose=args.verbose)
+            return int(_resolve(args.handler)(args, messages) or 0)
+        except BadInputError as exc:
+            messages.error(f"{PROG}: error: {exc}")
+            return 2
+        except KeyboardInterrupt:
+            messages.error(f"{PROG}: interrupted")
+            return 130
+        except Exception as exc:  # an internal error: one line, traceback only with --debug
+            if debug:
+                import traceback
+
+                traceback.print_exc(file=err)
+            messages.error(f"{PROG}: internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
+            return 3
+
+
+# ---------------------------------------------------------------------------------------------------
+# info
+# ---------------------------------------------------------------------------------------------------
+def run_info_cli(args, messages) -> int:
+    import json
+
+    from . import io
+    from .context import Context
+
+    ctx = None
+    out = []
+    for path in args.files:
+        ext = io.file_extension(path)
+        entry = {"path": path}
+        if ext in (".mrk.json", ".json", ".fcsv", ".csv"):
+            lm = io.read_landmarks(path)
+            entry.update(kind="landmarks", count=len(lm), labels=lm.labels,
+                         lps_mm=[[round(v, 4) for v in p] for p in lm.lps.tolist()])
+        elif ext in (".tfm", ".h5", ".hdf5", ".mat") or (ext == ".txt" and io.is_elastix_parameter_file(path)):
+            ctx = ctx or Context.headless()
+            node = io.load_transform(ctx, path)
+            entry.update(kind="transform", mrml_class=node.GetClassName(), linear=bool(node.IsLinear()))
+        else:
+            reader = io.read_image_information(path)
+            dim, comps = io.describe_dimension(reader)
+            entry.update(kind="image", dimension=dim, components=comps, size=list(reader.GetSize()),
+                         spacing_mm=list(reader.GetSpacing()), origin_lps_mm=list(reader.GetOrigin()),
+                         direction=list(reader.GetDirection()))
+        out.append(entry)
+    sys.stdout.write(json.dumps(out if len(out) > 1 else out[0], indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,769 @@
+"""Files <-> MRML nodes and SimpleITK images, the same API inside and outside Slicer.
+
+Geometry conventions
+--------------------
+Files and SimpleITK images are in LPS; the MRML world is RAS. A volume node's ``IJKToRAS`` matrix equals
+``diag(-1, -1, 1) · [D·S | O]`` where D, S, O are the SimpleITK direction, spacing and origin (LPS).
+:func:`volume_to_image` / :func:`image_to_volume` convert exactly (no resampling, geometry kept to the bit),
+ignoring parent transforms: callers that want world space resample explicitly.
+
+Every reader validates its input and raises :class:`~RegistrationQualityLib.errors.BadInputError` with a
+one-line message naming the file and the problem; nothing here modifies an input node or file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInputError
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+IMAGE_EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".hdr", ".img", ".img.gz", ".tif", ".tiff")
+TRANSFORM_EXTENSIONS = (".tfm", ".h5", ".hdf5", ".txt", ".mat")
+
+# A header that claims more than this many bytes of voxel data is refused before anything is allocated.
+MAX_IMAGE_BYTES = 8 * 1024**3
+
+
+def _sitk():
+    import SimpleITK as sitk
+
+    from .context import silence_native_warnings
+
+    silence_native_warnings()
+    return sitk
+
+
+def _name(path) -> str:
+    return os.fspath(path)
+
+
+def file_extension(path) -> str:
+    """Lower-case extension including double ones such as ``.nii.gz`` and ``.seg.nrrd``."""
+    name = Path(path).name.lower()
+    for double in (".nii.gz", ".seg.nrrd", ".mrk.json", ".img.gz", ".seg.nhdr"):
+        if name.endswith(double):
+            return double
+    return Path(name).suffix
+
+
+def check_file(path, what: str = "file") -> Path:
+    """The path as a Path if it is an existing, non-empty, readable file; else BadInputError."""
+    p = Path(path)
+    if not p.exists():
+        raise BadInputError(_name(path), f"{what} not found")
+    if p.is_dir():
+        raise BadInputError(_name(path), f"is a folder; a {what} is needed")
+    if p.stat().st_size == 0:
+        raise BadInputError(_name(path), "empty file (0 bytes)")
+    if not os.access(p, os.R_OK):
+        raise BadInputError(_name(path), "file is not readable (permission denied)")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images (SimpleITK, LPS)
+# ---------------------------------------------------------------------------------------------------
+def _itk_reason(exc: Exception) -> str:
+    """A short reason from an ITK exception text (which spans many lines and names C++ files)."""
+    text = str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.lower().startswith("description:"):
+            return line.split(":", 1)[1].strip()
+    teem = [line for line in lines if line.startswith("[nrrd]")]
+    if teem:  # the NRRD reader's own diagnosis is the last line of its chain
+        return "corrupt NRRD header (" + teem[-1].split(":", 1)[-1].strip() + ")"
+    for line in text.splitlines():
+        if "Could not create IO object" in line or "Unable to determine ImageIO" in line:
+            return "unknown image format"
+    return ""
+
+
+def read_image_information(path):
+    """Read only the header: returns a ``sitk.ImageFileReader`` with the information loaded.
+
+    A folder is read as a DICOM series (the first series found). Raises BadInputError when the file is
+    missing, empty, of an unknown format, has a corrupt header, or claims an absurd size.
+    """
+    sitk = _sitk()
+    p = Path(path)
+    if p.is_dir():
+        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p))
+        if not series:
+            raise BadInputError(_name(path), "folder holds no DICOM series")
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), series[0])
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(files)
+        reader.MetaDataDictionaryArrayUpdateOn()
+        return reader
+    check_file(path, "image file")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        reason = _itk_reason(exc)
+        if not reason or "ImageIO" in reason:
+            reason = "not a readable image (unknown format or corrupt header)"
+        raise BadInputError(_name(path), reason) from None
+    size = reader.GetSize()
+    if any(s <= 0 for s in size):
+        raise BadInputError(_name(path), f"empty image (size {list(size)})")
+    voxels = math.prod(size) * max(1, reader.GetNumberOfComponents())
+    nbytes = voxels * _bytes_per_component(reader.GetPixelID())
+    if nbytes > MAX_IMAGE_BYTES:
+        raise BadInputError(
+            _name(path), f"header claims {list(size)} voxels ({nbytes / 1024**3:.1f} GiB); refusing to allocate it"
+        )
+    return reader
+
+
+def _bytes_per_component(pixel_id) -> int:
+    sitk = _sitk()
+    sizes = {
+        sitk.sitkUInt8: 1, sitk.sitkInt8: 1, sitk.sitkUInt16: 2, sitk.sitkInt16: 2, sitk.sitkUInt32: 4,
+        sitk.sitkInt32: 4, sitk.sitkUInt64: 8, sitk.sitkInt64: 8, sitk.sitkFloat32: 4, sitk.sitkFloat64: 8,
+        sitk.sitkVectorUInt8: 1, sitk.sitkVectorInt8: 1, sitk.sitkVectorUInt16: 2, sitk.sitkVectorInt16: 2,
+        sitk.sitkVectorUInt32: 4, sitk.sitkVectorInt32: 4, sitk.sitkVectorFloat32: 4, sitk.sitkVectorFloat64: 8,
+    }
+    return sizes.get(pixel_id, 8)
+
+
+def describe_dimension(reader_or_image) -> tuple[int, int]:
+    """(spatial dimension, number of components) of a reader with information or an image."""
+    return reader_or_image.GetDimension(), reader_or_image.GetNumberOfComponentsPerPixel() if hasattr(
+        reader_or_image, "GetNumberOfComponentsPerPixel"
+    ) else reader_or_image.GetNumberOfComponents()
+
+
+def check_scalar_3d(image, name: str, what: str = "a scalar 3D volume"):
+    """Raise BadInputError unless ``image`` is a 3D single-component image; returns it."""
+    dim, comps = describe_dimension(image)
+    if dim == 4:
+        raise BadInputError(name, f"4D volume ({image.GetSize()[3]} time points); {what} is needed")
+    if dim == 2:
+        raise BadInputError(name, f"2D image; {what} is needed")
+    if dim != 3:
+        raise BadInputError(name, f"{dim}D image; {what} is needed")
+    if comps != 1:
+        raise BadInputError(name, f"vector volume ({comps} components); {what} is needed")
+    return image
+
+
+def read_image(path, scalar: bool = True, check_finite: bool = False):
+    """Read a 3D image file or DICOM folder as a SimpleITK image (LPS geometry as in the file).
+
+    ``scalar``: refuse 2D, 4D and vector images with a clear message. ``check_finite``: refuse NaN/inf
+    voxels (for images whose every voxel must be a number).
+    """
+    sitk = _sitk()
+    reader = read_image_information(path)
+    if scalar and isinstance(reader, sitk.ImageFileReader):
+        check_scalar_3d(reader, _name(path))
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        reason = _itk_reason(exc) or "could not read the voxel data (truncated or corrupt file)"
+        raise BadInputError(_name(path), reason) from None
+    if scalar:
+        check_scalar_3d(image, _name(path))
+    if check_finite:
+        check_finite_image(image, _name(path))
+    return image
+
+
+def check_finite_image(image, name: str) -> None:
+    sitk = _sitk()
+    if image.GetPixelID() in (sitk.sitkFloat32, sitk.sitkFloat64):
+        arr = sitk.GetArrayViewFromImage(image)
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise BadInputError(name, f"{bad} voxels are NaN or infinite")
+
+
+def read_labelmap(path):
+    """Read a labelmap file as an integer SimpleITK image (UInt8/16/32 as fits, or Int32 for negatives).
+
+    Float files are accepted only when every voxel is an integer value; otherwise BadInputError
+    ("non-integer labelmap").
+    """
+    image = read_image(path)
+    return as_integer_labelmap(image, _name(path))
+
+
+def as_integer_labelmap(image, name: str):
+    sitk = _sitk()
+    pid = image.GetPixelID()
+    integer_ids = (sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16, sitk.sitkUInt32, sitk.sitkInt32,
+                   sitk.sitkUInt64, sitk.sitkInt64)
+    if pid in integer_ids:
+        return image
+    arr = sitk.GetArrayViewFromImage(image)
+    if not np.all(np.isfinite(arr)):
+        raise BadInputError(name, "labelmap has NaN or infinite voxels; integer labels are needed")
+    if not np.array_equal(arr, np.round(arr)):
+        sample = arr[arr != np.round(arr)].flat[0]
+        raise BadInputError(name, f"non-integer labelmap values (e.g. {float(sample):g}); integer labels are needed")
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if lo < -(2**31) or hi >= 2**31:
+        raise BadInputError(name, f"label values out of range ({lo:g}..{hi:g})")
+    out = sitk.GetImageFromArray(arr.astype(np.int32))
+    out.CopyInformation(image)
+    return out
+
+
+def write_image(image, path, compress: bool = True) -> None:
+    sitk = _sitk()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path), compress)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Geometry helpers
+# ---------------------------------------------------------------------------------------------------
+def image_ijk_to_ras(image) -> np.ndarray:
+    """4×4 IJK→RAS matrix of a SimpleITK image (LPS direction/spacing/origin)."""
+    d = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    s = np.array(image.GetSpacing(), dtype=float)
+    o = np.array(image.GetOrigin(), dtype=float)
+    m = np.eye(4)
+    m[:3, :3] = LPS_TO_RAS @ d @ np.diag(s)
+    m[:3, 3] = LPS_TO_RAS @ o
+    return m
+
+
+def geometry_from_ijk_to_ras(m) -> tuple[tuple, tuple, tuple]:
+    """(origin, spacing, direction) in LPS, SimpleITK order, from a 4×4 IJK→RAS matrix."""
+    m = np.asarray(m, dtype=float)
+    lps = LPS_TO_RAS @ m[:3, :3]
+    spacing = np.linalg.norm(lps, axis=0)
+    direction = lps / spacing
+    origin = LPS_TO_RAS @ m[:3, 3]
+    return tuple(origin.tolist()), tuple(spacing.tolist()), tuple(direction.ravel().tolist())
+
+
+def node_ijk_to_ras(node) -> np.ndarray:
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    m = vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _matrix_to_vtk(m):
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    vm = vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            vm.SetElement(r, c, float(m[r][c]))
+    return vm
+
+
+def geometry_dict(image) -> dict:
+    """Plain-JSON description of an image grid (for reports)."""
+    return {
+        "size": list(image.GetSize()),
+        "spacing_mm": [round(v, 6) for v in image.GetSpacing()],
+        "origin_lps_mm": [round(v, 6) for v in image.GetOrigin()],
+        "direction": [round(v, 6) for v in image.GetDirection()],
+        "pixel_type": image.GetPixelIDTypeAsString(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Volume nodes <-> SimpleITK images
+# ---------------------------------------------------------------------------------------------------
+def volume_to_image(node):
+    """SimpleITK image (copy of the voxels, LPS geometry) of a scalar or labelmap volume node.
+
+    The node's parent transform is ignored (the image is in the node's local frame). Multi-component
+    nodes give a vector image.
+    """
+    sitk = _sitk()
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    if node is None or node.GetImageData() is None:
+        name = node.GetName() if node is not None else "volume"
+        raise BadInputError(f"node '{name}'", "volume has no image data")
+    img = node.GetImageData()
+    dims = img.GetDimensions()
+    scalars = img.GetPointData().GetScalars()
+    if scalars is None or 0 in dims:
+        raise BadInputError(f"node '{node.GetName()}'", "volume has no voxels")
+    comps = scalars.GetNumberOfComponents()
+    arr = vtk_to_numpy(scalars)
+    shape = (dims[2], dims[1], dims[0]) + ((comps,) if comps > 1 else ())
+    arr = np.array(arr.reshape(shape), copy=True)
+    image = sitk.GetImageFromArray(arr, isVector=comps > 1)
+    origin, spacing, direction = geometry_from_ijk_to_ras(node_ijk_to_ras(node))
+    image.SetOrigin(origin)
+    image.SetSpacing(spacing)
+    image.SetDirection(direction)
+    return image
+
+
+def image_to_volume(ctx, image, name: str = "volume", labelmap: bool = False, node=None):
+    """Create (or fill ``node``) a scalar/labelmap volume node from a SimpleITK image, geometry exact."""
+    sitk = _sitk()
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+    arr = sitk.GetArrayViewFromImage(image)
+    comps = image.GetNumberOfComponentsPerPixel()
+    size = image.GetSize()
+    vtk_img = vtkImageData()
+    vtk_img.SetDimensions(*size)
+    flat = np.ascontiguousarray(arr).reshape(-1, comps) if comps > 1 else np.ascontiguousarray(arr).ravel()
+    vtk_arr = numpy_to_vtk(flat, deep=1)
+    vtk_img.GetPointData().SetScalars(vtk_arr)
+    if node is None:
+        if labelmap:
+            node = ctx.add_node("vtkMRMLLabelMapVolumeNode", name)
+        elif comps > 1:
+            node = ctx.add_node("vtkMRMLVectorVolumeNode", name)
+        else:
+            node = ctx.add_node("vtkMRMLScalarVolumeNode", name)
+    node.SetIJKToRASMatrix(_matrix_to_vtk(image_ijk_to_ras(image)))
+    node.SetAndObserveImageData(vtk_img)
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    return node
+
+
+def load_volume(ctx, path, name: str | None = None, labelmap: bool = False):
+    """Load an image file (or DICOM folder) as a scalar (or labelmap) volume node."""
+    image = read_labelmap(path) if labelmap else read_image(path)
+    return image_to_volume(ctx, image, name or node_name_from_path(path), labelmap=labelmap)
+
+
+def node_name_from_path(path) -> str:
+    name = Path(path).name
+    ext = file_extension(path)
+    return name[: -len(ext)] if ext and name.lower().endswith(ext) else name
+
+
+# ---------------------------------------------------------------------------------------------------
+# Segmentations
+# ---------------------------------------------------------------------------------------------------
+def load_segmentation(ctx, path, name: str | None = None):
+    """Load a ``.seg.nrrd`` or a labelmap file as a segmentation node (one segment per label value).
+
+    Segments from labelmap files are named after their label value (``"1"``, ``"2"``, ...) unless the
+    file carries names; each segment keeps its label value (``segment.GetLabelValue()``).
+    """
+    name = name or node_name_from_path(path)
+    if file_extension(path) in (".seg.nrrd", ".seg.nhdr"):
+        check_file(path, "segmentation file")
+        seg = ctx.logic("Segmentations").LoadSegmentationFromFile(str(path), False, name)
+        if seg is None:
+            raise BadInputError(_name(path), "not a readable segmentation file")
+        return seg
+    labels = read_labelmap(path)
+    return labelmap_image_to_segmentation(ctx, labels, name)
+
+
+def labelmap_image_to_segmentation(ctx, labels, name: str, segment_names: dict | None = None):
+    """Segmentation node with one segment per non-zero label of an integer SimpleITK image."""
+    from .context import TemporaryNodes
+
+    with TemporaryNodes(ctx) as tmp:
+        lab = tmp.add(image_to_volume(ctx, labels, name + " labels", labelmap=True))
+        seg = ctx.add_node("vtkMRMLSegmentationNode", name)
+        seg.CreateDefaultDisplayNodes()
+        if not ctx.logic("Segmentations").ImportLabelmapToSegmentationNode(lab, seg):
+            ctx.remove_nodes([seg])
+            raise BadInputError(name, "could not import the labelmap into a segmentation")
+    segmentation = seg.GetSegmentation()
+    for i in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(i)
+        value = segment.GetLabelValue()
+        segment.SetName((segment_names or {}).get(value, str(value)))
+    return seg
+
+
+def segmentation_to_labelmap_image(ctx, seg_node, reference_node=None, segment_ids=None):
+    """Integer SimpleITK image of a segmentation's segments (their label values) on a reference grid.
+
+    ``reference_node``: a volume node whose grid to use (default: the segmentation's own geometry).
+    Parent transforms are ignored here; use the resampling helpers for world-space comparison.
+    """
+    from vtkmodules.vtkCommonCore import vtkStringArray
+
+    from .context import TemporaryNodes
+
+    sitk = _sitk()
+    ids = vtkStringArray()
+    segmentation = seg_node.GetSegmentation()
+    wanted = list(segment_ids if segment_ids is not None else segmentation.GetSegmentIDs())
+    for sid in wanted:
+        ids.InsertNextValue(sid)
+    with TemporaryNodes(ctx) as tmp:
+        lab = tmp.add(ctx.add_node("vtkMRMLLabelMapVolumeNode", seg_node.GetName() + " export"))
+        ok = ctx.logic("Segmentations").ExportSegmentsToLabelmapNode(seg_node, ids, lab, reference_node)
+        if not ok:
+            raise BadInputError(seg_node, "could not export the segments to a labelmap")
+        image = volume_to_image(lab)
+    # the export numbers segments 1..N in the order given: give each its own label value back
+    arr = sitk.GetArrayFromImage(image).astype(np.int32)
+    lut = np.zeros(len(wanted) + 1, np.int32)
+    for i, sid in enumerate(wanted, 1):
+        lut[i] = segmentation.GetSegment(sid).GetLabelValue() or i
+    out = sitk.GetImageFromArray(lut[np.clip(arr, 0, len(wanted))])
+    out.CopyInformation(image)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Transforms
+# ---------------------------------------------------------------------------------------------------
+def is_elastix_parameter_file(path) -> bool:
+    """True when the file looks like an elastix TransformParameters text file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    text = head.decode("latin-1")
+    return "(Transform " in text or '(Transform "' in text or "(NumberOfParameters" in text
+
+
+def load_transform(ctx, path, name: str | None = None):
+    """Load a transform file as a transform node holding the *resampling* transform as FromParent.
+
+    ITK .tfm/.txt/.h5/.mat files and displacement-field images go through Slicer's transforms logic;
+    elastix ``TransformParameters.*.txt`` files go through :mod:`RegistrationQualityLib.elastix`.
+    """
+    check_file(path, "transform file")
+    name = name or node_name_from_path(path)
+    ext = file_extension(path)
+    if ext == ".txt" and is_elastix_parameter_file(path):
+        from . import elastix
+
+        return elastix.load_transform_parameters(ctx, path, name=name)
+    if ext in IMAGE_EXTENSIONS:
+        reader = read_image_information(path)
+        dim, comps = describe_dimension(reader)
+        if comps != dim or dim != 3:
+            raise BadInputError(
+                _name(path), f"not a displacement field ({dim}D image with {comps} component(s)); "
+                "a 3D image with 3 components is needed"
+            )
+    elif ext not in TRANSFORM_EXTENSIONS:
+        raise BadInputError(_name(path), f"unknown transform format '{ext or Path(path).name}'")
+    node = ctx.logic("Transforms").AddTransform(str(path), ctx.scene)
+    if node is None:
+        raise BadInputError(_name(path), "not a readable transform (unknown format or corrupt file)")
+    node.SetName(name)
+    return node
+
+
+# ---------------------------------------------------------------------------------------------------
+# Landmarks (markups): our own parsers, strict, coordinate-system aware
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class Landmarks:
+    """Named points in RAS (mm). ``labels[i]`` names ``ras[i]``; labels are unique."""
+
+    labels: list
+    ras: np.ndarray
+    source: str = ""
+    skipped: list = field(default_factory=list)  # labels of points without a position
+
+    @property
+    def lps(self) -> np.ndarray:
+        return self.ras * np.array([-1.0, -1.0, 1.0])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def as_dict(self) -> dict:
+        return {label: self.ras[i] for i, label in enumerate(self.labels)}
+
+
+def _finish_landmarks(labels, points, source, coordinate_system, skipped=()) -> Landmarks:
+    if not labels:
+        raise BadInputError(source, "no landmarks in the file")
+    seen, dups = set(), []
+    for label in labels:
+        if label in seen and label not in dups:
+            dups.append(label)
+        seen.add(label)
+    if dups:
+        shown = ", ".join(dups[:5]) + (" ..." if len(dups) > 5 else "")
+        raise BadInputError(source, f"duplicate landmark label(s) {shown}; labels must be unique")
+    pts = np.array(points, dtype=float).reshape(-1, 3)
+    if coordinate_system == "LPS":
+        pts = pts * np.array([-1.0, -1.0, 1.0])
+    return Landmarks(list(labels), pts, source=source, skipped=list(skipped))
+
+
+def _number(text, source, where):
+    try:
+        value = float(str(text).strip())
+    except (TypeError, ValueError):
+        raise BadInputError(source, f"{where}: '{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise BadInputError(source, f"{where}: coordinate '{text}' is not finite")
+    return value
+
+
+def _coordinate_system(value, source, where="coordinate system") -> str:
+    v = str(value).strip().upper()
+    if v in ("LPS", "1"):
+        return "LPS"
+    if v in ("RAS", "0"):
+        return "RAS"
+    raise BadInputError(source, f"{where} '{value}' is neither LPS nor RAS")
+
+
+def read_landmarks(path, coordinate_system: str | None = None) -> Landmarks:
+    """Read landmarks from ``.mrk.json``, ``.fcsv`` or CSV ``label,x,y,z``.
+
+    Coordinate systems: ``.mrk.json`` uses its ``coordinateSystem`` (Slicer's default LPS when absent);
+    ``.fcsv`` its ``# CoordinateSystem = LPS|RAS|1|0`` header (RAS when absent, as in old files); CSV is
+    LPS unless ``coordinate_system="RAS"``. ``coordinate_system`` overrides only for CSV.
+    """
+    p = check_file(path, "landmark file")
+    source = _name(path)
+    ext = file_extension(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadInputError(source, "not a text file (cannot decode as UTF-8)") from None
+    if ext == ".mrk.json" or (ext == ".json"):
+        return _parse_mrk_json(text, source)
+    if ext == ".fcsv":
+        return _parse_fcsv(text, source)
+    if ext == ".txt" and text.lstrip()[:5].lower() in ("point", "index"):
+        from .landmarks import parse_elastix_points  # elastix/transformix point files: the landmarks module
+
+        return parse_elastix_points(text, source)
+    if ext in (".csv", ".txt", ".tsv"):
+        return _parse_csv(text, source, _coordinate_system(coordinate_system or "LPS", source))
+    raise BadInputError(source, f"unknown landmark format '{ext}'; use .mrk.json, .fcsv or .csv")
+
+
+def _parse_mrk_json(text, source) -> Landmarks:
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        raise BadInputError(source, f"malformed JSON ({msg})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("markups"), list) or not doc["markups"]:
+        raise BadInputError(source, "not a markups file (no 'markups' list)")
+    labels, points, skipped = [], [], []
+    systems = set()
+    for mi, markup in enumerate(doc["markups"]):
+        if not isinstance(markup, dict):
+            raise BadInputError(source, f"markups[{mi}] is not an object")
+        cs = _coordinate_system(markup.get("coordinateSystem", "LPS"), source, f"markups[{mi}].coordinateSystem")
+        systems.add(cs)
+        cps = markup.get("controlPoints", [])
+        if not isinstance(cps, list):
+            raise BadInputError(source, f"markups[{mi}].controlPoints is not a list")
+        for ci, cp in enumerate(cps):
+            where = f"markups[{mi}].controlPoints[{ci}]"
+            if not isinstance(cp, dict):
+                raise BadInputError(source, f"{where} is not an object")
+            label = cp.get("label")
+            label = str(label if label not in (None, "") else cp.get("id", ci + 1))
+            pos = cp.get("position")
+            if pos is None or cp.get("positionStatus") == "undefined":
+                skipped.append(label)
+                continue
+            if not isinstance(pos, list) or len(pos) != 3:
+                raise BadInputError(source, f"{where}.position must be a list of 3 numbers")
+            xyz = [_number(v, source, f"{where}.position") if not isinstance(v, bool) else _number("bool", source, where)
+                   for v in pos]
+            if cs == "LPS":
+                xyz = [-xyz[0], -xyz[1], xyz[2]]
+            labels.append(label)
+            points.append(xyz)
+    # points are already RAS here
+    return _finish_landmarks(labels, points, source, "RAS", skipped)
+
+
+FCSV_DEFAULT_COLUMNS = ["id", "x", "y", "z", "ow", "ox", "oy", "oz", "vis", "sel", "lock", "label", "desc",
+                        "associatedNodeID"]
+
+
+def _parse_fcsv(text, source) -> Landmarks:
+    cs = "RAS"
+    columns = list(FCSV_DEFAULT_COLUMNS)
+    labels, points = [], []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped:
+            continue
+        if stripped.startswith("#"):
+            body = stripped[1:].strip()
+            key, sep, value = body.partition("=")
+            key = key.strip().lower()
+            if sep and key == "coordinatesystem":
+                cs = _coordinate_system(value, source, f"line {lineno}: CoordinateSystem")
+            elif sep and key == "columns":
+                columns = [c.strip() for c in value.split(",")]
+            continue
+        row = next(csv.reader([line]))
+        if not all(c in columns for c in ("x", "y", "z")):
+            raise BadInputError(source, "the '# columns' header lacks x, y or z")
+        idx = {c: columns.index(c) for c in ("x", "y", "z")}
+        need = max(idx.values()) + 1
+        if len(row) < need:
+            raise BadInputError(source, f"line {lineno}: {len(row)} columns, at least {need} needed (x, y, z)")
+        xyz = [_number(row[idx[c]], source, f"line {lineno}, column {c}") for c in ("x", "y", "z")]
+        label = ""
+        if "label" in columns and columns.index("label") < len(row):
+            label = row[columns.index("label")].strip()
+        if not label:
+            label = row[columns.index("id")].strip() if "id" in columns and columns.index("id") < len(row) else ""
+        labels.append(label or str(len(labels) + 1))
+        points.append(xyz)
+    return _finish_landmarks(labels, points, source, cs)
+
+
+def _parse_csv(text, source, cs: str) -> Landmarks:
+    """CSV ``label,x,y,z`` (header optional; a header may name the columns label/name, x, y, z)."""
+    labels, points = [], []
+    header = None
+    for lineno, row in enumerate(csv.reader(text.splitlines()), 1):
+        cells = [c.strip() for c in row]
+        if not any(cells) or cells[0].startswith("#"):
+            continue
+        if header is None:
+            lowered = [c.lower() for c in cells]
+            header = lowered if {"x", "y", "z"} <= set(lowered) else ["label", "x", "y", "z"]
+            if header is lowered:
+                continue
+        idx = {c: header.index(c) for c in ("x", "y", "z")}
+        lab_i = header.index("label") if "label" in header else (header.index("name") if "name" in header else None)
+        need = max(idx.values()) + 1
+        if len(cells) < need:
+            raise BadInputError(source, f"line {lineno}: {len(cells)} columns, expected label,x,y,z")
+        xyz = [_number(cells[idx[c]], source, f"line {lineno}, column {c}") for c in ("x", "y", "z")]
+        label = cells[lab_i] if lab_i is not None and lab_i < len(cells) else ""
+        labels.append(label or str(len(labels) + 1))
+        points.append(xyz)
+    return _finish_landmarks(labels, points, source, cs)
+
+
+def landmarks_to_node(ctx, landmarks: Landmarks, name: str = "landmarks"):
+    """A markups fiducial node with the landmarks (RAS, labels kept, locked)."""
+    node = ctx.add_node("vtkMRMLMarkupsFiducialNode", name)
+    for label, p in zip(landmarks.labels, landmarks.ras):
+        node.AddControlPoint(float(p[0]), float(p[1]), float(p[2]), label)
+    node.SetLocked(True)
+    return node
+
+
+def landmarks_from_node(node, world: bool = True) -> Landmarks:
+    """Landmarks of a markups node (world RAS through parent transforms by default)."""
+    labels, points = [], []
+    n = node.GetNumberOfControlPoints()
+    skipped = []
+    for i in range(n):
+        label = node.GetNthControlPointLabel(i) or str(i + 1)
+        if not node.GetNthControlPointPositionVisibility(i) and hasattr(node, "GetNthControlPointPositionStatus"):
+            if node.GetNthControlPointPositionStatus(i) != node.PositionDefined:
+                skipped.append(label)
+                continue
+        p = [0.0, 0.0, 0.0]
+        if world:
+            node.GetNthControlPointPositionWorld(i, p)
+        else:
+            node.GetNthControlPointPosition(i, p)
+        labels.append(label)
+        points.append(p)
+    return _finish_landmarks(labels, points, f"node '{node.GetName()}'", "RAS", skipped)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Saving nodes, tables
+# ---------------------------------------------------------------------------------------------------
+def save_node(node, path) -> None:
+    """Write a volume, segmentation, transform, markups or table node with the matching storage node."""
+    import slicer
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if node.IsA("vtkMRMLSegmentationNode"):
+        storage = slicer.vtkMRMLSegmentationStorageNode()
+    elif node.IsA("vtkMRMLVolumeNode"):
+        storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    elif node.IsA("vtkMRMLTransformNode"):
+        storage = slicer.vtkMRMLTransformStorageNode()
+    elif node.IsA("vtkMRMLMarkupsNode"):
+        storage = slicer.vtkMRMLMarkupsJsonStorageNode()
+    elif node.IsA("vtkMRMLTableNode"):
+        storage = slicer.vtkMRMLTableStorageNode()
+    else:
+        raise BadInputError(node, f"cannot save a {node.GetClassName()}")
+    storage.SetFileName(str(path))
+    if not storage.WriteData(node):
+        raise BadInputError(_name(path), f"could not write {node.GetClassName()}")
+
+
+def rows_to_table_node(ctx, rows: list[dict], name: str = "table", node=None):
+    """A vtkMRMLTableNode from a list of flat dicts (column order of first appearance)."""
+    from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkStringArray
+
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    numeric = {c: all(isinstance(r.get(c), (int, float)) and not isinstance(r.get(c), bool) or r.get(c) is None
+                      for r in rows) for c in columns}
+    if node is None:
+        node = ctx.add_node("vtkMRMLTableNode", name)
+    table = node.GetTable()
+    table.Initialize()
+    for c in columns:
+        arr = vtkDoubleArray() if numeric[c] else vtkStringArray()
+        arr.SetName(c)
+        arr.SetNumberOfValues(len(rows))
+        for i, r in enumerate(rows):
+            v = r.get(c)
+            if numeric[c]:
+                arr.SetValue(i, float("nan") if v is None else float(v))
+            else:
+                arr.SetValue(i, "" if v is None else str(v))
+        table.AddColumn(arr)
+    node.Modified()
+    return node
+
+
+def table_node_to_rows(node) -> list[dict]:
+    table = node.GetTable()
+    rows = []
+    for r in range(table.GetNumberOfRows()):
+        row = {}
+        for c in range(table.GetNumberOfColumns()):
+            col = table.GetColumn(c)
+            v = col.GetValue(r)
+            row[col.GetName()] = v if isinstance(v, str) else float(v)
+        rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict], path) -> None:
+    columns: list[str] = []
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
