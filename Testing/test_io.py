@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import FLIPPED, OBLIQUE, make_image, run_cli
+
 from RegistrationQualityLib import io
 from RegistrationQualityLib.errors import BadInputError
+
+from conftest import FLIPPED, OBLIQUE, make_image, run_cli
 
 LPS = np.diag([-1.0, -1.0, 1.0])
 
