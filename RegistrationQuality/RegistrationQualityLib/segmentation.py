@@ -1,0 +1,347 @@
+"""Quick threshold segmentations and their outline display (fixed vs moving, before vs after).
+
+The idea (the seed's advice): misalignment that is invisible on a blended image is obvious when the outline of a
+quick threshold segmentation of each image is drawn over the other. This module makes those segmentations
+(SimpleITK, each image in its own intensity units, float maps included) and sets the outline-only display in
+the scene. Snapshots of the outlines are in :mod:`RegistrationQualityLib.rendering`.
+
+Threshold definitions (pinned; see ``docs/overlays.md``):
+
+* ``range``: foreground = finite voxels v with ``lower <= v <= upper`` (a missing bound is open).
+* ``otsu``: foreground = finite voxels v with ``v > t``, t = Otsu's threshold (maximum between-class variance of
+  the intensity histogram, Otsu 1979, IEEE SMC 9(1):62-66) computed by SimpleITK's ``OtsuThreshold`` over the
+  finite voxels with 256 histogram bins. Reported as ``lower = t`` (exclusive), ``upper = max``.
+* post-processing, in this order: remove islands smaller than ``min_island_voxels`` (or ``min_island_mm3``,
+  converted with the voxel volume, rounded up), keep the largest connected component, fill holes (3D: cavities
+  not connected to the image border). Connectivity is face (6-) connectivity.
+
+NaN/inf voxels are never foreground and never enter the histogram.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import BadInputError, require
+from .io import _sitk, check_scalar_3d, labelmap_image_to_segmentation, volume_to_image
+
+# Okabe & Ito (2008) "Color Universal Design" palette: distinct for the common colour-vision deficiencies.
+FIXED_COLOR = "#0072B2"  # blue
+MOVING_COLOR = "#E69F00"  # orange
+EXTRA_COLORS = ("#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")  # bluish green, purple, sky, vermillion, yellow
+OUTLINE_THICKNESS = 2  # pixels in the slice views and snapshots
+
+OTSU_BINS = 256
+ATTRIBUTE_PREFIX = "RegistrationQuality."
+
+
+@dataclass(frozen=True)
+class ThresholdSpec:
+    """A threshold request: ``method`` "range" (with ``lower``/``upper``, ``None`` = open) or "otsu"."""
+
+    method: str = "range"
+    lower: float | None = None
+    upper: float | None = None
+
+    def __str__(self) -> str:
+        if self.method == "otsu":
+            return "otsu"
+        lo = "" if self.lower is None else f"{self.lower:g}"
+        return lo if self.upper is None else f"{lo}:{self.upper:g}"
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_SPEC = re.compile(rf"^\s*(?P<lo>{_NUMBER})?\s*(?:(?P<colon>:)\s*(?P<hi>{_NUMBER})?)?\s*$")
+
+
+def parse_threshold_spec(text, subject: str = "--threshold") -> ThresholdSpec:
+    """Parse the CLI ``--threshold`` syntax: ``LO``, ``LO:HI``, ``:HI`` (inclusive bounds) or ``otsu``.
+
+    ``LO`` alone means ``>= LO``. Raises BadInputError ``"--threshold: ..."`` for anything else (empty text,
+    non-numbers, non-finite values, ``LO > HI``).
+    """
+    if isinstance(text, ThresholdSpec):
+        return text
+    s = str(text).strip()
+    if s.lower() == "otsu":
+        return ThresholdSpec("otsu")
+    m = _SPEC.match(s)
+    if not s or m is None or (m.group("lo") is None and m.group("hi") is None):
+        raise BadInputError(subject, f"'{text}' is not LO[:HI] (numbers) or 'otsu'")
+    lo = float(m.group("lo")) if m.group("lo") is not None else None
+    hi = float(m.group("hi")) if m.group("hi") is not None else None
+    for v in (lo, hi):
+        if v is not None and not math.isfinite(v):
+            raise BadInputError(subject, f"'{text}': bounds must be finite numbers")
+    if lo is not None and hi is not None and lo > hi:
+        raise BadInputError(subject, f"'{text}': lower bound {lo:g} is above upper bound {hi:g}")
+    return ThresholdSpec("range", lo, hi)
+
+
+def _finite_array(image) -> tuple[np.ndarray, np.ndarray]:
+    sitk = _sitk()
+    arr = sitk.GetArrayViewFromImage(image)
+    finite = np.isfinite(arr) if arr.dtype.kind == "f" else np.ones(arr.shape, bool)
+    return arr, finite
+
+
+def otsu_threshold(image, bins: int = OTSU_BINS) -> float | None:
+    """Otsu's threshold of the finite voxels of ``image`` (SimpleITK); ``None`` when fewer than 2 distinct values."""
+    sitk = _sitk()
+    arr, finite = _finite_array(image)
+    values = arr[finite]
+    if values.size == 0 or float(values.min()) == float(values.max()):
+        return None
+    work = image
+    if not finite.all():  # NaN/inf would poison the histogram: replace them and mask them out
+        clean = np.where(finite, arr, values.min()).astype(np.float32)
+        work = sitk.GetImageFromArray(clean)
+        work.CopyInformation(image)
+    mask = sitk.GetImageFromArray(finite.astype(np.uint8))
+    mask.CopyInformation(image)
+    f = sitk.OtsuThresholdImageFilter()
+    f.SetNumberOfHistogramBins(int(bins))
+    f.SetInsideValue(0)
+    f.SetOutsideValue(1)
+    f.SetMaskValue(1)
+    f.Execute(sitk.Cast(work, sitk.sitkFloat32), mask)
+    return float(f.GetThreshold())
+
+
+def _voxel_volume_mm3(image) -> float:
+    d = np.array(image.GetDirection(), float).reshape(3, 3)
+    return float(abs(np.linalg.det(d)) * np.prod(image.GetSpacing()))
+
+
+def threshold_image(image, lower=None, upper=None, method: str = "range", largest_component: bool = False,
+                    fill_holes: bool = False, min_island_mm3: float = 0.0, min_island_voxels: int = 0,
+                    name: str = "image"):
+    """Binary segmentation of a SimpleITK scalar image by intensity.
+
+    Returns ``(mask, info)``: ``mask`` is a UInt8 image (0/1) on the image's grid (geometry copied), ``info`` a
+    dict ``{"method", "lower", "upper", "lower_inclusive", "voxels", "volume_cc"}`` giving the thresholds
+    actually used, in the image's own units. Definitions: module docstring. An empty result is returned as is
+    (``voxels == 0``): callers report it, they never turn it into a score.
+    """
+    sitk = _sitk()
+    check_scalar_3d(image, name)
+    method = str(method).lower()
+    require(method in ("range", "otsu"), name, f"unknown threshold method '{method}' (use range or otsu)")
+    for label, v in (("lower", lower), ("upper", upper)):
+        require(v is None or (isinstance(v, (int, float)) and math.isfinite(v)), name,
+                f"threshold {label} bound {v!r} is not a finite number")
+    require(min_island_mm3 >= 0 and min_island_voxels >= 0, name, "minimum island size must not be negative")
+    arr, finite = _finite_array(image)
+    values = arr[finite]
+    vmax = float(values.max()) if values.size else None
+    if method == "otsu":
+        t = otsu_threshold(image)
+        if t is None:
+            keep = np.zeros(arr.shape, bool)
+            lower, upper = (vmax, vmax)
+        else:
+            keep = finite & (arr > t)
+            lower, upper = t, vmax
+        inclusive = False
+    else:
+        require(lower is None or upper is None or lower <= upper, name,
+                f"threshold lower bound {lower:g} is above upper bound {upper:g}" if lower is not None
+                and upper is not None else "bad threshold bounds")
+        keep = finite.copy()
+        if lower is not None:
+            keep &= arr >= lower
+        if upper is not None:
+            keep &= arr <= upper
+        inclusive = True
+    mask = sitk.GetImageFromArray(keep.astype(np.uint8))
+    mask.CopyInformation(image)
+    mask = clean_mask(mask, largest_component=largest_component, fill_holes=fill_holes,
+                      min_island_mm3=min_island_mm3, min_island_voxels=min_island_voxels)
+    count = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
+    info = {
+        "method": method,
+        "lower": None if lower is None else float(lower),
+        "upper": None if upper is None else float(upper),
+        "lower_inclusive": inclusive,
+        "voxels": count,
+        "volume_cc": count * _voxel_volume_mm3(image) / 1000.0,
+    }
+    return mask, info
+
+
+def clean_mask(mask, largest_component: bool = False, fill_holes: bool = False, min_island_mm3: float = 0.0,
+               min_island_voxels: int = 0):
+    """Post-processing of a 0/1 mask: drop small islands, keep the largest component, fill 3D holes."""
+    sitk = _sitk()
+    mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    min_voxels = int(min_island_voxels)
+    if min_island_mm3 > 0:
+        min_voxels = max(min_voxels, int(math.ceil(min_island_mm3 / _voxel_volume_mm3(mask) - 1e-9)))
+    if min_voxels > 1 or largest_component:
+        cc = sitk.ConnectedComponent(mask, False)  # face connectivity
+        relabel = sitk.RelabelComponentImageFilter()  # labels sorted by size, largest = 1
+        relabel.SetMinimumObjectSize(max(min_voxels, 0))
+        labels = relabel.Execute(cc)
+        mask = sitk.Cast(labels == 1 if largest_component else labels > 0, sitk.sitkUInt8)
+    if fill_holes:
+        mask = sitk.Cast(sitk.BinaryFillhole(mask, False, 1), sitk.sitkUInt8)
+    return mask
+
+
+def suggest_ranges(image) -> dict:
+    """Default threshold ranges from an image's histogram, for the panel's sliders and presets.
+
+    Returns ``{"min", "max", "p01", "p99", "otsu": (t, max) or None, "bright": (t, max), "dark": (min, t)}``
+    in the image's units (finite voxels only; ``p01``/``p99`` are the 1st and 99th percentiles).
+    """
+    arr, finite = _finite_array(image)
+    values = arr[finite]
+    if values.size == 0:
+        raise BadInputError("image", "no finite voxels to suggest a threshold from")
+    vmin, vmax = float(values.min()), float(values.max())
+    p01, p99 = (float(v) for v in np.percentile(values, [1, 99]))
+    t = otsu_threshold(image)
+    return {
+        "min": vmin, "max": vmax, "p01": p01, "p99": p99,
+        "otsu": None if t is None else (t, vmax),
+        "bright": (t if t is not None else p01, vmax),
+        "dark": (vmin, t if t is not None else p99),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scene: segmentation nodes and outline display
+# ---------------------------------------------------------------------------------------------------
+def parse_color(color) -> tuple[float, float, float]:
+    """(r, g, b) in 0..1 from ``"#RRGGBB"`` or a 3-sequence in 0..1 (or 0..255 when any component > 1)."""
+    if isinstance(color, str):
+        s = color.strip().lstrip("#")
+        if not re.fullmatch(r"[0-9a-fA-F]{6}", s):
+            raise BadInputError("color", f"'{color}' is not #RRGGBB")
+        return tuple(int(s[i:i + 2], 16) / 255.0 for i in (0, 2, 4))
+    try:
+        rgb = [float(c) for c in color]
+    except (TypeError, ValueError):
+        raise BadInputError("color", f"{color!r} is not a colour") from None
+    if len(rgb) != 3 or not all(math.isfinite(c) and c >= 0 for c in rgb):
+        raise BadInputError("color", f"{color!r} is not a colour (r, g, b)")
+    if max(rgb) > 1.0:
+        rgb = [c / 255.0 for c in rgb]
+    require(max(rgb) <= 1.0, "color", f"{color!r} has components above 255")
+    return tuple(rgb)
+
+
+def threshold_segmentation_node(ctx, volume_node_or_image, spec="otsu", name: str = "threshold",
+                                color=FIXED_COLOR, segment_name: str | None = None, outline: bool = True,
+                                **options):
+    """Segmentation node with one named, coloured segment: the threshold of a volume node or SimpleITK image.
+
+    ``spec``: ``"LO[:HI]"``, ``"otsu"`` or a :class:`ThresholdSpec`. ``options``: ``largest_component``,
+    ``fill_holes``, ``min_island_mm3``, ``min_island_voxels`` (see :func:`threshold_image`). A volume node is
+    read in its own frame and the segmentation observes the node's parent transform, so both sit at the same
+    place in the world. The thresholds used and the volume are stored as node attributes
+    ``RegistrationQuality.Threshold`` (``"method lower upper"``), ``RegistrationQuality.VolumeCC`` and
+    ``RegistrationQuality.Voxels``. With ``outline`` the display is outline-only (:func:`show_outlines`).
+    The input node is not modified.
+    """
+    spec = parse_threshold_spec(spec)
+    is_node = hasattr(volume_node_or_image, "GetImageData")
+    source = f"node '{volume_node_or_image.GetName()}'" if is_node else name
+    image = volume_to_image(volume_node_or_image) if is_node else volume_node_or_image
+    mask, info = threshold_image(image, spec.lower, spec.upper, method=spec.method, name=source, **options)
+    segment_name = segment_name or name
+    seg = labelmap_image_to_segmentation(ctx, mask, name, {1: segment_name})
+    segmentation = seg.GetSegmentation()
+    if segmentation.GetNumberOfSegments() == 0:  # empty threshold: keep an empty, named segment
+        segmentation.AddEmptySegment(segment_name, segment_name)
+    segment = segmentation.GetNthSegment(0)
+    segment.SetName(segment_name)
+    segment.SetColor(*parse_color(color))
+    if is_node and volume_node_or_image.GetTransformNodeID():
+        seg.SetAndObserveTransformNodeID(volume_node_or_image.GetTransformNodeID())
+    lo = "-inf" if info["lower"] is None else repr(info["lower"])
+    hi = "inf" if info["upper"] is None else repr(info["upper"])
+    seg.SetAttribute(ATTRIBUTE_PREFIX + "Threshold", f"{info['method']} {lo} {hi}")
+    seg.SetAttribute(ATTRIBUTE_PREFIX + "Voxels", str(info["voxels"]))
+    seg.SetAttribute(ATTRIBUTE_PREFIX + "VolumeCC", repr(info["volume_cc"]))
+    if outline:
+        show_outlines(ctx, seg, color)
+    return seg
+
+
+def show_outlines(ctx, segmentation_node, color=None, thickness: int = OUTLINE_THICKNESS, opacity: float = 1.0,
+                  visible: bool = True):
+    """Outline-only 2D display of a segmentation node: fill off, outline on, ``thickness`` pixels.
+
+    ``color`` (``"#RRGGBB"`` or r, g, b) recolours every segment; ``None`` keeps their colours. This changes the
+    display of the node it is given (that is its purpose); returns the display node.
+    """
+    require(segmentation_node is not None and segmentation_node.IsA("vtkMRMLSegmentationNode"), "segmentation",
+            "a segmentation node is needed to show outlines")
+    display = segmentation_node.GetDisplayNode()
+    if display is None:
+        segmentation_node.CreateDefaultDisplayNodes()
+        display = segmentation_node.GetDisplayNode()
+    if color is not None:
+        rgb = parse_color(color)
+        segmentation = segmentation_node.GetSegmentation()
+        for i in range(segmentation.GetNumberOfSegments()):
+            segmentation.GetNthSegment(i).SetColor(*rgb)
+    display.SetVisibility(bool(visible))
+    display.SetVisibility2DFill(False)
+    display.SetVisibility2DOutline(True)
+    display.SetSliceIntersectionThickness(int(thickness))
+    display.SetOpacity2DOutline(float(opacity))
+    display.SetVisibility3D(False)
+    return display
+
+
+def show_before_after(before_nodes, after_nodes, state: str = "after") -> None:
+    """Switch the outline display between "before" and "after" registration.
+
+    ``before_nodes`` (e.g. the moving segmentation as loaded) are shown when ``state == "before"`` and hidden
+    otherwise; ``after_nodes`` (e.g. the moving segmentation resampled through the registration, or a copy under
+    the transform: :func:`transformed_copy`) the other way round. Nodes may be single nodes or lists.
+    """
+    state = str(state).lower()
+    require(state in ("before", "after"), "state", f"'{state}' is neither 'before' nor 'after'")
+
+    def as_list(nodes):
+        return [n for n in (nodes if isinstance(nodes, (list, tuple)) else [nodes]) if n is not None]
+
+    for nodes, visible in ((before_nodes, state == "before"), (after_nodes, state == "after")):
+        for node in as_list(nodes):
+            display = node.GetDisplayNode()
+            if display is not None:
+                display.SetVisibility(visible)
+
+
+def transformed_copy(ctx, segmentation_node, transform_node, name: str | None = None, color=MOVING_COLOR):
+    """Copy of a segmentation node observing ``transform_node`` (shown where the registration puts it).
+
+    Applying a registration's node (resampling transform as FromParent) to the moving segmentation displays it
+    aligned to the fixed image: the "after" outlines, without resampling. The input node is not modified.
+    """
+    copy = ctx.add_node("vtkMRMLSegmentationNode", name or segmentation_node.GetName() + " (registered)")
+    copy.CreateDefaultDisplayNodes()
+    copy.GetSegmentation().DeepCopy(segmentation_node.GetSegmentation())
+    if transform_node is not None:
+        copy.SetAndObserveTransformNodeID(transform_node.GetID())
+    show_outlines(ctx, copy, color)
+    return copy
+
+
+def mask_centroid_ras(mask) -> np.ndarray | None:
+    """Centroid (RAS, mm) of the non-zero voxels of a SimpleITK mask; ``None`` when empty."""
+    sitk = _sitk()
+    arr = sitk.GetArrayViewFromImage(mask)
+    kji = np.argwhere(arr > 0)
+    if kji.size == 0:
+        return None
+    ijk = kji[:, ::-1].mean(axis=0)
+    lps = np.array(mask.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in ijk)))
+    return lps * np.array([-1.0, -1.0, 1.0])
