@@ -1,0 +1,552 @@
+"""Deformation sanity: displacement field, Jacobian determinant, folding, SDlogJ, inverse consistency.
+
+Conventions
+-----------
+* The transform node holds the *resampling* transform T: fixed-image points -> moving-image points (Slicer's
+  FromParent; with parent transform nodes, the whole world -> node chain). This is what elastix/ITK files hold.
+* The displacement at a reference-grid voxel centre x is ``u(x) = T(x) - x``, in LPS millimetres (as in ITK
+  displacement-field files), as a numpy array of shape (k, j, i, 3) (SimpleITK array order), float32.
+* Jacobian determinant ``J(x) = det(I + ∂u/∂x)`` = det of the spatial Jacobian of T (the value transformix
+  ``-jac`` reports). J > 1: the fixed-image neighbourhood maps to a larger moving-image region (local expansion
+  of T); J < 1: contraction; J <= 0: T folds (is not locally invertible).
+* Derivatives are *physical*: central differences in index space (one-sided at the border, zero along an axis
+  of size 1) are converted with the grid's spacing and direction cosines::
+
+      x = O + D·S·ijk   =>   ∂u/∂x = (∂u/∂ijk) · (D·S)^-1
+
+  (so an oblique, anisotropic grid gives the same J as an axis-aligned one; SimpleITK's
+  DisplacementFieldJacobianDeterminantFilter ignores D, see docs/deformation.md).
+* Statistics are over a mask on the reference grid, or the whole grid when no mask is given (never an automatic
+  body mask). SDlogJ (Leow et al. 2007; Kabus et al.) = standard deviation of log(J) over voxels with J > 0; the
+  voxels with J <= 0 are excluded and counted, never clipped.
+
+Large grids are processed in slabs of k-slices so that only the (k, j, i, 3) float32 field and the float32 J map
+are held in full (CT size 512×512×300: 0.9 GB + 0.3 GB).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import BadInputError, require
+from .io import LPS_TO_RAS, _sitk, image_ijk_to_ras, node_ijk_to_ras
+
+LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
+RAS_FLIP = np.array([-1.0, -1.0, 1.0])
+
+# Points evaluated per VTK call (bounds the temporary float64 point arrays to ~100 MB).
+SLAB_VOXELS = 1 << 22
+
+JACOBIAN_COLOR_NODE_NAME = "RegistrationQuality Jacobian (diverging, centre 1)"
+JACOBIAN_DISPLAY_RANGE = (0.0, 2.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reference grids
+# ---------------------------------------------------------------------------------------------------
+class Grid:
+    """Geometry of a reference grid: ``size`` (i, j, k), ``ijk_to_lps`` 4×4, ``spacing`` (i, j, k) in mm."""
+
+    def __init__(self, size, ijk_to_lps):
+        self.size = tuple(int(s) for s in size)
+        self.ijk_to_lps = np.asarray(ijk_to_lps, dtype=float)
+        self.spacing = np.linalg.norm(self.ijk_to_lps[:3, :3], axis=0)
+
+    @property
+    def shape(self) -> tuple:
+        """numpy (k, j, i) shape."""
+        return self.size[::-1]
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(abs(np.linalg.det(self.ijk_to_lps[:3, :3])))
+
+    def points_lps(self, k0: int, k1: int) -> np.ndarray:
+        """LPS positions (float64, shape (k1-k0, nj, ni, 3)) of the voxel centres of slices k0..k1-1."""
+        ni, nj, _ = self.size
+        m = self.ijk_to_lps
+        kk = np.arange(k0, k1, dtype=float)[:, None, None, None]
+        jj = np.arange(nj, dtype=float)[None, :, None, None]
+        ii = np.arange(ni, dtype=float)[None, None, :, None]
+        return m[:3, 3] + ii * m[:3, 0] + jj * m[:3, 1] + kk * m[:3, 2]
+
+
+def reference_grid(reference) -> Grid:
+    """:class:`Grid` of a SimpleITK image, a volume node (its local IJK->RAS; parent transform ignored) or a Grid."""
+    if isinstance(reference, Grid):
+        return reference
+    if reference is None:
+        raise BadInputError("reference image", "no reference grid given")
+    if hasattr(reference, "GetIJKToRASMatrix"):
+        require(reference.GetImageData() is not None, reference, "volume has no image data (no grid)")
+        dims = reference.GetImageData().GetDimensions()
+        return Grid(dims, LPS4 @ node_ijk_to_ras(reference))
+    require(reference.GetDimension() == 3, "reference image", f"{reference.GetDimension()}D image; a 3D grid is needed")
+    return Grid(reference.GetSize(), LPS4 @ image_ijk_to_ras(reference))
+
+
+def _slabs(grid: Grid, slab_voxels: int = SLAB_VOXELS):
+    ni, nj, nk = grid.size
+    step = max(1, int(slab_voxels) // max(1, ni * nj))
+    for k0 in range(0, nk, step):
+        yield k0, min(nk, k0 + step)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluating transforms on a grid
+# ---------------------------------------------------------------------------------------------------
+def _world_to_node(transform_node):
+    """vtkGeneralTransform of world -> node (the resampling transform fixed -> moving, RAS)."""
+    from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
+
+    t = vtkGeneralTransform()
+    transform_node.GetTransformFromWorld(t)
+    return t
+
+
+def _linear_lps(transform_node) -> np.ndarray:
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    m = vtkMatrix4x4()
+    transform_node.GetMatrixTransformFromWorld(m)
+    ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    return LPS4 @ ras @ LPS4
+
+
+def _map_points_lps(vtk_transform, points_lps: np.ndarray) -> np.ndarray:
+    """Apply a RAS vtkAbstractTransform to an (..., 3) array of LPS points; returns LPS (float64)."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+    from vtkmodules.vtkCommonCore import vtkPoints
+
+    shape = points_lps.shape
+    ras = np.ascontiguousarray((points_lps * RAS_FLIP).reshape(-1, 3), dtype=np.float64)
+    src = vtkPoints()
+    src.SetData(numpy_to_vtk(ras, deep=0))
+    dst = vtkPoints()
+    dst.SetDataTypeToDouble()
+    vtk_transform.TransformPoints(src, dst)
+    out = vtk_to_numpy(dst.GetData()).reshape(shape) * RAS_FLIP
+    del src  # `ras` must outlive the shallow VTK array
+    return out
+
+
+def _grid_on_reference(transform_node, grid: Grid):
+    """The node's displacement grid (LPS vectors, (k,j,i,3)) when it *is* the reference grid, else None.
+
+    Fast path for the common case of a displacement-field file defined on the fixed grid: the field's own
+    values are T(x) - x at its grid points, no interpolation needed.
+    """
+    import slicer
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    if transform_node.GetParentTransformNode() is not None:
+        return None
+    t = transform_node.GetTransformFromParent()
+    if not isinstance(t, slicer.vtkOrientedGridTransform) or transform_node.IsAbstractTransformComputedFromInverse(t):
+        return None
+    t.Update()
+    if t.GetInverseFlag():
+        return None
+    data = t.GetDisplacementGrid()
+    if data is None or tuple(data.GetDimensions()) != grid.size:
+        return None
+    d = t.GetGridDirectionMatrix()
+    direction = np.eye(3) if d is None else np.array([[d.GetElement(r, c) for c in range(3)] for r in range(3)])
+    ijk_to_ras = np.eye(4)
+    ijk_to_ras[:3, :3] = direction @ np.diag(data.GetSpacing())
+    ijk_to_ras[:3, 3] = data.GetOrigin()  # grid point ijk at origin + direction·(spacing·ijk), RAS
+    ref = LPS4 @ grid.ijk_to_lps
+    scale = float(np.abs(ref).max()) or 1.0
+    if not np.allclose(ijk_to_ras, ref, rtol=0, atol=1e-6 * scale):
+        return None
+    vectors = vtk_to_numpy(data.GetPointData().GetScalars()).reshape(grid.shape + (3,))
+    u = vectors.astype(np.float32) * np.float32(t.GetDisplacementScale()) + np.float32(t.GetDisplacementShift())
+    u *= RAS_FLIP.astype(np.float32)
+    return u
+
+
+def displacement_field(ctx, transform_node, reference_image, dtype=np.float32, slab_voxels: int = SLAB_VOXELS,
+                       progress=None) -> np.ndarray:
+    """Displacement ``u(x) = T(x) - x`` (LPS mm) at the reference grid's voxel centres, shape (k, j, i, 3).
+
+    ``T`` is the node's world -> node transform (FromParent for a node without parents): the resampling
+    transform fixed -> moving. Any transform Slicer holds works (linear, grid, B-spline, composite, inverses);
+    ``None`` is the identity. ``reference_image``: SimpleITK image, volume node or :class:`Grid`.
+    ``progress(fraction)`` is called after each slab when given. ``ctx`` is accepted for API uniformity.
+
+    Linear transforms are evaluated in closed form; a grid transform defined exactly on the reference grid is
+    read directly; anything else goes through VTK's ``TransformPoints`` slab by slab (~0.1 µs per point for
+    a grid transform, ~0.25 µs for a B-spline, single-threaded).
+    """
+    del ctx
+    grid = reference_grid(reference_image)
+    out = np.empty(grid.shape + (3,), dtype=dtype)
+    if transform_node is None:
+        out[...] = 0
+        return out
+    if transform_node.IsTransformToWorldLinear():
+        a = _linear_lps(transform_node) - np.eye(4)  # u = (A - I) x + t
+        b = a[:3, :3] @ grid.ijk_to_lps[:3, :3]
+        c = a[:3, :3] @ grid.ijk_to_lps[:3, 3] + a[:3, 3]
+        ni, nj, _ = grid.size
+        row = c + np.arange(ni, dtype=float)[:, None] * b[:, 0]  # (i, 3)
+        plane = row[None, :, :] + np.arange(nj, dtype=float)[:, None, None] * b[:, 1]  # (j, i, 3)
+        for k in range(grid.size[2]):
+            out[k] = plane + k * b[:, 2]
+        return out
+    direct = _grid_on_reference(transform_node, grid)
+    if direct is not None:
+        return direct.astype(dtype, copy=False)
+    t = _world_to_node(transform_node)
+    nk = grid.size[2]
+    for k0, k1 in _slabs(grid, slab_voxels):
+        x = grid.points_lps(k0, k1)
+        out[k0:k1] = _map_points_lps(t, x) - x
+        if progress is not None:
+            progress(k1 / nk)
+    return out
+
+
+def displacement_volume_node(ctx, transform_node, reference_image, name: str = "Displacement field",
+                             displacement: np.ndarray | None = None):
+    """Vector volume node (3 float32 components, **LPS** mm) of ``u(x) = T(x) - x`` on the reference grid.
+
+    The vectors are LPS like an ITK displacement-field file, so saving the node as .nrrd/.nii gives a file that
+    loads back as the same resampling transform. Attribute ``RegistrationQuality.VectorCoordinateSystem`` = LPS.
+    ``displacement``: an already computed :func:`displacement_field` array (skips the evaluation).
+    """
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+    from .io import _matrix_to_vtk
+
+    grid = reference_grid(reference_image)
+    if displacement is None:
+        displacement = displacement_field(ctx, transform_node, grid)
+    require(displacement.shape == grid.shape + (3,), "displacement", f"shape {displacement.shape} does not match "
+            f"the reference grid {grid.shape + (3,)}")
+    img = vtkImageData()
+    img.SetDimensions(*grid.size)
+    img.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(displacement, np.float32).reshape(-1, 3), deep=1))
+    node = ctx.add_node("vtkMRMLVectorVolumeNode", name)
+    node.SetIJKToRASMatrix(_matrix_to_vtk(LPS4 @ grid.ijk_to_lps))
+    node.SetAndObserveImageData(img)
+    node.SetAttribute("RegistrationQuality.VectorCoordinateSystem", "LPS")
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+# ---------------------------------------------------------------------------------------------------
+# Jacobian determinant
+# ---------------------------------------------------------------------------------------------------
+def _index_derivative(u: np.ndarray, axis: int, k0: int, k1: int) -> np.ndarray:
+    """∂u/∂(index along numpy ``axis``) for slices k0..k1-1 of u (k, j, i, 3): central, one-sided at borders."""
+    n = u.shape[axis]
+    shape = (k1 - k0,) + u.shape[1:]
+    if n < 2:
+        return np.zeros(shape, dtype=np.float64)
+    if axis == 0:
+        lo = np.maximum(np.arange(k0, k1) - 1, 0)
+        hi = np.minimum(np.arange(k0, k1) + 1, n - 1)
+        return (u[hi].astype(np.float64) - u[lo]) / (hi - lo)[:, None, None, None]
+    s = u[k0:k1].astype(np.float64)
+    d = np.empty_like(s)
+    src = [slice(None)] * 4
+
+    def sl(start, stop):
+        idx = list(src)
+        idx[axis] = slice(start, stop)
+        return tuple(idx)
+
+    d[sl(1, n - 1)] = (s[sl(2, n)] - s[sl(0, n - 2)]) * 0.5
+    d[sl(0, 1)] = s[sl(1, 2)] - s[sl(0, 1)]
+    d[sl(n - 1, n)] = s[sl(n - 1, n)] - s[sl(n - 2, n - 1)]
+    return d
+
+
+def jacobian_determinant(displacement: np.ndarray, reference_image, slab_voxels: int = SLAB_VOXELS // 4
+                         ) -> np.ndarray:
+    """Jacobian determinant ``J = det(I + ∂u/∂x)`` (float32, shape (k, j, i)) of a displacement field.
+
+    ``displacement``: (k, j, i, 3) LPS mm on the grid of ``reference_image`` (SimpleITK image, volume node or
+    :class:`Grid`). Index-space central differences (one-sided at the border) times ``(D·S)^-1``: physical
+    derivatives for any spacing and direction cosines.
+    """
+    grid = reference_grid(reference_image)
+    u = np.asarray(displacement)
+    require(u.ndim == 4 and u.shape[3] == 3, "displacement", f"shape {u.shape}; (k, j, i, 3) is needed")
+    require(u.shape[:3] == grid.shape, "displacement", f"shape {u.shape[:3]} does not match the reference grid "
+            f"{grid.shape}")
+    inv = np.linalg.inv(grid.ijk_to_lps[:3, :3])  # rows: ∂i/∂x, ∂j/∂x, ∂k/∂x
+    out = np.empty(grid.shape, dtype=np.float32)
+    for k0, k1 in _slabs(grid, slab_voxels):
+        # index derivatives, by index axis i, j, k (numpy axes 2, 1, 0): each (slab, j, i, 3)
+        g = [_index_derivative(u, 2, k0, k1), _index_derivative(u, 1, k0, k1), _index_derivative(u, 0, k0, k1)]
+        # F[a][c] = δ_ac + Σ_b ∂u_a/∂idx_b · inv[b, c]
+        f = [[(1.0 if a == c else 0.0) + g[0][..., a] * inv[0, c] + g[1][..., a] * inv[1, c] + g[2][..., a] * inv[2, c]
+              for c in range(3)] for a in range(3)]
+        del g
+        det = (f[0][0] * (f[1][1] * f[2][2] - f[1][2] * f[2][1])
+               - f[0][1] * (f[1][0] * f[2][2] - f[1][2] * f[2][0])
+               + f[0][2] * (f[1][0] * f[2][1] - f[1][1] * f[2][0]))
+        out[k0:k1] = det
+    return out
+
+
+def jacobian_color_node(ctx):
+    """The diverging colour table (blue < 1 < red, white at 1) for Jacobian maps; created once per scene.
+
+    255 entries over the display range 0..2 (window 2, level 1): the middle entry (white) holds J = 1;
+    J <= 0 (folding) shows in the darkest blue, J >= 2 in the darkest red.
+    """
+    nodes = ctx.scene.GetNodesByName(JACOBIAN_COLOR_NODE_NAME)
+    for i in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(i)
+        if node.IsA("vtkMRMLColorTableNode"):
+            return node
+    node = ctx.add_node("vtkMRMLColorTableNode", JACOBIAN_COLOR_NODE_NAME)
+    node.SetTypeToUser()
+    n = 255
+    node.SetNumberOfColors(n)
+    node.SetNamesInitialised(True)
+    mid = (n - 1) / 2
+    blue, red = np.array([0.02, 0.19, 0.58]), np.array([0.70, 0.01, 0.15])
+    for i in range(n):
+        t = (i - mid) / mid  # -1 .. 1
+        end = red if t > 0 else blue
+        rgb = (1 - abs(t)) * np.ones(3) + abs(t) * end
+        node.SetColor(i, f"{JACOBIAN_DISPLAY_RANGE[0] + 2 * i / (n - 1):.3f}", *rgb.tolist(), 1.0)
+    node.SetAttribute("Category", "RegistrationQuality")
+    return node
+
+
+def jacobian_volume_node(ctx, jacobian: np.ndarray, reference_image, name: str = "Jacobian determinant"):
+    """Scalar volume node (float32) of a Jacobian map, displayed with :func:`jacobian_color_node`, window 0..2."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+    from .io import _matrix_to_vtk
+
+    grid = reference_grid(reference_image)
+    require(jacobian.shape == grid.shape, "jacobian", f"shape {jacobian.shape} does not match the grid {grid.shape}")
+    img = vtkImageData()
+    img.SetDimensions(*grid.size)
+    img.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(jacobian, np.float32).ravel(), deep=1))
+    node = ctx.add_node("vtkMRMLScalarVolumeNode", name)
+    node.SetIJKToRASMatrix(_matrix_to_vtk(LPS4 @ grid.ijk_to_lps))
+    node.SetAndObserveImageData(img)
+    node.CreateDefaultDisplayNodes()
+    display = node.GetDisplayNode()
+    display.SetAndObserveColorNodeID(jacobian_color_node(ctx).GetID())
+    display.SetAutoWindowLevel(0)
+    display.SetWindowLevelMinMax(*JACOBIAN_DISPLAY_RANGE)
+    return node
+
+
+# ---------------------------------------------------------------------------------------------------
+# Masks and statistics
+# ---------------------------------------------------------------------------------------------------
+def mask_array(mask, reference_image=None, labels=None) -> np.ndarray | None:
+    """Boolean (k, j, i) mask on the reference grid from a numpy array or a SimpleITK labelmap image.
+
+    A SimpleITK mask on another grid is resampled (nearest neighbour, world space) onto the reference grid;
+    ``labels``: the label values that count (default: every non-zero voxel). ``None`` -> ``None`` (whole image).
+    """
+    if mask is None:
+        return None
+    sitk = _sitk()
+    if isinstance(mask, sitk.Image):
+        if reference_image is not None:
+            grid = reference_grid(reference_image)
+            same = tuple(mask.GetSize()) == grid.size and np.allclose(
+                LPS4 @ image_ijk_to_ras(mask), grid.ijk_to_lps, rtol=0, atol=1e-6 * max(1.0, np.abs(grid.ijk_to_lps).max()))
+            if not same:
+                ref = sitk.Image(list(grid.size), sitk.sitkUInt8)
+                ref.SetOrigin(tuple(grid.ijk_to_lps[:3, 3]))
+                ref.SetSpacing(tuple(grid.spacing))
+                ref.SetDirection(tuple((grid.ijk_to_lps[:3, :3] / grid.spacing).ravel()))
+                mask = sitk.Resample(mask, ref, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
+        arr = sitk.GetArrayViewFromImage(mask)
+    else:
+        arr = np.asarray(mask)
+        if reference_image is not None:
+            grid = reference_grid(reference_image)
+            require(arr.shape == grid.shape, "mask", f"shape {arr.shape} does not match the reference grid "
+                    f"{grid.shape} (k, j, i)")
+    if labels is None:
+        return arr != 0
+    return np.isin(arr, list(labels))
+
+
+def threshold_mask(image, lower: float | None = None, upper: float | None = None) -> np.ndarray:
+    """Boolean (k, j, i) mask of voxels with ``lower <= value <= upper`` (either bound optional)."""
+    sitk = _sitk()
+    arr = sitk.GetArrayViewFromImage(image)
+    m = np.ones(arr.shape, dtype=bool)
+    if lower is not None:
+        m &= arr >= lower
+    if upper is not None:
+        m &= arr <= upper
+    return m
+
+
+def _region(values: np.ndarray, mask) -> np.ndarray:
+    if mask is None:
+        return values.reshape(-1) if values.ndim <= 3 else values.reshape(-1, values.shape[-1])
+    m = np.asarray(mask, dtype=bool)
+    require(m.shape == values.shape[:3], "mask", f"shape {m.shape} does not match the field {values.shape[:3]}")
+    return values[m]
+
+
+def _empty(reason: str, keys) -> dict:
+    out = dict.fromkeys(keys)
+    out["voxels"] = 0
+    out["reason"] = reason
+    return out
+
+
+JACOBIAN_KEYS = ("min", "max", "mean", "std", "folding_voxels", "folding_percent", "folding_volume_cc", "sdlogj",
+                 "sdlogj_voxels", "sdlogj_excluded_voxels", "nonfinite_voxels")
+
+
+def jacobian_statistics(jacobian: np.ndarray, mask=None, spacing=(1.0, 1.0, 1.0)) -> dict:
+    """Statistics of a Jacobian map over a mask (whole grid when ``mask`` is None).
+
+    * ``min``, ``max``, ``mean``, ``std`` (population, ddof 0) of J over the region;
+    * folding: ``folding_voxels`` = #(J <= 0), ``folding_percent`` = 100·folding/voxels,
+      ``folding_volume_cc`` = folding_voxels × voxel volume (spacing product, mm³) / 1000;
+    * ``sdlogj`` = std(log J) over the voxels with J > 0 (``sdlogj_voxels``); the J <= 0 voxels are excluded and
+      counted in ``sdlogj_excluded_voxels`` (no clipping);
+    * ``nonfinite_voxels``: NaN/inf J (transform undefined there), left out of every other number.
+
+    An empty region gives nulls and a ``reason``.
+    """
+    values = _region(np.asarray(jacobian), mask)
+    finite = np.isfinite(values)
+    nonfinite = int(values.size - np.count_nonzero(finite))
+    if nonfinite:
+        values = values[finite]
+    if values.size == 0:
+        return _empty("empty mask" if nonfinite == 0 else "no finite Jacobian value in the mask", JACOBIAN_KEYS)
+    v = values.astype(np.float64)
+    voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=float)))
+    folding = int(np.count_nonzero(v <= 0))
+    positive = v[v > 0]
+    logj = np.log(positive)
+    return {
+        "voxels": int(v.size),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "folding_voxels": folding,
+        "folding_percent": 100.0 * folding / v.size,
+        "folding_volume_cc": folding * voxel_mm3 / 1000.0,
+        "sdlogj": float(logj.std()) if logj.size else None,
+        "sdlogj_voxels": int(logj.size),
+        "sdlogj_excluded_voxels": folding,
+        "nonfinite_voxels": nonfinite,
+    }
+
+
+def _magnitude_statistics(vectors_or_norms: np.ndarray, mask=None) -> dict:
+    values = _region(vectors_or_norms, mask)
+    if values.ndim == 2:
+        values = np.sqrt(np.einsum("ij,ij->i", values.astype(np.float64), values.astype(np.float64)))
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return _empty("empty mask", ("mean", "p95", "max"))
+    return {"voxels": int(values.size), "mean": float(values.mean()), "p95": float(np.percentile(values, 95)),
+            "max": float(values.max())}
+
+
+def displacement_statistics(displacement: np.ndarray, mask=None) -> dict:
+    """|u| statistics in mm over the mask (whole grid when None): ``mean``, ``p95``, ``max``, ``voxels``.
+
+    p95: numpy's default (linear interpolation between order statistics).
+    """
+    return _magnitude_statistics(np.asarray(displacement), mask)
+
+
+def inverse_consistency(ctx, forward_node, backward_node, reference_image, mask=None,
+                        slab_voxels: int = SLAB_VOXELS) -> dict:
+    """Inverse-consistency error ``e(x) = |T_b(T_f(x)) - x|`` (mm) over the reference grid / mask.
+
+    ``forward_node``: resampling transform of the registration fixed -> moving; ``backward_node``: the one of the
+    reverse registration (moving -> fixed). Returns ``mean``, ``p95``, ``max``, ``voxels``.
+    """
+    del ctx
+    require(forward_node is not None, "forward transform", "no transform node given")
+    require(backward_node is not None, "backward transform", "no transform node given")
+    grid = reference_grid(reference_image)
+    m = mask_array(mask, grid) if mask is not None else None
+    tf, tb = _world_to_node(forward_node), _world_to_node(backward_node)
+    err = np.empty(grid.shape, dtype=np.float32)
+    for k0, k1 in _slabs(grid, slab_voxels):
+        x = grid.points_lps(k0, k1)
+        y = _map_points_lps(tb, _map_points_lps(tf, x))
+        err[k0:k1] = np.linalg.norm(y - x, axis=-1)
+    return _magnitude_statistics(err, m)
+
+
+# ---------------------------------------------------------------------------------------------------
+# One call for the report
+# ---------------------------------------------------------------------------------------------------
+def evaluate_deformation(ctx, transform_node, reference_image, mask=None, backward_node=None,
+                         create_nodes: bool = False, name: str = "", progress=None) -> dict:
+    """Everything the report needs about a transform, on the reference (fixed) grid, inside ``mask``.
+
+    Returns ``{"jacobian": {...}, "displacement_mm": {...}, "inverse_consistency_mm": {...} (when a backward
+    transform is given), "region": "mask"|"whole image"}``; with ``create_nodes``, also ``"nodes"`` =
+    {"displacement": vector volume node, "jacobian": scalar volume node} (the caller owns them).
+    """
+    grid = reference_grid(reference_image)
+    m = mask_array(mask, reference_image) if mask is not None else None
+    u = displacement_field(ctx, transform_node, grid, progress=progress)
+    jac = jacobian_determinant(u, grid)
+    result = {
+        "region": "whole image" if m is None else "mask",
+        "jacobian": jacobian_statistics(jac, m, spacing=grid.spacing),
+        "displacement_mm": displacement_statistics(u, m),
+    }
+    if backward_node is not None:
+        result["inverse_consistency_mm"] = inverse_consistency(ctx, transform_node, backward_node, grid, m)
+    if create_nodes:
+        prefix = f"{name} " if name else ""
+        result["nodes"] = {
+            "displacement": displacement_volume_node(ctx, transform_node, grid, prefix + "displacement (LPS mm)", u),
+            "jacobian": jacobian_volume_node(ctx, jac, grid, prefix + "Jacobian determinant"),
+        }
+    return result
+
+
+UNITS = {"min": "", "max": "", "mean": "", "std": "", "folding_percent": "%", "folding_volume_cc": "cc",
+         "sdlogj": "", "folding_voxels": "voxels", "sdlogj_voxels": "voxels", "sdlogj_excluded_voxels": "voxels",
+         "nonfinite_voxels": "voxels", "voxels": "voxels", "p95": "mm"}
+
+
+def deformation_rows(result: dict, transform: str = "") -> list[dict]:
+    """Flat table rows ``{transform, group, metric, value, unit, region}`` of :func:`evaluate_deformation`."""
+    rows = []
+    for group in ("jacobian", "displacement_mm", "inverse_consistency_mm"):
+        stats = result.get(group)
+        if not stats:
+            continue
+        for key, value in stats.items():
+            if key == "reason":
+                continue
+            unit = "mm" if group != "jacobian" and key in ("mean", "p95", "max") else UNITS.get(key, "")
+            rows.append({"transform": transform, "group": f"deformation.{group}", "metric": key,
+                         "value": None if value is None or (isinstance(value, float) and math.isnan(value)) else value,
+                         "unit": unit, "region": result.get("region", ""),
+                         "note": stats.get("reason", "")})
+    return rows
+
+
+__all__ = [
+    "Grid", "reference_grid", "displacement_field", "displacement_volume_node", "jacobian_determinant",
+    "jacobian_color_node", "jacobian_volume_node", "mask_array", "threshold_mask", "jacobian_statistics",
+    "displacement_statistics", "inverse_consistency", "evaluate_deformation", "deformation_rows", "LPS_TO_RAS",
+]
