@@ -195,16 +195,11 @@ def _components(transform) -> list:
 
 
 def _support_index_range(component):
-    """(grid image, direction 3x3, first, last index margin) for grid/B-spline components, else None.
-
-    Grid (displacement field) transforms are defined between the first and last grid node (index 0..n-1).
-    Cubic B-splines are fully supported (all 4x4x4 coefficients present; ITK's valid region, i.e. the
-    ITK ``BSplineTransform`` domain) for continuous coefficient-grid index 1..n-2.
-    """
+    """(grid image, direction 3x3, kind) for grid / B-spline components, else None."""
     if component.IsA("vtkBSplineTransform"):
-        data, margin = component.GetCoefficientData(), 1
+        data, kind = component.GetCoefficientData(), "bspline"
     elif component.IsA("vtkGridTransform"):
-        data, margin = component.GetDisplacementGrid(), 0
+        data, kind = component.GetDisplacementGrid(), "grid"
     else:
         return None
     if data is None:
@@ -213,21 +208,31 @@ def _support_index_range(component):
     if hasattr(component, "GetGridDirectionMatrix") and component.GetGridDirectionMatrix() is not None:
         m = component.GetGridDirectionMatrix()
         direction = np.array([[m.GetElement(r, c) for c in range(3)] for r in range(3)])
-    return data, direction, margin
+    return data, direction, kind
 
 
-def _outside_support(component, points: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+def _outside_support(component, points: np.ndarray) -> np.ndarray:
+    """True where ``points`` (RAS, at the component's input) lie outside its grid's domain.
+
+    Grid (displacement field): continuous grid index ``u`` must satisfy ``0 <= u <= n - 1`` on every axis (ITK
+    gives zero displacement outside, Slicer keeps the edge value). Cubic B-spline: ``1 <= u < n - 2`` (all
+    4×4×4 coefficients present: ITK's valid region, i.e. the ITK ``BSplineTransform`` domain; elastix returns the
+    point unchanged outside, Slicer keeps a fading displacement).
+    """
     info = _support_index_range(component)
     if info is None:
         return np.zeros(len(points), dtype=bool)
-    data, direction, margin = info
-    origin = np.array(data.GetOrigin(), dtype=float)
+    data, direction, kind = info
     spacing = np.array(data.GetSpacing(), dtype=float)
+    first = np.array(data.GetExtent()[::2], dtype=float)
     dims = np.array(data.GetDimensions(), dtype=float)
-    index = (np.linalg.solve(direction, (points - origin).T).T) / spacing
-    lo = margin - tol
-    hi = dims - 1 - margin + tol
-    return np.any((index < lo) | (index > hi), axis=1)
+    origin = np.array(data.GetOrigin(), dtype=float) + direction @ (spacing * first)
+    u = np.linalg.solve(direction @ np.diag(spacing), (np.asarray(points, dtype=float) - origin).T).T
+    if kind == "bspline":
+        bad = (u < 1.0) | (u >= dims - 2.0)
+    else:
+        bad = (u < 0.0) | (u > dims - 1.0)
+    return np.any(bad, axis=1)
 
 
 def transform_domain_flags(transform, ras: np.ndarray) -> np.ndarray:
