@@ -259,8 +259,7 @@ def test_lps_and_ras_files_of_the_same_points_give_identical_results(ctx, tmp_pa
     node = _linear_node(ctx, rot, t)
     results = [
         lmk.compute_tre(io.read_landmarks(tmp_path / "f_lps.csv"), io.read_landmarks(tmp_path / "m.fcsv"), node),
-        lmk.compute_tre(io.read_landmarks(tmp_path / "f_ras.csv", coordinate_system="RAS"),
-                        io.read_landmarks(tmp_path / "m.mrk.json"), node),
+        lmk.compute_tre(tmp_path / "f_ras.csv", tmp_path / "m.mrk.json", node, coordinate_system="RAS"),  # paths
     ]
     a, b = (r.as_dict() for r in results)
     for key in ("before", "after"):
@@ -269,6 +268,9 @@ def test_lps_and_ras_files_of_the_same_points_give_identical_results(ctx, tmp_pa
     assert [p["label"] for p in a["points"]] == [p["label"] for p in b["points"]] == labels
     np.testing.assert_allclose(results[0].after_mm, np.linalg.norm(e, axis=1), atol=1e-9)
     np.testing.assert_allclose(results[1].after_mm, np.linalg.norm(e, axis=1), atol=1e-9)
+    # the same RAS file read as LPS is a different point set: the option is honoured
+    wrong = lmk.compute_tre(tmp_path / "f_ras.csv", tmp_path / "m.mrk.json", node, coordinate_system="LPS")
+    assert not np.allclose(wrong.after_mm, results[0].after_mm)
 
 
 def test_matching_is_by_label_not_order(ctx):
@@ -387,9 +389,15 @@ def test_bspline_tre_is_analytic_inside_and_flagged_outside(ctx, tmp_path):
     np.testing.assert_allclose(result.fixed_mapped_ras[:6], sitk_mapped * FLIP, atol=1e-6)
     assert result.as_dict()["outside_domain_count"] == 3
     assert [p["outside_domain"] for p in result.as_dict()["points"]][-3:] == [True, True, True]
-    # fixed-space variant goes through Slicer's iterative B-spline inverse: T(T^-1(m)) == m
+    # fixed-space variant goes through Slicer's iterative B-spline inverse: T(T^-1(m)) == m, residual reported
     mapped_back = lmk._map_points(lmk._world_transforms(node)[0], result.moving_mapped_ras[:6])
     np.testing.assert_allclose(mapped_back, result.moving_ras[:6], atol=1e-3)
+    np.testing.assert_allclose(result.inverse_residual_mm[:6], np.linalg.norm(mapped_back - result.moving_ras[:6],
+                                                                              axis=1), atol=1e-12)
+    d = lmk.compute_tre(io.Landmarks(labels, f_lps * FLIP), io.Landmarks(labels, m_lps * FLIP), node,
+                        fixed_space_variant=True).as_dict()
+    assert d["points"][0]["inverse_residual_mm"] == pytest.approx(result.inverse_residual_mm[0], abs=1e-12)
+    assert d["fixed_space_after"]["max_inverse_residual_mm"] == pytest.approx(result.inverse_residual_mm.max())
 
 
 def test_domain_is_checked_where_each_component_receives_the_point(ctx, tmp_path):

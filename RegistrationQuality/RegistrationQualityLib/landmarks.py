@@ -174,9 +174,18 @@ def _world_transforms(transform_node):
 
 
 def _map_points(transform, ras: np.ndarray) -> np.ndarray:
-    if transform is None:
-        return np.array(ras, dtype=float, copy=True)
-    return np.array([transform.TransformPoint(*map(float, p)) for p in ras], dtype=float).reshape(-1, 3)
+    """Points (RAS, N×3) through a vtkAbstractTransform, in double precision."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+    from vtkmodules.vtkCommonCore import VTK_DOUBLE, vtkPoints
+
+    pts = np.ascontiguousarray(np.asarray(ras, dtype=float).reshape(-1, 3))
+    if transform is None or len(pts) == 0:
+        return pts.copy()
+    source, target = vtkPoints(), vtkPoints()
+    source.SetData(numpy_to_vtk(pts, deep=1))
+    target.SetDataType(VTK_DOUBLE)
+    transform.TransformPoints(source, target)
+    return np.array(vtk_to_numpy(target.GetData()), dtype=float).reshape(-1, 3)
 
 
 def _components(transform) -> list:
@@ -284,6 +293,7 @@ class TREResult:
     fixed_mapped_ras: np.ndarray  # T(f): fixed landmark mapped into moving space
     outside_domain: np.ndarray  # bool per point
     moving_mapped_ras: np.ndarray | None = None  # T^-1(m): moving landmark mapped into fixed space (display)
+    inverse_residual_mm: np.ndarray | None = None  # |T(T^-1(m)) - m|: how well Slicer's inverse converged
     fixed_space_variant: bool = False
     unmatched: list = field(default_factory=list)  # [{"label", "only_in": "fixed"|"moving"}]
     transform_name: str | None = None
@@ -332,6 +342,8 @@ class TREResult:
             }
             if fixed_space is not None:
                 row["fixed_space_after_mm"] = None if not np.isfinite(fixed_space[i]) else float(fixed_space[i])
+                if self.inverse_residual_mm is not None:
+                    row["inverse_residual_mm"] = float(self.inverse_residual_mm[i])
             points.append(row)
         out = {
             "convention": "after = |T(f) - m|, T = resampling transform fixed->moving (FromParent); "
@@ -344,20 +356,29 @@ class TREResult:
             "outside_domain_count": int(np.count_nonzero(self.outside_domain)),
         }
         if self.fixed_space_variant:
-            out["fixed_space_after"] = dict(self.summary("fixed_space"),
-                                            definition="|f - T^-1(m)|, T^-1 = Slicer's inverse (ToParent)")
+            residual = self.inverse_residual_mm
+            out["fixed_space_after"] = dict(
+                self.summary("fixed_space"), definition="|f - T^-1(m)|, T^-1 = Slicer's inverse (ToParent)",
+                max_inverse_residual_mm=None if residual is None or not len(residual) else float(np.max(residual)),
+            )
         return out
 
 
-def _as_landmarks(value, side: str) -> Landmarks:
+def _as_landmarks(value, side: str, coordinate_system: str | None = None) -> Landmarks:
+    import os
+
     if isinstance(value, Landmarks):
         lm = value
+    elif isinstance(value, (str, os.PathLike)):
+        from .io import read_landmarks
+
+        lm = read_landmarks(value, coordinate_system=coordinate_system)
     elif value is not None and hasattr(value, "GetNumberOfControlPoints"):
         if value.GetNumberOfControlPoints() == 0:
             raise BadInputError(f"{side} landmarks (node '{value.GetName()}')", "no landmarks (empty set)")
         lm = landmarks_from_node(value)
     else:
-        raise BadInputError(f"{side} landmarks", "expected landmarks (io.Landmarks) or a markups node")
+        raise BadInputError(f"{side} landmarks", "expected a landmark file, io.Landmarks or a markups node")
     name = f"{side} landmarks" + (f" ({lm.source})" if lm.source else "")
     if len(lm.labels) == 0:
         raise BadInputError(name, "no landmarks (empty set)")
@@ -378,10 +399,12 @@ def _as_landmarks(value, side: str) -> Landmarks:
     return Landmarks(labels, ras, source=lm.source, skipped=list(lm.skipped))
 
 
-def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = False) -> TREResult:
+def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = False,
+                coordinate_system: str | None = None) -> TREResult:
     """Target registration error of ``transform_node`` for landmarks matched by label.
 
-    ``fixed`` / ``moving``: :class:`io.Landmarks` or markups nodes (world RAS through their parent transforms).
+    ``fixed`` / ``moving``: :class:`io.Landmarks`, markups nodes (world RAS through their parent transforms) or
+    landmark file paths (read by :func:`io.read_landmarks`; ``coordinate_system`` "LPS"/"RAS" applies to CSV).
     ``transform_node``: the registration's resampling transform (fixed -> moving, the node's ``FromParent``;
     any transform node: linear, grid, B-spline, composite). ``None`` means identity (after == before).
 
@@ -391,8 +414,8 @@ def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = 
     as such. Raises :class:`BadInputError` for empty sets, duplicate labels, no common label, a non-transform
     node, or a transform that gives non-finite positions.
     """
-    f_lm = _as_landmarks(fixed, "fixed")
-    m_lm = _as_landmarks(moving, "moving")
+    f_lm = _as_landmarks(fixed, "fixed", coordinate_system)
+    m_lm = _as_landmarks(moving, "moving", coordinate_system)
     m_index = {label: i for i, label in enumerate(m_lm.labels)}
     f_set = set(f_lm.labels)
     common = [label for label in f_lm.labels if label in m_index]
@@ -409,7 +432,7 @@ def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = 
     f = f_lm.ras[[f_index[label] for label in common]]
     m = m_lm.ras[[m_index[label] for label in common]]
 
-    transform_name = None
+    transform_name, residual = None, None
     if transform_node is None:
         mapped, moving_mapped, outside = f.copy(), m.copy(), np.zeros(len(common), dtype=bool)
     else:
@@ -423,9 +446,10 @@ def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = 
             raise BadInputError(transform_node, f"maps fixed landmark(s) {', '.join(bad[:5])} to non-finite positions")
         outside = transform_domain_flags(forward, f)
         moving_mapped = _map_points(inverse, m)
+        residual = np.linalg.norm(_map_points(forward, moving_mapped) - m, axis=1)
     return TREResult(
         labels=common, fixed_ras=f, moving_ras=m, fixed_mapped_ras=mapped, outside_domain=outside,
-        moving_mapped_ras=moving_mapped, fixed_space_variant=fixed_space_variant, unmatched=unmatched,
+        moving_mapped_ras=moving_mapped, inverse_residual_mm=residual, fixed_space_variant=fixed_space_variant, unmatched=unmatched,
         transform_name=transform_name, fixed_source=f_lm.source, moving_source=m_lm.source,
     )
 
