@@ -632,3 +632,54 @@ def test_elastix_affine_plus_bspline_chain_matches_transformix_and_flags_its_dom
     # outside: transformix applies the affine only (elastix B-spline gives no displacement there)
     np.testing.assert_allclose(out.lps[6:], targets[6:], atol=1e-5)
     assert result.before_mm.min() > 0.5
+
+
+@pytest.mark.render
+def test_error_vectors_render_in_a_3d_view_coloured_by_magnitude(ctx):
+    """Slicer's model displayable manager draws the tubes; the worst error is red, the smallest blue-green."""
+    import slicer
+    import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL render window)
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkRenderingCore import (
+        vtkRenderer,
+        vtkRenderWindow,
+        vtkRenderWindowInteractor,
+        vtkWindowToImageFilter,
+    )
+
+    f = np.array([[-20.0, 0, 0], [20, 0, 0], [0, 20, 0]])
+    m = f + np.array([[5.0, 0, 0], [0, 10, 0], [0, 0, 15]])
+    result = lmk.compute_tre(io.Landmarks(["a", "b", "c"], f), io.Landmarks(["a", "b", "c"], m))
+    lmk.error_vectors_node(ctx, result, space="moving", tube_radius_mm=1.5)
+    view = ctx.add_node("vtkMRMLViewNode", "View1")
+    size = 200
+    window = vtkRenderWindow()
+    window.SetOffScreenRendering(1)
+    window.SetSize(size, size)
+    renderer = vtkRenderer()
+    window.AddRenderer(renderer)
+    interactor = vtkRenderWindowInteractor()
+    interactor.SetRenderWindow(window)
+    factory = slicer.vtkMRMLThreeDViewDisplayableManagerFactory.GetInstance()
+    factory.SetMRMLApplicationLogic(ctx.app)
+    if not factory.IsDisplayableManagerRegistered("vtkMRMLModelDisplayableManager"):
+        factory.RegisterDisplayableManager("vtkMRMLModelDisplayableManager")
+    managers = factory.InstantiateDisplayableManagers(renderer)
+    managers.SetMRMLDisplayableNode(view)
+    renderer.ResetCamera()
+    window.Render()
+    grab = vtkWindowToImageFilter()
+    grab.SetInput(window)
+    grab.ReadFrontBufferOff()
+    grab.Update()
+    pixels = vtk_to_numpy(grab.GetOutput().GetPointData().GetScalars()).reshape(size, size, -1)[..., :3].astype(int)
+    colours = []
+    for start, end in zip(result.fixed_mapped_ras, result.moving_ras):
+        renderer.SetWorldPoint(*((start + end) / 2), 1.0)
+        renderer.WorldToDisplay()
+        x, y, _ = renderer.GetDisplayPoint()
+        colours.append(pixels[int(round(y)), int(round(x))])  # grabbed rows are bottom first, as display y
+    smallest, _, largest = colours  # TRE 5, 10, 15 mm on a 0..15 mm scale
+    assert largest[0] > 200 and largest[1] < 60 and largest[2] < 60  # red
+    assert smallest[0] < 60 and max(smallest[1], smallest[2]) > 150  # blue-green
+    assert np.count_nonzero(pixels.max(axis=2) > 30) > 100  # something was drawn besides the three probes

@@ -40,6 +40,7 @@ __all__ = [
     "read_elastix_points",
     "summarize_distances",
     "transform_domain_flags",
+    "tre_color_node",
     "tre_to_table_node",
 ]
 
@@ -513,13 +514,31 @@ def mapped_landmarks_node(ctx, moving, transform_node=None, name: str = "moving 
     return landmarks_to_node(ctx, Landmarks(labels, np.asarray(points, dtype=float)), name)
 
 
-def _color_node_id(scene, names=("ColdToHotRainbow", "Rainbow")):
-    for wanted in names:
-        for i in range(scene.GetNumberOfNodesByClass("vtkMRMLColorNode")):
-            node = scene.GetNthNodeByClass(i, "vtkMRMLColorNode")
-            if node.GetName() == wanted:
-                return node.GetID()
-    return None
+TRE_COLOR_NODE_NAME = "RegistrationQuality TRE"
+
+
+def tre_color_node(ctx):
+    """The colour table used for error vectors: blue (0 mm) -> cyan -> green -> yellow -> red (max), 256 entries.
+
+    Built here (not taken from Slicer's colour files) so that it is the same in the application and headless;
+    reused when the scene already has it.
+    """
+    import colorsys
+
+    scene = ctx.scene
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLColorTableNode")):
+        node = scene.GetNthNodeByClass(i, "vtkMRMLColorTableNode")
+        if node.GetName() == TRE_COLOR_NODE_NAME:
+            return node
+    node = ctx.add_node("vtkMRMLColorTableNode", TRE_COLOR_NODE_NAME)
+    node.SetTypeToUser()
+    node.SetNumberOfColors(256)
+    node.SetNamesInitialised(True)
+    for i in range(256):
+        r, g, b = colorsys.hsv_to_rgb((1.0 - i / 255.0) * 240.0 / 360.0, 1.0, 1.0)
+        node.SetColor(i, f"{i}", r, g, b, 1.0)
+    node.SetAttribute("Category", "RegistrationQuality")
+    return node
 
 
 def error_vectors_node(ctx, result: TREResult, name: str = "TRE error vectors", space: str = "fixed",
@@ -529,7 +548,7 @@ def error_vectors_node(ctx, result: TREResult, name: str = "TRE error vectors", 
     ``space="fixed"``: from the fixed landmark ``f`` to the mapped moving landmark ``T^-1(m)`` (drawn over the
     fixed image). ``space="moving"``: from ``T(f)`` to ``m`` (exactly the error vector, over the moving image).
     Point scalar ``TRE_mm`` holds each segment's ``after_mm`` at both ends; the display colours by it
-    (ColdToHotRainbow or Rainbow, range 0..max). ``tube_radius_mm > 0`` turns the lines into tubes, whose
+    (:func:`tre_color_node`: blue at 0 mm to red at the largest TRE). ``tube_radius_mm > 0`` turns the lines into tubes, whose
     cross-sections then also show in slice views.
     """
     from vtkmodules.util.numpy_support import numpy_to_vtk
@@ -578,9 +597,7 @@ def error_vectors_node(ctx, result: TREResult, name: str = "TRE error vectors", 
     display = model.GetDisplayNode()
     display.SetActiveScalarName("TRE_mm")
     display.SetActiveAttributeLocation(0)  # vtkAssignAttribute.POINT_DATA
-    color_id = _color_node_id(ctx.scene)
-    if color_id:
-        display.SetAndObserveColorNodeID(color_id)
+    display.SetAndObserveColorNodeID(tre_color_node(ctx).GetID())
     display.SetScalarRangeFlag(display.UseManualScalarRange)
     display.SetScalarRange(0.0, float(max(result.after_mm.max(), 1e-6)))
     display.SetScalarVisibility(True)
