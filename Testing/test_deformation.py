@@ -127,6 +127,10 @@ def test_field_on_the_reference_grid_is_read_directly(ctx, tmp_path):
     node = io.load_transform(ctx, tmp_path / "f.nii.gz")
     u = d.displacement_field(ctx, node, ref)
     np.testing.assert_allclose(u, vectors, atol=1e-6)
+    np.testing.assert_allclose(d.displacement_field_from_image(sitk.ReadImage(str(tmp_path / "f.nii.gz")), ref), u,
+                               atol=1e-6)
+    with pytest.raises(BadInputError, match="not on the reference grid"):
+        d.displacement_field_from_image(field, oblique_reference(origin=(0.0, 0.0, 0.0)))
     # the general evaluation through Slicer's transform gives the same at the grid points
     x = voxel_points(ref)
     general = d._map_points_lps(d._world_to_node(node), x) - x

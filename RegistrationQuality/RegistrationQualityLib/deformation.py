@@ -209,6 +209,26 @@ def displacement_field(ctx, transform_node, reference_image, dtype=np.float32, s
     return out
 
 
+def displacement_field_from_image(field_image, reference_image=None) -> np.ndarray:
+    """(k, j, i, 3) float32 LPS displacement of an ITK displacement-field image (e.g. read with SimpleITK).
+
+    The fast route for a deformation-field file defined on the reference grid (no MRML node, no
+    interpolation): the file's vectors are ``T(x) - x`` at its voxel centres. ``reference_image`` (optional):
+    the grid the field must lie on; BadInputError when it does not (load it as a transform node instead).
+    """
+    sitk = _sitk()
+    require(field_image.GetDimension() == 3 and field_image.GetNumberOfComponentsPerPixel() == 3,
+            "displacement field", "a 3D image with 3 components per voxel is needed")
+    if reference_image is not None:
+        grid = reference_grid(reference_image)
+        scale = max(1.0, float(np.abs(grid.ijk_to_lps).max()))
+        same = tuple(field_image.GetSize()) == grid.size and np.allclose(
+            LPS4 @ image_ijk_to_ras(field_image), grid.ijk_to_lps, rtol=0, atol=1e-6 * scale)
+        require(same, "displacement field", "not on the reference grid (size, spacing, origin or direction "
+                "differ); load it as a transform to resample it")
+    return np.asarray(sitk.GetArrayViewFromImage(field_image), dtype=np.float32).copy()
+
+
 def displacement_volume_node(ctx, transform_node, reference_image, name: str = "Displacement field",
                              displacement: np.ndarray | None = None):
     """Vector volume node (3 float32 components, **LPS** mm) of ``u(x) = T(x) - x`` on the reference grid.
@@ -241,56 +261,75 @@ def displacement_volume_node(ctx, transform_node, reference_image, name: str = "
 # ---------------------------------------------------------------------------------------------------
 # Jacobian determinant
 # ---------------------------------------------------------------------------------------------------
-def _index_derivative(u: np.ndarray, axis: int, k0: int, k1: int) -> np.ndarray:
-    """∂u/∂(index along numpy ``axis``) for slices k0..k1-1 of u (k, j, i, 3): central, one-sided at borders."""
-    n = u.shape[axis]
-    shape = (k1 - k0,) + u.shape[1:]
+def _derivative_in_slice(c: np.ndarray, axis: int, out: np.ndarray) -> np.ndarray:
+    """∂c/∂(index along ``axis``) of a 3D array: central differences, one-sided at both ends, 0 if size 1."""
+    n = c.shape[axis]
     if n < 2:
-        return np.zeros(shape, dtype=np.float64)
-    if axis == 0:
-        lo = np.maximum(np.arange(k0, k1) - 1, 0)
-        hi = np.minimum(np.arange(k0, k1) + 1, n - 1)
-        return (u[hi].astype(np.float64) - u[lo]) / (hi - lo)[:, None, None, None]
-    s = u[k0:k1].astype(np.float64)
-    d = np.empty_like(s)
-    src = [slice(None)] * 4
+        out[...] = 0
+        return out
 
     def sl(start, stop):
-        idx = list(src)
+        idx = [slice(None)] * 3
         idx[axis] = slice(start, stop)
         return tuple(idx)
 
-    d[sl(1, n - 1)] = (s[sl(2, n)] - s[sl(0, n - 2)]) * 0.5
-    d[sl(0, 1)] = s[sl(1, 2)] - s[sl(0, 1)]
-    d[sl(n - 1, n)] = s[sl(n - 1, n)] - s[sl(n - 2, n - 1)]
-    return d
+    inner = out[sl(1, n - 1)]
+    np.subtract(c[sl(2, n)], c[sl(0, n - 2)], out=inner)
+    inner *= 0.5
+    np.subtract(c[sl(1, 2)], c[sl(0, 1)], out=out[sl(0, 1)])
+    np.subtract(c[sl(n - 1, n)], c[sl(n - 2, n - 1)], out=out[sl(n - 1, n)])
+    return out
 
 
-def jacobian_determinant(displacement: np.ndarray, reference_image, slab_voxels: int = SLAB_VOXELS // 4
-                         ) -> np.ndarray:
+def jacobian_determinant(displacement: np.ndarray, reference_image, slab_voxels: int = 1 << 18) -> np.ndarray:
     """Jacobian determinant ``J = det(I + ∂u/∂x)`` (float32, shape (k, j, i)) of a displacement field.
 
     ``displacement``: (k, j, i, 3) LPS mm on the grid of ``reference_image`` (SimpleITK image, volume node or
-    :class:`Grid`). Index-space central differences (one-sided at the border) times ``(D·S)^-1``: physical
-    derivatives for any spacing and direction cosines.
+    :class:`Grid`). With ``G = ∂u/∂ijk`` (index-space central differences, one-sided at the border) and
+    ``A = D·S`` (direction × spacing): ``∂u/∂x = G·A^-1``, so ``J = det(I + G·A^-1) = det(A + G) / det(A)``
+    — physical derivatives for any spacing and direction cosines. Computed in float64, slab by slab.
     """
     grid = reference_grid(reference_image)
     u = np.asarray(displacement)
     require(u.ndim == 4 and u.shape[3] == 3, "displacement", f"shape {u.shape}; (k, j, i, 3) is needed")
     require(u.shape[:3] == grid.shape, "displacement", f"shape {u.shape[:3]} does not match the reference grid "
             f"{grid.shape}")
-    inv = np.linalg.inv(grid.ijk_to_lps[:3, :3])  # rows: ∂i/∂x, ∂j/∂x, ∂k/∂x
+    a = grid.ijk_to_lps[:3, :3]
+    det_a = float(np.linalg.det(a))
+    nk = grid.size[2]
     out = np.empty(grid.shape, dtype=np.float32)
     for k0, k1 in _slabs(grid, slab_voxels):
-        # index derivatives, by index axis i, j, k (numpy axes 2, 1, 0): each (slab, j, i, 3)
-        g = [_index_derivative(u, 2, k0, k1), _index_derivative(u, 1, k0, k1), _index_derivative(u, 0, k0, k1)]
-        # F[a][c] = δ_ac + Σ_b ∂u_a/∂idx_b · inv[b, c]
-        f = [[(1.0 if a == c else 0.0) + g[0][..., a] * inv[0, c] + g[1][..., a] * inv[1, c] + g[2][..., a] * inv[2, c]
-              for c in range(3)] for a in range(3)]
-        del g
-        det = (f[0][0] * (f[1][1] * f[2][2] - f[1][2] * f[2][1])
-               - f[0][1] * (f[1][0] * f[2][2] - f[1][2] * f[2][0])
-               + f[0][2] * (f[1][0] * f[2][1] - f[1][1] * f[2][0]))
+        lo, hi = max(k0 - 1, 0), min(k1 + 1, nk)  # slab plus one slice of halo each side
+        rows = slice(k0 - lo, k1 - lo)
+        ks = np.arange(k0, k1)
+        k_lo, k_hi = np.maximum(ks - 1, 0) - lo, np.minimum(ks + 1, nk - 1) - lo
+        k_scale = (1.0 / np.maximum(k_hi - k_lo, 1))[:, None, None]
+        f = [[None, None, None] for _ in range(3)]  # f[a][b] = A[a, b] + ∂u_a/∂idx_b
+        for comp in range(3):
+            c = u[lo:hi, :, :, comp].astype(np.float64)
+            cr = c[rows]
+            f[comp][0] = _derivative_in_slice(cr, 2, np.empty(cr.shape))
+            f[comp][1] = _derivative_in_slice(cr, 1, np.empty(cr.shape))
+            if nk > 1:
+                dk = c[k_hi] - c[k_lo]
+                dk *= k_scale
+            else:
+                dk = np.zeros(cr.shape)
+            f[comp][2] = dk
+            for b in range(3):
+                f[comp][b] += a[comp, b]
+        t = f[1][1] * f[2][2]
+        t -= f[1][2] * f[2][1]
+        det = f[0][0] * t
+        t = f[1][0] * f[2][2]
+        t -= f[1][2] * f[2][0]
+        t *= f[0][1]
+        det -= t
+        t = f[1][0] * f[2][1]
+        t -= f[1][1] * f[2][0]
+        t *= f[0][2]
+        det += t
+        det /= det_a
         out[k0:k1] = det
     return out
 
@@ -394,7 +433,7 @@ def threshold_mask(image, lower: float | None = None, upper: float | None = None
 
 def _region(values: np.ndarray, mask) -> np.ndarray:
     if mask is None:
-        return values.reshape(-1) if values.ndim <= 3 else values.reshape(-1, values.shape[-1])
+        return values.reshape(-1)
     m = np.asarray(mask, dtype=bool)
     require(m.shape == values.shape[:3], "mask", f"shape {m.shape} does not match the field {values.shape[:3]}")
     return values[m]
@@ -430,36 +469,43 @@ def jacobian_statistics(jacobian: np.ndarray, mask=None, spacing=(1.0, 1.0, 1.0)
         values = values[finite]
     if values.size == 0:
         return _empty("empty mask" if nonfinite == 0 else "no finite Jacobian value in the mask", JACOBIAN_KEYS)
-    v = values.astype(np.float64)
     voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=float)))
-    folding = int(np.count_nonzero(v <= 0))
-    positive = v[v > 0]
+    positive = values[values > 0]
+    folding = int(values.size - positive.size)
     logj = np.log(positive)
     return {
-        "voxels": int(v.size),
-        "min": float(v.min()),
-        "max": float(v.max()),
-        "mean": float(v.mean()),
-        "std": float(v.std()),
+        "voxels": int(values.size),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "mean": float(values.mean(dtype=np.float64)),
+        "std": float(values.std(dtype=np.float64)),
         "folding_voxels": folding,
-        "folding_percent": 100.0 * folding / v.size,
+        "folding_percent": 100.0 * folding / values.size,
         "folding_volume_cc": folding * voxel_mm3 / 1000.0,
-        "sdlogj": float(logj.std()) if logj.size else None,
+        "sdlogj": float(logj.std(dtype=np.float64)) if logj.size else None,
         "sdlogj_voxels": int(logj.size),
         "sdlogj_excluded_voxels": folding,
         "nonfinite_voxels": nonfinite,
     }
 
 
-def _magnitude_statistics(vectors_or_norms: np.ndarray, mask=None) -> dict:
-    values = _region(vectors_or_norms, mask)
-    if values.ndim == 2:
-        values = np.sqrt(np.einsum("ij,ij->i", values.astype(np.float64), values.astype(np.float64)))
+def displacement_magnitude(displacement: np.ndarray, slab: int = 16) -> np.ndarray:
+    """|u| (float32, shape (k, j, i)) of a (k, j, i, 3) field, computed slab by slab."""
+    u = np.asarray(displacement)
+    out = np.empty(u.shape[:3], dtype=np.float32)
+    for k0 in range(0, u.shape[0], slab):
+        s = u[k0:k0 + slab]
+        out[k0:k0 + slab] = np.sqrt(np.einsum("...i,...i->...", s, s, dtype=np.float32))
+    return out
+
+
+def _magnitude_statistics(norms: np.ndarray, mask=None) -> dict:
+    values = _region(norms, mask)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return _empty("empty mask", ("mean", "p95", "max"))
-    return {"voxels": int(values.size), "mean": float(values.mean()), "p95": float(np.percentile(values, 95)),
-            "max": float(values.max())}
+    return {"voxels": int(values.size), "mean": float(values.mean(dtype=np.float64)),
+            "p95": float(np.percentile(values, 95)), "max": float(values.max())}
 
 
 def displacement_statistics(displacement: np.ndarray, mask=None) -> dict:
@@ -467,7 +513,7 @@ def displacement_statistics(displacement: np.ndarray, mask=None) -> dict:
 
     p95: numpy's default (linear interpolation between order statistics).
     """
-    return _magnitude_statistics(np.asarray(displacement), mask)
+    return _magnitude_statistics(displacement_magnitude(displacement), mask)
 
 
 def inverse_consistency(ctx, forward_node, backward_node, reference_image, mask=None,
@@ -546,7 +592,7 @@ def deformation_rows(result: dict, transform: str = "") -> list[dict]:
 
 
 __all__ = [
-    "Grid", "reference_grid", "displacement_field", "displacement_volume_node", "jacobian_determinant",
+    "Grid", "reference_grid", "displacement_field", "displacement_field_from_image", "displacement_volume_node", "jacobian_determinant",
     "jacobian_color_node", "jacobian_volume_node", "mask_array", "threshold_mask", "jacobian_statistics",
-    "displacement_statistics", "inverse_consistency", "evaluate_deformation", "deformation_rows", "LPS_TO_RAS",
+    "displacement_magnitude", "displacement_statistics", "inverse_consistency", "evaluate_deformation", "deformation_rows", "LPS_TO_RAS",
 ]
