@@ -1,0 +1,707 @@
+"""Segment comparison: Dice, Jaccard, volumes, Hausdorff (max, any percentile, directed) and ASSD.
+
+Pinned definitions (docs/metrics.md has the long form; every metric below carries its own):
+
+* A segment is a set of voxels. Reference ``A``, compared ``B``, both on one *comparison grid* (the reference's
+  voxel lattice). ``|X|`` is a voxel count, ``v`` the comparison grid's voxel volume.
+* **Boundary voxels** ``∂X``: voxels of ``X`` with at least one 6-connected neighbour outside ``X``; the image
+  edge counts as outside (a segment touching the border has a boundary there).
+* **Distance** ``d(p, ∂Y)``: Euclidean distance in mm between voxel *centres*, from ``p`` to the nearest voxel of
+  ``∂Y`` (exact: Maurer's distance transform with the grid spacing; direction cosines do not change distances
+  between centres of one grid).
+* Directed distances ``D(A→B) = {d(p, ∂B) : p ∈ ∂A}`` and ``D(B→A)``. Hausdorff max = max of both directed
+  maxima; HD\\ *p* = max of both directed *p*-th percentiles (numpy's default linear interpolation); ASSD = mean
+  of the two directed sets pooled together. This is MONAI's ``compute_hausdorff_distance`` /
+  ``compute_average_surface_distance(symmetric=True)`` with ``spacing``.
+* Volumes (cc) are counted on each input's own grid; Dice, Jaccard and false-positive / false-negative volumes on
+  the comparison grid.
+* An empty side makes the distances null with a reason in ``status``; Dice is 0 when exactly one side is empty
+  and null (not 1.0) when both are.
+
+Public API: :func:`compare_masks` (one boolean pair on one grid), :func:`compare_labelmaps` (SimpleITK labelmaps,
+every label), :func:`compare_segments` (MRML segmentation / labelmap nodes, parent transforms honoured, result
+table), :func:`compare_files` and :func:`run_compare_cli` (``registration-quality compare``). :data:`METRICS` is
+the registry of metric definitions (key, column title with unit, definition).
+
+Speed: one run-length pass per input finds every label's bounding box and voxel count
+(``LabelShapeStatisticsImageFilter``); each pair is then cropped to the union of its two boxes plus a one-voxel
+margin, and boundaries and distance maps are computed only there. No whole-volume copy is made per label.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import BadInputError
+
+DEFAULT_PERCENTILE = 95.0
+
+# Digits kept in results: distances are float32 Maurer maps (about 1e-6 relative), volumes are voxel counts.
+_MM_DIGITS = 6
+_CC_DIGITS = 6
+
+
+def _sitk():
+    from .io import _sitk as io_sitk
+
+    return io_sitk()
+
+
+# ---------------------------------------------------------------------------------------------------
+# One pair measured: counts and directed distance samples
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class PairMeasurement:
+    """Raw measurements of one segment pair, from which every metric of :data:`METRICS` is computed.
+
+    Counts are on the comparison grid (voxel volume ``voxel_cc``); ``reference_cc`` / ``compared_cc`` are the
+    volumes on each input's own grid. ``to_compared`` = distances (mm) from each reference boundary voxel to
+    the compared boundary (``D(A→B)``); ``to_reference`` = ``D(B→A)``; ``None`` when a side is empty.
+    """
+
+    n_reference: int
+    n_compared: int
+    n_both: int
+    voxel_cc: float
+    reference_cc: float
+    compared_cc: float
+    to_compared: np.ndarray | None = None
+    to_reference: np.ndarray | None = None
+    percentile: float = DEFAULT_PERCENTILE
+    status: str = "ok"
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def has_distances(self) -> bool:
+        return self.to_compared is not None and self.to_reference is not None
+
+    def directed(self, direction: str, statistic: str) -> float | None:
+        """``statistic`` ("max", "percentile", "mean") of the directed set ``direction``."""
+        if not self.has_distances:
+            return None
+        key = (direction, statistic)
+        if key not in self._cache:
+            d = self.to_compared if direction == "reference_to_compared" else self.to_reference
+            if statistic == "max":
+                value = float(d.max())
+            elif statistic == "percentile":
+                value = float(np.percentile(d, self.percentile))  # linear interpolation (numpy default)
+            else:
+                value = float(d.mean())
+            self._cache[key] = value
+        return self._cache[key]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Metric definitions: one small documented unit each
+# ---------------------------------------------------------------------------------------------------
+def dice(m: PairMeasurement) -> float | None:
+    """Dice = 2|A∩B| / (|A|+|B|) on the comparison grid; 0 if one side is empty, None if both are.
+
+    Reference: Dice LR, Ecology 26(3):297-302, 1945.
+    """
+    total = m.n_reference + m.n_compared
+    return None if total == 0 else 2.0 * m.n_both / total
+
+
+def jaccard(m: PairMeasurement) -> float | None:
+    """Jaccard = |A∩B| / |A∪B| (= Dice / (2 − Dice)); 0 if one side is empty, None if both are.
+
+    Reference: Jaccard P, New Phytologist 11(2):37-50, 1912.
+    """
+    union = m.n_reference + m.n_compared - m.n_both
+    return None if union == 0 else m.n_both / union
+
+
+def hausdorff(m: PairMeasurement) -> float | None:
+    """HD = max(max D(A→B), max D(B→A)) in mm. Reference: Huttenlocher et al., IEEE PAMI 15(9), 1993."""
+    if not m.has_distances:
+        return None
+    return max(m.directed("reference_to_compared", "max"), m.directed("compared_to_reference", "max"))
+
+
+def hausdorff_percentile(m: PairMeasurement) -> float | None:
+    """HDp = max(P_p(D(A→B)), P_p(D(B→A))) in mm, P_p = numpy percentile (linear interpolation).
+
+    Equals MONAI ``compute_hausdorff_distance(percentile=p, directed=False)``; differs from plastimatch /
+    SlicerRT "95% Hausdorff" (mean of the two directed percentiles).
+    """
+    if not m.has_distances:
+        return None
+    return max(m.directed("reference_to_compared", "percentile"), m.directed("compared_to_reference", "percentile"))
+
+
+def mean_surface_distance(m: PairMeasurement) -> float | None:
+    """ASSD = mean of D(A→B) ∪ D(B→A) pooled, in mm (MONAI ``compute_average_surface_distance(symmetric=True)``).
+
+    Reference: Heimann et al., IEEE TMI 28(8):1251-1265, 2009 (average symmetric surface distance).
+    """
+    if not m.has_distances:
+        return None
+    n1, n2 = m.to_compared.size, m.to_reference.size
+    return (float(m.to_compared.sum(dtype=np.float64)) + float(m.to_reference.sum(dtype=np.float64))) / (n1 + n2)
+
+
+def _directed(direction: str, statistic: str) -> Callable[[PairMeasurement], float | None]:
+    return lambda m: m.directed(direction, statistic)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric's definition: JSON ``key`` (dotted for nested keys), table ``column`` title ({p} = percentile,
+    unit included), ``unit``, one-line ``definition`` and the function computing it from a PairMeasurement."""
+
+    key: str
+    column: str
+    unit: str
+    definition: str
+    compute: Callable[[PairMeasurement], float | None]
+
+    def column_title(self, percentile: float) -> str:
+        return self.column.format(p=f"{percentile:g}")
+
+
+_R2C, _C2R = "reference_to_compared", "compared_to_reference"
+
+METRICS: tuple[Metric, ...] = (
+    Metric("dice", "Dice", "", "2|A∩B|/(|A|+|B|); 0 if one side is empty, null if both are", dice),
+    Metric("jaccard", "Jaccard", "", "|A∩B|/|A∪B|; 0 if one side is empty, null if both are", jaccard),
+    Metric("hausdorff_mm", "Hausdorff max (mm)", "mm", "max of the two directed maximum boundary distances",
+           hausdorff),
+    Metric("hausdorff_percentile_mm", "Hausdorff {p}% (mm)", "mm",
+           "max of the two directed p-th percentiles of boundary distances (numpy linear interpolation)",
+           hausdorff_percentile),
+    Metric("mean_surface_distance_mm", "Mean surface distance (mm)", "mm",
+           "mean of both directed boundary distance sets pooled (ASSD)", mean_surface_distance),
+    Metric(f"directed.{_R2C}.max_mm", "Reference→compared max (mm)", "mm",
+           "max over reference boundary voxels of the distance to the compared boundary", _directed(_R2C, "max")),
+    Metric(f"directed.{_R2C}.percentile_mm", "Reference→compared {p}% (mm)", "mm",
+           "p-th percentile of the reference→compared boundary distances", _directed(_R2C, "percentile")),
+    Metric(f"directed.{_R2C}.mean_mm", "Reference→compared mean (mm)", "mm",
+           "mean of the reference→compared boundary distances", _directed(_R2C, "mean")),
+    Metric(f"directed.{_C2R}.max_mm", "Compared→reference max (mm)", "mm",
+           "max over compared boundary voxels of the distance to the reference boundary", _directed(_C2R, "max")),
+    Metric(f"directed.{_C2R}.percentile_mm", "Compared→reference {p}% (mm)", "mm",
+           "p-th percentile of the compared→reference boundary distances", _directed(_C2R, "percentile")),
+    Metric(f"directed.{_C2R}.mean_mm", "Compared→reference mean (mm)", "mm",
+           "mean of the compared→reference boundary distances", _directed(_C2R, "mean")),
+    Metric("reference_volume_cc", "Reference volume (cc)", "cc", "reference voxel count × voxel volume, own grid",
+           lambda m: m.reference_cc),
+    Metric("compared_volume_cc", "Compared volume (cc)", "cc", "compared voxel count × voxel volume, own grid",
+           lambda m: m.compared_cc),
+    Metric("volume_difference_cc", "Volume difference (cc)", "cc", "compared volume − reference volume",
+           lambda m: m.compared_cc - m.reference_cc),
+    Metric("false_positive_cc", "False positive volume (cc)", "cc", "|B \\ A| × voxel volume, comparison grid",
+           lambda m: (m.n_compared - m.n_both) * m.voxel_cc),
+    Metric("false_negative_cc", "False negative volume (cc)", "cc", "|A \\ B| × voxel volume, comparison grid",
+           lambda m: (m.n_reference - m.n_both) * m.voxel_cc),
+)
+
+
+def _round(key: str, value):
+    if value is None:
+        return None
+    value = float(value)
+    if key.endswith("_mm"):
+        return round(value, _MM_DIGITS)
+    if key.endswith("_cc"):
+        return round(value, _CC_DIGITS)
+    return value
+
+
+def result_dict(m: PairMeasurement, label=None, name=None) -> dict:
+    """The JSON record of one pair: label, name, every metric of :data:`METRICS` (nested by dotted key), status."""
+    out: dict = {"label": label, "name": name}
+    for metric in METRICS:
+        parts = metric.key.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _round(metric.key, metric.compute(m))
+    out["status"] = m.status
+    return out
+
+
+def result_row(result: dict, percentile: float) -> dict:
+    """A flat table row (column titles with units) from a :func:`result_dict` record."""
+    row = {"Label": result.get("label"), "Segment": result.get("name")}
+    for extra in ("reference_segment", "compared_segment"):
+        if extra in result:
+            row[extra.replace("_", " ").capitalize()] = result[extra]
+    for metric in METRICS:
+        value = result
+        for part in metric.key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        row[metric.column_title(percentile)] = value
+    row["Status"] = result.get("status")
+    return row
+
+
+# ---------------------------------------------------------------------------------------------------
+# Boundaries and distances on one grid
+# ---------------------------------------------------------------------------------------------------
+def boundary_voxels(mask: np.ndarray) -> np.ndarray:
+    """Voxels of ``mask`` (k, j, i booleans) with a 6-connected neighbour outside it; the array edge is outside."""
+    mask = np.asarray(mask, dtype=bool)
+    interior = mask.copy()
+    interior[0, :, :] = interior[-1, :, :] = False
+    interior[:, 0, :] = interior[:, -1, :] = False
+    interior[:, :, 0] = interior[:, :, -1] = False
+    core = interior[1:-1, 1:-1, 1:-1]
+    core &= mask[:-2, 1:-1, 1:-1]
+    core &= mask[2:, 1:-1, 1:-1]
+    core &= mask[1:-1, :-2, 1:-1]
+    core &= mask[1:-1, 2:, 1:-1]
+    core &= mask[1:-1, 1:-1, :-2]
+    core &= mask[1:-1, 1:-1, 2:]
+    return mask & ~interior
+
+
+def distance_to_set(target: np.ndarray, spacing, at: np.ndarray) -> np.ndarray:
+    """Euclidean distance (mm, float64) from every voxel centre where ``at`` is true to the nearest ``target`` voxel.
+
+    ``target``/``at``: boolean (k, j, i) arrays of one grid, ``spacing`` (x, y, z) mm. Exact: ITK's signed Maurer
+    distance transform on ``target`` with image spacing, squared distances (every target voxel is on the contour
+    of the target set when the target is a boundary set, so its distance is 0).
+    """
+    sitk = _sitk()
+    img = sitk.GetImageFromArray(np.asarray(target, dtype=np.uint8))
+    img.SetSpacing(tuple(float(s) for s in spacing))
+    dmap = sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, squaredDistance=True, useImageSpacing=True,
+                                        backgroundValue=0.0)
+    squared = sitk.GetArrayViewFromImage(dmap)[at].astype(np.float64)
+    # float32 round-off around 0: the smallest true non-zero squared distance is min(spacing)^2
+    squared[np.abs(squared) < 1e-6 * min(spacing) ** 2] = 0.0
+    return np.sqrt(np.abs(squared))
+
+
+def directed_surface_distances(reference_mask: np.ndarray, compared_mask: np.ndarray, spacing):
+    """(D(A→B), D(B→A)) in mm for two non-empty boolean masks on one grid (see the module docstring)."""
+    a_edge = boundary_voxels(reference_mask)
+    b_edge = boundary_voxels(compared_mask)
+    return distance_to_set(b_edge, spacing, a_edge), distance_to_set(a_edge, spacing, b_edge)
+
+
+def _measure(a: np.ndarray, b: np.ndarray, spacing, voxel_cc, reference_cc, compared_cc, percentile, status_hint=None):
+    """PairMeasurement of two boolean crops (each with at least a one-voxel empty margin or at the grid edge)."""
+    n_a = int(np.count_nonzero(a))
+    n_b = int(np.count_nonzero(b))
+    n_both = int(np.count_nonzero(a & b)) if n_a and n_b else 0
+    m = PairMeasurement(n_a, n_b, n_both, voxel_cc, reference_cc, compared_cc, percentile=percentile)
+    if n_a and n_b:
+        m.to_compared, m.to_reference = directed_surface_distances(a, b, spacing)
+    elif n_a or n_b:
+        side = "compared" if n_a else "reference"
+        m.status = status_hint or f"{side} segment is empty: distances undefined"
+    else:
+        m.status = status_hint or "both segments are empty: overlap and distances undefined"
+    return m
+
+
+def compare_masks(reference_mask, compared_mask, spacing=(1.0, 1.0, 1.0), percentile: float = DEFAULT_PERCENTILE,
+                  label=None, name=None) -> dict:
+    """Compare two boolean (k, j, i) masks on one grid with voxel ``spacing`` (x, y, z) mm -> result dict.
+
+    The array edge counts as outside. Volumes are counted on this grid.
+    """
+    percentile = check_percentile(percentile)
+    a = np.asarray(reference_mask, dtype=bool)
+    b = np.asarray(compared_mask, dtype=bool)
+    if a.shape != b.shape or a.ndim != 3:
+        raise BadInputError("masks", f"need two 3D masks of one shape, got {a.shape} and {b.shape}")
+    voxel_cc = float(np.prod(spacing)) / 1000.0
+    lo, hi = _union_box([_mask_box(a), _mask_box(b)])
+    if lo is None:
+        m = _measure(a[:0, :0, :0], b[:0, :0, :0], spacing, voxel_cc, 0.0, 0.0, percentile)
+    else:
+        lo = np.maximum(np.array(lo) - 1, 0)
+        hi = np.minimum(np.array(hi) + 1, a.shape)
+        sl = tuple(slice(int(s), int(e)) for s, e in zip(lo, hi))
+        a_crop = np.pad(a[sl], 1)  # the pad stands for the outside (also beyond the array edge)
+        b_crop = np.pad(b[sl], 1)
+        m = _measure(a_crop, b_crop, spacing, voxel_cc, np.count_nonzero(a) * voxel_cc,
+                     np.count_nonzero(b) * voxel_cc, percentile)
+    return result_dict(m, label, name)
+
+
+def _mask_box(mask):
+    if not mask.any():
+        return None
+    lo, hi = [], []
+    for axis in range(3):
+        proj = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo.append(int(proj[0]))
+        hi.append(int(proj[-1]) + 1)
+    return tuple(lo), tuple(hi)
+
+
+def _union_box(boxes):
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None, None
+    lo = tuple(min(b[0][d] for b in boxes) for d in range(3))
+    hi = tuple(max(b[1][d] for b in boxes) for d in range(3))
+    return lo, hi
+
+
+def check_percentile(percentile) -> float:
+    try:
+        p = float(percentile)
+    except (TypeError, ValueError):
+        raise BadInputError("percentile", f"'{percentile}' is not a number") from None
+    if not 0.0 <= p <= 100.0:
+        raise BadInputError("percentile", f"{p:g} is outside 0-100")
+    return p
+
+
+# ---------------------------------------------------------------------------------------------------
+# Labelled inputs: layers of integer labels on one grid, segments = (name, label value, layer)
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class Segment:
+    name: str
+    label: int
+    layer: int = 0
+
+
+@dataclass
+class LabelSource:
+    """Segments of one input: integer SimpleITK ``layers`` (one geometry) and ``segments`` in them."""
+
+    source: str
+    layers: list
+    segments: list
+    _stats: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def geometry(self):
+        return self.layers[0]
+
+    def stats(self, layer: int) -> dict:
+        """{label: (lo, hi, count)} of a layer on the input's own grid (one pass, cached)."""
+        if layer not in self._stats:
+            self._stats[layer] = _layer_stats(self.layers[layer])
+        return self._stats[layer]
+
+
+def labelmap_source(image, source: str = "labelmap", names: dict | None = None, labels=None) -> LabelSource:
+    """Every non-zero label of an integer labelmap is a segment (name = ``names[label]`` or the value)."""
+    from .io import as_integer_labelmap, check_scalar_3d
+
+    check_scalar_3d(image, source, "a 3D labelmap")
+    image = as_integer_labelmap(image, source)
+    src = LabelSource(source, [image], [])
+    wanted = sorted(src.stats(0)) if labels is None else [int(v) for v in labels]
+    names = names or {}
+    src.segments = [Segment(str(names.get(v, v)), int(v), 0) for v in wanted]
+    return src
+
+
+def _layer_stats(image) -> dict:
+    """{label value: ((k0, j0, i0), (k1, j1, i1) exclusive, voxel count)} of every non-zero label, one pass."""
+    sitk = _sitk()
+    f = sitk.LabelShapeStatisticsImageFilter()
+    f.SetBackgroundValue(0)
+    f.ComputePerimeterOff()
+    f.ComputeFeretDiameterOff()
+    f.ComputeOrientedBoundingBoxOff()
+    f.Execute(image)
+    out = {}
+    for value in f.GetLabels():
+        x, y, z, sx, sy, sz = f.GetBoundingBox(value)
+        out[int(value)] = ((z, y, x), (z + sz, y + sy, x + sx), int(f.GetNumberOfPixels(value)))
+    return out
+
+
+def _voxel_cc(image) -> float:
+    return float(np.prod(image.GetSpacing())) / 1000.0
+
+
+@dataclass
+class _Aligned:
+    """One input's layers on the comparison lattice: arrays indexed at (lattice index − offset)."""
+
+    arrays: list
+    offset: np.ndarray  # (k, j, i) lattice index of array voxel [0, 0, 0]
+    stats: list  # per layer: {value: (lo, hi, count)} in lattice indices
+    keep: list = field(default_factory=list)  # images owning the array buffers
+
+
+def _lattice_position(image, lattice):
+    """(k, j, i) integer lattice index of ``image``'s first voxel if it lies on ``lattice``'s voxel lattice, else None."""
+    s_i, s_l = np.array(image.GetSpacing()), np.array(lattice.GetSpacing())
+    d_i = np.array(image.GetDirection()).reshape(3, 3)
+    d_l = np.array(lattice.GetDirection()).reshape(3, 3)
+    if not (np.allclose(s_i, s_l, rtol=1e-6, atol=0) and np.allclose(d_i, d_l, atol=1e-6)):
+        return None
+    idx = lattice.TransformPhysicalPointToContinuousIndex(image.GetOrigin())
+    rounded = np.round(idx)
+    if np.max(np.abs(np.array(idx) - rounded)) > 1e-3:
+        return None
+    return rounded.astype(int)[::-1]
+
+
+def _align(src: LabelSource, lattice, messages=None) -> _Aligned:
+    """Bring ``src``'s layers onto ``lattice`` (exactly when on the same voxel lattice, else nearest neighbour)."""
+    sitk = _sitk()
+    stats = [src.stats(i) for i in range(len(src.layers))]
+    position = _lattice_position(src.geometry, lattice)
+    if position is not None:
+        arrays = [sitk.GetArrayViewFromImage(img) for img in src.layers]
+        shifted = [{v: (tuple(np.add(lo, position)), tuple(np.add(hi, position)), n) for v, (lo, hi, n) in s.items()}
+                   for s in stats]
+        return _Aligned(arrays, position, shifted, keep=list(src.layers))
+    # another grid: resample (nearest neighbour, physical space) onto the lattice region covering the foreground
+    boxes = [(lo, hi) for s in stats for (lo, hi, _n) in s.values()]
+    lo, hi = _union_box(boxes)
+    if lo is None:
+        empty = [np.zeros((0, 0, 0), np.uint8) for _ in src.layers]
+        return _Aligned(empty, np.zeros(3, int), [{} for _ in src.layers])
+    if messages is not None:
+        messages.progress(f"resampling {src.source} onto the reference grid (nearest neighbour)")
+    img = src.geometry
+    corners = []
+    for kk in (lo[0] - 0.5, hi[0] - 0.5):
+        for jj in (lo[1] - 0.5, hi[1] - 0.5):
+            for ii in (lo[2] - 0.5, hi[2] - 0.5):
+                p = img.TransformContinuousIndexToPhysicalPoint((ii, jj, kk))
+                corners.append(lattice.TransformPhysicalPointToContinuousIndex(p))
+    corners = np.array(corners)  # (i, j, k) continuous lattice indices
+    start = np.floor(corners.min(axis=0)).astype(int) - 1
+    stop = np.ceil(corners.max(axis=0)).astype(int) + 2
+    size = [int(v) for v in stop - start]
+    origin = lattice.TransformContinuousIndexToPhysicalPoint([float(v) for v in start])
+    resampled = []
+    for layer in src.layers:
+        resampled.append(sitk.Resample(layer, size, sitk.Transform(), sitk.sitkNearestNeighbor, origin,
+                                       lattice.GetSpacing(), lattice.GetDirection(), 0, layer.GetPixelID()))
+    offset = start[::-1].copy()
+    arrays = [sitk.GetArrayViewFromImage(r) for r in resampled]
+    shifted = [{v: (tuple(np.add(lo_, offset)), tuple(np.add(hi_, offset)), n)
+                for v, (lo_, hi_, n) in _layer_stats(r).items()} for r in resampled]
+    return _Aligned(arrays, offset, shifted, keep=resampled)
+
+
+def _crop(aligned: _Aligned, layer: int, value: int, lo, hi) -> np.ndarray:
+    """Boolean mask of ``value`` in the lattice box [lo, hi) (zeros where the input has no voxels)."""
+    lo, hi = np.asarray(lo), np.asarray(hi)
+    out = np.zeros(tuple(hi - lo), dtype=bool)
+    arr = aligned.arrays[layer]
+    a_lo = np.maximum(lo, aligned.offset)
+    a_hi = np.minimum(hi, aligned.offset + np.array(arr.shape))
+    if np.any(a_hi <= a_lo):
+        return out
+    dst = tuple(slice(int(s - o), int(e - o)) for s, e, o in zip(a_lo, a_hi, lo))
+    src = tuple(slice(int(s - o), int(e - o)) for s, e, o in zip(a_lo, a_hi, aligned.offset))
+    np.equal(arr[src], value, out=out[dst])
+    return out
+
+
+def match_segments(reference: LabelSource, compared: LabelSource, by: str = "label"):
+    """Pairs ``(label, name, reference Segment | None, compared Segment | None)``: every segment of either side.
+
+    ``by="label"`` matches label values, ``by="name"`` segment names (order: reference's, then compared-only).
+    """
+    def key(seg):
+        return seg.label if by == "label" else seg.name
+
+    for src in (reference, compared):
+        seen = {}
+        for seg in src.segments:
+            k = key(seg)
+            if k in seen:
+                raise BadInputError(src.source, f"segments '{seen[k].name}' and '{seg.name}' share the {by} {k!r}; "
+                                    f"cannot match segments by {by}")
+            seen[k] = seg
+    cmp_by_key = {key(s): s for s in compared.segments}
+    pairs = []
+    for seg in reference.segments:
+        other = cmp_by_key.pop(key(seg), None)
+        pairs.append((seg.label, seg.name, seg, other))
+    for seg in compared.segments:
+        if key(seg) in cmp_by_key:
+            pairs.append((seg.label, seg.name, None, seg))
+    if by == "label":
+        pairs.sort(key=lambda p: p[0])
+    return pairs
+
+
+def compare_sources(reference: LabelSource, compared: LabelSource, percentile: float = DEFAULT_PERCENTILE,
+                    by: str = "label", lattice=None, messages=None, reference_volumes=None,
+                    compared_volumes=None) -> list[dict]:
+    """Compare every matched segment pair of two label sources; the comparison grid is ``lattice``'s voxel lattice
+    (default: the reference's), extended as needed so that no voxel of either input is lost.
+
+    ``reference_volumes`` / ``compared_volumes``: optional {segment name: cc} overriding own-grid volumes.
+    """
+    percentile = check_percentile(percentile)
+    lattice = reference.geometry if lattice is None else lattice
+    spacing = lattice.GetSpacing()
+    voxel_cc = _voxel_cc(lattice)
+    pairs = match_segments(reference, compared, by)
+    ref = _align(reference, lattice, messages)
+    cmp = _align(compared, lattice, messages)
+    ref_own = [{v: n for v, (_lo, _hi, n) in reference.stats(i).items()} for i in range(len(reference.layers))]
+    cmp_own = [{v: n for v, (_lo, _hi, n) in compared.stats(i).items()} for i in range(len(compared.layers))]
+    results = []
+    for n, (label, name, rseg, cseg) in enumerate(pairs):
+        if messages is not None:
+            messages.progress(f"segment {name}", n / max(1, len(pairs)))
+        r_stat = ref.stats[rseg.layer].get(rseg.label) if rseg else None
+        c_stat = cmp.stats[cseg.layer].get(cseg.label) if cseg else None
+        ref_cc = _own_volume(reference, rseg, ref_own, reference_volumes)
+        cmp_cc = _own_volume(compared, cseg, cmp_own, compared_volumes)
+        hint = None
+        if rseg is None:
+            hint = f"not in {reference.source}: distances undefined"
+        elif cseg is None:
+            hint = f"not in {compared.source}: distances undefined"
+        elif r_stat is None and ref_cc > 0:
+            hint = "reference segment is empty on the comparison grid: distances undefined"
+        elif c_stat is None and cmp_cc > 0:
+            hint = "compared segment is empty on the comparison grid after resampling: distances undefined"
+        lo, hi = _union_box([(s[0], s[1]) for s in (r_stat, c_stat) if s is not None])
+        if lo is None:
+            empty = np.zeros((0, 0, 0), bool)
+            m = _measure(empty, empty, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
+        else:
+            lo = np.array(lo) - 1
+            hi = np.array(hi) + 1
+            a = _crop(ref, rseg.layer, rseg.label, lo, hi) if r_stat else np.zeros(tuple(hi - lo), bool)
+            b = _crop(cmp, cseg.layer, cseg.label, lo, hi) if c_stat else np.zeros(tuple(hi - lo), bool)
+            m = _measure(a, b, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
+        results.append(result_dict(m, label, name))
+    return results
+
+
+def _own_volume(src: LabelSource, seg, own: list, overrides) -> float:
+    if seg is None:
+        return 0.0
+    if overrides and seg.name in overrides:
+        return float(overrides[seg.name])
+    return own[seg.layer].get(seg.label, 0) * _voxel_cc(src.geometry)
+
+
+def compare_labelmaps(reference_image, compared_image, percentile: float = DEFAULT_PERCENTILE, labels=None,
+                      names: dict | None = None, messages=None) -> list[dict]:
+    """Compare two integer labelmaps (SimpleITK images, LPS) label by label -> list of result dicts.
+
+    Every non-zero label of either image is reported (``labels`` restricts to these values); ``names`` maps label
+    values to segment names. The compared image, when on another grid, is resampled (nearest neighbour, physical
+    space) onto the reference's voxel lattice; volumes are counted on each image's own grid.
+    """
+    ref = labelmap_source(reference_image, "reference", names, labels)
+    cmp = labelmap_source(compared_image, "compared", names, labels)
+    return compare_sources(ref, cmp, percentile, by="label", messages=messages)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files and the CLI
+# ---------------------------------------------------------------------------------------------------
+SEGMENTATION_EXTENSIONS = (".seg.nrrd", ".seg.nhdr")
+
+
+def read_segmentation_file(path) -> LabelSource:
+    """Segments of a Slicer ``.seg.nrrd`` read directly with SimpleITK (layers = the file's label layers).
+
+    Uses the ``SegmentN_Name`` / ``SegmentN_LabelValue`` / ``SegmentN_Layer`` header fields Slicer writes; the
+    voxel positions come from the NRRD space origin/directions (Slicer may crop the file to the segments' extent;
+    physical positions are unchanged). Files without segment fields: every non-zero label is a segment.
+    """
+    from .io import _itk_reason, _name, read_image_information
+
+    sitk = _sitk()
+    name = _name(path)
+    reader = read_image_information(path)
+    dim = reader.GetDimension()
+    if dim != 3:
+        raise BadInputError(name, f"{dim}D image; a 3D segmentation is needed")
+    try:
+        image = reader.Execute()
+    except RuntimeError as exc:
+        raise BadInputError(name, _itk_reason(exc) or "could not read the voxel data") from None
+    keys = set(reader.GetMetaDataKeys())
+    n_layers = image.GetNumberOfComponentsPerPixel()
+    if n_layers == 1:
+        layers = [image]
+    else:
+        layers = [sitk.VectorIndexSelectionCast(image, i) for i in range(n_layers)]
+    from .io import as_integer_labelmap
+
+    layers = [as_integer_labelmap(layer, name) for layer in layers]
+    segments = []
+    i = 0
+    while f"Segment{i}_ID" in keys or f"Segment{i}_Name" in keys:
+        def meta(field_name, default, i=i):
+            key = f"Segment{i}_{field_name}"
+            return reader.GetMetaData(key) if key in keys else default
+
+        seg_name = meta("Name", meta("ID", f"Segment_{i}"))
+        try:
+            label = int(meta("LabelValue", "1"))
+            layer = int(meta("Layer", "0"))
+        except ValueError:
+            raise BadInputError(name, f"Segment{i}: LabelValue/Layer are not integers") from None
+        if not 0 <= layer < n_layers:
+            raise BadInputError(name, f"segment '{seg_name}' is in layer {layer}, the file has {n_layers}")
+        segments.append(Segment(seg_name, label, layer))
+        i += 1
+    src = LabelSource(name, layers, segments)
+    if not segments:  # a plain labelmap saved with a .seg.nrrd name
+        for layer_index in range(len(layers)):
+            segments += [Segment(str(v), v, layer_index) for v in sorted(src.stats(layer_index))]
+    return src
+
+
+def read_label_source(path) -> tuple[LabelSource, bool]:
+    """(segments of a labelmap file or .seg.nrrd, whether it is a segmentation file with named segments)."""
+    from .io import _name, file_extension, read_labelmap
+
+    if file_extension(path) in SEGMENTATION_EXTENSIONS:
+        return read_segmentation_file(path), True
+    return labelmap_source(read_labelmap(path), _name(path)), False
+
+
+def compare_files(reference_path, compared_path, percentile: float = DEFAULT_PERCENTILE, messages=None) -> dict:
+    """``{"percentile", "reference", "compared", "matched_by", "segments": [...]}`` for two files.
+
+    Segments are matched by name when both files are ``.seg.nrrd``, else by label value.
+    """
+    percentile = check_percentile(percentile)
+    if messages is not None:
+        messages.progress("reading inputs")
+    ref, ref_named = read_label_source(reference_path)
+    cmp, cmp_named = read_label_source(compared_path)
+    by = "name" if (ref_named and cmp_named) else "label"
+    segments = compare_sources(ref, cmp, percentile, by=by, messages=messages)
+    return {"percentile": percentile, "reference": ref.source, "compared": cmp.source, "matched_by": by,
+            "segments": segments}
+
+
+def run_compare_cli(args, messages) -> int:
+    """``registration-quality compare REFERENCE COMPARED [--percentile P] [--json PATH]``."""
+    import json
+    import sys
+    from pathlib import Path
+
+    result = compare_files(args.reference, args.compared, args.percentile, messages)
+    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
+    if args.json:
+        out = Path(args.json)
+        if out.is_dir():
+            raise BadInputError(args.json, "--json: is a folder; a file path is needed")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(out.name + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(out)
+        except OSError as exc:
+            raise BadInputError(args.json, f"--json: cannot write ({exc.strerror or exc})") from None
+        messages.info(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return 0

@@ -1,0 +1,497 @@
+"""Segment comparison: pinned definitions against a brute-force reference, analytic shapes, SimpleITK, edge cases,
+files (.seg.nrrd read directly vs Slicer's reader), the MRML API and the ``compare`` CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from RegistrationQualityLib import metrics
+from RegistrationQualityLib.errors import BadInputError
+
+from conftest import FLIPPED, OBLIQUE, make_image, run_cli
+
+GRIDS = {"axial": None, "oblique": OBLIQUE, "flipped": FLIPPED}
+SPACING = (0.7, 1.3, 2.1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Independent brute-force reference (all boundary voxel pairs, physical coordinates through the direction)
+# ---------------------------------------------------------------------------------------------------
+def brute_boundary(mask):
+    """6-connected boundary with the image edge as outside, written independently of the library."""
+    padded = np.pad(mask, 1, constant_values=False)
+    outside_neighbour = np.zeros_like(mask)
+    n0, n1, n2 = mask.shape
+    for dk, dj, di in ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)):
+        neighbour = padded[1 + dk:1 + dk + n0, 1 + dj:1 + dj + n1, 1 + di:1 + di + n2]
+        outside_neighbour |= ~neighbour
+    return mask & outside_neighbour
+
+
+def physical_points(image, mask):
+    k, j, i = np.nonzero(mask)
+    d = np.array(image.GetDirection()).reshape(3, 3)
+    idx = np.stack([i, j, k], axis=1) * np.array(image.GetSpacing())
+    return np.array(image.GetOrigin()) + idx @ d.T
+
+
+def brute_force(image_a, mask_a, image_b, mask_b, p=95.0):
+    pa = physical_points(image_a, brute_boundary(mask_a))
+    pb = physical_points(image_b, brute_boundary(mask_b))
+    dist = np.sqrt(((pa[:, None, :] - pb[None, :, :]) ** 2).sum(-1))
+    ab, ba = dist.min(axis=1), dist.min(axis=0)
+    n_a, n_b, n_both = mask_a.sum(), mask_b.sum(), (mask_a & mask_b).sum()
+    return {
+        "dice": 2 * n_both / (n_a + n_b), "jaccard": n_both / (n_a + n_b - n_both),
+        "hausdorff_mm": max(ab.max(), ba.max()),
+        "hausdorff_percentile_mm": max(np.percentile(ab, p), np.percentile(ba, p)),
+        "mean_surface_distance_mm": np.concatenate([ab, ba]).mean(),
+        "directed": {"reference_to_compared": {"max_mm": ab.max(), "percentile_mm": np.percentile(ab, p),
+                                               "mean_mm": ab.mean()},
+                     "compared_to_reference": {"max_mm": ba.max(), "percentile_mm": np.percentile(ba, p),
+                                               "mean_mm": ba.mean()}},
+    }
+
+
+def assert_close(result, expected, atol=1e-4):
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert_close(result[key], value, atol)
+        else:
+            assert result[key] == pytest.approx(float(value), abs=atol), key
+
+
+def random_blob(rng, shape, fill=0.55):
+    """A random irregular shape: thresholded smoothed noise (several components, holes, border contact)."""
+    noise = rng.random(shape)
+    smooth = noise.copy()
+    for axis in range(3):
+        smooth = (np.roll(smooth, 1, axis) + smooth + np.roll(smooth, -1, axis)) / 3
+    return smooth > np.quantile(smooth, fill)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Pinned definitions: brute force on small random shapes, anisotropic / oblique / flipped grids
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("grid", list(GRIDS))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_random_shapes_match_brute_force(grid, seed):
+    rng = np.random.default_rng(seed)
+    shape = (7, 9, 11)
+    a1, b1 = random_blob(rng, shape), random_blob(rng, shape)
+    a2, b2 = random_blob(rng, shape, 0.8), random_blob(rng, shape, 0.85)
+    ref = np.where(a1, 1, 0) + np.where(a2 & ~a1, 4, 0)
+    cmp = np.where(b1, 1, 0) + np.where(b2 & ~b1, 4, 0)
+    img_a = make_image(ref.astype(np.uint8), SPACING, (3.0, -4.0, 10.0), GRIDS[grid])
+    img_b = make_image(cmp.astype(np.uint8), SPACING, (3.0, -4.0, 10.0), GRIDS[grid])
+    p = float(rng.choice([95.0, 50.0, 99.5]))
+    results = metrics.compare_labelmaps(img_a, img_b, percentile=p)
+    assert [r["label"] for r in results] == [1, 4]
+    voxel_cc = np.prod(SPACING) / 1000
+    for r in results:
+        ma, mb = ref == r["label"], cmp == r["label"]
+        assert r["status"] == "ok"
+        assert_close(r, brute_force(img_a, ma, img_b, mb, p))
+        assert r["reference_volume_cc"] == pytest.approx(ma.sum() * voxel_cc)
+        assert r["compared_volume_cc"] == pytest.approx(mb.sum() * voxel_cc)
+        assert r["volume_difference_cc"] == pytest.approx((mb.sum() - ma.sum()) * voxel_cc)
+        assert r["false_positive_cc"] == pytest.approx((mb & ~ma).sum() * voxel_cc)
+        assert r["false_negative_cc"] == pytest.approx((ma & ~mb).sum() * voxel_cc)
+
+
+def test_percentile_is_linear_interpolation_of_directed_sets():
+    """HDp = max of directed numpy percentiles (not their mean, not nearest-rank): checked at several p."""
+    rng = np.random.default_rng(5)
+    a, b = random_blob(rng, (8, 8, 8)), random_blob(rng, (8, 8, 8))
+    img_a = make_image(a.astype(np.uint8), (1.0, 1.0, 3.0))
+    img_b = make_image(b.astype(np.uint8), (1.0, 1.0, 3.0))
+    for p in (0.0, 12.5, 95.0, 100.0):
+        r = metrics.compare_labelmaps(img_a, img_b, percentile=p)[0]
+        assert_close(r, brute_force(img_a, a, img_b, b, p))
+    r100 = metrics.compare_labelmaps(img_a, img_b, percentile=100)[0]
+    assert r100["hausdorff_percentile_mm"] == pytest.approx(r100["hausdorff_mm"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Analytic shapes
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("grid", list(GRIDS))
+def test_shifted_boxes(grid):
+    """Box B = box A shifted by t voxels along i: HD = every directed max = t·s_i, Dice = (L − t)/L."""
+    L, t = 8, 3
+    a = np.zeros((12, 10, 16), np.uint8)
+    b = np.zeros_like(a)
+    a[2:9, 2:7, 2:2 + L] = 1
+    b[2:9, 2:7, 2 + t:2 + t + L] = 1
+    sp = (0.6, 1.1, 2.5)
+    r = metrics.compare_labelmaps(make_image(a, sp, direction=GRIDS[grid]), make_image(b, sp, direction=GRIDS[grid]))[0]
+    assert r["dice"] == pytest.approx((L - t) / L)
+    assert r["jaccard"] == pytest.approx((L - t) / (L + t))
+    assert r["hausdorff_mm"] == pytest.approx(t * sp[0], abs=1e-5)
+    assert r["directed"]["reference_to_compared"]["max_mm"] == pytest.approx(t * sp[0], abs=1e-5)
+    assert r["directed"]["compared_to_reference"]["max_mm"] == pytest.approx(t * sp[0], abs=1e-5)
+    assert r["false_positive_cc"] == pytest.approx(t * 7 * 5 * np.prod(sp) / 1000)
+
+
+def test_concentric_boxes_anisotropic():
+    """B = A grown by n = (1, 2, 3) voxels on every side. HD = |n·s| (B's corner to A's corner); for an A boundary
+    voxel p inside B, d(p, ∂B) = min over axes of the distance to B's nearer face along that axis."""
+    sp = np.array([0.5, 0.9, 1.7])
+    n = np.array([1, 2, 3])  # (i, j, k)
+    a = np.zeros((24, 24, 24), np.uint8)
+    b = np.zeros_like(a)
+    a[6:18, 5:19, 4:20] = 1
+    b_lo, b_hi = np.array([4 - n[0], 5 - n[1], 6 - n[2]]), np.array([19 + n[0], 18 + n[1], 17 + n[2]])  # (i, j, k)
+    b[b_lo[2]:b_hi[2] + 1, b_lo[1]:b_hi[1] + 1, b_lo[0]:b_hi[0] + 1] = 1
+    r = metrics.compare_labelmaps(make_image(a, sp, direction=OBLIQUE), make_image(b, sp, direction=OBLIQUE))[0]
+    assert r["hausdorff_mm"] == pytest.approx(float(np.linalg.norm(n * sp)), abs=1e-5)
+    assert r["directed"]["compared_to_reference"]["max_mm"] == pytest.approx(float(np.linalg.norm(n * sp)), abs=1e-5)
+    k, j, i = np.nonzero(brute_boundary(a > 0))
+    p = np.stack([i, j, k], axis=1)
+    to_faces = np.minimum(p - b_lo, b_hi - p) * sp  # distance to the nearer B face along each axis
+    d = to_faces.min(axis=1)
+    assert r["directed"]["reference_to_compared"]["max_mm"] == pytest.approx(d.max(), abs=1e-5)
+    assert r["directed"]["reference_to_compared"]["mean_mm"] == pytest.approx(d.mean(), abs=1e-5)
+    assert r["directed"]["reference_to_compared"]["percentile_mm"] == pytest.approx(np.percentile(d, 95), abs=1e-5)
+    assert r["dice"] == pytest.approx(2 * a.sum() / (a.sum() + b.sum()))
+
+
+def test_concentric_spheres():
+    """Spheres of radius 6 and 9 mm (1 mm grid): surface distances ≈ 3 mm within the discretisation (√3/2 mm)."""
+    k, j, i = np.mgrid[:25, :25, :25] - 12.0
+    r2 = i**2 + j**2 + k**2
+    a = (r2 <= 6.0**2).astype(np.uint8)
+    b = (r2 <= 9.0**2).astype(np.uint8)
+    r = metrics.compare_labelmaps(make_image(a, direction=FLIPPED), make_image(b, direction=FLIPPED))[0]
+    for key in ("hausdorff_mm", "hausdorff_percentile_mm", "mean_surface_distance_mm"):
+        assert r[key] == pytest.approx(3.0, abs=math.sqrt(3) / 2), key
+    assert r["dice"] == pytest.approx(2 * a.sum() / (a.sum() + b.sum()))
+    assert r["reference_volume_cc"] == pytest.approx(4 / 3 * math.pi * 6**3 / 1000, rel=0.05)
+
+
+def test_agrees_with_simpleitk_hausdorff_for_disjoint_convex_shapes():
+    """For disjoint convex shapes the all-voxel Hausdorff of SimpleITK equals the boundary-voxel definition."""
+    k, j, i = np.mgrid[:20, :30, :26]
+    sp = (0.8, 1.2, 2.0)
+    a = ((i - 7) ** 2 / 25 + (j - 10) ** 2 / 36 + (k - 8) ** 2 / 16 <= 1).astype(np.uint8)
+    b = ((i - 19) ** 2 / 16 + (j - 20) ** 2 / 49 + (k - 12) ** 2 / 25 <= 1).astype(np.uint8)
+    assert not (a & b).any()
+    img_a, img_b = make_image(a, sp, direction=OBLIQUE), make_image(b, sp, direction=OBLIQUE)
+    f = sitk.HausdorffDistanceImageFilter()
+    f.Execute(img_a, img_b)
+    r = metrics.compare_labelmaps(img_a, img_b)[0]
+    assert r["dice"] == 0.0 and r["status"] == "ok"
+    assert r["hausdorff_mm"] == pytest.approx(f.GetHausdorffDistance(), abs=1e-4)
+
+
+def test_dice_agrees_with_simpleitk_overlap_filter():
+    rng = np.random.default_rng(11)
+    a, b = random_blob(rng, (10, 12, 14)), random_blob(rng, (10, 12, 14))
+    img_a, img_b = make_image(a.astype(np.uint8), SPACING), make_image(b.astype(np.uint8), SPACING)
+    f = sitk.LabelOverlapMeasuresImageFilter()
+    f.Execute(img_a, img_b)
+    r = metrics.compare_labelmaps(img_a, img_b)[0]
+    assert r["dice"] == pytest.approx(f.GetDiceCoefficient())
+    assert r["jaccard"] == pytest.approx(f.GetJaccardCoefficient())
+
+
+def test_swapping_inputs_swaps_directed_values():
+    rng = np.random.default_rng(3)
+    a, b = random_blob(rng, (9, 10, 11)), random_blob(rng, (9, 10, 11))
+    img_a, img_b = make_image(a.astype(np.uint8), SPACING), make_image(b.astype(np.uint8), SPACING)
+    ab = metrics.compare_labelmaps(img_a, img_b)[0]
+    ba = metrics.compare_labelmaps(img_b, img_a)[0]
+    assert ab["directed"]["reference_to_compared"] == ba["directed"]["compared_to_reference"]
+    assert ab["directed"]["compared_to_reference"] == ba["directed"]["reference_to_compared"]
+    for key in ("dice", "jaccard", "hausdorff_mm", "hausdorff_percentile_mm"):
+        assert ab[key] == ba[key]
+    assert ab["mean_surface_distance_mm"] == pytest.approx(ba["mean_surface_distance_mm"], abs=1e-9)
+    assert ab["false_positive_cc"] == pytest.approx(ba["false_negative_cc"])
+    assert ab["volume_difference_cc"] == pytest.approx(-ba["volume_difference_cc"])
+
+
+def test_compare_masks_matches_labelmap_path():
+    rng = np.random.default_rng(8)
+    a, b = random_blob(rng, (6, 7, 8)), random_blob(rng, (6, 7, 8))
+    r = metrics.compare_masks(a, b, SPACING, 90)
+    assert_close(r, brute_force(make_image(a.astype(np.uint8), SPACING), a, make_image(b.astype(np.uint8), SPACING),
+                                b, 90))
+
+
+def test_metric_registry_documents_every_result_key():
+    r = metrics.compare_masks(np.ones((2, 2, 2), bool), np.ones((2, 2, 2), bool))
+    flat = set()
+    for key, value in r.items():
+        flat |= {f"{key}.{k}.{kk}" for k, v in value.items() for kk in v} if isinstance(value, dict) else {key}
+    assert flat - {"label", "name", "status"} == {m.key for m in metrics.METRICS}
+    for m in metrics.METRICS:
+        assert m.definition and (m.unit == "" or f"({m.unit})" in m.column)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Edge cases
+# ---------------------------------------------------------------------------------------------------
+def test_both_empty_is_null_not_perfect():
+    empty = make_image(np.zeros((4, 5, 6), np.uint8))
+    (r,) = metrics.compare_labelmaps(empty, empty, labels=[3])
+    assert r["label"] == 3 and r["dice"] is None and r["jaccard"] is None and r["hausdorff_mm"] is None
+    assert r["directed"]["reference_to_compared"]["max_mm"] is None
+    assert "both" in r["status"] and "empty" in r["status"]
+    assert metrics.compare_labelmaps(empty, empty) == []
+
+
+def test_one_side_empty_gives_dice_zero_and_null_distances():
+    a = np.zeros((4, 5, 6), np.uint8)
+    a[1:3, 1:3, 1:3] = 2
+    img_a, img_0 = make_image(a, SPACING), make_image(np.zeros_like(a), SPACING)
+    (r,) = metrics.compare_labelmaps(img_a, img_0)
+    assert r["label"] == 2 and r["dice"] == 0.0 and r["jaccard"] == 0.0
+    assert r["hausdorff_mm"] is None and r["mean_surface_distance_mm"] is None
+    assert r["compared_volume_cc"] == 0.0 and r["reference_volume_cc"] == pytest.approx(8 * np.prod(SPACING) / 1000)
+    assert r["false_negative_cc"] == pytest.approx(r["reference_volume_cc"])
+    assert "not in compared" in r["status"]
+    (r,) = metrics.compare_labelmaps(img_0, img_a)
+    assert r["dice"] == 0.0 and r["hausdorff_mm"] is None and "not in reference" in r["status"]
+    (r,) = metrics.compare_labelmaps(img_a, img_0, labels=[2])  # asked for explicitly: an empty segment
+    assert r["dice"] == 0.0 and "compared segment is empty" in r["status"]
+
+
+def test_labels_in_one_file_only_are_reported():
+    a = np.zeros((6, 6, 6), np.uint8)
+    b = np.zeros_like(a)
+    a[1:3, 1:3, 1:3] = 1
+    b[1:3, 1:3, 1:3] = 1
+    a[4, 4, 4] = 7
+    b[4:6, 0:2, 4:6] = 9
+    results = metrics.compare_labelmaps(make_image(a), make_image(b))
+    assert [r["label"] for r in results] == [1, 7, 9]
+    assert results[0]["dice"] == 1.0 and results[0]["hausdorff_mm"] == 0.0
+    assert results[1]["compared_volume_cc"] == 0.0 and results[1]["reference_volume_cc"] == pytest.approx(0.001)
+    assert results[2]["reference_volume_cc"] == 0.0 and results[2]["compared_volume_cc"] == pytest.approx(0.008)
+
+
+def test_no_overlap_gives_dice_zero_and_finite_distances():
+    a = np.zeros((5, 5, 20), np.uint8)
+    b = np.zeros_like(a)
+    a[1:4, 1:4, 1:4] = 1
+    b[1:4, 1:4, 10:13] = 1
+    r = metrics.compare_labelmaps(make_image(a, (2.0, 1.0, 1.0)), make_image(b, (2.0, 1.0, 1.0)))[0]
+    assert r["dice"] == 0.0 and r["status"] == "ok"
+    assert r["hausdorff_mm"] == pytest.approx(9 * 2.0)  # far face to far face along i
+    assert r["directed"]["reference_to_compared"]["max_mm"] == pytest.approx(9 * 2.0)
+    assert min(r["directed"]["reference_to_compared"]["mean_mm"], 18) > 6 * 2.0 - 1e-9
+
+
+def test_single_voxel_segments():
+    a = np.zeros((5, 6, 7), np.uint8)
+    b = np.zeros_like(a)
+    a[2, 3, 1] = 1
+    b[4, 3, 5] = 1
+    sp = (0.5, 1.0, 3.0)
+    r = metrics.compare_labelmaps(make_image(a, sp, direction=FLIPPED), make_image(b, sp, direction=FLIPPED))[0]
+    expected = math.hypot(4 * 0.5, 2 * 3.0)
+    for key in ("hausdorff_mm", "hausdorff_percentile_mm", "mean_surface_distance_mm"):
+        assert r[key] == pytest.approx(expected, abs=1e-5)
+    r = metrics.compare_labelmaps(make_image(a, sp), make_image(a, sp))[0]
+    assert r["dice"] == 1.0 and r["hausdorff_mm"] == 0.0 and r["mean_surface_distance_mm"] == 0.0
+
+
+def test_segments_touching_the_border_have_a_boundary_there():
+    """A segment filling the whole image: every voxel of its outer layer is boundary (the edge is outside)."""
+    a = np.ones((6, 7, 8), np.uint8)
+    b = np.zeros_like(a)
+    b[:, :, :5] = 1  # the last 3 columns missing: B's boundary includes the face i=4
+    sp = (1.5, 1.0, 1.0)
+    r = metrics.compare_labelmaps(make_image(a, sp), make_image(b, sp))[0]
+    assert_close(r, brute_force(make_image(a, sp), a > 0, make_image(b, sp), b > 0))
+    assert r["directed"]["reference_to_compared"]["max_mm"] == pytest.approx(3 * 1.5)
+    # B's cut face i=4 lies inside A: its voxels are nearest to A's k faces (k extent 0..5: at most 2 voxels)
+    assert r["directed"]["compared_to_reference"]["max_mm"] == pytest.approx(2.0)
+
+
+def test_bad_percentile_and_non_integer_labelmaps_raise():
+    img = make_image(np.zeros((3, 3, 3), np.uint8))
+    with pytest.raises(BadInputError, match="percentile"):
+        metrics.compare_labelmaps(img, img, percentile=101)
+    frac = make_image(np.full((3, 3, 3), 0.5, np.float32))
+    with pytest.raises(BadInputError, match="non-integer"):
+        metrics.compare_labelmaps(frac, img)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Grids: lattice offsets, resampling, volumes on own grids
+# ---------------------------------------------------------------------------------------------------
+def test_compared_on_shifted_lattice_is_used_exactly_and_may_extend_beyond_reference():
+    """Same spacing/direction, origin shifted by whole voxels: no interpolation; voxels beyond the reference
+    grid still count (the comparison lattice is extended)."""
+    sp = (0.8, 1.0, 2.0)
+    a = np.zeros((6, 8, 10), np.uint8)
+    a[1:5, 2:6, 5:10] = 1  # touches the i edge of the reference
+    big = np.zeros((6, 8, 14), np.uint8)
+    big[1:5, 2:6, 5:14] = 1  # the same box continued 4 voxels past the reference's edge
+    img_a = make_image(a, sp, (10.0, 20.0, 30.0), OBLIQUE)
+    img_b = make_image(big, sp, (10.0, 20.0, 30.0), OBLIQUE)
+    shifted = make_image(big[:, :, 3:], sp, img_b.TransformIndexToPhysicalPoint((3, 0, 0)), OBLIQUE)
+    r = metrics.compare_labelmaps(img_a, shifted)[0]
+    assert r["reference_volume_cc"] == pytest.approx(4 * 4 * 5 * np.prod(sp) / 1000)
+    assert r["compared_volume_cc"] == pytest.approx(4 * 4 * 9 * np.prod(sp) / 1000)
+    assert r["dice"] == pytest.approx(2 * 5 / 14)
+    # reference boundary includes its border face at i=9; compared's far face is at i=13 (4 voxels further)
+    assert r["directed"]["compared_to_reference"]["max_mm"] == pytest.approx(4 * sp[0], abs=1e-5)
+    assert r["false_positive_cc"] == pytest.approx(4 * 4 * 4 * np.prod(sp) / 1000)
+
+
+def test_compared_on_another_grid_is_resampled_nearest_neighbour_with_own_volumes():
+    rng = np.random.default_rng(4)
+    a = random_blob(rng, (10, 12, 14)).astype(np.uint8) * 2
+    img_a = make_image(a, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), OBLIQUE)
+    fine = np.zeros((24, 30, 34), np.uint8)
+    fine[5:18, 6:20, 8:26] = 2  # inside the reference's field of view
+    img_b = make_image(fine, (0.45, 0.5, 0.9), OBLIQUE @ np.array([0.3, 0.2, 0.1]), OBLIQUE)
+    expected = sitk.Resample(img_b, img_a, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    want = metrics.compare_masks(a == 2, sitk.GetArrayFromImage(expected) == 2, (1.0, 1.0, 2.0))
+    got = metrics.compare_labelmaps(img_a, img_b)[0]
+    for key in ("dice", "hausdorff_mm", "hausdorff_percentile_mm", "mean_surface_distance_mm", "false_negative_cc"):
+        assert got[key] == pytest.approx(want[key], abs=1e-6), key
+    assert got["status"] == "ok"
+    assert got["compared_volume_cc"] == pytest.approx(13 * 14 * 18 * 0.45 * 0.5 * 0.9 / 1000)  # own grid
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files: .seg.nrrd read directly agrees with Slicer's reader
+# ---------------------------------------------------------------------------------------------------
+def _segmentation_file(ctx, tmp_path, name, overlapping=True):
+    from RegistrationQualityLib import io
+
+    arr = np.zeros((10, 12, 14), np.uint8)
+    arr[2:5, 3:6, 4:8] = 1
+    arr[6:8, 6:9, 6:9] = 3
+    img = make_image(arr, (0.5, 0.7, 2.0), (1.0, 2.0, 3.0), OBLIQUE)
+    seg = io.labelmap_image_to_segmentation(ctx, img, name, {1: "liver", 3: "kidney"})
+    if overlapping:  # a second layer: overlaps "liver"
+        extra = np.zeros_like(arr)
+        extra[3:7, 3:8, 3:9] = 1
+        lab = io.image_to_volume(ctx, make_image(extra, (0.5, 0.7, 2.0), (1.0, 2.0, 3.0), OBLIQUE), "t", True)
+        ctx.logic("Segmentations").ImportLabelmapToSegmentationNode(lab, seg)
+        segmentation = seg.GetSegmentation()
+        segmentation.GetNthSegment(segmentation.GetNumberOfSegments() - 1).SetName("tumour")
+        ctx.remove_nodes([lab])
+    path = tmp_path / f"{name}.seg.nrrd"
+    io.save_node(seg, path)
+    return seg, path, img
+
+
+def test_seg_nrrd_direct_reader_matches_slicer_reader(ctx, tmp_path):
+    from RegistrationQualityLib import io
+
+    _seg, path, img = _segmentation_file(ctx, tmp_path, "s")
+    src = metrics.read_segmentation_file(path)
+    assert len(src.layers) == 2
+    assert [s.name for s in src.segments] == ["liver", "kidney", "tumour"]
+    loaded = io.load_segmentation(ctx, path)
+    segmentation = loaded.GetSegmentation()
+    for i in range(segmentation.GetNumberOfSegments()):
+        sid = segmentation.GetNthSegmentID(i)
+        segment = segmentation.GetSegment(sid)
+        # Slicer's own reading of this segment, exported alone onto the original grid
+        ref_node = io.image_to_volume(ctx, img, "grid")
+        slicer_img = io.segmentation_to_labelmap_image(ctx, loaded, ref_node, [sid])
+        slicer_src = metrics.LabelSource("slicer", [slicer_img], [metrics.Segment(segment.GetName(),
+                                                                                   segment.GetLabelValue())])
+        ours = metrics.LabelSource(src.source, src.layers, [s for s in src.segments if s.name == segment.GetName()])
+        (r,) = metrics.compare_sources(slicer_src, ours)
+        assert r["dice"] == 1.0 and r["hausdorff_mm"] == 0.0, segment.GetName()
+        assert r["reference_volume_cc"] == pytest.approx(r["compared_volume_cc"])
+
+
+def test_compare_files_matches_seg_nrrd_by_name(ctx, tmp_path):
+    from RegistrationQualityLib import io
+
+    _s1, p1, img = _segmentation_file(ctx, tmp_path, "a")
+    arr = sitk.GetArrayFromImage(img)
+    arr2 = np.zeros_like(arr)
+    arr2[arr == 1] = 5  # "liver" with another label value, "kidney" missing, "spleen" new
+    arr2[0:2, 0:2, 0:2] = 6
+    seg2 = io.labelmap_image_to_segmentation(ctx, make_image(arr2, (0.5, 0.7, 2.0), (1.0, 2.0, 3.0), OBLIQUE), "b",
+                                             {5: "liver", 6: "spleen"})
+    p2 = tmp_path / "b.seg.nrrd"
+    io.save_node(seg2, p2)
+    out = metrics.compare_files(p1, p2, 90)
+    assert out["matched_by"] == "name" and out["percentile"] == 90
+    by_name = {r["name"]: r for r in out["segments"]}
+    assert set(by_name) == {"liver", "kidney", "tumour", "spleen"}
+    assert by_name["liver"]["dice"] == 1.0 and by_name["liver"]["hausdorff_mm"] == 0.0
+    assert by_name["kidney"]["dice"] == 0.0 and by_name["kidney"]["hausdorff_mm"] is None
+    assert by_name["spleen"]["reference_volume_cc"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------------
+def test_cli_prints_pure_json_and_writes_json_file(tmp_path):
+    rng = np.random.default_rng(9)
+    a, b = random_blob(rng, (8, 9, 10)), random_blob(rng, (8, 9, 10))
+    img_a, img_b = make_image(a.astype(np.uint8), SPACING, direction=OBLIQUE), make_image(
+        b.astype(np.int16) * 3, SPACING, direction=OBLIQUE)
+    sitk.WriteImage(img_a, str(tmp_path / "ref.nrrd"))
+    sitk.WriteImage(img_b, str(tmp_path / "cmp.nii.gz"))
+    proc = run_cli("compare", tmp_path / "ref.nrrd", tmp_path / "cmp.nii.gz", "--percentile", "90")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    doc = json.loads(proc.stdout)
+    assert doc["percentile"] == 90.0
+    labels = {s["label"]: s for s in doc["segments"]}
+    assert set(labels) == {1, 3}
+    assert labels[1]["dice"] == 0.0 and labels[3]["dice"] == 0.0 and labels[1]["hausdorff_mm"] is None
+    # same file as both inputs: perfect agreement; --json writes the file, stdout stays empty
+    out = tmp_path / "res" / "r.json"
+    proc = run_cli("compare", tmp_path / "ref.nrrd", tmp_path / "ref.nrrd", "--json", out)
+    assert proc.returncode == 0 and proc.stdout == ""
+    (seg,) = json.loads(out.read_text())["segments"]
+    assert seg["dice"] == 1.0 and seg["hausdorff_mm"] == 0.0 and seg["status"] == "ok"
+
+
+def test_cli_matches_library_on_brute_force_case(tmp_path):
+    rng = np.random.default_rng(12)
+    a, b = random_blob(rng, (7, 8, 9)), random_blob(rng, (7, 8, 9))
+    img_a = make_image(a.astype(np.uint8), SPACING, (1, 2, 3), FLIPPED)
+    img_b = make_image(b.astype(np.uint8), SPACING, (1, 2, 3), FLIPPED)
+    sitk.WriteImage(img_a, str(tmp_path / "a.nrrd"))
+    sitk.WriteImage(img_b, str(tmp_path / "b.nrrd"))
+    proc = run_cli("compare", tmp_path / "a.nrrd", tmp_path / "b.nrrd")
+    assert proc.returncode == 0, proc.stderr
+    assert_close(json.loads(proc.stdout)["segments"][0], brute_force(img_a, a, img_b, b, 95.0))
+
+
+@pytest.mark.parametrize("case", ["non-integer", "4d", "missing", "percentile", "vector"])
+def test_cli_bad_input_exit_2_one_line(tmp_path, case):
+    good = tmp_path / "good.nrrd"
+    sitk.WriteImage(make_image(np.ones((3, 4, 5), np.uint8)), str(good))
+    bad = tmp_path / "bad.nrrd"
+    args = ["compare", good, bad]
+    if case == "non-integer":
+        sitk.WriteImage(make_image(np.full((3, 4, 5), 1.5, np.float32)), str(bad))
+        expect = "non-integer"
+    elif case == "4d":
+        sitk.WriteImage(sitk.GetImageFromArray(np.ones((2, 3, 4, 5), np.uint8), isVector=False), str(bad))
+        expect = "4D"
+    elif case == "vector":
+        sitk.WriteImage(sitk.GetImageFromArray(np.ones((3, 4, 5, 2), np.uint8), isVector=True), str(bad))
+        expect = "vector"
+    elif case == "missing":
+        expect = "not found"
+    else:
+        args = ["compare", good, good, "--percentile", "120"]
+        bad = "--percentile"
+        expect = "outside 0-100"
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert str(bad) in lines[0] and expect in lines[0]
