@@ -436,6 +436,8 @@ dl.defs dd { margin: 2px 0 0 18px; }
 .two { display: flex; flex-wrap: wrap; gap: 28px; align-items: flex-start; }
 .two > div:first-child { flex: 0 0 auto; } .two > div + div { flex: 1 1 480px; min-width: 0; }
 svg.chart { width: 100%; max-width: 900px; height: auto; }
+.plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 10px 36px; }
+.cases td:first-child { white-space: nowrap; }
 footer { margin-top: 30px; font-size: 13px; color: var(--muted); }
 @media print {
   main { max-width: none; padding: 0; }
@@ -700,6 +702,8 @@ def strip_plot_svg(title: str, items, unit: str = "", higher_is_better: bool | N
     if hi - lo < 1e-12:
         lo, hi = lo - 0.5 * max(abs(lo), 1.0) * 0.1, hi + 0.5 * max(abs(hi), 1.0) * 0.1
     ticks = _nice_ticks(lo, hi, 5)
+    if all(float(v).is_integer() for v in nums):  # counts: whole-number ticks only
+        ticks = [t for t in ticks if float(t).is_integer()] or ticks
     lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
     left, right, height = 20, 20, 96
     plot_w = width - left - right
@@ -1163,11 +1167,13 @@ def _number(value):
 
 
 def _case_rank(row: Mapping):
-    """Sort key, worst first: cases that could not be evaluated, failing verdicts, more failed checks."""
+    """Sort key, worst first: cases that could not be evaluated, failing verdicts (more failed checks first),
+    no checks, passes; within a group the lowest Dice after registration first."""
     status = str(row.get("status") or "").strip().lower()
     rank = 0 if status not in OK_STATUSES else VERDICT_RANK.get(row.get("verdict"), 2)
     failed_checks = _number(row.get("n_checks_failed")) or 0.0
-    return rank, -failed_checks, str(row.get("case_id"))
+    dice = _number(row.get("min_dice_after"))
+    return rank, -failed_checks, math.inf if dice is None else dice, str(row.get("case_id"))
 
 
 def summary_html(rows, output_path) -> Path:
@@ -1221,7 +1227,10 @@ def summary_html(rows, output_path) -> Path:
               f'<span class="key" style="background:{VERMILLION}"></span>fail'
               f'<span class="key" style="background:{GREY}"></span>no checks; box = quartiles, line = median; '
               f'click a dot to open the case report.</p>')
-    header = ["Case", "Result"] + [_e(SUMMARY_METRICS.get(k, (k.replace("_", " "),))[0]) for k in columns]
+    header = ["Case", "Result"]
+    for key in columns:
+        title, unit, _ = SUMMARY_METRICS.get(key, (key.replace("_", " "), _unit(key), None))
+        header.append(_e(title) + (f"<br><small>{_e(unit)}</small>" if unit else ""))
     table_rows = []
     for row in ordered:
         link = href(row)
@@ -1248,9 +1257,9 @@ def summary_html(rows, output_path) -> Path:
         f"<title>Registration quality: cohort summary</title><style>{CSS}</style></head><body><main>"
         f"<h1>Registration quality: cohort summary</h1><p class='sub'>{len(rows)} cases</p>"
         f'<div class="tiles">{tiles}</div>'
-        + ("<h2>Distributions</h2>" + legend + '<div class="snaps">' + "".join(plots) + "</div>" if plots else "")
+        + ("<h2>Distributions</h2>" + legend + '<div class="plots">' + "".join(plots) + "</div>" if plots else "")
         + "<h2>Cases, worst first</h2>"
-        + _table(header, table_rows, set(range(2, 2 + len(columns))))
+        + '<div class="cases">' + _table(header, table_rows, set(range(2, 2 + len(columns)))) + "</div>"
         + "</main></body></html>\n"
     )
     output_path.parent.mkdir(parents=True, exist_ok=True)
