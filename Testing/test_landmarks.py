@@ -240,16 +240,18 @@ def test_lps_and_ras_files_of_the_same_points_give_identical_results(ctx, tmp_pa
 
     def write_csv(path, pts, system):
         pts = pts * FLIP if system == "LPS" else pts
-        path.write_text("label,x,y,z\n" + "".join(f"{lab},{p[0]:.17g},{p[1]:.17g},{p[2]:.17g}\n" for lab, p in zip(labels, pts)))
+        rows = [f"{lab},{p[0]:.17g},{p[1]:.17g},{p[2]:.17g}\n" for lab, p in zip(labels, pts)]
+        path.write_text("label,x,y,z\n" + "".join(rows))
 
     def write_mrk(path, pts):  # LPS, Slicer's default for .mrk.json
         cps = [{"label": lab, "position": (p * FLIP).tolist()} for lab, p in zip(labels, pts)]
-        path.write_text(json.dumps({"markups": [{"type": "Fiducial", "coordinateSystem": "LPS", "controlPoints": cps}]}))
+        markup = {"type": "Fiducial", "coordinateSystem": "LPS", "controlPoints": cps}
+        path.write_text(json.dumps({"markups": [markup]}))
 
     def write_fcsv(path, pts):  # RAS
         lines = ["# Markups fiducial file version = 4.11", "# CoordinateSystem = 0"]
-        lines += [f"vtkMRMLMarkupsFiducialNode_{i},{p[0]:.17g},{p[1]:.17g},{p[2]:.17g},0,0,0,1,1,1,0,{lab},," for i, (lab, p)
-                  in enumerate(zip(labels, pts))]
+        lines += [f"vtkMRMLMarkupsFiducialNode_{i},{p[0]:.17g},{p[1]:.17g},{p[2]:.17g},0,0,0,1,1,1,0,{lab},,"
+                  for i, (lab, p) in enumerate(zip(labels, pts))]
         path.write_text("\n".join(lines) + "\n")
 
     write_csv(tmp_path / "f_lps.csv", f, "LPS")
@@ -332,6 +334,12 @@ def test_markups_nodes_are_read_in_world_space_and_not_modified(ctx):
     np.testing.assert_allclose(result.after_mm, np.linalg.norm(e, axis=1), atol=1e-9)
     np.testing.assert_array_equal(io.landmarks_from_node(moving_node, world=False).ras, before)
     assert moving_node.GetTransformNodeID() == parent.GetID()
+    # a control point without a position is skipped and reported, its partner becomes unmatched
+    fixed_node.UnsetNthControlPointPosition(1)
+    d = lmk.compute_tre(fixed_node, moving_node, _linear_node(ctx, rot, t)).as_dict()
+    assert [p["label"] for p in d["points"]] == ["L00", "L02", "L03"]
+    assert d["skipped"] == [{"label": "L01", "side": "fixed"}]
+    assert d["unmatched"] == [{"label": "L01", "only_in": "moving"}]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -552,7 +560,8 @@ def test_error_vectors_as_tubes_keep_the_colouring(ctx, affine_result):
     poly = lmk.error_vectors_node(ctx, result, space="moving", tube_radius_mm=0.5).GetPolyData()
     assert poly.GetNumberOfPolys() + poly.GetNumberOfStrips() > 0
     scalars = vtk_to_numpy(poly.GetPointData().GetArray("TRE_mm"))
-    assert scalars.min() == pytest.approx(result.after_mm.min()) and scalars.max() == pytest.approx(result.after_mm.max())
+    assert scalars.min() == pytest.approx(result.after_mm.min())
+    assert scalars.max() == pytest.approx(result.after_mm.max())
     # every tube vertex lies within the radius of its segment
     pts = vtk_to_numpy(poly.GetPoints().GetData())
     start, end = result.fixed_mapped_ras, result.moving_ras

@@ -76,7 +76,9 @@ def parse_elastix_points(text: str, source: str, image=None, field_name: str = "
         raise BadInputError(source, "empty point file")
     kind = tokens[0].lower()
     if kind not in ("point", "index"):
-        raise BadInputError(source, f"first word is '{tokens[0][:20]}'; an elastix point file starts with point or index")
+        raise BadInputError(
+            source, f"first word is '{tokens[0][:20]}'; an elastix point file starts with point or index"
+        )
     if len(tokens) < 2:
         raise BadInputError(source, "no point count after the first line")
     try:
@@ -297,6 +299,7 @@ class TREResult:
     inverse_residual_mm: np.ndarray | None = None  # |T(T^-1(m)) - m|: how well Slicer's inverse converged
     fixed_space_variant: bool = False
     unmatched: list = field(default_factory=list)  # [{"label", "only_in": "fixed"|"moving"}]
+    skipped: list = field(default_factory=list)  # [{"label", "side"}]: markups points without a position
     transform_name: str | None = None
     fixed_source: str = ""
     moving_source: str = ""
@@ -354,6 +357,7 @@ class TREResult:
             "before": self.summary("before"),
             "after": self.summary("after"),
             "unmatched": [dict(u) for u in self.unmatched],
+            "skipped": [dict(u) for u in self.skipped],
             "outside_domain_count": int(np.count_nonzero(self.outside_domain)),
         }
         if self.fixed_space_variant:
@@ -422,6 +426,8 @@ def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = 
     common = [label for label in f_lm.labels if label in m_index]
     unmatched = [{"label": label, "only_in": "fixed"} for label in f_lm.labels if label not in m_index]
     unmatched += [{"label": label, "only_in": "moving"} for label in m_lm.labels if label not in f_set]
+    skipped = [{"label": str(label), "side": side} for side, lm in (("fixed", f_lm), ("moving", m_lm))
+               for label in lm.skipped]
     if not common:
         def _few(labels):
             return ", ".join(labels[:5]) + (" ..." if len(labels) > 5 else "")
@@ -450,8 +456,9 @@ def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = 
         residual = np.linalg.norm(_map_points(forward, moving_mapped) - m, axis=1)
     return TREResult(
         labels=common, fixed_ras=f, moving_ras=m, fixed_mapped_ras=mapped, outside_domain=outside,
-        moving_mapped_ras=moving_mapped, inverse_residual_mm=residual, fixed_space_variant=fixed_space_variant, unmatched=unmatched,
-        transform_name=transform_name, fixed_source=f_lm.source, moving_source=m_lm.source,
+        moving_mapped_ras=moving_mapped, inverse_residual_mm=residual, fixed_space_variant=fixed_space_variant,
+        unmatched=unmatched, skipped=skipped, transform_name=transform_name, fixed_source=f_lm.source,
+        moving_source=m_lm.source,
     )
 
 
@@ -472,6 +479,8 @@ def tre_rows(result: TREResult) -> list[dict]:
                "outside_domain": "yes" if result.outside_domain[i] else "no"}
         if fixed_space is not None:
             row["fixed_space_after_mm"] = float(fixed_space[i])
+            if result.inverse_residual_mm is not None:
+                row["inverse_residual_mm"] = float(result.inverse_residual_mm[i])
         rows.append(row)
     sums = {k: result.summary(k) for k in ("before", "after")}
     if fixed_space is not None:
@@ -548,8 +557,8 @@ def error_vectors_node(ctx, result: TREResult, name: str = "TRE error vectors", 
     ``space="fixed"``: from the fixed landmark ``f`` to the mapped moving landmark ``T^-1(m)`` (drawn over the
     fixed image). ``space="moving"``: from ``T(f)`` to ``m`` (exactly the error vector, over the moving image).
     Point scalar ``TRE_mm`` holds each segment's ``after_mm`` at both ends; the display colours by it
-    (:func:`tre_color_node`: blue at 0 mm to red at the largest TRE). ``tube_radius_mm > 0`` turns the lines into tubes, whose
-    cross-sections then also show in slice views.
+    (:func:`tre_color_node`: blue at 0 mm to red at the largest TRE). ``tube_radius_mm > 0`` turns the lines
+    into tubes, whose cross-sections then also show in slice views.
     """
     from vtkmodules.util.numpy_support import numpy_to_vtk
     from vtkmodules.vtkCommonCore import vtkPoints
