@@ -692,3 +692,49 @@ def test_error_vectors_render_in_a_3d_view_coloured_by_magnitude(ctx):
     assert largest[0] > 200 and largest[1] < 60 and largest[2] < 60  # red
     assert smallest[0] < 60 and max(smallest[1], smallest[2]) > 150  # blue-green
     assert np.count_nonzero(pixels.max(axis=2) > 30) > 100  # something was drawn besides the three probes
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI: registration-quality evaluate --fixed-landmarks/--moving-landmarks
+# ---------------------------------------------------------------------------------------------------
+def test_evaluate_cli_reports_tre_matched_by_label(tmp_path):
+    import SimpleITK as sitk
+
+    from conftest import run_cli
+
+    rng = np.random.default_rng(30)
+    for name in ("fixed", "moving"):
+        sitk.WriteImage(make_image(rng.normal(100, 10, (12, 12, 12)).astype(np.float32), spacing=(2.0, 2.0, 2.0),
+                                   origin=(-11.0, -11.0, -11.0)), str(tmp_path / f"{name}.nrrd"))
+    euler = sitk.Euler3DTransform((1.0, 2.0, -1.0), 1.2, -0.4, 2.0, (3.0, -2.0, 5.0))  # ~130° in total
+    sitk.WriteTransform(euler, str(tmp_path / "rigid.tfm"))
+    labels = ["A", "B", "C", "D"]
+    f_lps = _random_points(4, seed=31, scale=10.0)
+    e_lps = rng.normal(0, 1.0, size=(4, 3))
+    m_lps = np.array([euler.TransformPoint(tuple(p)) for p in f_lps]) - e_lps
+    (tmp_path / "fixed.csv").write_text("label,x,y,z\n" + "".join(
+        f"{lab},{p[0]:.17g},{p[1]:.17g},{p[2]:.17g}\n" for lab, p in zip(labels + ["only-fixed"], np.vstack(
+            [f_lps, [[1.0, 2.0, 3.0]]]))))
+    cps = [{"label": lab, "position": p.tolist()} for lab, p in zip(labels[::-1], m_lps[::-1])]  # shuffled
+    cps.append({"label": "only-moving", "position": [0.0, 0.0, 0.0]})
+    (tmp_path / "moving.mrk.json").write_text(json.dumps(
+        {"markups": [{"type": "Fiducial", "coordinateSystem": "LPS", "controlPoints": cps}]}))
+    common = ["evaluate", "--fixed", "fixed.nrrd", "--moving", "moving.nrrd", "--transform", "rigid.tfm",
+              "--fixed-landmarks", "fixed.csv", "--no-snapshots"]
+    res = run_cli(*common, "--moving-landmarks", "moving.mrk.json", "--output", tmp_path / "out", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())["landmarks"]
+    assert [p["label"] for p in rep["points"]] == labels
+    np.testing.assert_allclose([p["after_mm"] for p in rep["points"]], np.linalg.norm(e_lps, axis=1), atol=1e-6)
+    np.testing.assert_allclose([p["before_mm"] for p in rep["points"]], np.linalg.norm(f_lps - m_lps, axis=1),
+                               atol=1e-6)
+    assert rep["after"]["mean_mm"] == pytest.approx(np.linalg.norm(e_lps, axis=1).mean(), abs=1e-6)
+    assert set(rep["before"]) >= {"mean_mm", "std_mm", "median_mm", "p95_mm", "max_mm", "count"}
+    assert rep["unmatched"] == [{"label": "only-fixed", "only_in": "fixed"},
+                                {"label": "only-moving", "only_in": "moving"}]
+    # duplicate labels: exit 2, one stderr line naming the file and the label
+    (tmp_path / "dup.csv").write_text("label,x,y,z\nA,1,2,3\nB,4,5,6\nA,7,8,9\n")
+    res = run_cli(*common, "--moving-landmarks", "dup.csv", "--output", tmp_path / "out2", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [res.stderr.strip()] and "dup.csv" in res.stderr
+    assert "duplicate landmark label(s) A" in res.stderr
