@@ -495,3 +495,136 @@ def test_cli_bad_input_exit_2_one_line(tmp_path, case):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert str(bad) in lines[0] and expect in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------
+# MRML API
+# ---------------------------------------------------------------------------------------------------
+def _two_boxes(shift_voxels=(0, 0, 0)):
+    """Reference: labels 1 (box) and 2 (random blob); compared: the same, box shifted by shift_voxels (i, j, k)."""
+    rng = np.random.default_rng(21)
+    a = np.zeros((12, 14, 16), np.uint8)
+    a[3:8, 4:9, 3:10] = 1
+    a[random_blob(rng, (12, 14, 16), 0.9) & (a == 0)] = 2
+    b = np.zeros_like(a)
+    si, sj, sk = shift_voxels
+    b[3 + sk:8 + sk, 4 + sj:9 + sj, 3 + si:10 + si] = 1
+    b[(a == 2) & (b == 0)] = 2
+    return a, b
+
+
+def _linear_transform_node(ctx, ras_translation):
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    node = ctx.add_node("vtkMRMLLinearTransformNode", "t")
+    m = vtkMatrix4x4()
+    for r in range(3):
+        m.SetElement(r, 3, float(ras_translation[r]))
+    node.SetMatrixTransformToParent(m)
+    return node
+
+
+def test_mrml_segmentations_match_labelmap_engine_and_fill_a_table(ctx):
+    from RegistrationQualityLib import io
+
+    a, b = _two_boxes((2, 0, 1))
+    sp = (0.8, 1.1, 2.0)
+    img_a, img_b = make_image(a, sp, (5, 6, 7), OBLIQUE), make_image(b, sp, (5, 6, 7), OBLIQUE)
+    seg_a = io.labelmap_image_to_segmentation(ctx, img_a, "ref", {1: "box", 2: "blob"})
+    seg_b = io.labelmap_image_to_segmentation(ctx, img_b, "cmp", {1: "box", 2: "blob"})
+    n_nodes = ctx.scene.GetNumberOfNodes()
+    results, table = metrics.compare_segments(ctx, seg_a, seg_b, percentile=90)
+    expected = {r["label"]: r for r in metrics.compare_labelmaps(img_a, img_b, percentile=90)}
+    assert [r["name"] for r in results] == ["box", "blob"]
+    for r in results:
+        e = expected[r["label"]]
+        for key in ("dice", "hausdorff_mm", "hausdorff_percentile_mm", "mean_surface_distance_mm",
+                    "reference_volume_cc", "compared_volume_cc"):
+            assert r[key] == pytest.approx(e[key], abs=1e-6), key
+        assert r["reference_segment"] == r["compared_segment"] == r["name"]
+    assert results[0]["hausdorff_mm"] == pytest.approx(math.hypot(2 * 0.8, 1 * 2.0), abs=1e-5)
+    # the table: one row per pair, units in the column names, same numbers
+    assert ctx.scene.GetNumberOfNodes() == n_nodes + 1  # only the table was added
+    rows = io.table_node_to_rows(table)
+    assert len(rows) == 2
+    assert rows[0]["Hausdorff 90% (mm)"] == pytest.approx(results[0]["hausdorff_percentile_mm"])
+    assert rows[1]["Dice"] == pytest.approx(results[1]["dice"])
+    assert rows[0]["Reference→compared max (mm)"] == pytest.approx(
+        results[0]["directed"]["reference_to_compared"]["max_mm"])
+    assert "Reference volume (cc)" in rows[0] and rows[0]["Status"] == "ok"
+
+
+def test_mrml_linear_parent_transform_is_honoured(ctx):
+    """Compared box shifted by (2, 0, 1) voxels, and a parent transform moving it back: perfect agreement."""
+    from RegistrationQualityLib import io
+
+    a, b = _two_boxes((2, 0, 1))
+    sp = (0.8, 1.1, 2.0)
+    img_a, img_b = make_image(a, sp), make_image(b, sp)
+    seg_a = io.labelmap_image_to_segmentation(ctx, img_a, "ref")
+    seg_b = io.labelmap_image_to_segmentation(ctx, img_b, "cmp")
+    shift_lps = np.array([2 * 0.8, 0.0, 1 * 2.0])
+    t = _linear_transform_node(ctx, -shift_lps * np.array([-1, -1, 1]))  # RAS translation undoing the shift
+    seg_b.SetAndObserveTransformNodeID(t.GetID())
+    results, _table = metrics.compare_segments(ctx, seg_a, seg_b, percentile=95)
+    box = next(r for r in results if r["label"] == 1)
+    assert box["dice"] == 1.0 and box["hausdorff_mm"] == 0.0
+    assert box["compared_volume_cc"] == pytest.approx(box["reference_volume_cc"])
+    # the input node keeps its transform and segments
+    assert seg_b.GetTransformNodeID() == t.GetID() and seg_b.GetSegmentation().GetNumberOfSegments() == 2
+    # the same transform on the reference instead doubles the shift: HD = |2 × shift|
+    seg_b.SetAndObserveTransformNodeID(None)
+    seg_a.SetAndObserveTransformNodeID(t.GetID())
+    results, _table = metrics.compare_segments(ctx, seg_a, seg_b)
+    box = next(r for r in results if r["label"] == 1)
+    assert box["hausdorff_mm"] == pytest.approx(2 * np.linalg.norm(shift_lps), abs=1e-5)
+
+
+def test_mrml_nonlinear_transform_and_labelmap_nodes(ctx):
+    """A grid (displacement field) transform with a constant displacement acts like the translation."""
+    import slicer
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+    from RegistrationQualityLib import io
+
+    a, b = _two_boxes((3, 0, 0))
+    sp = (1.0, 1.0, 1.5)
+    lab_a = io.image_to_volume(ctx, make_image(a, sp), "ref", labelmap=True)
+    lab_b = io.image_to_volume(ctx, make_image(b, sp), "cmp", labelmap=True)
+    field = vtkImageData()
+    field.SetDimensions(30, 30, 30)
+    field.SetOrigin(-30.0, -30.0, -10.0)
+    field.SetSpacing(2.0, 2.0, 2.0)
+    field.AllocateScalars(11, 3)  # VTK_DOUBLE
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    disp = vtk_to_numpy(field.GetPointData().GetScalars())
+    disp[:] = [-3.0, 0.0, 0.0]  # RAS: FromParent(x) = x + d; the box sits 3 mm further in L (= -R)
+    grid = slicer.vtkOrientedGridTransform()
+    grid.SetDisplacementGridData(field)
+    node = ctx.add_node("vtkMRMLGridTransformNode", "grid")
+    node.SetAndObserveTransformFromParent(grid)
+    lab_b.SetAndObserveTransformNodeID(node.GetID())
+    results, _table = metrics.compare_segments(ctx, lab_a, lab_b)
+    assert [r["label"] for r in results] == [1, 2]
+    assert results[0]["dice"] == 1.0 and results[0]["hausdorff_mm"] == 0.0
+    assert results[1]["dice"] < 1.0  # the blob was not shifted in the compared file: now it is
+    # explicit pairs by label value, and a chosen reference volume (finer grid covering both)
+    fine = io.image_to_volume(ctx, make_image(np.zeros((24, 28, 32), np.int16), (0.5, 0.5, 0.75),
+                                              (-0.25, -0.25, -0.25)), "fine")
+    lab_b.SetAndObserveTransformNodeID(None)
+    results, _table = metrics.compare_segments(ctx, lab_a, lab_b, ["1"], ["1"], reference_volume=fine)
+    (box,) = results
+    assert box["hausdorff_mm"] == pytest.approx(3.0, abs=1e-5)  # shift of 3 voxels along i, on the finer grid too
+    assert box["reference_volume_cc"] == pytest.approx(5 * 5 * 7 * 1.5 / 1000)  # own grid
+
+
+def test_mrml_bad_input(ctx):
+    from RegistrationQualityLib import io
+
+    seg = io.labelmap_image_to_segmentation(ctx, make_image(np.ones((3, 3, 3), np.uint8)), "s")
+    with pytest.raises(BadInputError, match="no segment with ID 'nope'"):
+        metrics.compare_segments(ctx, seg, seg, ["nope"], ["nope"])
+    t = ctx.add_node("vtkMRMLLinearTransformNode", "t")
+    with pytest.raises(BadInputError, match="node 't'.*segmentation or labelmap"):
+        metrics.compare_segments(ctx, seg, t)

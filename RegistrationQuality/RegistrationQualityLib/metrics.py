@@ -531,17 +531,20 @@ def match_segments(reference: LabelSource, compared: LabelSource, by: str = "lab
 
 def compare_sources(reference: LabelSource, compared: LabelSource, percentile: float = DEFAULT_PERCENTILE,
                     by: str = "label", lattice=None, messages=None, reference_volumes=None,
-                    compared_volumes=None) -> list[dict]:
+                    compared_volumes=None, pairs=None) -> list[dict]:
     """Compare every matched segment pair of two label sources; the comparison grid is ``lattice``'s voxel lattice
     (default: the reference's), extended as needed so that no voxel of either input is lost.
 
-    ``reference_volumes`` / ``compared_volumes``: optional {segment name: cc} overriding own-grid volumes.
+    ``pairs``: explicit ``(label, name, reference Segment | None, compared Segment | None)`` list (default:
+    :func:`match_segments` by ``by``). ``reference_volumes`` / ``compared_volumes``: optional {segment name: cc}
+    overriding own-grid volumes.
     """
     percentile = check_percentile(percentile)
     lattice = reference.geometry if lattice is None else lattice
     spacing = lattice.GetSpacing()
     voxel_cc = _voxel_cc(lattice)
-    pairs = match_segments(reference, compared, by)
+    if pairs is None:
+        pairs = match_segments(reference, compared, by)
     ref = _align(reference, lattice, messages)
     cmp = _align(compared, lattice, messages)
     ref_own = [{v: n for v, (_lo, _hi, n) in reference.stats(i).items()} for i in range(len(reference.layers))]
@@ -596,6 +599,264 @@ def compare_labelmaps(reference_image, compared_image, percentile: float = DEFAU
     ref = labelmap_source(reference_image, "reference", names, labels)
     cmp = labelmap_source(compared_image, "compared", names, labels)
     return compare_sources(ref, cmp, percentile, by="label", messages=messages)
+
+
+# ---------------------------------------------------------------------------------------------------
+# MRML: segmentation nodes and labelmap volume nodes, parent transforms honoured
+# ---------------------------------------------------------------------------------------------------
+def _vtk4(m) -> np.ndarray:
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _oriented_to_image(oi):
+    """SimpleITK image (LPS) of a vtkOrientedImageData: its voxels and geometry (extent start included)."""
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    from .io import geometry_from_ijk_to_ras
+
+    sitk = _sitk()
+    ext = oi.GetExtent()
+    dims = (ext[1] - ext[0] + 1, ext[3] - ext[2] + 1, ext[5] - ext[4] + 1)
+    scalars = oi.GetPointData().GetScalars()
+    m = vtkMatrix4x4()
+    oi.GetImageToWorldMatrix(m)
+    ijk_to_ras = _vtk4(m)
+    ijk_to_ras[:, 3] = ijk_to_ras @ np.array([ext[0], ext[2], ext[4], 1.0])
+    if min(dims) <= 0 or scalars is None:
+        arr = np.zeros((1, 1, 1), np.uint8)
+    else:
+        arr = np.array(vtk_to_numpy(scalars).reshape(dims[2], dims[1], dims[0]), copy=True)
+    image = sitk.GetImageFromArray(arr)
+    origin, spacing, direction = geometry_from_ijk_to_ras(ijk_to_ras)
+    image.SetOrigin(origin)
+    image.SetSpacing(spacing)
+    image.SetDirection(direction)
+    return image
+
+
+def _common_geometry(images):
+    """The images brought onto one grid: the first image's lattice over the union of their extents (pasted when
+    on the same lattice, nearest-neighbour resampled otherwise)."""
+    sitk = _sitk()
+    base = images[0]
+    if all(img.GetSize() == base.GetSize() and _lattice_position(img, base) is not None
+           and not _lattice_position(img, base).any() for img in images):
+        return list(images)
+    corners = []
+    for img in images:
+        size = img.GetSize()
+        for c in np.ndindex(2, 2, 2):
+            idx = [(-0.5 if c[d] == 0 else size[d] - 0.5) for d in range(3)]
+            corners.append(base.TransformPhysicalPointToContinuousIndex(img.TransformContinuousIndexToPhysicalPoint(idx)))
+    corners = np.array(corners)
+    start = np.floor(corners.min(axis=0) + 0.5 - 1e-6).astype(int)
+    stop = np.ceil(corners.max(axis=0) - 0.5 + 1e-6).astype(int) + 1
+    size = [int(v) for v in stop - start]
+    origin = base.TransformContinuousIndexToPhysicalPoint([float(v) for v in start])
+    out = []
+    for img in images:
+        pos = _lattice_position(img, base)
+        if pos is not None:
+            arr = np.zeros(size[::-1], sitk.GetArrayViewFromImage(img).dtype)
+            o = pos - start[::-1]
+            sz = np.array(img.GetSize()[::-1])
+            arr[o[0]:o[0] + sz[0], o[1]:o[1] + sz[1], o[2]:o[2] + sz[2]] = sitk.GetArrayViewFromImage(img)
+            new = sitk.GetImageFromArray(arr)
+            new.SetOrigin(origin)
+            new.SetSpacing(base.GetSpacing())
+            new.SetDirection(base.GetDirection())
+        else:
+            new = sitk.Resample(img, size, sitk.Transform(), sitk.sitkNearestNeighbor, origin, base.GetSpacing(),
+                                base.GetDirection(), 0, img.GetPixelID())
+        out.append(new)
+    return out
+
+
+def _node_label_source(node, segment_ids=None) -> tuple[LabelSource, list]:
+    """LabelSource of a segmentation or labelmap volume node in the node's own frame, and the segments in the
+    requested order (``segment_ids``: segment IDs, or label values for labelmap nodes; default all)."""
+    from .io import as_integer_labelmap, volume_to_image
+
+    name = f"node '{node.GetName()}'"
+    if node.IsA("vtkMRMLSegmentationNode"):
+        segmentation = node.GetSegmentation()
+        ids = list(segment_ids) if segment_ids is not None else [segmentation.GetNthSegmentID(i)
+                                                                for i in range(segmentation.GetNumberOfSegments())]
+        master = segmentation.GetSourceRepresentationName() if hasattr(segmentation, "GetSourceRepresentationName") \
+            else segmentation.GetMasterRepresentationName()
+        if master != "Binary labelmap" and not segmentation.CreateRepresentation("Binary labelmap"):
+            raise BadInputError(name, "could not create the binary labelmap representation of the segments")
+        layers, layer_of, segments = [], {}, []
+        for sid in ids:
+            segment = segmentation.GetSegment(str(sid))
+            if segment is None:
+                raise BadInputError(name, f"has no segment with ID '{sid}'")
+            layer_index = segmentation.GetLayerIndex(str(sid), "Binary labelmap") if hasattr(
+                segmentation, "GetLayerIndex") else len(layer_of)
+            if layer_index not in layer_of:
+                rep = segment.GetRepresentation("Binary labelmap")
+                if rep is None:
+                    raise BadInputError(name, f"segment '{segment.GetName()}' has no binary labelmap")
+                layer_of[layer_index] = len(layers)
+                layers.append(as_integer_labelmap(_oriented_to_image(rep), name))
+            segments.append(Segment(segment.GetName(), int(segment.GetLabelValue() or 1), layer_of[layer_index]))
+        if not layers:
+            raise BadInputError(name, "has no segments")
+        layers = _common_geometry(layers)
+        return LabelSource(name, layers, segments), list(zip(ids, segments))
+    if node.IsA("vtkMRMLLabelMapVolumeNode") or node.IsA("vtkMRMLScalarVolumeNode"):
+        image = as_integer_labelmap(volume_to_image(node), name)
+        src = labelmap_source(image, name)
+        if segment_ids is not None:
+            try:
+                wanted = [int(v) for v in segment_ids]
+            except (TypeError, ValueError):
+                raise BadInputError(name, f"segment IDs of a labelmap are label values, not {list(segment_ids)}") \
+                    from None
+            src.segments = [Segment(str(v), v, 0) for v in wanted]
+        return src, [(str(s.label), s) for s in src.segments]
+    raise BadInputError(name, f"is a {node.GetClassName()}; a segmentation or labelmap volume node is needed")
+
+
+def _world_matrix(transform_node):
+    """RAS 4×4 node-to-world matrix of a linear transform chain (identity without transform)."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    if transform_node is None:
+        return np.eye(4)
+    m = vtkMatrix4x4()
+    transform_node.GetMatrixTransformToWorld(m)
+    return _vtk4(m)
+
+
+def _with_ijk_to_ras(image, ijk_to_ras):
+    from .io import geometry_from_ijk_to_ras
+
+    sitk = _sitk()
+    out = sitk.Image(image)
+    origin, spacing, direction = geometry_from_ijk_to_ras(ijk_to_ras)
+    out.SetOrigin(origin)
+    out.SetSpacing(spacing)
+    out.SetDirection(direction)
+    return out
+
+
+def _orthogonal(ijk_to_ras) -> bool:
+    a = np.asarray(ijk_to_ras)[:3, :3]
+    g = a.T @ a
+    return bool(np.allclose(g - np.diag(np.diag(g)), 0, atol=1e-6 * float(np.max(np.diag(g)))))
+
+
+def _to_world(ctx, src: LabelSource, transform_node, lattice=None) -> LabelSource:
+    """``src`` (in its node's frame) in world coordinates through ``transform_node`` (the node's parent).
+
+    Linear transforms that keep the grid orthogonal move the grid (no resampling; volumes exact). Others
+    (non-linear, shear) resample the layers nearest-neighbour onto ``lattice`` (default: the source's own grid),
+    over a region covering the transformed segments.
+    """
+    from .io import image_ijk_to_ras
+
+    if transform_node is None:
+        return src
+    if transform_node.IsTransformToWorldLinear():
+        m = _world_matrix(transform_node)
+        moved = [m @ image_ijk_to_ras(img) for img in src.layers]
+        if all(_orthogonal(x) for x in moved):
+            return LabelSource(src.source, [_with_ijk_to_ras(img, x) for img, x in zip(src.layers, moved)],
+                               src.segments)
+    from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
+
+    from .resample import resample_image
+
+    sitk = _sitk()
+    to_world = vtkGeneralTransform()
+    transform_node.GetTransformToWorld(to_world)
+    lattice = src.geometry if lattice is None else lattice
+    corners = []
+    for layer in range(len(src.layers)):
+        for lo, hi, _n in src.stats(layer).values():
+            for c in np.ndindex(2, 2, 2):
+                kji = [(lo[d] - 0.5) if c[d] == 0 else (hi[d] - 0.5) for d in range(3)]
+                p = src.layers[layer].TransformContinuousIndexToPhysicalPoint(kji[::-1])
+                ras = to_world.TransformPoint(-p[0], -p[1], p[2])
+                corners.append(lattice.TransformPhysicalPointToContinuousIndex((-ras[0], -ras[1], ras[2])))
+    if not corners:
+        return src
+    corners = np.array(corners)
+    margin = 2 + np.ceil(0.1 * (corners.max(axis=0) - corners.min(axis=0))).astype(int)
+    start = np.floor(corners.min(axis=0)).astype(int) - margin
+    stop = np.ceil(corners.max(axis=0)).astype(int) + margin + 1
+    grid = sitk.Image([int(v) for v in stop - start], sitk.sitkUInt8)
+    grid.SetOrigin(lattice.TransformContinuousIndexToPhysicalPoint([float(v) for v in start]))
+    grid.SetSpacing(lattice.GetSpacing())
+    grid.SetDirection(lattice.GetDirection())
+    layers = [resample_image(ctx, img, grid, transform_node=transform_node, interpolation="nearest")
+              for img in src.layers]
+    return LabelSource(src.source, layers, src.segments)
+
+
+def compare_segments(ctx, reference_node, compared_node, reference_segment_ids=None, compared_segment_ids=None,
+                     reference_volume=None, percentile: float = DEFAULT_PERCENTILE, table_node=None,
+                     table_name: str = "Segment comparison"):
+    """Compare segments of two segmentation / labelmap volume nodes in world space -> (results, table node).
+
+    * Pairs: ``reference_segment_ids[i]`` with ``compared_segment_ids[i]`` when both are given (segment IDs;
+      label values for labelmap nodes); otherwise every segment of either node, matched by name when both are
+      segmentation nodes, else by label value.
+    * Comparison grid: the reference's voxel lattice (its segments' binary labelmap geometry, or the labelmap's
+      grid), or ``reference_volume``'s when given; extended as needed so that no voxel is lost.
+    * Parent transforms of either node are honoured: linear ones move the grid exactly (no resampling, volumes
+      exact); non-linear ones resample the segments nearest-neighbour onto the comparison lattice (volumes then
+      counted after warping).
+    * Results: list of dicts (JSON shape of the CLI, plus ``reference_segment`` / ``compared_segment`` names and
+      IDs) and a vtkMRMLTableNode (one row per pair, units in column names; ``table_node`` is filled when given).
+      Input nodes are not modified.
+    """
+    from .io import rows_to_table_node
+
+    percentile = check_percentile(percentile)
+    if reference_node is None or compared_node is None:
+        raise BadInputError("compare_segments", "a reference and a compared node are needed")
+    ref_local, ref_ids = _node_label_source(reference_node, reference_segment_ids)
+    cmp_local, cmp_ids = _node_label_source(compared_node, compared_segment_ids)
+    lattice = None
+    if reference_volume is not None:
+        from .io import image_ijk_to_ras, volume_to_image
+
+        parent = reference_volume.GetParentTransformNode()
+        if parent is not None and not parent.IsTransformToWorldLinear():
+            raise BadInputError(reference_volume, "reference volume has a non-linear parent transform; harden it "
+                                "or choose another grid")
+        vol = volume_to_image(reference_volume)
+        m = _world_matrix(parent) @ image_ijk_to_ras(vol)
+        if not _orthogonal(m):
+            raise BadInputError(reference_volume, "reference volume grid is sheared by its parent transform")
+        lattice = _with_ijk_to_ras(vol, m)
+    reference = _to_world(ctx, ref_local, reference_node.GetParentTransformNode(), lattice)
+    compared = _to_world(ctx, cmp_local, compared_node.GetParentTransformNode(), lattice or reference.geometry)
+    if reference_segment_ids is not None and compared_segment_ids is not None:
+        if len(ref_ids) != len(cmp_ids):
+            raise BadInputError("compare_segments", f"{len(ref_ids)} reference and {len(cmp_ids)} compared segment "
+                                "IDs: give one compared segment per reference segment")
+        pairs = [(r.label, r.name, r, c) for (_i, r), (_j, c) in zip(ref_ids, cmp_ids)]
+        ids = [(i, j) for (i, _r), (j, _c) in zip(ref_ids, cmp_ids)]
+    else:
+        by = "name" if reference_node.IsA("vtkMRMLSegmentationNode") and compared_node.IsA(
+            "vtkMRMLSegmentationNode") else "label"
+        pairs = match_segments(reference, compared, by)
+        ref_id_of = {id(s): i for i, s in ref_ids}
+        cmp_id_of = {id(s): i for i, s in cmp_ids}
+        ids = [(ref_id_of.get(id(r)), cmp_id_of.get(id(c))) for _l, _n, r, c in pairs]
+    results = compare_sources(reference, compared, percentile, lattice=lattice, pairs=pairs)
+    for result, (_l, _n, r, c), (rid, cid) in zip(results, pairs, ids):
+        result["reference_segment"] = r.name if r else None
+        result["compared_segment"] = c.name if c else None
+        result["reference_segment_id"] = rid
+        result["compared_segment_id"] = cid
+    rows = [result_row(r, percentile) for r in results]
+    table = rows_to_table_node(ctx, rows, table_name, node=table_node)
+    return results, table
 
 
 # ---------------------------------------------------------------------------------------------------
