@@ -151,7 +151,7 @@ def test_png_helper_decodes_with_simpleitk(tmp_path):
 def test_write_report_folder_json_round_trip_and_csv(tmp_path, snapshot_png):
     report = make_report()
     original = copy.deepcopy(report)
-    out = rq_report.write_report(report, tmp_path / "case07", {"axial.png": snapshot_png})
+    out = rq_report.write_report(report, tmp_path / "case07", {"axial.png": snapshot_png, "_tempdir": tmp_path})
     assert out == tmp_path / "case07"
     assert report == original  # input not modified
     assert sorted(p.name for p in out.iterdir()) == ["metrics.csv", "report.html", "report.json", "snapshots"]
@@ -346,28 +346,39 @@ def test_failure_mid_write_leaves_old_report_intact(tmp_path, snapshot_png, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case", "src"]  # no partial folder
 
 
-def test_summary_row_and_summary_page(tmp_path, snapshot_png):
-    cases = tmp_path / "cohort" / "cases"
-    rows = []
-    for case_id, verdict in (("c1", "pass"), ("c2", "fail"), ("c3", "no checks")):
-        report = make_report(verdict)
-        report["case_id"] = case_id
-        if case_id == "c1":
-            report["segments"][1]["after"]["dice"] = 0.85
-        folder = rq_report.write_report(report, cases / case_id, {"axial.png": snapshot_png})
-        rows.append(rq_report.summary_row(report, folder / "report.html"))
-    assert rows[0]["min_dice_after"] == 0.85 and rows[1]["min_dice_after"] == 0.62  # the empty segment is skipped
-    assert rows[1]["max_hd_percentile_after_mm"] == 7.9
-    assert rows[1]["mean_tre_after_mm"] == pytest.approx(np.mean([1.2, 0.8, 3.4, 1.9, 0.6]))
-    assert rows[1]["n_checks_failed"] == 3 and rows[0]["n_checks_failed"] == 0
-    rows.append({"case_id": "c4 <broken>", "status": "moving.nrrd: file not found", "verdict": None, "report": None})
-    rows[2] = {k: ("" if v is None else str(v)) for k, v in rows[2].items()}  # as read back from summary.csv
-    page_path = rq_report.summary_html(rows, tmp_path / "cohort" / "summary.html")
+def cohort_row(case_id, verdict, report_path, min_dice_after, tre_after, folding, failed_checks=""):
+    """A summary row as cohort.py writes it (SUMMARY_COLUMNS; values as read back from summary.csv are text)."""
+    return {"case_id": case_id, "status": "ok", "verdict": verdict, "error": "", "segments": 3,
+            "min_dice_before": 0.40, "min_dice_after": min_dice_after, "max_hausdorff_percentile_after_mm": 7.9,
+            "mean_tre_before_mm": 5.74, "mean_tre_after_mm": tre_after, "max_tre_after_mm": 3.4,
+            "folding_percent": folding, "sdlogj": 0.19, "ncc_before": 0.62, "ncc_after": 0.91,
+            "failed_checks": failed_checks, "report": report_path}
+
+
+def test_summary_page(tmp_path, snapshot_png):
+    cohort = tmp_path / "cohort"
+    folder = rq_report.write_report(make_report("fail"), cohort / "cases" / "c2", {"axial.png": snapshot_png})
+    rows = [
+        cohort_row("c1", "pass", "cases/c1/report.html", 0.85, 1.1, 0.0),
+        cohort_row("c2", "fail", folder / "report.html", 0.62, 1.58, 0.004, "min_dice[lesion]; max_tre[None]"),
+        {k: ("" if v is None else str(v)) for k, v in cohort_row("c3", "no checks", "cases/c3/report.html", 0.9,
+                                                                 None, 0.01).items()},
+        {"case_id": "c4 <broken>", "status": "failed", "verdict": None, "error": "moving.nrrd: file not found"},
+        dict(cohort_row("c0", "pass", "cases/c0/report.html", 0.70, 1.3, 0.0), status="ok (earlier run)"),
+    ]
+    page_path = rq_report.summary_html(rows, cohort / "summary.html")
     page = page_path.read_text(encoding="utf-8")
-    order = [page.index(f">{c}<") for c in ("c4 &lt;broken&gt;", "c2", "c3", "c1")]
-    assert order == sorted(order)  # worst first: not evaluated, fail, no checks, pass
-    assert 'href="cases/c2/report.html"' in page and "file not found" in page
-    assert page.count("<svg") == 5  # min dice, max HD, mean TRE, folding, failed checks
+    order = [page.index(f">{c}<") for c in ("c4 &lt;broken&gt;", "c2", "c3", "c0", "c1")]
+    assert order == sorted(order)  # worst first: not evaluated, fail, no checks, pass (lowest Dice first)
+    assert 'href="cases/c2/report.html"' in page and "file not found" in page  # absolute path made relative
+    assert "min_dice[lesion]; max_tre[None]" in page
+    tiles = re.findall(r'<div class="k">([^<]+)</div><div class="v"[^>]*>(\d+)</div>', page)
+    assert dict(tiles) == {"Passed": "2", "Failed": "1", "No checks": "1", "Could not be evaluated": "1"}
+    # before columns join their after plot: Dice, HD, TRE (+before), max TRE, folding, SD log J, NCC (+before)
+    assert page.count("<svg") == 7 and "Segments</th>" in page
+    dice_plot = page[page.index("<title>Lowest Dice across cases"):]
+    dice_plot = dice_plot[:dice_plot.index("</svg>")]
+    assert dice_plot.count("before: 0.4<") == 4 and dice_plot.count('r="5"') == 4  # c4 has no numbers
     assert "<script" not in page.lower() and "<broken>" not in page
     assert [p.name for p in page_path.parent.iterdir() if p.name.startswith(".")] == []
 

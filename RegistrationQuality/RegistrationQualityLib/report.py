@@ -84,7 +84,8 @@ def write_report(report: Mapping, output_dir, snapshot_files: Mapping | None = N
     ``snapshot_files`` maps a snapshot's relative path as listed in ``report["snapshots"][i]["file"]``
     (``"snapshots/axial.png"``; a bare ``"axial.png"`` means the same) to the image file to copy there.
     Snapshots listed in the report but not given are dropped from the written report with a warning; files given
-    but not listed are added with their file name as title. The input dict is not modified.
+    but not listed are added with their file name as title; keys starting with "_" are ignored. The input dict is
+    not modified.
 
     The folder is first written completely into a hidden sibling ``.<name>.tmp-XXXXXXXX``; then a previous report
     folder at ``output_dir`` is renamed aside, the new one renamed into place and the old one deleted. A
@@ -201,6 +202,8 @@ def _snapshot_relpath(name) -> str:
 def _snapshot_sources(snapshot_files) -> dict:
     sources = {}
     for name, path in (snapshot_files or {}).items():
+        if str(name).startswith("_"):  # the caller's bookkeeping (e.g. "_tempdir"), not a snapshot
+            continue
         rel = _snapshot_relpath(name)
         source = Path(path)
         if not source.is_file():
@@ -345,33 +348,6 @@ def _plain(value) -> str:
     return "" if value is None else (f"{value:g}" if _is_number(value) else str(value))
 
 
-def summary_row(report: Mapping, report_path=None) -> dict:
-    """Key numbers of one case for a cohort summary (see :func:`summary_html`).
-
-    ``min_dice_after`` / ``max_hd_percentile_after_mm`` over segments, ``mean_tre_after_mm``,
-    ``folding_percent``, and ``n_checks_failed``; None when absent.
-    """
-    def extreme(key, pick):
-        values = [s["after"].get(key) for s in report.get("segments") or [] if isinstance(s.get("after"), Mapping)]
-        values = [v for v in values if _is_number(v)]
-        return pick(values) if values else None
-
-    landmarks = report.get("landmarks") or {}
-    jacobian = (report.get("deformation") or {}).get("jacobian") or {}
-    checks = report.get("checks") or []
-    return {
-        "case_id": report.get("case_id"),
-        "status": "ok",
-        "verdict": report.get("verdict"),
-        "min_dice_after": extreme("dice", min),
-        "max_hd_percentile_after_mm": extreme("hausdorff_percentile_mm", max),
-        "mean_tre_after_mm": (landmarks.get("after") or {}).get("mean_mm"),
-        "folding_percent": jacobian.get("folding_percent"),
-        "n_checks_failed": sum(1 for c in checks if not c.get("passed")),
-        "report": None if report_path is None else os.fspath(report_path),
-    }
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # HTML helpers
 
@@ -437,13 +413,16 @@ dl.defs dd { margin: 2px 0 0 18px; }
 .two > div:first-child { flex: 0 0 auto; } .two > div + div { flex: 1 1 480px; min-width: 0; }
 svg.chart { width: 100%; max-width: 900px; height: auto; }
 .plots { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 10px 36px; }
-.cases td:first-child { white-space: nowrap; }
+.cases td:first-child { white-space: nowrap; } .cases td:nth-child(2) { min-width: 190px; }
+.cases table { font-size: 14px; } .cases th, .cases td { padding: 4px 7px; }
+.cases th.num { white-space: normal; }
 footer { margin-top: 30px; font-size: 13px; color: var(--muted); }
 @media print {
   main { max-width: none; padding: 0; }
   nav { display: none; }
   section, figure, table, svg { break-inside: avoid; }
   a { color: inherit; text-decoration: none; }
+  .scroll { overflow: visible; }
 }
 """
 
@@ -463,8 +442,8 @@ def _fmt(value, unit: str = "", digits: int | None = None) -> str:
         return _e(value)
     if isinstance(value, int):
         text = f"{value:d}"
-    elif digits is not None and 0 < abs(value) < 0.1:
-        text = f"{value:.2g}"  # 0.004 %, not 0.00 %
+    elif digits is not None and 0 < abs(value) < 0.5 * 10.0**-digits:
+        text = f"{'-' if value < 0 else ''}<{10.0**-digits:.{digits}f}"  # never a non-zero shown as 0
     elif digits is not None:
         text = f"{value:.{digits}f}"
     elif value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
@@ -477,7 +456,8 @@ def _fmt(value, unit: str = "", digits: int | None = None) -> str:
 
 
 def _digits(unit: str | None) -> int | None:
-    return 2 if unit in ("mm", "cc", "%") else (3 if unit == "" else None)
+    """Decimals shown for a unit: mm 2, cc / % / ratios 3; None = free format."""
+    return {"mm": 2, "cc": 3, "%": 3, "": 3}.get(unit) if unit is not None else None
 
 
 def _change(before, after, higher_is_better: bool, unit: str | None = "") -> str:
@@ -692,55 +672,81 @@ def jacobian_histogram_svg(edges, counts, width: int = 760, height: int = 280) -
 
 
 def strip_plot_svg(title: str, items, unit: str = "", higher_is_better: bool | None = None,
-                   width: int = 560) -> str:
-    """One metric across cases: box (quartiles, median) + one dot per case coloured by verdict, linked."""
-    values = [(float(v), case, verdict, href) for v, case, verdict, href in items if _is_number(v)]
-    if not values:
+                   before_items=None, width: int = 560) -> str:
+    """One metric across cases: per row a box (quartiles, median line) and one dot per case, linked to its report.
+
+    ``items``: (value, case_id, verdict, href) per case; dots coloured by verdict. ``before_items`` (same form),
+    when given, are drawn as a grey row above on the same axis, labelled before/after.
+    """
+    rows = []
+    for name, source in (("before", before_items), ("after" if before_items else "", items)):
+        values = [(float(v), case, verdict, href) for v, case, verdict, href in (source or []) if _is_number(v)]
+        if source is not None and values:
+            rows.append((name, values))
+    if not rows:
         return ""
-    nums = sorted(v for v, *_ in values)
-    lo, hi = nums[0], nums[-1]
+    nums_all = sorted(v for _, values in rows for v, *_ in values)
+    lo, hi = nums_all[0], nums_all[-1]
     if hi - lo < 1e-12:
-        lo, hi = lo - 0.5 * max(abs(lo), 1.0) * 0.1, hi + 0.5 * max(abs(hi), 1.0) * 0.1
+        pad = 0.05 * max(abs(lo), 1.0)
+        lo, hi = lo - pad, hi + pad
     ticks = _nice_ticks(lo, hi, 5)
-    if all(float(v).is_integer() for v in nums):  # counts: whole-number ticks only
+    if all(float(v).is_integer() for v in nums_all):  # counts: whole-number ticks only
         ticks = [t for t in ticks if float(t).is_integer()] or ticks
     lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
-    left, right, height = 20, 20, 96
+    labelled = len(rows) > 1
+    left, right, row_h, top = (58 if labelled else 20), 20, 34, 26
     plot_w = width - left - right
+    axis_y = top + row_h * len(rows) + 2
+    height = axis_y + 26
 
     def x(v):
         return left + plot_w * (v - lo) / (hi - lo)
 
-    def quantile(q):
-        pos = q * (len(nums) - 1)
-        i = int(math.floor(pos))
-        j = min(i + 1, len(nums) - 1)
-        return nums[i] + (nums[j] - nums[i]) * (pos - i)
-
-    q1, med, q3 = quantile(0.25), quantile(0.5), quantile(0.75)
-    yc = 40
     direction = ""
     if higher_is_better is not None:
         direction = " (higher is better)" if higher_is_better else " (lower is better)"
+    unit_text = f" ({_e(unit)})" if unit else ""
     out = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
            f'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink">'
            f'<title>{_e(title)} across cases</title>'
-           f'<text x="{left}" y="14" font-size="13" font-weight="700">{_e(title)}{" (" + _e(unit) + ")" if unit else ""}'
-           f'<tspan font-weight="400" fill="#555">{_e(direction)}</tspan></text>'
-           f'<rect x="{x(q1):.1f}" y="{yc - 12}" width="{max(x(q3) - x(q1), 1):.1f}" height="24" fill="#eef0f2" '
-           f'stroke="#777"/><line x1="{x(med):.1f}" y1="{yc - 12}" x2="{x(med):.1f}" y2="{yc + 12}" stroke="#333" '
-           f'stroke-width="2"/>']
+           f'<text x="4" y="15" font-size="13" font-weight="700">{_e(title)}{unit_text}'
+           f'<tspan font-weight="400" fill="#555">{_e(direction)}</tspan></text>']
     for t in ticks:
-        out.append(f'<line x1="{x(t):.1f}" y1="{yc + 16}" x2="{x(t):.1f}" y2="{yc + 20}" stroke="#333"/>'
-                   f'<text x="{x(t):.1f}" y="{yc + 34}" font-size="11" text-anchor="middle">{_tick_text(t)}</text>')
-    out.append(f'<line x1="{left}" y1="{yc + 16}" x2="{left + plot_w}" y2="{yc + 16}" stroke="#333"/>')
-    for k, (v, case, verdict, href) in enumerate(values):
-        colour = VERDICT_COLOURS.get(verdict, GREY)
-        shape = (f'<circle cx="{x(v):.1f}" cy="{yc + ((k % 5) - 2) * 3}" r="5" fill="{colour}" stroke="#fff" '
-                 f'stroke-width="1"><title>{_e(case)}: {v:.4g}</title></circle>')
-        if href:
-            shape = f'<a href="{_e(href)}" xlink:href="{_e(href)}">{shape}</a>'
-        out.append(shape)
+        out.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{axis_y + 4}" stroke="#e6e6e6"/>'
+                   f'<text x="{x(t):.1f}" y="{axis_y + 17}" font-size="11" text-anchor="middle">{_tick_text(t)}'
+                   f'</text>')
+    out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#333"/>')
+    for r, (name, values) in enumerate(rows):
+        nums = sorted(v for v, *_ in values)
+        yc = top + row_h * r + row_h / 2
+
+        def quantile(q, nums=nums):
+            pos = q * (len(nums) - 1)
+            i = int(math.floor(pos))
+            j = min(i + 1, len(nums) - 1)
+            return nums[i] + (nums[j] - nums[i]) * (pos - i)
+
+        q1, med, q3 = quantile(0.25), quantile(0.5), quantile(0.75)
+        if labelled:
+            out.append(f'<text x="{left - 8}" y="{yc + 4:.1f}" font-size="12" text-anchor="end" fill="#555">'
+                       f'{name}</text>')
+        out.append(f'<rect x="{x(q1):.1f}" y="{yc - 11:.1f}" width="{max(x(q3) - x(q1), 1):.1f}" height="22" '
+                   f'fill="#eef0f2" stroke="#777"/><line x1="{x(med):.1f}" y1="{yc - 11:.1f}" x2="{x(med):.1f}" '
+                   f'y2="{yc + 11:.1f}" stroke="#333" stroke-width="2"/>')
+        before_row = labelled and r == 0
+        for k, (v, case, verdict, href) in enumerate(values):
+            cy = yc + ((k % 5) - 2) * 2.5
+            if before_row:
+                shape = (f'<circle cx="{x(v):.1f}" cy="{cy:.1f}" r="4.5" fill="#fff" stroke="#6E6E6E" '
+                         f'stroke-width="1.5"><title>{_e(case)} before: {v:.4g}</title></circle>')
+            else:
+                colour = VERDICT_COLOURS.get(verdict, GREY)
+                shape = (f'<circle cx="{x(v):.1f}" cy="{cy:.1f}" r="5" fill="{colour}" stroke="#fff" '
+                         f'stroke-width="1"><title>{_e(case)}: {v:.4g}</title></circle>')
+            if href:
+                shape = f'<a href="{_e(href)}" xlink:href="{_e(href)}">{shape}</a>'
+            out.append(shape)
     out.append("</svg>")
     return "".join(out)
 
@@ -1139,18 +1145,25 @@ def render_html(report: Mapping, snapshot_relpaths: Mapping | None = None, base_
 # ---------------------------------------------------------------------------------------------------------------
 # Cohort summary page
 
-OK_STATUSES = ("ok", "done", "finished", "skipped", "cached", "")
 VERDICT_RANK = {"fail": 1, "no checks": 2, "pass": 3}
-# Known summary columns: title, unit, True if higher is better.
+# Known summary columns (cohort.SUMMARY_COLUMNS): title, unit, True if higher is better, the matching "before"
+# column drawn in the same plot. Other numeric columns get a plot titled by their key.
 SUMMARY_METRICS = {
-    "min_dice_after": ("Lowest Dice after", "", True),
-    "max_hd_percentile_after_mm": ("Largest HD (percentile) after", "mm", False),
-    "max_hd95_after_mm": ("Largest HD95 after", "mm", False),
-    "mean_tre_after_mm": ("Mean TRE after", "mm", False),
-    "folding_percent": ("Folding (J ≤ 0)", "%", False),
-    "n_checks_failed": ("Failed checks", "", False),
+    "min_dice_after": ("Lowest Dice", "", True, "min_dice_before"),
+    "max_hausdorff_percentile_after_mm": ("Largest Hausdorff percentile", "mm", False, None),
+    "mean_tre_after_mm": ("Mean TRE", "mm", False, "mean_tre_before_mm"),
+    "max_tre_after_mm": ("Largest TRE after", "mm", False, None),
+    "folding_percent": ("Folding (J ≤ 0)", "%", False, None),
+    "sdlogj": ("SD of log J", "", False, None),
+    "ncc_after": ("Normalised cross-correlation", "", True, "ncc_before"),
 }
-SUMMARY_TEXT_KEYS = ("case_id", "status", "verdict", "report", "error")
+# Short table headers (the plots carry the long titles).
+SUMMARY_TITLES = {"segments": "Segments", "min_dice_before": "Dice before", "min_dice_after": "Dice after",
+                  "max_hausdorff_percentile_after_mm": "HD pct. after", "mean_tre_before_mm": "TRE before",
+                  "mean_tre_after_mm": "TRE after", "max_tre_after_mm": "TRE max after", "folding_percent": "Folding",
+                  "sdlogj": "SD log J", "ncc_before": "NCC before", "ncc_after": "NCC after"}
+SUMMARY_TEXT_KEYS = ("case_id", "status", "verdict", "report", "error", "failed_checks")
+SUMMARY_NOT_PLOTTED = ("segments",)
 
 
 def _number(value):
@@ -1166,24 +1179,33 @@ def _number(value):
     return None
 
 
+def _evaluated(row: Mapping) -> bool:
+    """True when the case ran to a verdict (status "ok", "ok (earlier run)", "done", ...)."""
+    status = str(row.get("status") or "").strip().lower()
+    return status.startswith("ok") or status in ("done", "finished", "skipped", "")
+
+
 def _case_rank(row: Mapping):
     """Sort key, worst first: cases that could not be evaluated, failing verdicts (more failed checks first),
-    no checks, passes; within a group the lowest Dice after registration first."""
-    status = str(row.get("status") or "").strip().lower()
-    rank = 0 if status not in OK_STATUSES else VERDICT_RANK.get(row.get("verdict"), 2)
-    failed_checks = _number(row.get("n_checks_failed")) or 0.0
+    no checks, passes; within a group the lowest Dice after registration first (ties keep the given order)."""
+    rank = VERDICT_RANK.get(row.get("verdict"), 2) if _evaluated(row) else 0
+    failed_checks = _number(row.get("n_checks_failed"))
+    if failed_checks is None and row.get("failed_checks"):
+        failed_checks = float(len(str(row["failed_checks"]).split(";")))
     dice = _number(row.get("min_dice_after"))
-    return rank, -failed_checks, math.inf if dice is None else dice, str(row.get("case_id"))
+    return rank, -(failed_checks or 0.0), math.inf if dice is None else dice
 
 
 def summary_html(rows, output_path) -> Path:
     """Write the cohort summary page (one self-contained HTML file) and return its path.
 
-    ``rows``: one dict per case with ``case_id``, ``status`` ("ok" when the case was evaluated, otherwise the
-    error text), ``verdict`` (pass / fail / no checks), ``report`` (path of the case's report.html; made relative
-    to the page's folder for the links) and any numeric columns (e.g. those of :func:`summary_row`; numbers or
-    numeric text). Every numeric column gets a strip plot (box = quartiles, line = median, one linked dot per
-    case); the table lists failed cases first, then failing verdicts, then the rest.
+    ``rows``: one dict per case (cohort.SUMMARY_COLUMNS): ``case_id``, ``status`` ("ok…" when the case was
+    evaluated, else e.g. "failed"), ``error`` (the message of a case that failed), ``verdict`` (pass / fail / no
+    checks), ``failed_checks`` (text), ``report`` (path of the case's report.html, absolute or relative to the
+    page's folder) and numeric columns (numbers or numeric text; empty = not available). Every numeric column
+    gets a strip plot (box = quartiles, line = median, one linked dot per case; ``*_before`` columns join their
+    ``*_after`` column's plot); the table lists cases that could not be evaluated first, then failing verdicts,
+    no checks, passes, the lowest Dice first within each group.
     """
     output_path = Path(os.path.abspath(os.fspath(output_path)))
     folder = output_path.parent
@@ -1209,47 +1231,58 @@ def summary_html(rows, output_path) -> Path:
                 columns.append(key)
     counts = {"pass": 0, "fail": 0, "no checks": 0, "error": 0}
     for row in rows:
-        if str(row.get("status") or "").strip().lower() not in OK_STATUSES:
-            counts["error"] += 1
-        else:
-            counts[row.get("verdict") if row.get("verdict") in counts else "no checks"] += 1
+        key = (row.get("verdict") if row.get("verdict") in counts else "no checks") if _evaluated(row) else "error"
+        counts[key] += 1
     tiles = "".join(
         f'<div class="tile"><div class="k">{title}</div><div class="v" style="color:{colour}">{counts[key]}</div>'
         f"</div>" for key, title, colour in (("pass", "Passed", "#00684c"), ("fail", "Failed", "#a84a00"),
-                                             ("no checks", "No checks", GREY), ("error", "Could not be evaluated",
-                                                                                 "#a84a00")))
+                                             ("no checks", "No checks", GREY),
+                                             ("error", "Could not be evaluated", "#a84a00")))
+
+    def items(key):
+        return [(_number(r.get(key)), r.get("case_id"), r.get("verdict"), href(r)) for r in rows]
+
     plots = []
+    paired = {spec[3] for key, spec in SUMMARY_METRICS.items() if spec[3] and key in columns}
     for key in columns:
-        title, unit, higher = SUMMARY_METRICS.get(key, (key.replace("_", " "), _unit(key), None))
-        items = [(_number(r.get(key)), r.get("case_id"), r.get("verdict"), href(r)) for r in rows]
-        plots.append(strip_plot_svg(title, items, unit, higher))
+        if key in SUMMARY_NOT_PLOTTED or key in paired:
+            continue
+        title, unit, higher, before = SUMMARY_METRICS.get(key, (key.replace("_", " "), _unit(key), None, None))
+        plots.append(strip_plot_svg(title, items(key), unit, higher, items(before) if before in columns else None))
     legend = (f'<p class="legend">Dots: <span class="key" style="background:{GREEN}"></span>pass'
               f'<span class="key" style="background:{VERMILLION}"></span>fail'
-              f'<span class="key" style="background:{GREY}"></span>no checks; box = quartiles, line = median; '
-              f'click a dot to open the case report.</p>')
+              f'<span class="key" style="background:{GREY}"></span>no checks; '
+              f'<span class="key" style="background:#fff;border:1.5px solid {GREY}"></span>before registration; '
+              f'box = quartiles, line = median; click a dot to open the case report.</p>')
     header = ["Case", "Result"]
     for key in columns:
-        title, unit, _ = SUMMARY_METRICS.get(key, (key.replace("_", " "), _unit(key), None))
-        header.append(_e(title) + (f"<br><small>{_e(unit)}</small>" if unit else ""))
+        title = SUMMARY_TITLES.get(key) or SUMMARY_METRICS.get(key, (key.replace("_", " "),))[0]
+        unit = SUMMARY_METRICS.get(key, ("", _unit(key)))[1]
+        header.append(f'<span title="{_e(key)}">{_e(title)}</span>' + (f"<br><small>{_e(unit)}</small>" if unit
+                                                                        else ""))
     table_rows = []
     for row in ordered:
         link = href(row)
         case = _e(row.get("case_id"))
         case = f'<a href="{_e(link)}">{case}</a>' if link else case
-        status = str(row.get("status") or "").strip()
-        if status.lower() not in OK_STATUSES:
-            result = f'<span class="badge fail">error</span> <span class="reason">{_e(status)}</span>'
+        if not _evaluated(row):
+            message = row.get("error") or row.get("status") or "not evaluated"
+            result = f'<span class="badge fail">error</span> <span class="reason">{_e(message)}</span>'
         else:
             verdict = row.get("verdict") or "no checks"
             cls = {"pass": "pass", "fail": "fail"}.get(verdict, "none")
             mark = {"pass": "✔ ", "fail": "✘ "}.get(verdict, "")
             result = f'<span class="badge {cls}">{mark}{_e(verdict)}</span>'
+            if row.get("failed_checks"):
+                result += f' <span class="reason">{_e(row["failed_checks"])}</span>'
         cells = [case, result]
         for key in columns:
             unit = SUMMARY_METRICS.get(key, ("", _unit(key)))[1]
             value = _number(row.get(key))
-            cells.append(_fmt(int(value) if value is not None and key.startswith("n_") else value, "",
-                              _digits(unit) if not key.startswith("n_") else None))
+            if value is not None and value.is_integer() and (key.startswith("n_") or key == "segments"):
+                cells.append(_fmt(int(value)))
+            else:
+                cells.append(_fmt(value, "", _digits(unit)))
         table_rows.append(cells)
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
