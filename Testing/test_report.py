@@ -375,7 +375,7 @@ def test_summary_page(tmp_path, snapshot_png):
     tiles = re.findall(r'<div class="k">([^<]+)</div><div class="v"[^>]*>(\d+)</div>', page)
     assert dict(tiles) == {"Passed": "2", "Failed": "1", "No checks": "1", "Could not be evaluated": "1"}
     # before columns join their after plot: Dice, HD, TRE (+before), max TRE, folding, SD log J, NCC (+before)
-    assert page.count("<svg") == 7 and "Segments</th>" in page
+    assert page.count("<svg") == 7 and ">Segments</span></th>" in page
     dice_plot = page[page.index("<title>Lowest Dice across cases"):]
     dice_plot = dice_plot[:dice_plot.index("</svg>")]
     assert dice_plot.count("before: 0.4<") == 4 and dice_plot.count('r="5"') == 4  # c4 has no numbers
