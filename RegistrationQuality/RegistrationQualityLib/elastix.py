@@ -103,14 +103,18 @@ class ParameterFile:
         if key not in self.entries and default is not None:
             return np.asarray(default, dtype=float)
         values = self.strings(key)
-        out = np.empty(len(values))
-        for i, text in enumerate(values):
-            try:
-                out[i] = float(text)
-            except ValueError:
-                raise self.error(key, f"value {i + 1} '{text}' is not a number") from None
-            if not math.isfinite(out[i]):
-                raise self.error(key, f"value {i + 1} '{text}' is not finite")
+        try:
+            out = np.array(values, dtype=float)
+        except ValueError:
+            out = None
+        if out is None or not np.all(np.isfinite(out)):
+            for i, text in enumerate(values):
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise self.error(key, f"value {i + 1} '{text}' is not a number") from None
+                if not math.isfinite(value):
+                    raise self.error(key, f"value {i + 1} '{text}' is not finite")
         if count is not None and len(out) != count:
             raise self.error(key, f"has {len(out)} values, {count} expected")
         return out
@@ -504,8 +508,52 @@ def _external_to_vtk(ctx, comp: ExternalComponent):
         source = node.GetTransformFromParent()
         if source is None:
             raise BadInputError(comp.source, f"initial transform '{comp.path}' holds no transform")
-        copy = source.MakeTransform()
-        copy.DeepCopy(source)
+        return _copy_transform(source)
+
+
+def _copy_transform(source):
+    """A copy of a vtk transform that shares nothing with the node it came from (removing the node resets it)."""
+    import slicer
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+    from vtkmodules.vtkCommonTransforms import vtkGeneralTransform, vtkLinearTransform, vtkTransform
+
+    if isinstance(source, vtkLinearTransform):
+        source.Update()
+        m = vtkMatrix4x4()
+        m.DeepCopy(source.GetMatrix())
+        t = vtkTransform()
+        t.SetMatrix(m)
+        return t
+    if isinstance(source, vtkGeneralTransform):
+        pieces = _flatten(source)
+        t = vtkGeneralTransform()
+        t.PostMultiply()
+        for piece in pieces:
+            t.Concatenate(_copy_transform(piece))
+        return t
+    if isinstance(source, (slicer.vtkOrientedBSplineTransform, slicer.vtkOrientedGridTransform)):
+        inverted = bool(source.GetInverseFlag())
+        forward = source.GetInverse() if inverted else source
+        copy = forward.MakeTransform()
+        copy.DeepCopy(forward)
+        if isinstance(forward, slicer.vtkOrientedBSplineTransform):
+            data = vtkImageData()
+            data.DeepCopy(forward.GetCoefficientData())
+            copy.SetCoefficientData(data)
+        else:
+            data = vtkImageData()
+            data.DeepCopy(forward.GetDisplacementGrid())
+            copy.SetDisplacementGridData(data)
+        direction = vtkMatrix4x4()
+        if forward.GetGridDirectionMatrix() is not None:
+            direction.DeepCopy(forward.GetGridDirectionMatrix())
+        copy.SetGridDirectionMatrix(direction)
+        if inverted:
+            copy.Inverse()
+        return copy
+    copy = source.MakeTransform()
+    copy.DeepCopy(source)
     return copy
 
 
@@ -905,7 +953,7 @@ def _parse_elastix_log(text: str, res: ElastixResult, runs: dict) -> None:
     res.moving_image = m.group(1) if m else None
     m = re.search(r"Total time elapsed:\s*([\d.eE+-]+)\s*s", text)
     res.total_seconds = float(m.group(1)) if m else None
-    blocks = re.split(r"^Running elastix with parameter file (\d+): .*$", text, flags=re.M)
+    blocks = re.split(r"^Running elastix with parameter file (\d+): \"[^\"]*\"\.\s*$", text, flags=re.M)
     # blocks: [preamble, idx0, body0, idx1, body1, ...]
     for i in range(1, len(blocks) - 1, 2):
         stage = int(blocks[i])
