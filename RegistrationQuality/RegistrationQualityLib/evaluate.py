@@ -1,0 +1,822 @@
+"""Evaluate one registration end to end: the facade used by the Slicer panel, the Python console, Slicer batch
+mode, the CLI (``registration-quality evaluate``) and cohort runs.
+
+Data flow (forward only): load -> align (resample the moving data onto the fixed grid, before = world space
+as loaded, after = through the resampling transform T or elastix's result image) -> segment (labelmaps or
+thresholds) -> measure (segments, landmarks, deformation, similarity) -> check -> render -> report.
+
+>>> from RegistrationQualityLib.context import Context
+>>> from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
+>>> result = evaluate(Context.headless(), EvaluationInputs(fixed="f.nrrd", moving="m.nrrd",
+...                   elastix_dir="out/"), EvaluationOptions(min_dice=0.8), output_dir="report")
+>>> result.verdict, result.exit_code
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .context import TemporaryNodes
+from .errors import BadInputError
+
+# ---------------------------------------------------------------------------------------------------
+# Inputs and options
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationInputs:
+    """What to evaluate. Each entry is a file path, an MRML node, or None.
+
+    ``transform``: the registration's resampling transform (fixed -> moving): ITK/elastix file or transform
+    node. ``elastix_dir``: an elastix output folder (its final TransformParameters file and result image).
+    ``registered``: the moving image already resampled onto the fixed grid. ``threshold``: list of one spec
+    (both images) or two (fixed, moving): ``"LO[:HI]"`` or ``"otsu"``.
+    """
+
+    fixed: object = None
+    moving: object = None
+    transform: object = None
+    elastix_dir: object = None
+    registered: object = None
+    fixed_segmentation: object = None
+    moving_segmentation: object = None
+    threshold: list | None = None
+    fixed_landmarks: object = None
+    moving_landmarks: object = None
+    case_id: str | None = None
+
+
+@dataclass
+class EvaluationOptions:
+    percentile: float = 95.0
+    min_dice: float | None = None
+    max_hausdorff: float | None = None
+    max_tre: float | None = None
+    max_folding: float | None = None
+    snapshots: bool = True
+    scene_outputs: bool = False  # create result nodes in the scene (the Slicer panel)
+    jacobian_histogram_bins: int = 60
+
+
+@dataclass
+class EvaluationResult:
+    report: dict
+    output_dir: Path | None = None
+    nodes: dict = field(default_factory=dict)  # scene outputs by role (when options.scene_outputs)
+    snapshot_files: dict = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        return self.report["verdict"]
+
+    @property
+    def failed_checks(self) -> list:
+        return [c for c in self.report["checks"] if not c["passed"]]
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed_checks else 0
+
+
+CHECK_OPTIONS = {
+    "min_dice": "--min-dice",
+    "max_hausdorff": "--max-hausdorff",
+    "max_tre": "--max-tre",
+    "max_folding": "--max-folding",
+}
+
+
+class _Progress:
+    STAGES = ["load", "align", "segments", "landmarks", "deformation", "similarity", "snapshots", "report"]
+
+    def __init__(self, callback, cancel):
+        self.callback = callback
+        self.cancel = cancel
+
+    def __call__(self, stage: str, detail: str = "") -> None:
+        if self.cancel is not None and self.cancel():
+            raise InterruptedError("evaluation cancelled")
+        if self.callback is not None:
+            i = self.STAGES.index(stage) if stage in self.STAGES else 0
+            self.callback(f"{stage}{': ' + detail if detail else ''}", i / len(self.STAGES))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading inputs (paths or nodes)
+# ---------------------------------------------------------------------------------------------------
+def _is_node(value) -> bool:
+    return value is not None and hasattr(value, "GetID") and hasattr(value, "IsA")
+
+
+def _describe_source(value) -> str:
+    return f"node '{value.GetName()}'" if _is_node(value) else os.fspath(value)
+
+
+def _load_image(value, option: str):
+    from . import io
+
+    if _is_node(value):
+        if not value.IsA("vtkMRMLScalarVolumeNode"):
+            raise BadInputError(option, f"node '{value.GetName()}' is not a scalar volume")
+        return io.check_scalar_3d(io.volume_to_image(value), f"node '{value.GetName()}'")
+    _check_path(value, option)
+    return io.read_image(value)
+
+
+def _check_path(value, option: str) -> None:
+    if not isinstance(value, (str, os.PathLike)):
+        raise BadInputError(option, f"expected a file path or a node, got {type(value).__name__}")
+    if not Path(value).exists():
+        raise BadInputError(os.fspath(value), f"{option.lstrip('-').replace('-', ' ')} file not found")
+
+
+def _load_labels(ctx, value, option: str):
+    """(metrics.LabelSource, named) of a labelmap / .seg.nrrd file or a segmentation / labelmap node."""
+    from . import io
+    from .metrics import labelmap_source, read_label_source
+
+    if _is_node(value):
+        source = _describe_source(value)
+        if value.IsA("vtkMRMLSegmentationNode"):
+            image = io.segmentation_to_labelmap_image(ctx, value)
+            segmentation = value.GetSegmentation()
+            names = {}
+            for sid in segmentation.GetSegmentIDs():
+                seg = segmentation.GetSegment(sid)
+                names[int(seg.GetLabelValue())] = seg.GetName()
+            return labelmap_source(image, source, names), True
+        if value.IsA("vtkMRMLLabelMapVolumeNode") or value.IsA("vtkMRMLScalarVolumeNode"):
+            return labelmap_source(io.volume_to_image(value), source), False
+        raise BadInputError(option, f"node '{value.GetName()}' is not a segmentation or labelmap")
+    _check_path(value, option)
+    return read_label_source(value)
+
+
+def _resampled_source(ctx, src, reference, transform_node):
+    """The label source's layers resampled (nearest neighbour) onto ``reference`` through the transform."""
+    from .metrics import LabelSource
+    from .resample import resample_image
+
+    layers = [resample_image(ctx, layer, reference, transform_node, "nearest") for layer in src.layers]
+    return LabelSource(src.source, layers, list(src.segments))
+
+
+def _union_of(src):
+    """0/1 SimpleITK mask of every segment of a label source (on its grid)."""
+    import SimpleITK as sitk
+
+    arr = np.zeros(sitk.GetArrayViewFromImage(src.layers[0]).shape, bool)
+    for seg in src.segments:
+        arr |= sitk.GetArrayViewFromImage(src.layers[seg.layer]) == seg.label
+    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    out.CopyInformation(src.layers[0])
+    return out
+
+
+def _same_grid(a, b, tol: float = 1e-3) -> bool:
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol * 10)
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol)
+    )
+
+
+def _physical_bounds(image) -> np.ndarray:
+    """(2, 3) min/max LPS corners of the voxel-centre box."""
+    size = np.array(image.GetSize()) - 1
+    corners = np.array([[i, j, k] for i in (0, size[0]) for j in (0, size[1]) for k in (0, size[2])], float)
+    d = np.array(image.GetDirection()).reshape(3, 3)
+    pts = corners * np.array(image.GetSpacing()) @ d.T + np.array(image.GetOrigin())
+    return np.stack([pts.min(0), pts.max(0)])
+
+
+def _overlaps(a, b) -> bool:
+    ba, bb = _physical_bounds(a), _physical_bounds(b)
+    half = np.max(np.concatenate([a.GetSpacing(), b.GetSpacing()]))  # voxel half-widths
+    return bool(np.all(ba[0] <= bb[1] + half) and np.all(bb[0] <= ba[1] + half))
+
+
+def validate_inputs(inputs: EvaluationInputs, options: EvaluationOptions) -> None:
+    """Cheap checks before any heavy work: required and partner options, files exist, limits sane."""
+    if inputs.fixed is None:
+        raise BadInputError("--fixed", "the fixed image is required")
+    if inputs.moving is None:
+        raise BadInputError("--moving", "the moving image is required")
+    if inputs.transform is not None and inputs.elastix_dir is not None:
+        raise BadInputError("--transform", "give either --transform or --elastix-dir, not both")
+    has_transform = inputs.transform is not None or inputs.elastix_dir is not None
+    if not has_transform and inputs.registered is None:
+        raise BadInputError("--transform", "a registration result is needed: --transform, --elastix-dir or "
+                            "--registered")
+    pairs = (("fixed_segmentation", "moving_segmentation"), ("fixed_landmarks", "moving_landmarks"))
+    for a, b in pairs:
+        va, vb = getattr(inputs, a), getattr(inputs, b)
+        if (va is None) != (vb is None):
+            given, missing = (a, b) if vb is None else (b, a)
+            raise BadInputError("--" + given.replace("_", "-"), f"needs its partner --{missing.replace('_', '-')}")
+    if inputs.fixed_landmarks is not None and not has_transform:
+        raise BadInputError("--fixed-landmarks", "TRE after registration needs the transform: --transform or "
+                            "--elastix-dir (a registered image alone cannot move landmarks)")
+    if inputs.moving_segmentation is not None and not has_transform:
+        raise BadInputError("--moving-segmentation", "mapping the moving segmentation after registration needs "
+                            "--transform or --elastix-dir")
+    if inputs.threshold is not None:
+        from .segmentation import parse_threshold_spec
+
+        specs = list(inputs.threshold)
+        if not 1 <= len(specs) <= 2:
+            raise BadInputError("--threshold", f"given {len(specs)} times; give it once (both images) or twice "
+                                "(fixed, then moving)")
+        for s in specs:
+            parse_threshold_spec(s)
+    if not 0.0 <= float(options.percentile) <= 100.0:
+        raise BadInputError("--percentile", f"{options.percentile:g} is outside 0-100")
+    has_segments = inputs.fixed_segmentation is not None or inputs.threshold is not None
+    needs = {"min_dice": has_segments, "max_hausdorff": has_segments,
+             "max_tre": inputs.fixed_landmarks is not None, "max_folding": has_transform}
+    what = {"min_dice": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
+            "max_hausdorff": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
+            "max_tre": "landmarks (--fixed-landmarks/--moving-landmarks)",
+            "max_folding": "a transform (--transform or --elastix-dir)"}
+    for key, option in CHECK_OPTIONS.items():
+        limit = getattr(options, key)
+        if limit is None:
+            continue
+        if not np.isfinite(limit) or limit < 0:
+            raise BadInputError(option, f"{limit} is not a valid limit")
+        if not needs[key]:
+            raise BadInputError(option, f"needs {what[key]}")
+    for name in ("fixed", "moving", "registered", "fixed_segmentation", "moving_segmentation", "fixed_landmarks",
+                 "moving_landmarks", "transform"):
+        value = getattr(inputs, name)
+        if value is not None and not _is_node(value):
+            _check_path(value, "--" + name.replace("_", "-"))
+    if inputs.elastix_dir is not None and not _is_node(inputs.elastix_dir):
+        p = Path(inputs.elastix_dir)
+        if not p.is_dir():
+            raise BadInputError(os.fspath(p), "elastix output folder not found" if not p.exists()
+                                else "is not a folder; --elastix-dir needs elastix's output folder")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The evaluation
+# ---------------------------------------------------------------------------------------------------
+def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = None, output_dir=None,
+             progress=None, cancel=None) -> EvaluationResult:
+    """Evaluate one registration; write the report to ``output_dir`` when given (atomically).
+
+    ``progress(text, fraction)`` is called at each stage; ``cancel()`` returning True stops the run
+    (InterruptedError). Input nodes and files are never modified; temporary nodes are removed.
+    Raises BadInputError for bad input (one line naming the file/node/option).
+    """
+    options = options or EvaluationOptions()
+    validate_inputs(inputs, options)
+    if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise BadInputError("--output", f"{os.fspath(output_dir)} is an existing file; a folder is needed")
+    step = _Progress(progress, cancel)
+    warnings: list[str] = []
+    nodes: dict = {}
+    with TemporaryNodes(ctx) as tmp:
+        step("load", "images")
+        fixed = _load_image(inputs.fixed, "--fixed")
+        moving = _load_image(inputs.moving, "--moving")
+        transform_node, elastix_info, registered_path = _load_registration(ctx, inputs, moving, tmp, warnings)
+        if elastix_info is not None and inputs.registered is None:
+            inputs_registered = registered_path
+        else:
+            inputs_registered = inputs.registered
+        registered = None
+        if inputs_registered is not None:
+            registered = _load_image(inputs_registered, "--registered")
+            if not _same_grid(registered, fixed):
+                raise BadInputError(_describe_source(inputs_registered),
+                                    f"registered image grid {list(registered.GetSize())} differs from the fixed "
+                                    f"image's {list(fixed.GetSize())}; it must be on the fixed grid")
+
+        step("align")
+        from .resample import resample_image
+
+        moving_before = resample_image(ctx, moving, fixed, None, "linear")
+        if registered is None:
+            registered = resample_image(ctx, moving, fixed, transform_node, "linear")
+
+        step("segments")
+        segments, seg_masks = _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings)
+
+        landmarks = None
+        if inputs.fixed_landmarks is not None:
+            step("landmarks")
+            landmarks = _landmarks(inputs, transform_node)
+
+        deformation = None
+        if transform_node is not None:
+            step("deformation")
+            deformation = _deformation(ctx, transform_node, fixed, seg_masks.get("fixed_union"), options, warnings,
+                                       nodes if options.scene_outputs else None)
+
+        step("similarity")
+        similarity = _similarity(ctx, fixed, moving, moving_before, registered, transform_node)
+
+        report = {
+            "tool": software_versions(),
+            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "case_id": inputs.case_id,
+            "inputs": _describe_inputs(inputs, fixed, moving, registered if inputs_registered else None,
+                                       transform_node, landmarks),
+            "elastix": elastix_info,
+            "options": {"percentile": float(options.percentile), "min_dice": options.min_dice,
+                        "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
+                        "max_folding": options.max_folding},
+            "segments": segments["entries"] if segments else [],
+            "segments_source": segments["source"] if segments else None,
+            "landmarks": landmarks.as_dict() if landmarks is not None else None,
+            "deformation": deformation,
+            "similarity": similarity,
+            "definitions": definitions(options.percentile),
+            "warnings": warnings,
+        }
+        report["checks"] = run_checks(report, options)
+        failed = [c for c in report["checks"] if not c["passed"]]
+        report["verdict"] = "no checks" if not report["checks"] else ("fail" if failed else "pass")
+
+        snapshot_files: dict = {}
+        if options.snapshots and output_dir is not None:
+            step("snapshots")
+            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings)
+            report["snapshots"] = snap_entries
+        else:
+            report["snapshots"] = []
+
+        if options.scene_outputs:
+            nodes.update(_scene_outputs(ctx, report, landmarks))
+
+        out = None
+        if output_dir is not None:
+            step("report")
+            from .report import write_report
+
+            out = write_report(report, output_dir, snapshot_files)
+            _cleanup_snapshot_temp(snapshot_files)
+        return EvaluationResult(report=report, output_dir=out, nodes=nodes, snapshot_files=snapshot_files)
+
+
+def _load_registration(ctx, inputs, moving, tmp, warnings):
+    """(transform node or None, elastix provenance or None, elastix result image path or None)."""
+    from . import io
+
+    if inputs.elastix_dir is not None:
+        from .elastix import find_elastix_result
+
+        result = find_elastix_result(inputs.elastix_dir, moving_image=moving)
+        if not result.transform_parameters:
+            raise BadInputError(os.fspath(inputs.elastix_dir), "no TransformParameters.N.txt in the folder")
+        node = tmp.add(io.load_transform(ctx, result.transform_parameters, name="elastix transform"))
+        warnings.extend(result.warnings)
+        info = result.provenance()
+        return node, info, result.final_result_image
+    if inputs.transform is None:
+        return None, None, None
+    if _is_node(inputs.transform):
+        if not inputs.transform.IsA("vtkMRMLTransformNode"):
+            raise BadInputError("--transform", f"node '{inputs.transform.GetName()}' is not a transform")
+        return inputs.transform, None, None
+    return tmp.add(io.load_transform(ctx, inputs.transform, name="registration transform")), None, None
+
+
+# -- segments ------------------------------------------------------------------------------------------
+def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings):
+    """Compare segments before and after: ({"source", "entries"} or None, display masks on the fixed grid).
+
+    Comparison grid: the fixed image's. Before: the moving segments as loaded, resampled (nearest neighbour,
+    world space) onto it; after: resampled through the resampling transform. Segments are matched by name when
+    both inputs name them (.seg.nrrd, segmentation nodes), else by label value.
+    """
+    from .metrics import compare_sources, labelmap_source
+    from .resample import resample_image
+
+    entries, masks, sources = [], {}, []
+    if inputs.fixed_segmentation is not None:
+        f_src, f_named = _load_labels(ctx, inputs.fixed_segmentation, "--fixed-segmentation")
+        m_src, m_named = _load_labels(ctx, inputs.moving_segmentation, "--moving-segmentation")
+        if not _overlaps(f_src.geometry, fixed):
+            raise BadInputError(f_src.source, "fixed segmentation does not overlap the fixed image")
+        if not _overlaps(m_src.geometry, moving):
+            raise BadInputError(m_src.source, "moving segmentation does not overlap the moving image")
+        by = "name" if f_named and m_named else "label"
+        before = _resampled_source(ctx, m_src, fixed, None)
+        after = _resampled_source(ctx, m_src, fixed, transform_node)
+        kw = {"percentile": options.percentile, "by": by, "lattice": fixed}
+        entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
+        fixed_union = _union_of(f_src)
+        if not _same_grid(fixed_union, fixed):
+            fixed_union = resample_image(ctx, fixed_union, fixed, None, "nearest")
+        masks.update(fixed_labels=fixed_union, moving_before_labels=_union_of(before),
+                     moving_after_labels=_union_of(after), fixed_union=fixed_union)
+        sources.append("labelmaps")
+    if inputs.threshold is not None:
+        from .segmentation import parse_threshold_spec, threshold_image
+
+        specs = [parse_threshold_spec(s) for s in inputs.threshold]
+        f_spec, m_spec = specs[0], specs[-1]
+        f_mask, f_info = threshold_image(fixed, f_spec.lower, f_spec.upper, f_spec.method, name="fixed image")
+        m_mask, m_info = threshold_image(moving, m_spec.lower, m_spec.upper, m_spec.method, name="moving image")
+        if m_spec.method == "otsu" and m_info.get("lower") is not None:
+            # the moving image's Otsu level (its own units) is reused on the registered image
+            a_mask = _strictly_above(registered, m_info["lower"])
+        else:
+            a_mask, _ = threshold_image(registered, m_spec.lower, m_spec.upper, "range", name="registered image")
+        before_mask = resample_image(ctx, m_mask, fixed, None, "nearest")
+        used = [e["label"] for e in entries if isinstance(e.get("label"), int)]
+        label = 1 + max(used or [0])
+        names = {label: "threshold"}
+        ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names)
+        kw = {"percentile": options.percentile, "by": "label", "lattice": fixed}
+        b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names), **kw)
+        a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names), **kw)
+        for entry in _pair_entries(b, a):
+            entry["threshold"] = {"fixed": f_info, "moving": m_info}
+            entries.append(entry)
+        masks.setdefault("fixed_labels", f_mask)
+        masks.setdefault("moving_before_labels", before_mask)
+        masks.setdefault("moving_after_labels", a_mask)
+        masks.setdefault("threshold_fixed", f_mask)
+        sources.append("threshold")
+    if not sources:
+        return None, masks
+    return {"source": "+".join(sources), "entries": entries}, masks
+
+
+def _strictly_above(image, t):
+    import SimpleITK as sitk
+
+    arr = sitk.GetArrayViewFromImage(image)
+    mask = sitk.GetImageFromArray((np.isfinite(arr) & (arr > t)).astype(np.uint8))
+    mask.CopyInformation(image)
+    return mask
+
+
+def _as_label(mask, label: int):
+    import SimpleITK as sitk
+
+    arr = (sitk.GetArrayViewFromImage(mask) > 0).astype(np.uint16) * label
+    out = sitk.GetImageFromArray(arr)
+    out.CopyInformation(mask)
+    return out
+
+
+def _pair_entries(res_before: list, res_after: list) -> list:
+    after = {(r["label"], r.get("name")): r for r in res_after}
+    return [{"name": b.get("name"), "label": b["label"], "before": b, "after": after.get((b["label"], b.get("name")))}
+            for b in res_before]
+
+
+# -- landmarks, deformation, similarity -----------------------------------------------------------------
+def _landmarks(inputs, transform_node):
+    from . import io
+    from .landmarks import compute_tre
+
+    def load(value, option):
+        if _is_node(value):
+            return value
+        return io.read_landmarks(value)
+
+    return compute_tre(load(inputs.fixed_landmarks, "--fixed-landmarks"),
+                       load(inputs.moving_landmarks, "--moving-landmarks"), transform_node)
+
+
+def _deformation(ctx, transform_node, fixed, mask, options, warnings, nodes=None) -> dict:
+    """Jacobian and displacement statistics on the fixed grid inside ``mask`` (whole image when None)."""
+    from . import deformation as d
+
+    grid = d.reference_grid(fixed)
+    m = d.mask_array(mask, fixed) if mask is not None else None
+    u = d.displacement_field(ctx, transform_node, grid)
+    jac = d.jacobian_determinant(u, grid)
+    values = jac if m is None else jac[m]
+    values = values[np.isfinite(values)]
+    result = {
+        "region": "whole image" if m is None else "fixed segmentation",
+        "jacobian": d.jacobian_statistics(jac, m, spacing=grid.spacing),
+        "displacement_mm": d.displacement_statistics(u, m),
+        "jacobian_histogram": _histogram(values, options.jacobian_histogram_bins),
+    }
+    result["jacobian"]["region"] = result["region"]
+    if nodes is not None:
+        nodes["jacobian"] = d.jacobian_volume_node(ctx, jac, grid, "Jacobian determinant")
+    return result
+
+
+def _histogram(values: np.ndarray, bins: int) -> dict:
+    """Histogram of Jacobian values over a range that always shows 0 and 1 (robust to outliers)."""
+    if values.size == 0:
+        return {"edges": [], "counts": []}
+    lo, hi = np.percentile(values, [0.5, 99.5])
+    lo, hi = min(float(lo), 0.0 if values.min() <= 0 else float(lo), 0.5), max(float(hi), 1.5)
+    counts, edges = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
+            "clipped_below": int(np.count_nonzero(values < lo)), "clipped_above": int(np.count_nonzero(values > hi))}
+
+
+def _similarity(ctx, fixed, moving, moving_before, registered, transform_node) -> dict:
+    """Intensity similarity of fixed vs moving before and after registration.
+
+    Region: the whole fixed image, restricted at each stage to the voxels whose sample point lies inside the
+    moving image (so the zero padding outside the moving field of view is not compared with tissue).
+    """
+    from .similarity import domain_mask, similarity
+
+    before = similarity(fixed, moving_before, mask=domain_mask(ctx, moving, fixed, None))
+    after_mask = domain_mask(ctx, moving, fixed, transform_node) if transform_node is not None else None
+    after = similarity(fixed, registered, mask=after_mask)
+    return {"before": before, "after": after, "bins": before.get("bins"),
+            "region": "fixed image voxels that sample inside the moving image"}
+
+
+# -- checks --------------------------------------------------------------------------------------------
+def run_checks(report: dict, options: EvaluationOptions) -> list:
+    """Pass/fail checks requested by the options. A value that could not be computed fails its check."""
+    checks = []
+
+    def add(name, subject, value, limit, comparison):
+        if value is None:
+            passed = False
+        else:
+            passed = value >= limit if comparison == ">=" else value <= limit
+        checks.append({"name": name, "subject": subject, "passed": bool(passed),
+                       "value": None if value is None else float(value), "limit": float(limit),
+                       "comparison": comparison})
+
+    for entry in report.get("segments") or []:
+        after = entry.get("after") or {}
+        if options.min_dice is not None:
+            add("min_dice", entry["name"], after.get("dice"), options.min_dice, ">=")
+        if options.max_hausdorff is not None:
+            add("max_hausdorff", entry["name"], after.get("hausdorff_percentile_mm"), options.max_hausdorff, "<=")
+    if options.max_tre is not None and report.get("landmarks"):
+        add("max_tre", "mean TRE after", report["landmarks"]["after"].get("mean_mm"), options.max_tre, "<=")
+    if options.max_folding is not None and report.get("deformation"):
+        jac = report["deformation"].get("jacobian") or {}
+        add("max_folding", "folding (J <= 0) percent", jac.get("folding_percent"), options.max_folding, "<=")
+    return checks
+
+
+# -- snapshots -----------------------------------------------------------------------------------------
+def _snapshots(ctx, fixed, registered, masks, report, warnings):
+    """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries)."""
+    import shutil
+    import tempfile
+
+    from . import rendering
+
+    ok, reason = rendering.rendering_available()
+    if not ok:
+        warnings.append(f"snapshots skipped: {reason}")
+        return {}, []
+    folder = Path(tempfile.mkdtemp(prefix="rq-snapshots-"))
+    files, entries = {"_tempdir": folder}, []
+
+    def add(path, title, caption):
+        name = f"snapshots/{Path(path).name}"
+        files[name] = Path(path)
+        entries.append({"file": name, "title": title, "caption": caption})
+
+    legend = "blue = fixed, orange = moving"
+    try:
+        if "fixed_labels" in masks:
+            out = rendering.render_before_after(ctx, fixed, masks["fixed_labels"], masks["moving_before_labels"],
+                                                masks["moving_after_labels"], folder)
+            for path in out["side_by_side"]:
+                view = Path(path).stem.replace("before_after_", "")
+                add(path, f"{view}: before | after registration", f"outlines: {legend}")
+        board = rendering.render_checkerboard(ctx, fixed, registered, folder,
+                                              overlays=[(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")]
+                                              if "fixed_labels" in masks else ())
+        for path in board:
+            add(path, "checkerboard of fixed and registered images", "edges should continue across squares")
+    except BadInputError:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    except Exception as exc:  # rendering must never lose the numbers
+        warnings.append(f"snapshots failed: {type(exc).__name__}: {exc}")
+        shutil.rmtree(folder, ignore_errors=True)
+        return {}, []
+    return files, entries
+
+
+def _cleanup_snapshot_temp(snapshot_files: dict) -> None:
+    import shutil
+
+    folder = snapshot_files.pop("_tempdir", None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _scene_outputs(ctx, report, landmarks) -> dict:
+    """Result nodes for the Slicer panel: metrics table, TRE table and error vectors."""
+    from . import io
+
+    nodes = {}
+    from .report import metrics_rows
+
+    nodes["metrics_table"] = io.rows_to_table_node(ctx, metrics_rows(report), "Registration quality metrics")
+    if landmarks is not None:
+        from .landmarks import error_vectors_node, tre_to_table_node
+
+        nodes["tre_table"] = tre_to_table_node(ctx, landmarks)
+        nodes["tre_vectors"] = error_vectors_node(ctx, landmarks)
+    return nodes
+
+
+# ---------------------------------------------------------------------------------------------------
+# Report pieces
+# ---------------------------------------------------------------------------------------------------
+def _describe_inputs(inputs, fixed, moving, registered, transform_node, landmarks) -> dict:
+    from . import io
+
+    def entry(value, image=None):
+        if value is None:
+            return None
+        d = {"path": _describe_source(value)}
+        if image is not None:
+            d["geometry"] = io.geometry_dict(image)
+        return d
+
+    transform = None
+    if transform_node is not None:
+        source = inputs.transform if inputs.transform is not None else inputs.elastix_dir
+        transform = {"path": _describe_source(source), "kind": transform_node.GetClassName(),
+                     "linear": bool(transform_node.IsTransformToWorldLinear())}
+        chain = transform_node.GetAttribute("RegistrationQuality.ElastixChain")
+        if chain:
+            transform["elastix_chain"] = chain
+    out = {
+        "fixed": entry(inputs.fixed, fixed),
+        "moving": entry(inputs.moving, moving),
+        "transform": transform,
+        "registered": entry(inputs.registered, registered) if inputs.registered is not None else None,
+        "fixed_segmentation": entry(inputs.fixed_segmentation),
+        "moving_segmentation": entry(inputs.moving_segmentation),
+        "fixed_landmarks": entry(inputs.fixed_landmarks),
+        "moving_landmarks": entry(inputs.moving_landmarks),
+        "threshold": [str(s) for s in inputs.threshold] if inputs.threshold else None,
+    }
+    return out
+
+
+def software_versions() -> dict:
+    versions = {"name": "RegistrationQuality", "version": __version__, "python": platform.python_version()}
+    try:
+        from importlib.metadata import version
+
+        for dist, key in (("slicer-core", "slicer_core"), ("vtk", "vtk"), ("SimpleITK", "simpleitk"),
+                          ("numpy", "numpy")):
+            try:
+                versions[key] = version(dist)
+            except Exception:
+                versions[key] = None
+    except ImportError:  # pragma: no cover
+        pass
+    return versions
+
+
+def definitions(percentile: float) -> dict:
+    p = f"{percentile:g}"
+    return {
+        "dice": "Dice = 2|A∩B| / (|A|+|B|) over voxels of the common (fixed) grid; null when both are empty",
+        "jaccard": "Jaccard = |A∩B| / |A∪B|",
+        "boundary": "boundary voxels: voxels of the segment with a 6-connected neighbour outside it (image edge "
+                    "counts as outside)",
+        "hausdorff_mm": "max of the two directed maxima of boundary-to-nearest-boundary Euclidean distances "
+                        "between voxel centres (mm)",
+        "hausdorff_percentile_mm": f"HD{p}: max of the two directed {p}th percentiles (numpy linear "
+                                   "interpolation); equals MONAI compute_hausdorff_distance(percentile=…) with "
+                                   "spacing. SlicerRT/plastimatch's '95% Hausdorff' is the mean of the two "
+                                   "directed percentiles instead",
+        "mean_surface_distance_mm": "ASSD: mean of both directed distance sets pooled together (MONAI "
+                                    "compute_average_surface_distance(symmetric=True))",
+        "tre": "before = |f − m|; after = |T(f) − m|, T = resampling transform fixed→moving, landmarks matched "
+               "by label (DIR-Lab / Learn2Reg convention); std is the population std",
+        "jacobian": "J = det(I + ∂u/∂x), u = T(x) − x sampled on the fixed grid, physical central differences "
+                    "(one-sided at the border); folding = J ≤ 0; SDlogJ = std of log J over voxels with J > 0",
+        "similarity": "NCC = Pearson correlation of intensities; NMI = (H(A)+H(B))/H(A,B) (Studholme), "
+                      "histogram bins as reported; MSE/MAE of intensities; before = moving as loaded resampled "
+                      "to the fixed grid, after = registered",
+        "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for "
+                        "labels) onto the fixed grid; after: through the registration's resampling transform "
+                        "(or elastix's result image for intensities)",
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI and batch
+# ---------------------------------------------------------------------------------------------------
+def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, EvaluationOptions]:
+    """EvaluationInputs/Options from parsed evaluate arguments (CLI, Slicer batch script, cohort rows)."""
+
+    def path(value):
+        if value in (None, ""):
+            return None
+        p = Path(value).expanduser()
+        if base is not None and not p.is_absolute():
+            p = base / p
+        return os.fspath(p)
+
+    inputs = EvaluationInputs(
+        fixed=path(args.fixed), moving=path(args.moving), transform=path(getattr(args, "transform", None)),
+        elastix_dir=path(getattr(args, "elastix_dir", None)), registered=path(getattr(args, "registered", None)),
+        fixed_segmentation=path(getattr(args, "fixed_segmentation", None)),
+        moving_segmentation=path(getattr(args, "moving_segmentation", None)),
+        threshold=list(args.threshold) if getattr(args, "threshold", None) else None,
+        fixed_landmarks=path(getattr(args, "fixed_landmarks", None)),
+        moving_landmarks=path(getattr(args, "moving_landmarks", None)),
+        case_id=getattr(args, "case_id", None),
+    )
+    options = EvaluationOptions(
+        percentile=getattr(args, "percentile", 95.0), min_dice=getattr(args, "min_dice", None),
+        max_hausdorff=getattr(args, "max_hausdorff", None), max_tre=getattr(args, "max_tre", None),
+        max_folding=getattr(args, "max_folding", None), snapshots=not getattr(args, "no_snapshots", False),
+    )
+    return inputs, options
+
+
+def summary_lines(result: EvaluationResult) -> list:
+    lines = [f"verdict: {result.verdict}"]
+    for c in result.failed_checks:
+        value = "n/a" if c["value"] is None else f"{c['value']:.3f}"
+        lines.append(f"FAILED {c['name']} [{c['subject']}]: {value} {'<' if c['comparison'] == '>=' else '>'} "
+                     f"limit {c['limit']:g}")
+    if result.output_dir is not None:
+        lines.append(f"report: {os.fspath(Path(result.output_dir) / 'report.html')}")
+    return lines
+
+
+def run_evaluate_cli(args, messages) -> int:
+    import sys
+
+    from .context import Context
+
+    inputs, options = inputs_from_args(args)
+    validate_inputs(inputs, options)
+    ctx = Context.headless()
+    result = evaluate(ctx, inputs, options, output_dir=args.output, progress=messages.progress)
+    for line in summary_lines(result):
+        sys.stdout.write(line + "\n")
+    return result.exit_code
+
+
+def sample_case_folder(explicit=None) -> Path:
+    """The bundled sample case: ``explicit``, else ``Resources/SampleCase`` of the source tree."""
+    if explicit:
+        return Path(explicit)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        candidate = parent / "Resources" / "SampleCase"
+        if (candidate / "fixed.nrrd").exists() or (candidate / "case.json").exists():
+            return candidate
+    raise BadInputError("--case", "the sample case folder was not found (give --case DIR)")
+
+
+def demo_cases(case_dir: Path) -> list:
+    """(name, EvaluationInputs, EvaluationOptions) for the sample case's registrations (from case.json)."""
+    import json
+
+    manifest = case_dir / "case.json"
+    if not manifest.exists():
+        raise BadInputError(os.fspath(manifest), "sample case description not found")
+    spec = json.loads(manifest.read_text())
+    cases = []
+    known = {f.name for f in fields(EvaluationInputs)}
+    for run in spec["runs"]:
+        values = {k: v for k, v in run["inputs"].items() if k in known}
+        for k, v in list(values.items()):
+            if isinstance(v, str) and k != "case_id":
+                values[k] = os.fspath(case_dir / v)
+        inputs = EvaluationInputs(**values)
+        options = EvaluationOptions(**run.get("options", {}))
+        cases.append((run["name"], inputs, options))
+    return cases
+
+
+def run_demo_cli(args, messages) -> int:
+    import sys
+
+    from .context import Context
+
+    case_dir = sample_case_folder(args.case)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise BadInputError("--output", f"{os.fspath(out)} is an existing file; a folder is needed")
+    for name, inputs, options in demo_cases(case_dir):
+        messages.info(f"evaluating the {name} registration of the sample case")
+        result = evaluate(Context.headless(), inputs, options, output_dir=out / name, progress=messages.progress)
+        sys.stdout.write(f"{name}: " + "; ".join(summary_lines(result)) + "\n")
+    return 0

@@ -1,0 +1,128 @@
+"""End to end: evaluate() and the evaluate CLI on an analytic case with a known translation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from RegistrationQualityLib.errors import BadInputError
+from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
+
+from conftest import OBLIQUE, make_image, run_cli
+
+SHIFT_LPS = np.array([6.0, -3.0, 4.0])  # moving = fixed content moved by this (mm)
+
+
+def ball(shape, spacing, origin, direction, center_lps, radius, value=1):
+    img = make_image(np.zeros(shape, np.float32), spacing, origin, direction)
+    k, j, i = np.indices(shape)
+    idx = np.stack([i.ravel(), j.ravel(), k.ravel()], 1).astype(float)
+    d = np.array(img.GetDirection()).reshape(3, 3)
+    pts = idx * np.array(spacing) @ d.T + np.array(origin)
+    inside = (np.linalg.norm(pts - center_lps, axis=1) <= radius).reshape(shape)
+    return inside.astype(np.float32) * value
+
+
+@pytest.fixture
+def case(tmp_path):
+    """Fixed (axial, 1.5x1.5x3 mm) and moving (oblique, 1.2 mm) images of a ball; moving = fixed shifted."""
+    f_geo = dict(spacing=(1.5, 1.5, 3.0), origin=(-30.0, -30.0, -30.0), direction=None)
+    m_geo = dict(spacing=(1.2, 1.2, 1.2), origin=(-25.0, -40.0, -28.0), direction=OBLIQUE)
+    center = np.array([2.0, 1.0, 0.0])
+    f_arr = ball((21, 41, 41), **f_geo, center_lps=center, radius=12)
+    m_arr = ball((50, 50, 50), **m_geo, center_lps=center + SHIFT_LPS, radius=12)
+    rng = np.random.default_rng(0)
+    fixed = make_image((f_arr * 400 + 100 + rng.normal(0, 5, f_arr.shape)).astype(np.int16), **f_geo)
+    moving = make_image((m_arr * 3.0 + 0.5).astype(np.float32), **m_geo)
+    sitk.WriteImage(fixed, str(tmp_path / "fixed.nrrd"))
+    sitk.WriteImage(moving, str(tmp_path / "moving.nrrd"))
+    sitk.WriteImage(make_image(f_arr.astype(np.uint8) * 3, **f_geo), str(tmp_path / "fixed_labels.nrrd"))
+    sitk.WriteImage(make_image(m_arr.astype(np.uint8) * 3, **m_geo), str(tmp_path / "moving_labels.nrrd"))
+    t = sitk.TranslationTransform(3, tuple(SHIFT_LPS))  # resampling transform: fixed point -> moving point
+    sitk.WriteTransform(t, str(tmp_path / "good.tfm"))
+    sitk.WriteTransform(sitk.TranslationTransform(3, (0.0, 0.0, 0.0)), str(tmp_path / "identity.tfm"))
+    pts = {"A": (0.0, 0.0, 0.0), "B": (10.0, -5.0, 3.0), "C": (-8.0, 7.0, -6.0)}
+    (tmp_path / "fixed.csv").write_text("label,x,y,z\n" + "".join(f"{k},{v[0]},{v[1]},{v[2]}\n" for k, v in pts.items()))
+    moved = {k: np.array(v) + SHIFT_LPS for k, v in pts.items()}
+    (tmp_path / "moving.csv").write_text(
+        "label,x,y,z\n" + "".join(f"{k},{v[0]},{v[1]},{v[2]}\n" for k, v in reversed(moved.items())))
+    return tmp_path
+
+
+def test_evaluate_good_translation(ctx, case, tmp_path):
+    inputs = EvaluationInputs(
+        fixed=case / "fixed.nrrd", moving=case / "moving.nrrd", transform=case / "good.tfm",
+        fixed_segmentation=case / "fixed_labels.nrrd", moving_segmentation=case / "moving_labels.nrrd",
+        fixed_landmarks=case / "fixed.csv", moving_landmarks=case / "moving.csv", threshold=["300", "2"],
+    )
+    options = EvaluationOptions(min_dice=0.9, max_tre=0.5, max_folding=0.0, snapshots=False)
+    result = evaluate(ctx, inputs, options, output_dir=tmp_path / "report")
+    rep = result.report
+    seg = {s["name"]: s for s in rep["segments"]}
+    assert seg["3"]["after"]["dice"] > 0.9 > seg["3"]["before"]["dice"]
+    assert seg["threshold"]["after"]["dice"] > 0.9 > seg["threshold"]["before"]["dice"]
+    shift = float(np.linalg.norm(SHIFT_LPS))
+    assert rep["landmarks"]["before"]["mean_mm"] == pytest.approx(shift, abs=1e-6)
+    assert rep["landmarks"]["after"]["max_mm"] == pytest.approx(0.0, abs=1e-6)
+    jac = rep["deformation"]["jacobian"]
+    assert jac["min"] == pytest.approx(1.0, abs=1e-4) and jac["max"] == pytest.approx(1.0, abs=1e-4)
+    assert rep["deformation"]["displacement_mm"]["mean"] == pytest.approx(shift, abs=1e-3)
+    assert rep["similarity"]["after"]["ncc"] > rep["similarity"]["before"]["ncc"]
+    assert result.verdict == "pass" and result.exit_code == 0
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["verdict"] == "pass"
+    assert (tmp_path / "report" / "report.html").exists() and (tmp_path / "report" / "metrics.csv").exists()
+
+
+def test_evaluate_identity_fails_checks_and_cli_exit_1(case, tmp_path):
+    res = run_cli("evaluate", "--fixed", case / "fixed.nrrd", "--moving", case / "moving.nrrd", "--transform",
+                  case / "identity.tfm", "--fixed-segmentation", case / "fixed_labels.nrrd",
+                  "--moving-segmentation", case / "moving_labels.nrrd", "--min-dice", "0.9", "--no-snapshots",
+                  "--output", tmp_path / "out")
+    assert res.returncode == 1, res.stderr
+    assert "FAILED min_dice" in res.stdout
+    assert res.stderr == ""
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["verdict"] == "fail"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--fixed-landmarks", "fixed.csv"], "--fixed-landmarks: needs its partner --moving-landmarks"),
+        (["--fixed-segmentation", "fixed_labels.nrrd"], "--fixed-segmentation: needs its partner"),
+        (["--min-dice", "0.5"], "--min-dice: needs segmentations"),
+        (["--percentile", "101"], "outside 0-100"),
+        (["--threshold", "abc"], "--threshold"),
+    ],
+)
+def test_evaluate_cli_bad_options(case, tmp_path, extra, message):
+    args = ["evaluate", "--fixed", "fixed.nrrd", "--moving", "moving.nrrd", "--transform", "good.tfm",
+            "--output", tmp_path / "o", *extra]
+    res = run_cli(*args, cwd=case)
+    assert res.returncode == 2
+    assert len(res.stderr.strip().splitlines()) == 1 and message in res.stderr, res.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_landmarks_need_a_transform(ctx, case):
+    inputs = EvaluationInputs(fixed=case / "fixed.nrrd", moving=case / "moving.nrrd", registered=case / "fixed.nrrd",
+                              fixed_landmarks=case / "fixed.csv", moving_landmarks=case / "moving.csv")
+    with pytest.raises(BadInputError, match="--fixed-landmarks: TRE after registration needs the transform"):
+        evaluate(ctx, inputs)
+
+
+def test_registered_on_another_grid_is_refused(ctx, case):
+    inputs = EvaluationInputs(fixed=case / "fixed.nrrd", moving=case / "moving.nrrd", registered=case / "moving.nrrd")
+    with pytest.raises(BadInputError, match="registered image grid .* differs from the fixed image's"):
+        evaluate(ctx, inputs)
+
+
+def test_output_that_is_a_file_is_refused(ctx, case, tmp_path):
+    (tmp_path / "file").write_text("x")
+    inputs = EvaluationInputs(fixed=case / "fixed.nrrd", moving=case / "moving.nrrd", transform=case / "good.tfm")
+    with pytest.raises(BadInputError, match="--output: .* is an existing file"):
+        evaluate(ctx, inputs, output_dir=tmp_path / "file")
