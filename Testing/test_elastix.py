@@ -237,6 +237,43 @@ def test_resampled_image_matches_transformix(ctx, case, tmp_path):
     assert np.abs(via_sitk - ref)[eroded].max() < 0.05
 
 
+def test_use_direction_cosines_false_needs_moving_image_and_matches_transformix(ctx, case, tmp_path):
+    """elastix with (UseDirectionCosines "false") registers direction-free images: transformix -in resamples
+    through W_m o T o W_f^-1; our node (given the moving image) reproduces its result image."""
+    import SimpleITK as sitk
+
+    from RegistrationQualityLib.resample import resample_image
+
+    params = _registration_parameters("AffineTransform").replace("(NumberOfResolutions 2)", "(NumberOfResolutions 1)")
+    (tmp_path / "p.txt").write_text(params + '(UseDirectionCosines "false")\n(ResultImagePixelType "float")\n'
+                                    "(FinalBSplineInterpolationOrder 1)\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(["elastix", "-f", str(case["root"] / "fixed.mha"), "-m", str(case["root"] / "moving.mha"),
+                           "-p", str(tmp_path / "p.txt"), "-out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    tp = out / "TransformParameters.0.txt"
+    _bad(ctx, tp, "(UseDirectionCosines)", "moving image")
+    ref = sitk.ReadImage(str(out / "result.0.mha"))
+    node = ex.load_transform_parameters(ctx, tp, moving_image=case["moving"])
+    assert node.GetAttribute(ex.NODE_CHAIN_ATTRIBUTE) == "fixed frame -> AffineTransform -> moving frame"
+    got = sitk.GetArrayFromImage(resample_image(ctx, case["moving"], case["fixed"], node))
+    want = sitk.GetArrayFromImage(ref)
+    assert want.max() > 50 and np.count_nonzero(want) > 1000
+    assert np.abs(got - want).max() < 0.05
+    # the moving image as a file or a volume node gives the same transform; the node rebuilds its SimpleITK twin
+    from RegistrationQualityLib import io
+
+    moving_node = io.image_to_volume(ctx, case["moving"], "moving")
+    p = (3.0, 25.0, 12.0)
+    expected = ex.to_sitk_transform(tp, moving_image=case["moving"]).TransformPoint(p)
+    for moving in (case["root"] / "moving.mha", moving_node):
+        np.testing.assert_allclose(ex.to_sitk_transform(tp, moving_image=moving).TransformPoint(p), expected, atol=1e-9)
+    np.testing.assert_allclose(ex.to_sitk_transform(node).TransformPoint(p), expected, atol=1e-9)
+    mapped = ex.map_points_fixed_to_moving(node, np.array([p]) * RAS) * RAS
+    np.testing.assert_allclose(mapped[0], expected, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Hand-written parameter files: each model, chains, key spellings, paths
 # ---------------------------------------------------------------------------------------------------
@@ -423,9 +460,11 @@ def test_bad_inputs(ctx, tmp_path):
     _bad(ctx, t / "broken.txt", "unbalanced")
     (t / "notparams.txt").write_text("hello world\n")
     _bad(ctx, t / "notparams.txt")
-    nodir = write_params(t / "nodir.txt", "TranslationTransform", [1, 2, 3]).read_text()
+    write_params(t / "ok.txt", "TranslationTransform", [1, 2, 3])
+    nodir = write_params(t / "nodir.txt", "TranslationTransform", [1, 2, 3], initial="ok.txt").read_text()
     (t / "nodir.txt").write_text(nodir.replace('(UseDirectionCosines "true")', '(UseDirectionCosines "false")'))
-    _bad(ctx, t / "nodir.txt", "(UseDirectionCosines)")
+    with pytest.raises(BadInputError, match=r"ok\.txt: \(UseDirectionCosines\) is true but .*nodir\.txt has false"):
+        ex.load_transform_parameters(ctx, t / "nodir.txt", moving_image=make_image(np.zeros((2, 2, 2))))
     # a bad file deeper in the chain is named, not the one given
     write_params(t / "top.txt", "TranslationTransform", [1, 2, 3], initial="unknown.txt")
     with pytest.raises(BadInputError, match=r"unknown\.txt: \(Transform\)"):

@@ -60,6 +60,7 @@ EXTERNAL_TYPES = ("File", "ExternalTransform")
 ITK_TRANSFORM_EXTENSIONS = (".tfm", ".h5", ".hdf5", ".mat", ".txt")
 NODE_SOURCE_ATTRIBUTE = "RegistrationQuality.ElastixFile"
 NODE_CHAIN_ATTRIBUTE = "RegistrationQuality.ElastixChain"
+NODE_MOVING_FRAME_ATTRIBUTE = "RegistrationQuality.ElastixMovingFrame"  # UseDirectionCosines false only
 MAX_CHAIN = 64
 
 
@@ -389,17 +390,25 @@ def _is_itk_transform_file(path: Path) -> bool:
     return not (ext == ".txt" and is_elastix_parameter_file(path))
 
 
-def read_transform_chain(path) -> list:
+def read_transform_chain(path, moving_image=None) -> list:
     """The components of an elastix transform (following initial transforms), in the order applied.
 
     Returns a list of :class:`LinearComponent`, :class:`BSplineComponent` and :class:`ExternalComponent`;
     ``chain[0]`` is applied first to a fixed-image point. Raises BadInputError naming the file and key.
+
+    ``UseDirectionCosines "false"``: elastix registered the images as if their direction matrices were the
+    identity, so the file maps *pseudo* points ``o + S·index``. The physical mapping is then
+    ``W_m ∘ T ∘ W_f⁻¹`` with ``W(p) = o + D (p - o)`` for the fixed image (``Origin``/``Direction`` of the file)
+    and the moving image; ``moving_image`` (a path, SimpleITK image or volume node) gives the moving origin and
+    direction, and is required in that case. (``transformix -def`` applies ``T`` to the given points as they
+    are; ``transformix -in`` resamples with the physical mapping above.)
     """
     from .io import check_file
 
     check_file(path, "elastix parameter file")
     chain_rev: list = []  # last applied first
     seen: list = []
+    top = None  # (first elastix parameter file, its UseDirectionCosines)
     current = Path(path)
     while True:
         key_resolved = current.resolve()
@@ -426,10 +435,12 @@ def read_transform_chain(path) -> list:
             else:
                 known = ", ".join(LINEAR_TYPES + BSPLINE_TYPES)
                 raise pf.error("Transform", f"'{kind}' is not supported (supported: {known})")
-            if not pf.boolean("UseDirectionCosines", True):
-                raise pf.error("UseDirectionCosines", "is false: the registration ignored the images' direction "
-                               "cosines, so its physical mapping depends on the moving image; rerun elastix "
-                               "with (UseDirectionCosines \"true\")")
+            use_cosines = pf.boolean("UseDirectionCosines", True)
+            if top is None:
+                top = (pf, use_cosines)
+            elif use_cosines != top[1]:
+                raise pf.error("UseDirectionCosines", f"is {str(use_cosines).lower()} but "
+                               f"{top[0].name} has {str(top[1]).lower()}; a chain must use one setting")
         keys = [k for k in INITIAL_KEYS if pf.has(k)]
         if not keys:
             break
@@ -441,7 +452,43 @@ def read_transform_chain(path) -> list:
         if how != "Compose":
             raise pf.error("HowToCombineTransforms", f"'{how}' is not supported; only \"Compose\" is")
         current = _resolve_reference(pf, key, initial)
-    return list(reversed(chain_rev))
+    chain = list(reversed(chain_rev))
+    if top is not None and not top[1]:
+        pf = top[0]
+        if moving_image is None:
+            raise pf.error("UseDirectionCosines", "is false: the physical mapping depends on the moving image's "
+                           "direction cosines; give the moving image")
+        fixed_origin = pf.numbers("Origin", 3)
+        fixed_direction = pf.numbers("Direction", 9, default=np.eye(3).ravel()).reshape(3, 3).T
+        moving_origin, moving_direction = _origin_direction(moving_image)
+        chain = ([LinearComponent(np.linalg.inv(_frame(fixed_origin, fixed_direction)), pf.name, "fixed frame")]
+                 + chain + [LinearComponent(_frame(moving_origin, moving_direction), pf.name, "moving frame")])
+    return chain
+
+
+def _frame(origin, direction) -> np.ndarray:
+    """``W(p) = o + D (p - o)``: elastix's direction-free image frame -> physical space (LPS)."""
+    m = np.eye(4)
+    m[:3, :3] = direction
+    m[:3, 3] = origin - direction @ origin
+    return m
+
+
+def _origin_direction(image) -> tuple[np.ndarray, np.ndarray]:
+    """(origin, direction 3x3) in LPS of a SimpleITK image, an image file or a volume node."""
+    if isinstance(image, (str, os.PathLike)):
+        from .io import read_image_information
+
+        image = read_image_information(image)
+    if hasattr(image, "GetIJKToRASMatrix"):
+        from .io import geometry_from_ijk_to_ras, node_ijk_to_ras
+
+        origin, _, direction = geometry_from_ijk_to_ras(node_ijk_to_ras(image))
+    else:
+        origin, direction = image.GetOrigin(), image.GetDirection()
+    if len(origin) != 3:
+        raise BadInputError("moving image", f"{len(origin)}D; a 3D image is needed")
+    return np.array(origin, float), np.array(direction, float).reshape(3, 3)
 
 
 def _merge_linear(chain: list) -> list:
@@ -557,19 +604,21 @@ def _copy_transform(source):
     return copy
 
 
-def load_transform_parameters(ctx, path, name: str | None = None):
+def load_transform_parameters(ctx, path, name: str | None = None, moving_image=None):
     """Load an elastix TransformParameters file (and its initial transforms) as a transform node.
 
     The node's FromParent maps fixed -> moving points (RAS) as transformix does in LPS. Linear chains give a
     vtkMRMLLinearTransformNode, a lone B-spline a vtkMRMLBSplineTransformNode, anything else a
     vtkMRMLTransformNode holding a composite (vtkGeneralTransform, applied first to last). The node carries
     the attributes ``RegistrationQuality.ElastixFile`` (the file) and ``RegistrationQuality.ElastixChain``.
+    ``moving_image`` (path, SimpleITK image or volume node) is needed only for ``UseDirectionCosines "false"``
+    files (see :func:`read_transform_chain`).
     """
     from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
 
     from .io import node_name_from_path
 
-    chain = read_transform_chain(path)
+    chain = read_transform_chain(path, moving_image)
     parts = _merge_linear(chain)
     name = name or node_name_from_path(path)
     vtk_parts = []
@@ -602,7 +651,32 @@ def load_transform_parameters(ctx, path, name: str | None = None):
         node.SetAndObserveTransformFromParent(general)
     node.SetAttribute(NODE_SOURCE_ATTRIBUTE, os.fspath(Path(path).resolve()))
     node.SetAttribute(NODE_CHAIN_ATTRIBUTE, describe_chain(chain))
+    if moving_image is not None and chain and chain[-1].kind == "moving frame":
+        origin, direction = _origin_direction(moving_image)
+        node.SetAttribute(NODE_MOVING_FRAME_ATTRIBUTE, " ".join(repr(float(v)) for v in
+                                                                 list(origin) + list(direction.ravel())))
     return node
+
+
+def _node_moving_frame(node):
+    text = node.GetAttribute(NODE_MOVING_FRAME_ATTRIBUTE)
+    if not text:
+        return None
+    values = [float(v) for v in text.split()]
+    return _Frame(values[:3], values[3:])
+
+
+class _Frame:
+    """Origin and direction only, standing in for a moving image (see :func:`_origin_direction`)."""
+
+    def __init__(self, origin, direction):
+        self._origin, self._direction = tuple(origin), tuple(direction)
+
+    def GetOrigin(self):  # SimpleITK's spelling
+        return self._origin
+
+    def GetDirection(self):
+        return self._direction
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -651,13 +725,15 @@ def chain_to_sitk(chain: list):
     return composite
 
 
-def to_sitk_transform(source, ctx=None):
+def to_sitk_transform(source, moving_image=None):
     """SimpleITK transform mapping fixed -> moving points (LPS), from an elastix file path or a transform node.
 
     - elastix parameter file: built directly from the file (exact, incl. initial transforms);
     - ITK transform file: ``sitk.ReadTransform``;
     - transform node: a node from :func:`load_transform_parameters` is rebuilt from its file; any other node's
       FromParent is written by Slicer's transform storage node (ITK convention) and read back.
+
+    ``moving_image``: only for ``UseDirectionCosines "false"`` files (see :func:`read_transform_chain`).
     """
     sitk = _sitk()
     if isinstance(source, (str, os.PathLike)):
@@ -665,7 +741,7 @@ def to_sitk_transform(source, ctx=None):
 
         check_file(source, "transform file")
         if is_elastix_parameter_file(source):
-            return chain_to_sitk(read_transform_chain(source))
+            return chain_to_sitk(read_transform_chain(source, moving_image))
         try:
             return sitk.ReadTransform(os.fspath(source))
         except RuntimeError:
@@ -675,7 +751,7 @@ def to_sitk_transform(source, ctx=None):
         return sitk.Transform(3, sitk.sitkIdentity)
     path = node.GetAttribute(NODE_SOURCE_ATTRIBUTE)
     if path and Path(path).is_file():
-        return chain_to_sitk(read_transform_chain(path))
+        return chain_to_sitk(read_transform_chain(path, moving_image or _node_moving_frame(node)))
     if node.IsA("vtkMRMLLinearTransformNode") or node.IsTransformToWorldLinear() and node.GetParentTransformNode() \
             is None:
         from vtkmodules.vtkCommonMath import vtkMatrix4x4
