@@ -247,6 +247,8 @@ def test_html_is_self_contained_and_escaped(tmp_path, snapshot_png):
     assert [label for label, _ in bars] == ["F-02", "F-03", "F-00", "F-01", "F-04"]  # worst after first
     assert [float(v) for _, v in bars] == [3.4, 1.9, 1.2, 0.8, 0.6]
     assert "limit 2 mm" in tre and "F-04 *" in tre and "M-99" in tre
+    above = re.findall(r'fill="#D55E00"><title>(F-\d\d) after', tre)
+    assert above == ["F-02"]  # the only landmark above max_tre = 2 mm after registration is drawn in vermillion
     jac = page[page.index('<section id="deformation">'):]
     red_bins = re.findall(r'fill="#D55E00"><title>J in \[([-\d.e]+), ([-\d.e]+)\): ([\d,]+) voxels', jac)
     assert red_bins and all(float(a) < 0 for a, _, _ in red_bins)

@@ -143,8 +143,11 @@ def write_report(report: Mapping, output_dir, snapshot_files: Mapping | None = N
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
-        if aside is not None and aside.exists():
-            shutil.rmtree(aside, ignore_errors=True)
+        if aside is not None and os.path.lexists(aside):
+            if aside.is_symlink():  # output_dir was a link to a report folder: drop the link only
+                aside.unlink()
+            else:
+                shutil.rmtree(aside, ignore_errors=True)
     return target
 
 
@@ -558,7 +561,8 @@ def tre_chart_svg(points, limit=None, width: int = 760) -> str:
     top = max(values + ([limit] if _is_number(limit) else []) + [1e-9])
     ticks = _nice_ticks(0.0, top)
     x_max = ticks[-1]
-    label_w, left_pad, right_pad, top_pad, row_h, bar_h = 110, 8, 44, 30, 30, 11
+    label_w, left_pad, right_pad, top_pad = 110, 8, 44, 30
+    row_h, bar_h = (30, 11) if len(shown) <= 20 else (22, 8)
     plot_w = width - label_w - left_pad - right_pad
     height = top_pad + row_h * len(shown) + 34
 
@@ -578,16 +582,19 @@ def tre_chart_svg(points, limit=None, width: int = 760) -> str:
     for i, p in enumerate(shown):
         y0 = top_pad + i * row_h
         label = _e(p.get("label"))
+        text = str(p.get("label"))
+        short = _e(text if len(text) <= 15 else text[:14] + "…")
         star = " *" if p.get("outside_domain") else ""
         out.append(f'<text x="{label_w}" y="{y0 + row_h / 2 + 4:.1f}" font-size="13" text-anchor="end">'
-                   f'{label}{star}</text>')
-        for j, (stage, colour) in enumerate((("before", "#8C8C8C"), ("after", BLUE))):
+                   f'<title>{label}</title>{short}{star}</text>')
+        for j, stage in enumerate(("before", "after")):
             v = p.get(f"{stage}_mm")
             yb = y0 + 3 + j * (bar_h + 2)
             if not _is_number(v):
                 out.append(f'<text x="{x(0) + 4:.1f}" y="{yb + bar_h - 2}" font-size="11">n/a</text>')
                 continue
             w = max(x(v) - x(0), 0.8)
+            colour = "#8C8C8C" if stage == "before" else (VERMILLION if _is_number(limit) and v > limit else BLUE)
             out.append(f'<rect x="{x(0):.1f}" y="{yb}" width="{w:.1f}" height="{bar_h}" fill="{colour}">'
                        f'<title>{label} {stage}: {v:.2f} mm</title></rect>')
             weight = ' font-weight="700"' if stage == "after" else ' fill="#555"'
@@ -611,7 +618,7 @@ def jacobian_histogram_svg(edges, counts, width: int = 760, height: int = 280) -
         return ""
     edges = [float(e) for e in edges]
     counts = [max(0.0, float(c or 0)) for c in counts]
-    lo, hi = min(edges[0], 0.0) if edges[0] <= 0.0 else edges[0], edges[-1]
+    lo, hi = edges[0], edges[-1]
     if hi <= lo:
         return ""
     left, right, top, bottom = 70, 16, 30, 50
@@ -951,10 +958,12 @@ def _landmarks_section(report: Mapping) -> str:
     limit = (report.get("options") or {}).get("max_tre")
     chart = tre_chart_svg(landmarks.get("points") or [], limit)
     if chart:
+        above = (f'<span class="key" style="background:{VERMILLION}"></span>after, above the limit'
+                 if _is_number(limit) else "")
+        outside = any(p.get("outside_domain") for p in landmarks.get("points") or [])
         out.append(f'<p class="legend"><span class="key" style="background:#8C8C8C"></span>before'
-                   f'<span class="key" style="background:{BLUE}"></span>after registration; worst first.'
-                   f'{" * = outside the transform domain." if any(p.get("outside_domain") for p in landmarks.get("points") or []) else ""}'
-                   f'</p>{chart}')
+                   f'<span class="key" style="background:{BLUE}"></span>after registration{above}; worst first.'
+                   f'{" * = outside the transform domain." if outside else ""}</p>{chart}')
     out.append("</div></div>")
     unmatched = landmarks.get("unmatched") or {}
     if isinstance(unmatched, Mapping):
