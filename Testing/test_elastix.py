@@ -196,6 +196,35 @@ def test_bspline_alone_and_outside_domain_flags(ctx, case, tmp_path):
     assert np.linalg.norm(mapped - ref, axis=1)[~outside].max() < TOL_MM
 
 
+def test_transformix_deformation_field_through_the_loader(ctx, case, tmp_path):
+    """transformix -def all writes the displacement at every fixed voxel; io.load_transform reads it as a grid
+    transform whose FromParent maps fixed voxel centres exactly like our parameter-file node."""
+    import SimpleITK as sitk
+
+    from RegistrationQualityLib import io
+
+    tp = case["out"] / "TransformParameters.2.txt"
+    proc = subprocess.run(["transformix", "-def", "all", "-out", str(tmp_path), "-tp", str(tp)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    field = io.load_transform(ctx, tmp_path / "deformationField.mha")
+    assert field.IsA("vtkMRMLGridTransformNode")
+    fixed = case["fixed"]
+    rng = np.random.default_rng(11)
+    size = np.array(fixed.GetSize())
+    idx = rng.integers(0, size, size=(60, 3))
+    lps = np.array([fixed.TransformIndexToPhysicalPoint([int(v) for v in i]) for i in idx])
+    via_field = ex.map_points_fixed_to_moving(field, lps * RAS) * RAS
+    node = ex.load_transform_parameters(ctx, tp)
+    via_params = ex.map_points_fixed_to_moving(node, lps * RAS) * RAS
+    assert np.abs(via_params - lps).max() > 5
+    assert np.linalg.norm(via_field - via_params, axis=1).max() < TOL_MM
+    assert not ex.points_outside_domain(field, lps * RAS).any()
+    beyond = np.array([fixed.TransformContinuousIndexToPhysicalPoint([-2.0, 3.0, 3.0])])
+    assert ex.points_outside_domain(field, beyond * RAS).all()
+    assert sitk.ReadImage(str(tmp_path / "deformationField.mha")).GetNumberOfComponentsPerPixel() == 3
+
+
 def test_moving_to_fixed_inverts_with_residual(ctx, case):
     node = ex.load_transform_parameters(ctx, case["out"] / "TransformParameters.2.txt")
     fixed_ras = case["points"] * RAS

@@ -868,7 +868,8 @@ def points_outside_domain(transform_node, ras_points) -> np.ndarray:
             u = _grid_continuous_index(piece, grid, current)
             size = np.array(grid.GetDimensions(), dtype=float)
             hi = size - hi_margin
-            bad = (u < lo) | ((u >= hi) if strict else (u > hi))
+            eps = 0.0 if strict else 1e-6  # grid voxel centres (index 0 and size-1) are inside, despite rounding
+            bad = (u < lo - eps) | ((u >= hi) if strict else (u > hi + eps))
             outside |= np.any(bad, axis=1)
         current = _apply_vtk(piece, current)
     return outside
