@@ -126,3 +126,21 @@ def test_output_that_is_a_file_is_refused(ctx, case, tmp_path):
     inputs = EvaluationInputs(fixed=case / "fixed.nrrd", moving=case / "moving.nrrd", transform=case / "good.tfm")
     with pytest.raises(BadInputError, match="--output: .* is an existing file"):
         evaluate(ctx, inputs, output_dir=tmp_path / "file")
+
+
+def test_report_with_snapshots(ctx, case, tmp_path):
+    from RegistrationQualityLib.rendering import rendering_available
+
+    ok, reason = rendering_available()
+    if not ok:
+        pytest.skip(reason)
+    inputs = EvaluationInputs(fixed=case / "fixed.nrrd", moving=case / "moving.nrrd", transform=case / "good.tfm",
+                              fixed_segmentation=case / "fixed_labels.nrrd",
+                              moving_segmentation=case / "moving_labels.nrrd")
+    result = evaluate(ctx, inputs, EvaluationOptions(), output_dir=tmp_path / "rep")
+    snaps = result.report["snapshots"]
+    assert {s["file"] for s in snaps} >= {"snapshots/before_after_axial.png", "snapshots/checkerboard_axial.png"}
+    for s in snaps:
+        assert (tmp_path / "rep" / s["file"]).stat().st_size > 1000
+    assert result.report["verdict"] == "no checks"
+    assert not result.report["warnings"], result.report["warnings"]
