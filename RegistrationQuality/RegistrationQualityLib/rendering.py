@@ -1,0 +1,819 @@
+"""PNG snapshots of outlines on the fixed image; checkerboard and difference volumes.
+
+Snapshots are made by Slicer's own slice pipeline (``vtkMRMLSliceLogic``: reslice, window/level, colour table)
+whose output is exactly the pixels a Slicer slice view shows: RAS-aligned axial/coronal/sagittal planes in
+radiological convention (patient left on the screen right in axial and coronal views, anterior up in axial,
+superior up in coronal and sagittal, anterior on the screen left in sagittal) and square screen pixels in
+millimetres (the aspect ratio follows the spacing). The outlines of each overlay are resliced with the same
+XY->RAS matrix (nearest voxel) and painted inside the structure's border; the patient direction letters, the
+slice position, the title and the legend are drawn by VTK's FreeType text renderer into the image.
+
+No OpenGL is involved (no render window, no EGL/OSMesa, no X display): snapshots work on any headless
+machine where ``slicer-core`` imports. :func:`rendering_available` still reports whether the text renderer
+works, and the tests use it to skip with a reason if not.
+
+One slice logic is kept per context and reused: the first snapshot pays the set-up, later ones cost tens of
+milliseconds each (see ``Testing/benchmarks/bench_snapshots.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+from .context import TemporaryNodes
+from .errors import BadInputError, require
+from .io import _sitk, image_to_volume, volume_to_image
+from .segmentation import FIXED_COLOR, MOVING_COLOR, OUTLINE_THICKNESS, parse_color
+
+VIEWS = ("axial", "coronal", "sagittal")
+_ORIENTATIONS = {"axial": "Axial", "coronal": "Coronal", "sagittal": "Sagittal"}
+# (screen width axis, screen height axis) of each view, as RAS axis indices
+_VIEW_AXES = {"axial": (0, 1), "coronal": (0, 2), "sagittal": (1, 2)}
+_NORMAL_AXIS = {"axial": 2, "coronal": 1, "sagittal": 0}
+_AXIS_LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))  # (negative, positive) RAS direction
+
+HEADER_HEIGHT = 44  # pixels of the title/legend band on top of each snapshot
+MIN_WIDTH = 360  # narrower views are letterboxed so the header stays legible
+DEFAULT_SIZE = 512  # pixels along the longest side of a view
+BACKGROUND_PERCENTILES = (1.0, 99.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Availability
+# ---------------------------------------------------------------------------------------------------
+_AVAILABLE: tuple[bool, str] | None = None
+
+
+def rendering_available() -> tuple[bool, str]:
+    """``(True, "")`` when snapshots can be made here, else ``(False, reason)`` (cached).
+
+    Snapshots need no OpenGL: Slicer's slice pipeline reslices on the CPU and text is drawn by VTK's FreeType
+    text renderer into an image. What can be missing is VTK's FreeType module (a VTK built without it).
+    """
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        try:
+            rgba = _text_rgba("Ag", 12, (1.0, 1.0, 1.0))
+            _AVAILABLE = (True, "") if rgba[..., 3].max() > 0 else (False, "VTK's FreeType text renderer drew nothing")
+        except Exception as exc:  # ImportError, or a VTK without FreeType
+            _AVAILABLE = (False, f"VTK FreeType text rendering unavailable ({exc.__class__.__name__}: {exc})")
+    return _AVAILABLE
+
+
+def _text_rgba(text: str, size: int, color, bold: bool = True) -> np.ndarray:
+    """RGBA uint8 array (rows top to bottom) of ``text`` drawn by VTK's FreeType renderer (no window, no GL)."""
+    import vtkmodules.vtkRenderingFreeType  # noqa: F401  (registers the FreeType text renderer)
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkRenderingCore import vtkTextProperty, vtkTextRenderer
+
+    renderer = vtkTextRenderer.GetInstance()
+    if renderer is None:
+        raise RuntimeError("no text renderer")
+    prop = vtkTextProperty()
+    prop.SetFontFamilyToArial()
+    prop.SetFontSize(int(size))
+    prop.SetColor(*(float(c) for c in color))
+    prop.SetBold(bool(bold))
+    image = vtkImageData()
+    dims = [0, 0]
+    if not renderer.RenderString(prop, str(text), image, dims, 72):
+        raise RuntimeError(f"could not render the text '{text}'")
+    w, h, _ = image.GetDimensions()
+    rgba = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(h, w, 4)
+    return np.ascontiguousarray(rgba[: max(dims[1], 1), : max(dims[0], 1)][::-1])
+
+
+def draw_text(rgb: np.ndarray, text: str, x: float, y: float, size: int = 14, color=(1.0, 1.0, 1.0),
+              halign: str = "left", valign: str = "top", bold: bool = True, halo: bool = True) -> int:
+    """Draw ``text`` into an RGB array in place, anchored at pixel (x, y) (rows top to bottom); returns its width.
+
+    ``halign``: left/center/right of the text at x; ``valign``: top/center/bottom at y. ``halo``: a dark
+    one-pixel outline so the text stays legible on any background.
+    """
+    rgba = _text_rgba(text, size, color, bold)
+    th, tw = rgba.shape[:2]
+    x0 = int(round(x - {"left": 0, "center": tw / 2, "right": tw}[halign]))
+    y0 = int(round(y - {"top": 0, "center": th / 2, "bottom": th}[valign]))
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    color_layer = rgba[..., :3].astype(np.float32)
+    if halo:
+        dark = np.zeros_like(alpha)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                dark = np.maximum(dark, np.roll(np.roll(alpha, dy, axis=0), dx, axis=1))
+        _blend(rgb, np.zeros_like(color_layer), dark * 0.75, x0, y0)
+    _blend(rgb, color_layer, alpha, x0, y0)
+    return tw
+
+
+def _blend(rgb, layer, alpha, x0, y0) -> None:
+    h, w = rgb.shape[:2]
+    th, tw = layer.shape[:2]
+    ys, xs = max(0, -y0), max(0, -x0)
+    ye, xe = min(th, h - y0), min(tw, w - x0)
+    if ye <= ys or xe <= xs:
+        return
+    region = rgb[y0 + ys: y0 + ye, x0 + xs: x0 + xe].astype(np.float32)
+    a = alpha[ys:ye, xs:xe]
+    rgb[y0 + ys: y0 + ye, x0 + xs: x0 + xe] = np.round(region * (1 - a) + layer[ys:ye, xs:xe] * a).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checkerboard and difference volumes
+# ---------------------------------------------------------------------------------------------------
+def _as_image(image_or_node, name: str):
+    if hasattr(image_or_node, "GetImageData"):
+        return volume_to_image(image_or_node)
+    require(image_or_node is not None, name, "no image given")
+    return image_or_node
+
+
+def _check_same_grid(fixed, registered, name: str = "registered image") -> None:
+    same = (
+        fixed.GetSize() == registered.GetSize()
+        and np.allclose(fixed.GetSpacing(), registered.GetSpacing(), rtol=1e-5, atol=1e-6)
+        and np.allclose(fixed.GetOrigin(), registered.GetOrigin(), atol=1e-4)
+        and np.allclose(fixed.GetDirection(), registered.GetDirection(), atol=1e-6)
+    )
+    require(same, name, "not on the fixed image's grid (resample it onto the fixed image first)")
+
+
+def _normalized(image):
+    """Float32 copy linearly mapped so its 1st..99th percentiles (finite voxels) become 0..1."""
+    sitk = _sitk()
+    arr = sitk.GetArrayFromImage(image).astype(np.float32)
+    lo, hi = percentile_range(image)
+    out = sitk.GetImageFromArray((arr - lo) / (hi - lo) if hi > lo else arr - lo)
+    out.CopyInformation(image)
+    return out
+
+
+def checkerboard_image(fixed, registered, squares=8, normalize: bool = True):
+    """Checkerboard of two images on the same grid: alternate blocks show fixed and registered voxels.
+
+    ``squares``: number of blocks along each axis (an int or three ints, i/j/k). ``normalize``: map each image's
+    1st..99th percentiles to 0..1 first (images in different units or modalities stay comparable). Returns a
+    Float32 SimpleITK image on the fixed grid; the block at voxel (0, 0, 0) shows the fixed image.
+    """
+    sitk = _sitk()
+    fixed = _as_image(fixed, "fixed image")
+    registered = _as_image(registered, "registered image")
+    _check_same_grid(fixed, registered)
+    pattern = [int(squares)] * 3 if np.isscalar(squares) else [int(s) for s in squares]
+    require(len(pattern) == 3 and all(s >= 1 for s in pattern), "squares", f"{squares!r}: need 1 or more per axis")
+    pattern = [min(s, n) for s, n in zip(pattern, fixed.GetSize())]
+    a = _normalized(fixed) if normalize else sitk.Cast(fixed, sitk.sitkFloat32)
+    b = _normalized(registered) if normalize else sitk.Cast(registered, sitk.sitkFloat32)
+    b.CopyInformation(a)
+    return sitk.CheckerBoard(a, b, pattern)
+
+
+def difference_image(fixed, registered, normalize: bool = False):
+    """Absolute difference ``|fixed - registered|`` voxel by voxel (Float32, on the fixed grid).
+
+    In the images' own units (same modality); with ``normalize`` each image is first mapped so its
+    1st..99th percentiles become 0..1.
+    """
+    sitk = _sitk()
+    fixed = _as_image(fixed, "fixed image")
+    registered = _as_image(registered, "registered image")
+    _check_same_grid(fixed, registered)
+    a = _normalized(fixed) if normalize else sitk.Cast(fixed, sitk.sitkFloat32)
+    b = _normalized(registered) if normalize else sitk.Cast(registered, sitk.sitkFloat32)
+    b.CopyInformation(a)
+    return sitk.Abs(sitk.Subtract(a, b))
+
+
+def _volume_with_window(ctx, image, name: str):
+    node = image_to_volume(ctx, image, name)
+    lo, hi = percentile_range(image)
+    display = node.GetDisplayNode()
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(lo, hi)
+    return node
+
+
+def checkerboard_node(ctx, fixed, registered, squares=8, name: str = "checkerboard", normalize: bool = True):
+    """Scalar volume node of :func:`checkerboard_image`, windowed to its 1st..99th percentiles."""
+    return _volume_with_window(ctx, checkerboard_image(fixed, registered, squares, normalize), name)
+
+
+def difference_node(ctx, fixed, registered, name: str = "absolute difference", normalize: bool = False):
+    """Scalar volume node of :func:`difference_image`, windowed to its 1st..99th percentiles."""
+    return _volume_with_window(ctx, difference_image(fixed, registered, normalize), name)
+
+
+def percentile_range(image_or_array, percentiles=BACKGROUND_PERCENTILES) -> tuple[float, float]:
+    """(low, high) percentiles of the finite voxels: the automatic window of the snapshots' background."""
+    sitk = _sitk()
+    arr = image_or_array if isinstance(image_or_array, np.ndarray) else sitk.GetArrayViewFromImage(image_or_array)
+    values = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr.ravel()
+    if values.size == 0:
+        return 0.0, 1.0
+    if values.size > 2_000_000:  # a regular subsample is plenty for two percentiles
+        values = values[:: values.size // 1_000_000]
+    lo, hi = (float(v) for v in np.percentile(values, percentiles))
+    if hi <= lo:
+        lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    return lo, hi
+
+
+# ---------------------------------------------------------------------------------------------------
+# PNG helpers (VTK only)
+# ---------------------------------------------------------------------------------------------------
+def read_png(path) -> np.ndarray:
+    """RGB uint8 array (rows top to bottom) of a PNG file."""
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkIOImage import vtkPNGReader
+
+    p = Path(path)
+    require(p.is_file(), str(path), "PNG file not found")
+    reader = vtkPNGReader()
+    reader.SetFileName(str(p))
+    reader.Update()
+    img = reader.GetOutput()
+    w, h, _ = img.GetDimensions()
+    scalars = img.GetPointData().GetScalars()
+    require(scalars is not None and w > 0, str(path), "not a readable PNG image")
+    comps = scalars.GetNumberOfComponents()
+    arr = vtk_to_numpy(scalars).reshape(h, w, comps)[::-1]
+    if comps == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.ascontiguousarray(arr[:, :, :3])
+
+
+def write_png(rgb: np.ndarray, path) -> str:
+    """Write an (H, W, 3) uint8 array (rows top to bottom) as PNG; returns the path as str."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkIOImage import vtkPNGWriter
+
+    rgb = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[::-1])
+    h, w = rgb.shape[:2]
+    img = vtkImageData()
+    img.SetDimensions(w, h, 1)
+    img.GetPointData().SetScalars(numpy_to_vtk(rgb.reshape(-1, 3), deep=1))
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    writer = vtkPNGWriter()
+    writer.SetFileName(str(path))
+    writer.SetInputData(img)
+    writer.SetCompressionLevel(3)  # zlib 3: much faster than the default, files barely larger
+    writer.Write()
+    return str(path)
+
+
+def _pad_to(arr: np.ndarray, height: int, width: int, value: int = 0) -> np.ndarray:
+    out = np.full((height, width, 3), value, np.uint8)
+    out[: arr.shape[0], : arr.shape[1]] = arr
+    return out
+
+
+def side_by_side(before_png, after_png, out, gap: int = 8) -> str:
+    """Put two PNGs next to each other (left: before, right: after) with a ``gap``-pixel grey separator."""
+    a, b = read_png(before_png), read_png(after_png)
+    h = max(a.shape[0], b.shape[0])
+    sep = np.full((h, gap, 3), 96, np.uint8)
+    return write_png(np.concatenate([_pad_to(a, h, a.shape[1]), sep, _pad_to(b, h, b.shape[1])], axis=1), out)
+
+
+def tile(images: list, columns: int, gap: int = 2) -> np.ndarray:
+    """Tile equally sized RGB arrays row by row (``columns`` per row) with ``gap``-pixel dark separators."""
+    h, w = images[0].shape[:2]
+    rows = int(math.ceil(len(images) / columns))
+    out = np.full((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, 3), 40, np.uint8)
+    for n, img in enumerate(images):
+        r, c = divmod(n, columns)
+        out[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = img
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The renderer
+# ---------------------------------------------------------------------------------------------------
+def orientation_letters(slice_to_ras) -> dict:
+    """Patient-direction letters at the screen edges of a slice view from its SliceToRAS matrix (4×4 or 3×3)."""
+    m = np.asarray(slice_to_ras, dtype=float)[:3, :3]
+
+    def letter(v):
+        axis = int(np.argmax(np.abs(v)))
+        return _AXIS_LETTERS[axis][1 if v[axis] > 0 else 0]
+
+    return {"right": letter(m[:, 0]), "left": letter(-m[:, 0]), "top": letter(m[:, 1]), "bottom": letter(-m[:, 1])}
+
+
+def _matrix_to_numpy(m) -> np.ndarray:
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _numpy_to_matrix(a):
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    m = vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            m.SetElement(r, c, float(a[r][c]))
+    return m
+
+
+class Overlay:
+    """A mask to outline: voxels in their own index space plus how to reach them from the world (RAS)."""
+
+    def __init__(self, arr_kji, ijk_to_ras, color, label, from_world=None, to_world=None):
+        """``arr_kji``: 3D array, non-zero inside; ``ijk_to_ras``: 4×4 matrix of its indices (local frame).
+        ``from_world`` (vtkAbstractTransform, world -> local RAS) and ``to_world`` (local -> world) when the mask
+        sits under a parent transform."""
+        from vtkmodules.util.numpy_support import numpy_to_vtk
+        from vtkmodules.vtkCommonDataModel import vtkImageData
+
+        self.color, self.label = color, label
+        self.rgb = np.round(np.array(parse_color(color)) * 255).astype(np.uint8)
+        arr = np.ascontiguousarray(np.asarray(arr_kji) != 0, dtype=np.uint8)
+        self.image = vtkImageData()
+        self.image.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
+        self.image.GetPointData().SetScalars(numpy_to_vtk(arr.ravel(), deep=1))
+        self.ijk_to_ras = np.asarray(ijk_to_ras, dtype=float)
+        self.ras_to_ijk = np.linalg.inv(self.ijk_to_ras)
+        self.from_world = from_world
+        if from_world is not None and from_world.IsA("vtkMatrix4x4"):  # linear: one matrix, the fast path
+            to_world_matrix = np.linalg.inv(_matrix_to_numpy(from_world))
+            self.ras_to_ijk = self.ras_to_ijk @ _matrix_to_numpy(from_world)
+            self.ijk_to_ras = to_world_matrix @ self.ijk_to_ras
+            self.from_world = to_world = None
+        # centroid and bounds (voxel-centre box) in the world
+        kji = np.argwhere(arr > 0)
+        self.centroid = self.bounds = None
+        if kji.size:
+            ijk = kji[:, ::-1].astype(float)
+            local = (self.ijk_to_ras @ np.append(ijk.mean(axis=0), 1.0))[:3]
+            lo, hi = ijk.min(axis=0), ijk.max(axis=0)
+            corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+            pts = (self.ijk_to_ras @ np.c_[corners, np.ones(8)].T).T[:, :3]
+            if to_world is not None:
+                local = np.array(to_world.TransformPoint(*local))
+                pts = np.array([to_world.TransformPoint(*p) for p in pts])
+            self.centroid = local
+            self.bounds = np.ravel(np.column_stack([pts.min(axis=0), pts.max(axis=0)]))
+
+    def reslice(self, xy_to_ras: np.ndarray, width: int, height: int) -> np.ndarray:
+        """The mask on the view's pixels (nearest voxel), rows top to bottom, as booleans."""
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+        from vtkmodules.vtkImagingCore import vtkImageReslice
+
+        reslice = vtkImageReslice()
+        reslice.SetInputData(self.image)
+        reslice.SetInterpolationModeToNearestNeighbor()
+        reslice.SetOutputExtent(0, int(width) - 1, 0, int(height) - 1, 0, 0)
+        reslice.SetOutputSpacing(1.0, 1.0, 1.0)
+        reslice.SetOutputOrigin(0.0, 0.0, 0.0)
+        reslice.SetBackgroundLevel(0)
+        if self.from_world is None:
+            reslice.SetResliceAxes(_numpy_to_matrix(self.ras_to_ijk @ xy_to_ras))
+        else:  # any transform Slicer can hold (grid, B-spline, composite): point by point
+            from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
+
+            t = vtkGeneralTransform()
+            t.PostMultiply()
+            t.Concatenate(_numpy_to_matrix(xy_to_ras))
+            t.Concatenate(self.from_world)
+            t.Concatenate(_numpy_to_matrix(self.ras_to_ijk))
+            reslice.SetResliceTransform(t)
+        reslice.Update()
+        out = vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars()).reshape(int(height), int(width))
+        return out[::-1] > 0
+
+
+def outline_pixels(mask: np.ndarray, thickness: int) -> np.ndarray:
+    """Pixels of a 2D boolean mask within ``thickness`` pixels of its border (4-neighbour erosion), inside it."""
+    interior = mask.copy()
+    for _ in range(int(thickness)):
+        eroded = interior.copy()
+        eroded[1:, :] &= interior[:-1, :]
+        eroded[:-1, :] &= interior[1:, :]
+        eroded[:, 1:] &= interior[:, :-1]
+        eroded[:, :-1] &= interior[:, 1:]
+        eroded[0, :] = eroded[-1, :] = False  # the view's edge counts as outside
+        eroded[:, 0] = eroded[:, -1] = False
+        interior = eroded
+    return mask & ~interior
+
+
+class SnapshotRenderer:
+    """A slice view without a window, bound to a context's scene: one Slicer slice logic, reused.
+
+    The slice logic reslices the background volume exactly as a Slicer slice view does (orientation presets,
+    field of view, square pixels, window/level through the display node); its output *is* the view's pixels,
+    read directly (no OpenGL). The outlines are resliced here with the same XY->RAS matrix and painted on those
+    pixels, so only the requested overlays appear whatever else the scene holds; text is drawn by VTK's FreeType
+    renderer. Created lazily by :func:`get_renderer`; it adds one hidden slice node (and its composite node) to
+    the scene, which :meth:`close` removes.
+    """
+
+    _count = 0
+
+    def __init__(self, ctx):
+        import slicer
+
+        ok, reason = rendering_available()
+        if not ok:
+            raise RuntimeError(reason)
+        self.ctx = ctx
+        SnapshotRenderer._count += 1
+        self.layout_name = f"RQSnapshot{SnapshotRenderer._count}"
+        self.slice_logic = sl = slicer.vtkMRMLSliceLogic()
+        if ctx.app is not None:
+            sl.SetMRMLApplicationLogic(ctx.app)
+        before = _node_ids(ctx.scene)
+        sl.SetMRMLScene(ctx.scene)
+        self.slice_node = sl.AddSliceNode(self.layout_name)
+        self.slice_node.SetHideFromEditors(True)
+        self.composite_node = sl.GetSliceCompositeNode()
+        self.composite_node.SetHideFromEditors(True)
+        # the slice node, its composite node and the slice model the logic makes for 3D views: removed by close()
+        self.own_node_ids = [i for i in _node_ids(ctx.scene) if i not in before]
+
+    def is_valid(self) -> bool:
+        node = self.slice_node
+        return node is not None and self.ctx.scene.GetNodeByID(node.GetID() or "") is node
+
+    def close(self) -> None:
+        """Remove the slice node, its composite node and its slice model from the scene."""
+        if self.composite_node is not None:
+            self.composite_node.SetBackgroundVolumeID(None)
+        self.slice_logic.SetMRMLScene(None)
+        for node_id in reversed(self.own_node_ids):
+            node = self.ctx.scene.GetNodeByID(node_id)
+            if node is not None:
+                self.ctx.scene.RemoveNode(node)
+        self.own_node_ids = []
+        self.slice_node = self.composite_node = None
+
+    def place(self, background_node, view: str, point_ras, width: int, height: int, snap: bool = True) -> np.ndarray:
+        """Set the view up (orientation, whole background in view, plane through ``point_ras``).
+
+        ``snap``: move the plane to the nearest voxel centre of the background (as Slicer's slice offset slider),
+        so the outlines and the background come from the same voxel slice. Returns the plane's RAS centre.
+        """
+        sn, sl = self.slice_node, self.slice_logic
+        self.composite_node.SetBackgroundVolumeID(background_node.GetID())
+        self.composite_node.SetForegroundVolumeID(None)
+        self.composite_node.SetLabelVolumeID(None)
+        sn.SetOrientation(_ORIENTATIONS[view])
+        sn.SetDimensions(int(width), int(height), 1)
+        sl.FitSliceToBackground(int(width), int(height))
+        sn.JumpSliceByOffsetting(*(float(v) for v in point_ras))
+        if snap:
+            sl.SnapSliceOffsetToIJK()
+        sn.UpdateMatrices()
+        return _matrix_to_numpy(sn.GetSliceToRAS())[:3, 3].copy()
+
+    def _pixels(self, width: int, height: int) -> np.ndarray:
+        """The slice logic's RGBA output as RGB uint8, rows top to bottom."""
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+
+        port = self.slice_logic.GetImageDataConnection()
+        producer = port.GetProducer()
+        producer.Update(port.GetIndex())
+        image = producer.GetOutputDataObject(port.GetIndex())
+        w, h, _ = image.GetDimensions()
+        scalars = image.GetPointData().GetScalars() if image is not None else None
+        if scalars is None or (w, h) != (width, height):
+            return np.zeros((height, width, 3), np.uint8)
+        arr = vtk_to_numpy(scalars).reshape(h, w, -1)
+        if arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
+        return np.array(arr[::-1, :, :3], dtype=np.uint8)
+
+    def render_slice(self, background_node, view: str, point_ras, width: int, height: int, overlays=(),
+                     label: str | None = None, letters: bool = True, title: str = "", legend=(),
+                     snap: bool = True) -> np.ndarray:
+        """RGB array (rows top to bottom) of one slice view through ``point_ras`` with the overlays' outlines.
+
+        The view is ``width`` × ``height`` pixels (see :meth:`place`). ``overlays``: :class:`Overlay` objects; the
+        first is outlined :data:`OUTLINE_THICKNESS` + 2 pixels wide, the others :data:`OUTLINE_THICKNESS`, drawn
+        on top, inside each structure's border (as Slicer draws labelmap outlines): where outlines coincide both
+        stay visible. ``letters``: patient directions at the four edges. ``label``: text at the top left
+        (``None``: the plane position, e.g. ``"S 12.5 mm"``). With a ``title`` or ``legend`` a header band of
+        :data:`HEADER_HEIGHT` pixels is added above the view.
+        """
+        width, height = int(width), int(height)
+        center = self.place(background_node, view, point_ras, width, height, snap)
+        rgb = self._pixels(width, height)
+        xy_to_ras = _matrix_to_numpy(self.slice_node.GetXYToRAS())
+        for i, overlay in enumerate(overlays):
+            ring = outline_pixels(overlay.reslice(xy_to_ras, width, height),
+                                  OUTLINE_THICKNESS + 2 if i == 0 else OUTLINE_THICKNESS)
+            rgb[ring] = overlay.rgb
+        if letters:
+            edge = orientation_letters(_matrix_to_numpy(self.slice_node.GetSliceToRAS()))
+            draw_text(rgb, edge["left"], 5, height / 2, 15, valign="center")
+            draw_text(rgb, edge["right"], width - 5, height / 2, 15, halign="right", valign="center")
+            draw_text(rgb, edge["top"], width / 2, 3, 15, halign="center")
+            draw_text(rgb, edge["bottom"], width / 2, height - 3, 15, halign="center", valign="bottom")
+        label = _position_text(view, center) if label is None else label
+        if label:
+            draw_text(rgb, label, 6, 4, 12, color=(0.95, 0.9, 0.45), bold=False)
+        if title or legend:
+            rgb = np.concatenate([render_header(width, title, legend), rgb], axis=0)
+        return rgb
+
+
+def render_header(width: int, title: str, legend=()) -> np.ndarray:
+    """RGB band (:data:`HEADER_HEIGHT` pixels high): ``title`` on the first line, coloured legend entries below."""
+    band = np.zeros((HEADER_HEIGHT, int(width), 3), np.uint8)
+    if title:
+        draw_text(band, title, 8, 4, 14, halo=False)
+    x = 8
+    for text, color in legend:
+        x += draw_text(band, "\u2014 " + text, x, HEADER_HEIGHT - 4, 14, color=parse_color(color), valign="bottom",
+                       halo=False) + 18
+    return band
+
+
+def _node_ids(scene) -> list:
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
+_RENDERERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def get_renderer(ctx) -> SnapshotRenderer:
+    """The context's snapshot renderer (created on first use, rebuilt if its slice node left the scene)."""
+    renderer = _RENDERERS.get(ctx)
+    if renderer is None or not renderer.is_valid():
+        if renderer is not None:
+            renderer.close()
+        renderer = _RENDERERS[ctx] = SnapshotRenderer(ctx)
+    return renderer
+
+
+def close_renderer(ctx) -> None:
+    """Remove the context's snapshot renderer (its slice node) from the scene, if any."""
+    renderer = _RENDERERS.pop(ctx, None)
+    if renderer is not None:
+        renderer.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Snapshots
+# ---------------------------------------------------------------------------------------------------
+def _prepare_overlay(ctx, item, index) -> Overlay:
+    """:class:`Overlay` of one ``(mask_or_segmentation, color, label)`` item."""
+    from .io import image_ijk_to_ras
+
+    sitk = _sitk()
+    if not isinstance(item, (tuple, list)):
+        item = (item,)
+    obj = item[0]
+    color = item[1] if len(item) > 1 and item[1] is not None else (FIXED_COLOR, MOVING_COLOR)[min(index, 1)]
+    label = item[2] if len(item) > 2 and item[2] else f"overlay {index + 1}"
+    parse_color(color)
+    from_world = to_world = None
+    if hasattr(obj, "IsA") and obj.IsA("vtkMRMLSegmentationNode"):
+        require(obj.GetSegmentation().GetNumberOfSegments() > 0, obj, "segmentation has no segments to outline")
+        if obj.GetParentTransformNode() is not None:
+            from_world, to_world = _world_transforms(obj)
+        arr, ijk_to_ras = _merged_labelmap(obj)
+        return Overlay(arr, ijk_to_ras, color, label, from_world, to_world)
+    elif hasattr(obj, "IsA") and obj.IsA("vtkMRMLVolumeNode"):
+        mask = volume_to_image(obj)
+        if obj.GetParentTransformNode() is not None:
+            from_world, to_world = _world_transforms(obj)
+    else:
+        require(hasattr(obj, "GetSize") and obj.GetDimension() == 3, label,
+                "overlay must be a 3D mask image, a labelmap volume node or a segmentation node")
+        mask = obj
+    return Overlay(sitk.GetArrayViewFromImage(mask), image_ijk_to_ras(mask), color, label, from_world, to_world)
+
+
+def _merged_labelmap(segmentation_node):
+    """(array kji, ijk_to_ras) of all segments merged, in the segmentation's own frame (no scene nodes made)."""
+    import slicer
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    merged = slicer.vtkOrientedImageData()
+    segmentation_node.GenerateMergedLabelmapForAllSegments(merged, 0)  # 0: the reference geometry
+    extent = merged.GetExtent()
+    dims = [extent[1] - extent[0] + 1, extent[3] - extent[2] + 1, extent[5] - extent[4] + 1]
+    scalars = merged.GetPointData().GetScalars()
+    require(scalars is not None and min(dims) > 0, segmentation_node, "segmentation has no voxels to outline")
+    arr = vtk_to_numpy(scalars).reshape(dims[2], dims[1], dims[0])
+    m = vtkMatrix4x4()
+    merged.GetImageToWorldMatrix(m)
+    shift = np.eye(4)
+    shift[:3, 3] = extent[0::2]  # array index 0 is voxel index extent[0] (etc.)
+    return arr, _matrix_to_numpy(m) @ shift
+
+
+def _world_transforms(node):
+    """(world -> node, node -> world) transforms of a node's parent chain: (vtkMatrix4x4, None) when linear."""
+    import slicer
+    from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
+
+    parent = node.GetParentTransformNode()
+    if parent.IsTransformToWorldLinear():
+        from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+        m = vtkMatrix4x4()
+        parent.GetMatrixTransformFromWorld(m)
+        return m, None
+    from_world, to_world = vtkGeneralTransform(), vtkGeneralTransform()
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(None, node.GetParentTransformNode(), from_world)
+    slicer.vtkMRMLTransformNode.GetTransformBetweenNodes(node.GetParentTransformNode(), None, to_world)
+    return from_world, to_world
+
+
+def _prepare_background(ctx, tmp, fixed, window_level):
+    """A temporary scalar volume node showing ``fixed`` (image, or node: voxels shared, transform observed)."""
+    if hasattr(fixed, "GetImageData"):
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+        from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+        require(fixed.GetImageData() is not None, fixed, "volume has no image data")
+        node = tmp.add(ctx.add_node("vtkMRMLScalarVolumeNode", fixed.GetName() + " (snapshot)"))
+        node.SetHideFromEditors(True)
+        m = vtkMatrix4x4()
+        fixed.GetIJKToRASMatrix(m)
+        node.SetIJKToRASMatrix(m)
+        node.SetAndObserveImageData(fixed.GetImageData())  # shared, never written
+        if fixed.GetTransformNodeID():
+            node.SetAndObserveTransformNodeID(fixed.GetTransformNodeID())
+        node.CreateDefaultDisplayNodes()
+        scalars = fixed.GetImageData().GetPointData().GetScalars()
+        arr = vtk_to_numpy(scalars) if scalars is not None else np.zeros(1)
+        if arr.ndim > 1:
+            arr = arr[:, 0]
+    else:
+        sitk = _sitk()
+        require(hasattr(fixed, "GetSize") and fixed.GetDimension() == 3, "fixed image", "a 3D image is needed")
+        node = tmp.add(image_to_volume(ctx, fixed, "fixed (snapshot)"))
+        node.SetHideFromEditors(True)
+        arr = sitk.GetArrayViewFromImage(fixed)
+    lo, hi = window_level if window_level is not None else percentile_range(np.asarray(arr))
+    display = node.GetDisplayNode()
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(float(lo), float(hi))
+    grey = ctx.scene.GetNodeByID("vtkMRMLColorTableNodeGrey")
+    if grey is not None:
+        display.SetAndObserveColorNodeID(grey.GetID())
+    return node
+
+
+def _view_size(bounds, view: str, size: int) -> tuple[int, int]:
+    """Pixel size (width, height) of a view of RAS ``bounds``: square pixels, longest side ``size``."""
+    ax_w, ax_h = _VIEW_AXES[view]
+    ext_w = max(bounds[2 * ax_w + 1] - bounds[2 * ax_w], 1e-3)
+    ext_h = max(bounds[2 * ax_h + 1] - bounds[2 * ax_h], 1e-3)
+    scale = size / max(ext_w, ext_h)
+    return max(int(round(ext_w * scale)), 16), max(int(round(ext_h * scale)), 16)
+
+
+def _position_text(view: str, point) -> str:
+    axis = _NORMAL_AXIS[view]
+    value = float(point[axis])
+    letter = _AXIS_LETTERS[axis][1] if value >= 0 else _AXIS_LETTERS[axis][0]
+    return f"{letter} {abs(value):.1f} mm"
+
+
+def render_snapshots(ctx, fixed_image_or_node, overlays=(), output_dir=".", views=VIEWS, montage: bool = True,
+                     prefix: str = "", title: str = "", size: int = DEFAULT_SIZE, center_ras=None,
+                     montage_slices: int = 9, window_level=None) -> list:
+    """Write PNG snapshots of outlines on the fixed image; returns the written paths (views first, then montage).
+
+    ``overlays``: ``[(mask_or_segmentation, color, label), ...]``, each a SimpleITK mask (non-zero = inside;
+    any grid, placed by its LPS geometry), a labelmap volume node or a segmentation node (all its segments);
+    nodes are placed in the world through their parent transforms, as Slicer shows them. The first overlay is
+    the reference (fixed): drawn wider, under the others. ``views``: any of ``"axial"``, ``"coronal"``,
+    ``"sagittal"``, each written to ``<prefix><view>.png`` through ``center_ras`` (default: the first overlay's
+    centroid, else the volume centre), snapped to the nearest voxel slice. ``montage``: ``<prefix>montage.png``,
+    up to ``montage_slices`` axial slices evenly spread over the first overlay's superior-inferior extent (else
+    the middle 80 % of the volume). The background is windowed to ``window_level = (low, high)`` (default: the
+    1st..99th percentiles). Each PNG has a header band (:data:`HEADER_HEIGHT` pixels) with ``title`` and the
+    legend, then the view, ``size`` pixels along its longest side, square pixels (millimetres are millimetres
+    in every direction). Temporary nodes are removed; inputs are not modified.
+    """
+    views = tuple(views or ())
+    for view in views:
+        require(view in _ORIENTATIONS, "views", f"unknown view '{view}' (use axial, coronal, sagittal)")
+    require(int(size) >= 32, "size", f"{size} pixels is too small")
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    renderer = get_renderer(ctx)
+    written = []
+    items = [_prepare_overlay(ctx, item, i) for i, item in enumerate(overlays or ())]
+    legend = [(item.label, item.color) for item in items]
+    before = set(_node_ids(ctx.scene))
+    try:
+        with TemporaryNodes(ctx) as tmp:
+            written += _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir, views, montage,
+                                   prefix, title, size, center_ras, montage_slices, window_level)
+    finally:
+        renderer.composite_node.SetBackgroundVolumeID(None)
+        # the slice layer logic adds a hidden display node per background volume: remove what we caused
+        for node_id in set(_node_ids(ctx.scene)) - before:
+            node = ctx.scene.GetNodeByID(node_id)
+            if node is not None and node.IsA("vtkMRMLVolumeDisplayNode"):
+                ctx.scene.RemoveNode(node)
+    return written
+
+
+def _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir, views, montage, prefix, title, size,
+                center_ras, montage_slices, window_level) -> list:
+    written = []
+    background = _prepare_background(ctx, tmp, fixed_image_or_node, window_level)
+    bounds = [0.0] * 6
+    background.GetRASBounds(bounds)
+    volume_center = (np.array(bounds[::2]) + np.array(bounds[1::2])) / 2
+    first = items[0] if items else None
+    if center_ras is not None:
+        center = np.asarray(center_ras, float)
+    elif first is not None and first.centroid is not None:
+        center = np.asarray(first.centroid, float)
+    else:
+        center = volume_center
+    for view in views:
+        w, h = _view_size(bounds, view, int(size))
+        image = renderer.render_slice(background, view, center, max(w, MIN_WIDTH), h, items,
+                                      title=_join(title, view), legend=legend)
+        written.append(write_png(image, out_dir / f"{prefix}{view}.png"))
+    if montage and montage_slices > 0:
+        n = int(montage_slices)
+        if first is not None and first.bounds is not None:
+            zmin, zmax = first.bounds[4], first.bounds[5]
+        else:
+            zmin, zmax = bounds[4] + 0.1 * (bounds[5] - bounds[4]), bounds[5] - 0.1 * (bounds[5] - bounds[4])
+        columns = int(math.ceil(math.sqrt(n)))
+        w, h = _view_size(bounds, "axial", min(max(96, int(size) * 2 // columns), int(size)))
+        points = []  # evenly spread, snapped to voxel slices, without repeats
+        for i in range(n):
+            z = zmin + (i + 0.5) * (zmax - zmin) / n if zmax > zmin else zmin
+            p = renderer.place(background, "axial", (center[0], center[1], z), w, h)
+            if not any(np.allclose(p, q, atol=1e-3) for q in points):
+                points.append(p)
+        columns = int(math.ceil(math.sqrt(len(points))))
+        tiles = [renderer.render_slice(background, "axial", p, w, h, items, letters=i == 0)
+                 for i, p in enumerate(points)]
+        grid = tile(tiles, columns)
+        header = render_header(grid.shape[1], _join(title, f"axial montage ({len(points)} slices)"), legend)
+        written.append(write_png(np.concatenate([_pad_to(header, HEADER_HEIGHT, grid.shape[1]), grid], axis=0),
+                                 out_dir / f"{prefix}montage.png"))
+    return written
+
+
+def _join(*parts) -> str:
+    return " \u2014 ".join(p for p in parts if p)
+
+
+def render_before_after(ctx, fixed_image_or_node, fixed_segmentation, moving_before, moving_after, output_dir,
+                        views=VIEWS, montage: bool = True, labels=("fixed", "moving"), size: int = DEFAULT_SIZE,
+                        fixed_color=FIXED_COLOR, moving_color=MOVING_COLOR) -> dict:
+    """Before/after snapshots: fixed outline with the moving outline before and after registration.
+
+    ``moving_before``: the moving segmentation in world space as loaded (e.g. resampled onto the fixed grid
+    without transform); ``moving_after``: resampled through the registration. Writes ``before_<view>.png``,
+    ``after_<view>.png`` and side-by-side ``before_after_<view>.png`` (and the montages) in ``output_dir``; all
+    views go through the same point (the fixed segmentation's centroid) so the pairs are comparable. Returns
+    ``{"before": [...], "after": [...], "side_by_side": [...]}``.
+    """
+    out = Path(output_dir)
+    common = {"views": views, "montage": montage, "size": size}
+    fixed_overlay = (fixed_segmentation, fixed_color, labels[0])
+    before = render_snapshots(ctx, fixed_image_or_node, [fixed_overlay, (moving_before, moving_color, labels[1])],
+                              out, prefix="before_", title="before registration", **common)
+    after = render_snapshots(ctx, fixed_image_or_node, [fixed_overlay, (moving_after, moving_color, labels[1])],
+                             out, prefix="after_", title="after registration", **common)
+    pairs = []
+    for b, a in zip(before, after):
+        name = Path(b).name.replace("before_", "before_after_", 1)
+        pairs.append(side_by_side(b, a, out / name))
+    return {"before": before, "after": after, "side_by_side": pairs}
+
+
+def render_checkerboard(ctx, fixed, registered, output_dir, squares=8, views=("axial",), overlays=(),
+                        prefix: str = "checkerboard_", size: int = DEFAULT_SIZE, normalize: bool = True) -> list:
+    """Snapshots of the fixed/registered checkerboard (:func:`checkerboard_image`), optionally with outlines."""
+    board = checkerboard_image(fixed, registered, squares, normalize)
+    return render_snapshots(ctx, board, overlays, output_dir, views=views, montage=False, prefix=prefix,
+                            title=f"checkerboard fixed / registered ({squares} squares)", size=size,
+                            center_ras=None if overlays else _center_of(board))
+
+
+def _center_of(image) -> np.ndarray:
+    size = np.array(image.GetSize(), float)
+    lps = np.array(image.TransformContinuousIndexToPhysicalPoint(tuple(((size - 1) / 2).tolist())))
+    return lps * np.array([-1.0, -1.0, 1.0])
+
+
+__all__ = [
+    "BadInputError", "FIXED_COLOR", "MOVING_COLOR", "HEADER_HEIGHT", "VIEWS", "SnapshotRenderer", "checkerboard_image",
+    "checkerboard_node", "close_renderer", "difference_image", "difference_node", "get_renderer",
+    "orientation_letters", "percentile_range", "read_png", "render_before_after", "render_checkerboard",
+    "render_snapshots", "rendering_available", "side_by_side", "write_png",
+]
