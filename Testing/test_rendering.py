@@ -234,14 +234,14 @@ def test_orientation_and_aspect_with_an_asymmetric_phantom(rctx, tmp_path):
 
 def test_segmentation_node_overlay_is_shown_through_its_parent_transform(rctx, tmp_path):
     _gl()
-    import vtk
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     img, lps = phantom(size=(64, 48, 20))
     mask = ball(img, lps, (30.0, 24.0, 10.0), 8.0)
     seg_fixed = io.labelmap_image_to_segmentation(rctx, mask, "fixed seg")
     seg_moved = io.labelmap_image_to_segmentation(rctx, mask, "moved seg")
     transform = rctx.add_node("vtkMRMLLinearTransformNode", "shift")
-    m = vtk.vtkMatrix4x4()
+    m = vtkMatrix4x4()
     m.SetElement(0, 3, -6.0)  # RAS x -6 mm = 6 mm towards patient left (ToParent)
     transform.SetMatrixTransformToParent(m)
     seg_moved.SetAndObserveTransformNodeID(transform.GetID())
