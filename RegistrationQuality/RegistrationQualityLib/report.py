@@ -56,11 +56,11 @@ SEGMENT_COLUMNS = (
     ("hausdorff_mm", "Hausdorff max", "mm", False),
     ("mean_surface_distance_mm", "Mean surface dist.", "mm", False),
 )
-SIMILARITY_METRICS = (
-    ("ncc", "Normalised cross-correlation", True),
-    ("nmi", "Normalised mutual information", True),
-    ("mse", "Mean squared error", False),
-    ("mae", "Mean absolute error", False),
+SIMILARITY_METRICS = (  # key, title, higher is better, unit for formatting ("" = 3 decimals, None = free)
+    ("ncc", "Normalised cross-correlation", True, ""),
+    ("nmi", "Normalised mutual information", True, ""),
+    ("mse", "Mean squared error", False, None),
+    ("mae", "Mean absolute error", False, None),
 )
 CHECK_NAMES = {
     "min_dice": ("Dice", "", "≥"),
@@ -398,9 +398,10 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
 .reason { color: #8a3c00; font-size: 14px; }
 .path { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px;
         word-break: break-all; }
-.snaps { display: flex; flex-wrap: wrap; gap: 18px; }
-figure { margin: 0; max-width: 100%; }
-figure img { max-width: 100%; height: auto; border: 1px solid var(--rule); background: #000; image-rendering: auto; }
+.snaps { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 18px 22px; }
+figure { margin: 0; min-width: 0; }
+figure.lead { grid-column: 1 / -1; }
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--rule); background: #000; image-rendering: auto; }
 figcaption { font-size: 14px; color: var(--muted); }
 figcaption b { color: var(--ink); }
 .missing { padding: 30px; border: 2px dashed var(--rule); color: var(--muted); text-align: center; }
@@ -449,12 +450,15 @@ def _fmt(value, unit: str = "", digits: int | None = None) -> str:
         text = f"{'-' if value < 0 else ''}<{10.0**-digits:.{digits}f}"  # never a non-zero shown as 0
     elif digits is not None:
         text = f"{value:.{digits}f}"
-    elif value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+    elif value != 0 and (abs(value) >= 1e7 or abs(value) < 1e-3):
         text = f"{value:.3g}"
+    elif abs(value) >= 1000:
+        text = f"{value:.0f}"
+    elif abs(value) >= 100:
+        text = f"{value:.1f}"
     else:
-        text = f"{value:.4g}" if abs(value) >= 100 else f"{value:.3f}".rstrip("0").rstrip(".") or "0"
-        if text in ("-0",):
-            text = "0"
+        text = f"{value:.3f}".rstrip("0").rstrip(".")
+        text = "0" if text in ("", "-0") else text
     return _e(text) + (f" {_e(unit)}" if unit else "")
 
 
@@ -471,7 +475,7 @@ def _change(before, after, higher_is_better: bool, unit: str | None = "") -> str
         return f"{b} → {a}"
     tolerance = 1e-9 * max(1.0, abs(before), abs(after))
     if abs(after - before) <= tolerance:
-        return f'{b} → {a} <span class="same" title="unchanged">＝</span>'
+        return f'{b} → {a} <span class="same" title="unchanged">=</span>'
     improved = (after > before) == higher_is_better
     arrow = "▲" if after > before else "▼"
     cls, word = ("better", "improved") if improved else ("worse", "worse")
@@ -762,12 +766,23 @@ def strip_plot_svg(title: str, items, unit: str = "", higher_is_better: bool | N
 # The page
 
 
+def _segment_name(name) -> str:
+    """A segment's display name: a bare label value reads as "label 3"."""
+    text = "" if name is None else str(name)
+    return f"label {text}" if text.isdigit() else text
+
+
 def _check_text(check: Mapping) -> str:
     name = check.get("name", "")
     title, unit, symbol = CHECK_NAMES.get(name, (name.replace("_", " "), "", ""))
     symbol = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}.get(check.get("comparison"), symbol)
     subject = check.get("subject")
-    what = f"{_e(title)} of <b>{_e(subject)}</b>" if subject else _e(title)
+    if subject and name in ("min_dice", "max_hausdorff"):
+        what = f"{_e(title)} of <b>{_e(_segment_name(subject))}</b>"
+    elif subject:
+        what = f"{_e(title)} ({_e(subject)})"
+    else:
+        what = _e(title)
     value = check.get("value")
     if value is None:
         shown = "could not be computed"
@@ -804,20 +819,20 @@ def _tiles(report: Mapping) -> str:
         worst = min(scored, key=lambda s: s["after"]["dice"])
         before = (worst.get("before") or {}).get("dice")
         tiles.append(("Lowest Dice after", _fmt(worst["after"]["dice"], "", 3),
-                      f"{_e(worst.get('name'))}; before {_fmt(before, '', 3)}"))
+                      f"{_e(_segment_name(worst.get('name')))} · before {_fmt(before, '', 3)}"))
     scored = [s for s in segments if _is_number(s["after"].get("hausdorff_percentile_mm"))]
     if scored:
         worst = max(scored, key=lambda s: s["after"]["hausdorff_percentile_mm"])
         before = (worst.get("before") or {}).get("hausdorff_percentile_mm")
         p = _percentile_label(report)
         tiles.append((f"Largest HD{p} after", _fmt(worst["after"]["hausdorff_percentile_mm"], "mm", 2),
-                      f"{_e(worst.get('name'))}; before {_fmt(before, 'mm', 2)}"))
+                      f"{_e(_segment_name(worst.get('name')))} · before {_fmt(before, 'mm', 2)}"))
     landmarks = report.get("landmarks") or {}
     after = landmarks.get("after") or {}
     if _is_number(after.get("mean_mm")):
         before = (landmarks.get("before") or {}).get("mean_mm")
         tiles.append(("Mean TRE after", _fmt(after["mean_mm"], "mm", 2),
-                      f"max {_fmt(after.get('max_mm'), 'mm', 2)}; before mean {_fmt(before, 'mm', 2)}"))
+                      f"max {_fmt(after.get('max_mm'), 'mm', 2)} · before: mean {_fmt(before, 'mm', 2)}"))
     jacobian = (report.get("deformation") or {}).get("jacobian") or {}
     if _is_number(jacobian.get("folding_percent")) or _is_number(jacobian.get("min")):
         tiles.append(("Folding (J ≤ 0)", _fmt(jacobian.get("folding_percent"), "%", 3),
@@ -889,7 +904,7 @@ def _snapshots_section(report: Mapping, snapshot_relpaths, base_dir) -> str:
     if not snapshots:
         return ""
     out = ['<section id="snapshots"><h2>Snapshots</h2><div class="snaps">']
-    for snap in snapshots:
+    for number, snap in enumerate(snapshots):
         rel = str(snap.get("file", ""))
         source = None
         if snapshot_relpaths and rel in snapshot_relpaths:
@@ -898,9 +913,11 @@ def _snapshots_section(report: Mapping, snapshot_relpaths, base_dir) -> str:
             source = Path(base_dir) / rel
         uri = _data_uri(source) if source is not None else None
         title, caption = snap.get("title") or Path(rel).stem, snap.get("caption") or ""
-        image = (f'<img src="{uri}" alt="{_e(title)}">' if uri else
+        # the image is embedded; the link opens the full-size file when the page sits in its report folder
+        image = (f'<a href="{_e(rel)}"><img src="{uri}" alt="{_e(title)}"></a>' if uri else
                  f'<div class="missing">image {_e(rel)} is not available</div>')
-        out.append(f"<figure>{image}<figcaption><b>{_e(title)}</b>"
+        cls = ' class="lead"' if number == 0 else ""
+        out.append(f"<figure{cls}>{image}<figcaption><b>{_e(title)}</b>"
                    f"{'. ' + _e(caption) if caption else ''}</figcaption></figure>")
     out.append("</div></section>")
     return "".join(out)
@@ -917,8 +934,11 @@ def _segments_section(report: Mapping) -> str:
     for seg in segments:
         before = seg.get("before") if isinstance(seg.get("before"), Mapping) else {}
         after = seg.get("after") if isinstance(seg.get("after"), Mapping) else {}
-        label = seg.get("label")
-        name = _e(seg.get("name")) + (f' <span class="null">({_e(label)})</span>' if label is not None else "")
+        label, name = seg.get("label"), seg.get("name")
+        if label is None or str(name) == str(label):
+            name = _e(_segment_name(name if name is not None else label))
+        else:
+            name = f'{_e(name)} <span class="null">(label {_e(label)})</span>'
         cells = [name]
         for key, _title, unit, higher in SEGMENT_COLUMNS:
             cells.append(_change(before.get(key), after.get(key), higher, unit))
@@ -1012,7 +1032,7 @@ def _similarity_section(report: Mapping) -> str:
         return ""
     before, after = similarity.get("before") or {}, similarity.get("after") or {}
     rows = [(f"{_e(title)} ({_e(key.upper())})", "higher" if higher else "lower",
-             _change(before.get(key), after.get(key), higher, None)) for key, title, higher in SIMILARITY_METRICS
+             _change(before.get(key), after.get(key), higher, unit)) for key, title, higher, unit in SIMILARITY_METRICS
             if key in before or key in after]
     details = []
     if similarity.get("region"):
@@ -1035,7 +1055,8 @@ def _checks_section(report: Mapping) -> str:
         symbol = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}.get(c.get("comparison"), symbol)
         badge = '<span class="badge pass">✔ pass</span>' if c.get("passed") else \
             '<span class="badge fail">✘ fail</span>'
-        rows.append((_e(title), _e(c.get("subject") or "—"), _fmt(c.get("value"), unit, _digits(unit)),
+        subject = _segment_name(c.get("subject")) if name in ("min_dice", "max_hausdorff") else c.get("subject")
+        rows.append((_e(title), _e(subject or "—"), _fmt(c.get("value"), unit, _digits(unit)),
                      f"{symbol} {_fmt(c.get('limit'), unit, _digits(unit))}", badge))
     return ('<section id="checks"><h2>Checks</h2>' +
             _table(("Check", "Subject", "Value", "Required", "Result"), rows, {2, 3}) + "</section>")
@@ -1089,12 +1110,25 @@ def _options_section(report: Mapping) -> str:
     return "<h3>Options</h3>" + _table(("Option", "Value"), rows, {1})
 
 
+DEFINITION_TITLES = {"tre": "TRE (target registration error)", "before_after": "Before / after",
+                     "ncc": "NCC", "nmi": "NMI", "mse": "MSE", "mae": "MAE", "sdlogj": "SD of log J"}
+
+
+def _definition_title(key: str) -> str:
+    if key in DEFINITION_TITLES:
+        return DEFINITION_TITLES[key]
+    for suffix in ("_mm", "_cc", "_percent"):
+        if key.endswith(suffix):
+            key = key[: -len(suffix)]
+    text = key.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
 def _definitions_section(report: Mapping) -> str:
     definitions = report.get("definitions") or {}
     if not definitions:
         return ""
-    items = "".join(f"<dt>{_e(k[:1].upper() + k[1:].replace('_', ' '))}</dt><dd>{_e(v)}</dd>"
-                    for k, v in definitions.items())
+    items = "".join(f"<dt>{_e(_definition_title(k))}</dt><dd>{_e(v)}</dd>" for k, v in definitions.items())
     return f'<section id="definitions"><h2>Definitions</h2><dl class="defs">{items}</dl></section>'
 
 
