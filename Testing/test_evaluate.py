@@ -6,50 +6,16 @@ import json
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from RegistrationQualityLib.errors import BadInputError
 from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
 
-from conftest import OBLIQUE, make_image, run_cli
-
-SHIFT_LPS = np.array([6.0, -3.0, 4.0])  # moving = fixed content moved by this (mm)
-
-
-def ball(shape, spacing, origin, direction, center_lps, radius, value=1):
-    img = make_image(np.zeros(shape, np.float32), spacing, origin, direction)
-    k, j, i = np.indices(shape)
-    idx = np.stack([i.ravel(), j.ravel(), k.ravel()], 1).astype(float)
-    d = np.array(img.GetDirection()).reshape(3, 3)
-    pts = idx * np.array(spacing) @ d.T + np.array(origin)
-    inside = (np.linalg.norm(pts - center_lps, axis=1) <= radius).reshape(shape)
-    return inside.astype(np.float32) * value
+from conftest import SHIFT_LPS, run_cli, write_shift_case
 
 
 @pytest.fixture
 def case(tmp_path):
-    """Fixed (axial, 1.5x1.5x3 mm) and moving (oblique, 1.2 mm) images of a ball; moving = fixed shifted."""
-    f_geo = dict(spacing=(1.5, 1.5, 3.0), origin=(-30.0, -30.0, -30.0), direction=None)
-    m_geo = dict(spacing=(1.2, 1.2, 1.2), origin=(-25.0, -40.0, -28.0), direction=OBLIQUE)
-    center = np.array([2.0, 1.0, 0.0])
-    f_arr = ball((21, 41, 41), **f_geo, center_lps=center, radius=12)
-    m_arr = ball((50, 50, 50), **m_geo, center_lps=center + SHIFT_LPS, radius=12)
-    rng = np.random.default_rng(0)
-    fixed = make_image((f_arr * 400 + 100 + rng.normal(0, 5, f_arr.shape)).astype(np.int16), **f_geo)
-    moving = make_image((m_arr * 3.0 + 0.5).astype(np.float32), **m_geo)
-    sitk.WriteImage(fixed, str(tmp_path / "fixed.nrrd"))
-    sitk.WriteImage(moving, str(tmp_path / "moving.nrrd"))
-    sitk.WriteImage(make_image(f_arr.astype(np.uint8) * 3, **f_geo), str(tmp_path / "fixed_labels.nrrd"))
-    sitk.WriteImage(make_image(m_arr.astype(np.uint8) * 3, **m_geo), str(tmp_path / "moving_labels.nrrd"))
-    t = sitk.TranslationTransform(3, tuple(SHIFT_LPS))  # resampling transform: fixed point -> moving point
-    sitk.WriteTransform(t, str(tmp_path / "good.tfm"))
-    sitk.WriteTransform(sitk.TranslationTransform(3, (0.0, 0.0, 0.0)), str(tmp_path / "identity.tfm"))
-    pts = {"A": (0.0, 0.0, 0.0), "B": (10.0, -5.0, 3.0), "C": (-8.0, 7.0, -6.0)}
-    (tmp_path / "fixed.csv").write_text("label,x,y,z\n" + "".join(f"{k},{v[0]},{v[1]},{v[2]}\n" for k, v in pts.items()))
-    moved = {k: np.array(v) + SHIFT_LPS for k, v in pts.items()}
-    (tmp_path / "moving.csv").write_text(
-        "label,x,y,z\n" + "".join(f"{k},{v[0]},{v[1]},{v[2]}\n" for k, v in reversed(moved.items())))
-    return tmp_path
+    return write_shift_case(tmp_path)
 
 
 def test_evaluate_good_translation(ctx, case, tmp_path):
