@@ -393,11 +393,52 @@ def labelmap_source(image, source: str = "labelmap", names: dict | None = None, 
 
     check_scalar_3d(image, source, "a 3D labelmap")
     image = as_integer_labelmap(image, source)
-    src = LabelSource(source, [image], [])
+    src = LabelSource(source, crop_to_foreground([image]), [])
     wanted = sorted(src.stats(0)) if labels is None else [int(v) for v in labels]
     names = names or {}
     src.segments = [Segment(str(names.get(v, v)), int(v), 0) for v in wanted]
     return src
+
+
+def _foreground_box(arr):
+    """(lo, hi) exclusive (k, j, i) box of the non-zero voxels of a (k, j, i) array, or None; three cheap
+    projections (each pass touches the data once, ~10 ms per 100 M voxels)."""
+    if arr.size == 0:
+        return None
+    flat = arr.reshape(arr.shape[0], -1)
+    ks = np.flatnonzero(flat.any(axis=1))
+    if ks.size == 0:
+        return None
+    k0, k1 = int(ks[0]), int(ks[-1]) + 1
+    sub = arr[k0:k1]
+    js = np.flatnonzero(sub.any(axis=(0, 2)))
+    j0, j1 = int(js[0]), int(js[-1]) + 1
+    is_ = np.flatnonzero(sub[:, j0:j1].any(axis=(0, 1)))
+    return (k0, j0, int(is_[0])), (k1, j1, int(is_[-1]) + 1)
+
+
+def crop_to_foreground(layers):
+    """The layers (integer images of one grid) cropped to the union box of their non-zero voxels.
+
+    Only zero voxels are removed, so boundaries (image edge = outside) and positions are unchanged; the crop
+    stays on the same voxel lattice. All-empty layers become one zero voxel at the original origin.
+    """
+    sitk = _sitk()
+    arrays = [sitk.GetArrayViewFromImage(img) for img in layers]
+    lo, hi = _union_box([_foreground_box(a) for a in arrays])
+    if lo is None:
+        lo, hi = (0, 0, 0), (1, 1, 1)
+    if tuple(hi) == arrays[0].shape and tuple(lo) == (0, 0, 0):
+        return list(layers)
+    out = []
+    origin = layers[0].TransformIndexToPhysicalPoint([int(v) for v in lo[::-1]])
+    for img, arr in zip(layers, arrays):
+        crop = sitk.GetImageFromArray(np.ascontiguousarray(arr[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]))
+        crop.SetOrigin(origin)
+        crop.SetSpacing(img.GetSpacing())
+        crop.SetDirection(img.GetDirection())
+        out.append(crop)
+    return out
 
 
 def _layer_stats(image) -> dict:
@@ -892,7 +933,7 @@ def read_segmentation_file(path) -> LabelSource:
         layers = [sitk.VectorIndexSelectionCast(image, i) for i in range(n_layers)]
     from .io import as_integer_labelmap
 
-    layers = [as_integer_labelmap(layer, name) for layer in layers]
+    layers = crop_to_foreground([as_integer_labelmap(layer, name) for layer in layers])
     segments = []
     i = 0
     while f"Segment{i}_ID" in keys or f"Segment{i}_Name" in keys:
