@@ -110,3 +110,31 @@ def test_report_with_snapshots(ctx, case, tmp_path):
         assert (tmp_path / "rep" / s["file"]).stat().st_size > 1000
     assert result.report["verdict"] == "no checks"
     assert not result.report["warnings"], result.report["warnings"]
+
+
+def fake_slicer_application(ctx):
+    """What batch_main needs of the ``slicer`` package of a running Slicer, built on a headless context."""
+    from types import SimpleNamespace
+
+    modules = SimpleNamespace(**{name.lower(): SimpleNamespace(logic=lambda logic=logic: logic)
+                                 for name, logic in ctx.logics.items()})
+    return SimpleNamespace(mrmlScene=ctx.scene, modules=modules, app=SimpleNamespace(applicationLogic=lambda: ctx.app))
+
+
+def test_slicer_batch_mode_shares_the_cli_arguments(ctx, case, tmp_path, capsys):
+    from RegistrationQualityLib.evaluate import batch_main
+
+    fake = fake_slicer_application(ctx)
+    before = ctx.scene.GetNumberOfNodes()
+    code = batch_main(["--fixed", str(case / "fixed.nrrd"), "--moving", str(case / "moving.nrrd"), "--transform",
+                       str(case / "good.tfm"), "--fixed-landmarks", str(case / "fixed.csv"), "--moving-landmarks",
+                       str(case / "moving.csv"), "--max-tre", "0.1", "--no-snapshots", "--output",
+                       str(tmp_path / "batch")], fake)
+    assert code == 0
+    assert "verdict: pass" in capsys.readouterr().out
+    assert ctx.scene.GetNumberOfNodes() == before  # temporary nodes removed from the application's scene
+    assert json.loads((tmp_path / "batch" / "report.json").read_text())["landmarks"]["after"]["max_mm"] < 1e-6
+    code = batch_main(["--fixed", str(case / "fixed.nrrd"), "--moving", str(case / "moving.nrrd"), "--output",
+                       str(tmp_path / "b2")], fake)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "a registration result is needed" in err

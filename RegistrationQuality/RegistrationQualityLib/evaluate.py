@@ -820,3 +820,33 @@ def run_demo_cli(args, messages) -> int:
         result = evaluate(Context.headless(), inputs, options, output_dir=out / name, progress=messages.progress)
         sys.stdout.write(f"{name}: " + "; ".join(summary_lines(result)) + "\n")
     return 0
+
+
+def batch_main(argv, slicer_module, stdout=None, stderr=None) -> int:
+    """Slicer batch mode: ``Slicer --no-main-window --python-script batch_evaluate.py -- ARGS``.
+
+    ARGS are the CLI's ``evaluate`` options (same parser, :func:`cli.add_evaluate_arguments`); the evaluation
+    runs on the application's scene (``slicer.mrmlScene``) with its module logics, via
+    :meth:`Context.from_application`. Returns the CLI's exit status (0 pass, 1 a check failed, 2 bad input).
+    """
+    import sys
+
+    from .cli import ArgumentParser, add_evaluate_arguments
+    from .context import Context
+
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = ArgumentParser(prog="batch_evaluate.py")
+    add_evaluate_arguments(parser)
+    try:
+        args = parser.parse_args(list(argv))
+        inputs, options = inputs_from_args(args)
+        validate_inputs(inputs, options)
+        ctx = Context.from_application(slicer_module)
+        result = evaluate(ctx, inputs, options, output_dir=args.output)
+    except BadInputError as exc:
+        err.write(f"batch_evaluate.py: error: {exc}\n")
+        return 2
+    for line in summary_lines(result):
+        out.write(line + "\n")
+    return result.exit_code
