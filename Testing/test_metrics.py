@@ -654,3 +654,26 @@ def test_mrml_overlapping_segments_in_layers_and_file_round_trip(ctx, tmp_path):
     (r,), _t = metrics.compare_segments(ctx, seg, seg, [ids["liver"]], [ids["tumour"]])
     assert r["reference_segment"] == "liver" and r["compared_segment"] == "tumour"
     assert 0.0 < r["dice"] < 1.0 and r["hausdorff_mm"] > 0
+
+
+def test_mrml_closed_surface_segmentation_is_converted_on_a_copy(ctx):
+    """A segmentation whose source representation is a closed surface: compared through a binary labelmap made on
+    a copy; the input node keeps only its closed surface."""
+    from RegistrationQualityLib import io
+
+    a = np.zeros((20, 20, 20), np.uint8)
+    a[5:15, 5:15, 5:15] = 1
+    seg = io.labelmap_image_to_segmentation(ctx, make_image(a), "cube")
+    segmentation = seg.GetSegmentation()
+    assert segmentation.CreateRepresentation("Closed surface")
+    if hasattr(segmentation, "SetSourceRepresentationName"):
+        segmentation.SetSourceRepresentationName("Closed surface")
+    else:  # pragma: no cover - older Slicer
+        segmentation.SetMasterRepresentationName("Closed surface")
+    segmentation.RemoveRepresentation("Binary labelmap")
+    assert not segmentation.ContainsRepresentation("Binary labelmap")
+    lab = io.image_to_volume(ctx, make_image(a), "cube labels", labelmap=True)
+    (r,), _t = metrics.compare_segments(ctx, lab, seg)
+    assert not segmentation.ContainsRepresentation("Binary labelmap")
+    assert r["status"] == "ok" and r["dice"] > 0.9
+    assert r["compared_volume_cc"] == pytest.approx(1.0, rel=0.2)  # 10 mm cube

@@ -724,10 +724,14 @@ def _node_label_source(node, segment_ids=None) -> tuple[LabelSource, list]:
         segmentation = node.GetSegmentation()
         ids = list(segment_ids) if segment_ids is not None else [segmentation.GetNthSegmentID(i)
                                                                 for i in range(segmentation.GetNumberOfSegments())]
-        master = segmentation.GetSourceRepresentationName() if hasattr(segmentation, "GetSourceRepresentationName") \
-            else segmentation.GetMasterRepresentationName()
-        if master != "Binary labelmap" and not segmentation.CreateRepresentation("Binary labelmap"):
-            raise BadInputError(name, "could not create the binary labelmap representation of the segments")
+        if not segmentation.ContainsRepresentation("Binary labelmap"):
+            import slicer  # vtkSegmentation; the conversion runs on a copy: the input node is not modified
+
+            copy = slicer.vtkSegmentation()
+            copy.DeepCopy(segmentation)
+            if not copy.CreateRepresentation("Binary labelmap"):
+                raise BadInputError(name, "could not create the binary labelmap representation of the segments")
+            segmentation = copy
         layers, layer_of, segments = [], {}, []
         for sid in ids:
             segment = segmentation.GetSegment(str(sid))
@@ -744,7 +748,7 @@ def _node_label_source(node, segment_ids=None) -> tuple[LabelSource, list]:
             segments.append(Segment(segment.GetName(), int(segment.GetLabelValue() or 1), layer_of[layer_index]))
         if not layers:
             raise BadInputError(name, "has no segments")
-        layers = _common_geometry(layers)
+        layers = crop_to_foreground(_common_geometry(layers))
         return LabelSource(name, layers, segments), list(zip(ids, segments))
     if node.IsA("vtkMRMLLabelMapVolumeNode") or node.IsA("vtkMRMLScalarVolumeNode"):
         image = as_integer_labelmap(volume_to_image(node), name)
