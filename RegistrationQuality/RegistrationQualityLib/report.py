@@ -468,8 +468,12 @@ def _digits(unit: str | None) -> int | None:
 
 
 def _change(before, after, higher_is_better: bool, unit: str | None = "") -> str:
-    """``before → after`` with an arrow and colour saying whether it improved (``unit`` None: free format)."""
+    """``before → after`` with an arrow and colour saying whether it improved (``unit`` None: free format, the
+    same decimals on both sides)."""
     digits = _digits(unit)
+    if unit is None:
+        size = max([abs(v) for v in (before, after) if _is_number(v)] + [0.0])
+        digits = 0 if size >= 1000 else 1 if size >= 100 else 2 if size >= 10 else 3
     b, a = _fmt(before, "", digits), _fmt(after, "", digits)
     if not (_is_number(before) and _is_number(after)):
         return f"{b} → {a}"
@@ -565,7 +569,8 @@ def tre_chart_svg(points, limit=None, width: int = 760) -> str:
     top = max(values + ([limit] if _is_number(limit) else []) + [1e-9])
     ticks = _nice_ticks(0.0, top)
     x_max = ticks[-1]
-    label_w, left_pad, right_pad, top_pad = 110, 8, 44, 30
+    longest = max(min(len(str(p.get("label"))), 28) for p in shown)
+    label_w, left_pad, right_pad, top_pad = int(min(220, max(60, 7.6 * longest + 14))), 8, 44, 30
     row_h, bar_h = (30, 11) if len(shown) <= 20 else (22, 8)
     plot_w = width - label_w - left_pad - right_pad
     height = top_pad + row_h * len(shown) + 34
@@ -587,7 +592,7 @@ def tre_chart_svg(points, limit=None, width: int = 760) -> str:
         y0 = top_pad + i * row_h
         label = _e(p.get("label"))
         text = str(p.get("label"))
-        short = _e(text if len(text) <= 15 else text[:14] + "…")
+        short = _e(text if len(text) <= 28 else text[:27] + "…")
         star = " *" if p.get("outside_domain") else ""
         out.append(f'<text x="{label_w}" y="{y0 + row_h / 2 + 4:.1f}" font-size="13" text-anchor="end">'
                    f'<title>{label}</title>{short}{star}</text>')
