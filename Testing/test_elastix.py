@@ -112,7 +112,8 @@ def run_transformix(tp: Path, lps_points: np.ndarray, out: Path) -> np.ndarray:
     """transformix -def: the output points (LPS) of ``lps_points`` through parameter file ``tp``."""
     out.mkdir(parents=True, exist_ok=True)
     inputs = out / "inputpoints.txt"
-    inputs.write_text(f"point\n{len(lps_points)}\n" + "".join(f"{p[0]:.6f} {p[1]:.6f} {p[2]:.6f}\n" for p in lps_points))
+    rows = "".join(f"{p[0]:.6f} {p[1]:.6f} {p[2]:.6f}\n" for p in lps_points)
+    inputs.write_text(f"point\n{len(lps_points)}\n{rows}")
     proc = subprocess.run(["transformix", "-def", str(inputs), "-out", str(out), "-tp", str(tp)],
                           capture_output=True, text=True, cwd=out)
     assert proc.returncode == 0, proc.stdout[-2000:]
@@ -311,7 +312,8 @@ def test_use_direction_cosines_false_needs_moving_image_and_matches_transformix(
     ("EulerTransform", [0.1, -0.2, 0.3, 1, 2, -3], "(CenterOfRotationPoint 1 30 15)\n(ComputeZYX \"false\")"),
     ("EulerTransform", [0.1, -0.2, 0.3, 1, 2, -3], "(CenterOfRotationPoint 1 30 15)\n(ComputeZYX \"true\")"),
     ("TranslationTransform", [1.5, -2, 3.25], ""),
-    ("AffineTransform", [1.1, 0.1, -0.05, 0.02, 0.9, 0.1, 0.03, -0.04, 1.05, 1, -2, 3], "(CenterOfRotationPoint 2 25 9)"),
+    ("AffineTransform", [1.1, 0.1, -0.05, 0.02, 0.9, 0.1, 0.03, -0.04, 1.05, 1, -2, 3],
+     "(CenterOfRotationPoint 2 25 9)"),
 ])
 def test_linear_models_match_transformix(ctx, tmp_path, transform, parameters, extra):
     tp = write_params(tmp_path / "tp.txt", transform, parameters, extra=extra)
@@ -472,7 +474,8 @@ def test_bad_inputs(ctx, tmp_path):
     (t / "declared.txt").write_text(text)
     _bad(ctx, t / "declared.txt", "(TransformParameters)", "NumberOfParameters 6")
     write_params(t / "nan.txt", "TranslationTransform", [1, 2, 3])
-    (t / "nan.txt").write_text((t / "nan.txt").read_text().replace("(TransformParameters 1.0", "(TransformParameters 1,0"))
+    text = (t / "nan.txt").read_text()
+    (t / "nan.txt").write_text(text.replace("(TransformParameters 1.0", "(TransformParameters 1,0"))
     _bad(ctx, t / "nan.txt", "(TransformParameters)", "'1,0' is not a number")
     write_params(t / "center.txt", "EulerTransform", [0, 0, 0, 1, 2, 3], extra="(CenterOfRotationPoint 1 abc 3)")
     _bad(ctx, t / "center.txt", "(CenterOfRotationPoint)", "'abc'")

@@ -165,7 +165,8 @@ def parse_parameter_text(text: str, source) -> dict:
                 token = token[1:-1]
             current.append(token)
         else:
-            raise BadInputError(os.fspath(source), f"text outside parentheses: '{token[:40]}'")
+            raise BadInputError(os.fspath(source),
+                                f"not an elastix parameter file: text outside parentheses ('{token[:40]}')")
     if current is not None:
         raise BadInputError(os.fspath(source), "unbalanced '(' at the end of the file")
     return entries
@@ -418,7 +419,8 @@ def read_transform_chain(path, moving_image=None) -> list:
         seen.append(key_resolved)
         if len(seen) > MAX_CHAIN:
             raise BadInputError(os.fspath(path), f"initial-transform chain longer than {MAX_CHAIN} files")
-        if _is_itk_transform_file(current):
+        top_level_text = len(seen) == 1 and current.suffix.lower() == ".txt"  # the file given: elastix's format
+        if not top_level_text and _is_itk_transform_file(current):
             chain_rev.append(ExternalComponent(os.fspath(current), os.fspath(current)))
             break
         pf = read_parameter_file(current)
