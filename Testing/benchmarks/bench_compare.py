@@ -92,7 +92,7 @@ def make_pair(folder: Path, size, spacing):
 
 
 def run_with_rss(cmd):
-    """(wall seconds, peak RSS MiB, stdout) via os.wait4 on the child."""
+    """(wall seconds, CPU seconds (user + system), peak RSS MiB, stdout) via os.wait4 on the child."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out_f, tempfile.TemporaryFile("w+") as err_f:
         proc = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, text=True)
@@ -104,7 +104,7 @@ def run_with_rss(cmd):
         out, err = out_f.read(), err_f.read()
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {err.strip()[-500:]}")
-    return wall, usage.ru_maxrss / 1024.0, out
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, out
 
 
 def scipy_cross_check(ref_path, cmp_path, ours: dict, percentile=95.0):
@@ -174,23 +174,23 @@ def main():
             tools["surface-distance (DeepMind)"] = [sys.executable, str(script), str(ref_path), str(cmp_path)]
         else:
             print("surface-distance not installed: skipped (pip install surface-distance)")
-        best: dict = {name: (float("inf"), 0.0, "") for name in tools}
+        best: dict = {name: (float("inf"), float("inf"), 0.0, "") for name in tools}
         for r in range(args.repeat):
             for name, cmd in tools.items():  # interleaved: load changes hit every tool alike
-                wall, rss, out = run_with_rss(cmd)
-                print(f"  run {r + 1}: {name:<38s} {wall:7.2f} s  {rss:7.0f} MiB", flush=True)
-                if wall < best[name][0]:
-                    best[name] = (wall, max(rss, best[name][1]), out)
-                else:
-                    best[name] = (best[name][0], max(rss, best[name][1]), best[name][2])
+                wall, cpu, rss, out = run_with_rss(cmd)
+                print(f"  run {r + 1}: {name:<38s} {wall:7.2f} s wall {cpu:7.2f} s CPU {rss:7.0f} MiB", flush=True)
+                b_wall, b_cpu, b_rss, b_out = best[name]
+                best[name] = (min(wall, b_wall), min(cpu, b_cpu), max(rss, b_rss), out if wall < b_wall else b_out)
         ours = json.loads(out_json.read_text())["segments"][0]
-        base = best.get("plastimatch dice --all", (None,))[0]
+        base, base_cpu = best.get("plastimatch dice --all", (None, None))[:2]
         print()
-        print(f"| tool | best of {args.repeat} wall (s) | ratio to plastimatch | peak RSS (MiB) |")
-        print("| --- | ---: | ---: | ---: |")
-        for name, (wall, rss, _out) in best.items():
+        print(f"| tool | best of {args.repeat} wall (s) | wall ratio to plastimatch | best CPU user+sys (s) | "
+              "CPU ratio | peak RSS (MiB) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for name, (wall, cpu, rss, _out) in best.items():
             ratio = f"{wall / base:.2f}" if base else "n/a"
-            print(f"| {name} | {wall:.2f} | {ratio} | {rss:.0f} |")
+            cpu_ratio = f"{cpu / base_cpu:.2f}" if base_cpu else "n/a"
+            print(f"| {name} | {wall:.2f} | {ratio} | {cpu:.2f} | {cpu_ratio} | {rss:.0f} |")
         print()
         print("values reported (definitions differ, see docs/metrics.md):")
         print(f"  ours: Dice {ours['dice']:.4f}, HD {ours['hausdorff_mm']:.3f} mm, HD95 (max of directed) "
@@ -198,7 +198,7 @@ def main():
               f"directed 95% {ours['directed']['reference_to_compared']['percentile_mm']:.3f} / "
               f"{ours['directed']['compared_to_reference']['percentile_mm']:.3f} mm")
         if plastimatch:
-            out = best["plastimatch dice --all"][2]
+            out = best["plastimatch dice --all"][3]
 
             def grab(title):
                 m = re.search(re.escape(title) + r"\s*[=:]\s*([-0-9.eE+]+)", out)
@@ -211,7 +211,7 @@ def main():
             print(f"  plastimatch: Dice {dice_p:.4f}, HD (boundary) {hd_p:.3f} mm, 95% HD (boundary) {hd95_p:.3f} mm, "
                   f"avg average HD (boundary) {avg_p:.3f} mm")
         if "surface-distance (DeepMind)" in best:
-            values = dict(line.split(" ", 1) for line in best["surface-distance (DeepMind)"][2].strip().splitlines())
+            values = dict(line.split(" ", 1) for line in best["surface-distance (DeepMind)"][3].strip().splitlines())
             directed = [float(v) for v in values["assd_directed"].split()]
             print(f"  surface-distance: Dice {float(values['dice']):.4f}, HD {float(values['hd100']):.3f} mm, "
                   f"robust HD95 {float(values['hd95']):.3f} mm, average surface distance (directed, surfel-weighted) "
