@@ -129,10 +129,26 @@ def test_checkerboard_and_difference_nodes(ctx):
     np.testing.assert_array_equal(arr, np.arange(48).reshape(2, 4, 6))
     display = diff.GetDisplayNode()
     assert not display.GetAutoWindowLevel()
-    lo, hi = np.percentile(np.arange(48), [1, 99])
+    lo, hi = rendering.auto_window(io.volume_to_image(diff))
     assert display.GetWindowLevelMin() == pytest.approx(lo) and display.GetWindowLevelMax() == pytest.approx(hi)
     board = rendering.checkerboard_node(ctx, a, b, squares=2)
     assert board.GetImageData().GetDimensions() == (6, 4, 2)
+
+
+def test_auto_window_shows_the_object_not_the_air():
+    rng = np.random.default_rng(2)
+    n = 100_000
+    values = np.concatenate([rng.normal(-1000, 5, int(0.6 * n)), rng.normal(40, 10, int(0.39 * n)),
+                             np.full(n // 100, 300.0)]).astype(np.float32)
+    lo, hi = rendering.auto_window(values.reshape(10, 100, -1))
+    tissue_and_bone = values[values > -500]
+    assert lo == pytest.approx(np.percentile(tissue_and_bone, 1), abs=0.5)
+    assert hi == pytest.approx(np.percentile(tissue_and_bone, 99), abs=0.5)
+    assert 0 < lo < 40 < hi <= 300
+    # a tiny object (0.5 % of the voxels): all voxels' percentiles, widened to min..max when they coincide
+    sparse = np.zeros((10, 20, 100), np.float32)
+    sparse.flat[::200] = 100.0
+    assert rendering.auto_window(sparse) == (0.0, 100.0)
 
 
 def test_png_helpers_round_trip_and_side_by_side(tmp_path):

@@ -191,7 +191,7 @@ def difference_image(fixed, registered, normalize: bool = False):
 
 def _volume_with_window(ctx, image, name: str):
     node = image_to_volume(ctx, image, name)
-    lo, hi = percentile_range(image)
+    lo, hi = auto_window(image)
     display = node.GetDisplayNode()
     display.AutoWindowLevelOff()
     display.SetWindowLevelMinMax(lo, hi)
@@ -199,12 +199,12 @@ def _volume_with_window(ctx, image, name: str):
 
 
 def checkerboard_node(ctx, fixed, registered, squares=8, name: str = "checkerboard", normalize: bool = True):
-    """Scalar volume node of :func:`checkerboard_image`, windowed to its 1st..99th percentiles."""
+    """Scalar volume node of :func:`checkerboard_image`, windowed by :func:`auto_window`."""
     return _volume_with_window(ctx, checkerboard_image(fixed, registered, squares, normalize), name)
 
 
 def difference_node(ctx, fixed, registered, name: str = "absolute difference", normalize: bool = False):
-    """Scalar volume node of :func:`difference_image`, windowed to its 1st..99th percentiles."""
+    """Scalar volume node of :func:`difference_image`, windowed by :func:`auto_window`."""
     return _volume_with_window(ctx, difference_image(fixed, registered, normalize), name)
 
 
@@ -215,14 +215,38 @@ def percentile_range(image_or_array, percentiles=BACKGROUND_PERCENTILES) -> tupl
     values = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr.ravel()
     if values.size == 0:
         return 0.0, 1.0
-    if values.size > 2_000_000:  # a regular subsample is plenty for two percentiles
-        values = values[:: values.size // 1_000_000]
+    if values.size > 1_000_000:  # a regular subsample (>= 500 000 voxels) is plenty for two percentiles
+        values = values[:: values.size // 500_000]
     lo, hi = (float(v) for v in np.percentile(values, percentiles))
     if hi <= lo:
         lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
         hi = lo + 1.0
     return lo, hi
+
+
+def auto_window(image_or_array) -> tuple[float, float]:
+    """Automatic display window (low, high) of the snapshots' background and of the scene volumes made here.
+
+    The 1st..99th percentiles of the *object's* voxels: the finite voxels above the Otsu threshold of the image
+    (air around a body, the zero background of an MR volume are left out, so soft tissue keeps its contrast).
+    Falls back to the percentiles of all voxels when that object is under 1 % of the voxels.
+    """
+    from .segmentation import otsu_threshold
+
+    sitk = _sitk()
+    arr = image_or_array if isinstance(image_or_array, np.ndarray) else sitk.GetArrayViewFromImage(image_or_array)
+    values = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr.ravel()
+    if values.size > 1_000_000:
+        values = values[:: values.size // 500_000]
+    if values.size == 0:
+        return 0.0, 1.0
+    t = otsu_threshold(sitk.GetImageFromArray(values.astype(np.float32).reshape(1, 1, -1)))
+    if t is not None:
+        above = values[values > t]
+        if above.size >= 0.01 * values.size:
+            return percentile_range(above)
+    return percentile_range(values)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -346,14 +370,18 @@ class Overlay:
             self.ras_to_ijk = self.ras_to_ijk @ _matrix_to_numpy(from_world)
             self.ijk_to_ras = to_world_matrix @ self.ijk_to_ras
             self.from_world = to_world = None
-        # centroid and bounds (voxel-centre box) in the world
-        kji = np.argwhere(arr > 0)
+        # centroid and bounds (voxel-centre box) in the world, from per-axis projections (no index arrays)
         self.centroid = self.bounds = None
-        if kji.size:
-            ijk = kji[:, ::-1].astype(float)
-            local = (self.ijk_to_ras @ np.append(ijk.mean(axis=0), 1.0))[:3]
-            lo, hi = ijk.min(axis=0), ijk.max(axis=0)
-            corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+        counts = [arr.sum(axis=(1, 2), dtype=np.int64), arr.sum(axis=(0, 2), dtype=np.int64),
+                  arr.sum(axis=(0, 1), dtype=np.int64)]  # per k, j, i
+        total = int(counts[0].sum())
+        if total:
+            mean_kji = [float(np.dot(np.arange(c.size), c)) / total for c in counts]
+            lo = [int(np.flatnonzero(c)[0]) for c in counts][::-1]  # i, j, k
+            hi = [int(np.flatnonzero(c)[-1]) for c in counts][::-1]
+            local = (self.ijk_to_ras @ np.array([*mean_kji[::-1], 1.0]))[:3]
+            corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])],
+                               dtype=float)
             pts = (self.ijk_to_ras @ np.c_[corners, np.ones(8)].T).T[:, :3]
             if to_world is not None:
                 local = np.array(to_world.TransformPoint(*local))
@@ -632,20 +660,28 @@ def _world_transforms(node):
 
 def _prepare_background(ctx, tmp, fixed, window_level):
     """A temporary scalar volume node showing ``fixed`` (image, or node: voxels shared, transform observed)."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    node = tmp.add(ctx.add_node("vtkMRMLScalarVolumeNode", "snapshot background"))
+    node.SetHideFromEditors(True)
+    # our own display node: CreateDefaultDisplayNodes would compute an automatic window over every voxel
+    display = tmp.add(ctx.add_node("vtkMRMLScalarVolumeDisplayNode", "snapshot background display"))
+    display.SetHideFromEditors(True)
+    display.AutoWindowLevelOff()  # set below; an automatic window would scan every voxel
+    grey = ctx.scene.GetNodeByID("vtkMRMLColorTableNodeGrey")
+    if grey is not None:
+        display.SetAndObserveColorNodeID(grey.GetID())
+    node.SetAndObserveDisplayNodeID(display.GetID())
     if hasattr(fixed, "GetImageData"):
         from vtkmodules.util.numpy_support import vtk_to_numpy
-        from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
         require(fixed.GetImageData() is not None, fixed, "volume has no image data")
-        node = tmp.add(ctx.add_node("vtkMRMLScalarVolumeNode", fixed.GetName() + " (snapshot)"))
-        node.SetHideFromEditors(True)
         m = vtkMatrix4x4()
         fixed.GetIJKToRASMatrix(m)
         node.SetIJKToRASMatrix(m)
         node.SetAndObserveImageData(fixed.GetImageData())  # shared, never written
         if fixed.GetTransformNodeID():
             node.SetAndObserveTransformNodeID(fixed.GetTransformNodeID())
-        node.CreateDefaultDisplayNodes()
         scalars = fixed.GetImageData().GetPointData().GetScalars()
         arr = vtk_to_numpy(scalars) if scalars is not None else np.zeros(1)
         if arr.ndim > 1:
@@ -653,16 +689,10 @@ def _prepare_background(ctx, tmp, fixed, window_level):
     else:
         sitk = _sitk()
         require(hasattr(fixed, "GetSize") and fixed.GetDimension() == 3, "fixed image", "a 3D image is needed")
-        node = tmp.add(image_to_volume(ctx, fixed, "fixed (snapshot)"))
-        node.SetHideFromEditors(True)
+        image_to_volume(ctx, fixed, node.GetName(), node=node)
         arr = sitk.GetArrayViewFromImage(fixed)
-    lo, hi = window_level if window_level is not None else percentile_range(np.asarray(arr))
-    display = node.GetDisplayNode()
-    display.AutoWindowLevelOff()
+    lo, hi = window_level if window_level is not None else auto_window(np.asarray(arr))
     display.SetWindowLevelMinMax(float(lo), float(hi))
-    grey = ctx.scene.GetNodeByID("vtkMRMLColorTableNodeGrey")
-    if grey is not None:
-        display.SetAndObserveColorNodeID(grey.GetID())
     return node
 
 
@@ -694,8 +724,8 @@ def render_snapshots(ctx, fixed_image_or_node, overlays=(), output_dir=".", view
     ``"sagittal"``, each written to ``<prefix><view>.png`` through ``center_ras`` (default: the first overlay's
     centroid, else the volume centre), snapped to the nearest voxel slice. ``montage``: ``<prefix>montage.png``,
     up to ``montage_slices`` axial slices evenly spread over the first overlay's superior-inferior extent (else
-    the middle 80 % of the volume). The background is windowed to ``window_level = (low, high)`` (default: the
-    1st..99th percentiles). Each PNG has a header band (:data:`HEADER_HEIGHT` pixels) with ``title`` and the
+    the middle 80 % of the volume). The background is windowed to ``window_level = (low, high)`` (default:
+    :func:`auto_window`, the 1st..99th percentiles of the voxels above the image's Otsu threshold). Each PNG has a header band (:data:`HEADER_HEIGHT` pixels) with ``title`` and the
     legend, then the view, ``size`` pixels along its longest side, square pixels (millimetres are millimetres
     in every direction). Temporary nodes are removed; inputs are not modified.
     """
@@ -712,10 +742,12 @@ def render_snapshots(ctx, fixed_image_or_node, overlays=(), output_dir=".", view
     before = set(_node_ids(ctx.scene))
     try:
         with TemporaryNodes(ctx) as tmp:
-            written += _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir, views, montage,
-                                   prefix, title, size, center_ras, montage_slices, window_level)
+            try:
+                written += _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir, views,
+                                       montage, prefix, title, size, center_ras, montage_slices, window_level)
+            finally:  # let go of the background before it is removed (no pipeline updates on removal)
+                renderer.composite_node.SetBackgroundVolumeID(None)
     finally:
-        renderer.composite_node.SetBackgroundVolumeID(None)
         # the slice layer logic adds a hidden display node per background volume: remove what we caused
         for node_id in set(_node_ids(ctx.scene)) - before:
             node = ctx.scene.GetNodeByID(node_id)
@@ -814,6 +846,6 @@ def _center_of(image) -> np.ndarray:
 __all__ = [
     "BadInputError", "FIXED_COLOR", "MOVING_COLOR", "HEADER_HEIGHT", "VIEWS", "SnapshotRenderer", "checkerboard_image",
     "checkerboard_node", "close_renderer", "difference_image", "difference_node", "get_renderer",
-    "orientation_letters", "percentile_range", "read_png", "render_before_after", "render_checkerboard",
+    "orientation_letters", "auto_window", "percentile_range", "read_png", "render_before_after", "render_checkerboard",
     "render_snapshots", "rendering_available", "side_by_side", "write_png",
 ]
