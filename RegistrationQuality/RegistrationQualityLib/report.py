@@ -102,6 +102,9 @@ def write_report(report: Mapping, output_dir, snapshot_files: Mapping | None = N
         raise BadInputError("--output", f"cannot create folder {parent}: {err.strerror or err}") from None
     sources = _snapshot_sources(snapshot_files)
     report = _jsonable(report)
+    if not isinstance(report.get("tool"), dict):
+        report["tool"] = {}
+    report["tool"].setdefault("name", TOOL_NAME)  # marks the folder as a report that a re-run may replace
     warnings = list(report.get("warnings") or [])
     snapshots = []
     for entry in report.get("snapshots") or []:
