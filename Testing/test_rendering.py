@@ -248,18 +248,43 @@ def test_orientation_and_aspect_with_an_asymmetric_phantom(rctx, tmp_path):
         assert abs(aw / ah - expected_aspect) < 0.05
 
 
-def test_segmentation_node_overlay_is_shown_through_its_parent_transform(rctx, tmp_path):
-    _gl()
+def _shift_transform(ctx, kind, dx_ras):
+    """A transform node moving its children by ``dx_ras`` mm along RAS x: linear, or a uniform grid (non-linear)."""
+    import slicer
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
+    if kind == "linear":
+        node = ctx.add_node("vtkMRMLLinearTransformNode", "shift")
+        m = vtkMatrix4x4()
+        m.SetElement(0, 3, dx_ras)
+        node.SetMatrixTransformToParent(m)
+        return node
+    node = ctx.add_node("vtkMRMLGridTransformNode", "grid shift")
+    grid = vtkImageData()
+    grid.SetDimensions(10, 10, 10)
+    grid.SetOrigin(-100.0, -100.0, -100.0)
+    grid.SetSpacing(25.0, 25.0, 25.0)
+    disp = np.zeros((1000, 3))
+    disp[:, 0] = dx_ras
+    grid.GetPointData().SetScalars(numpy_to_vtk(disp, deep=1))
+    field = slicer.vtkOrientedGridTransform()
+    field.SetDisplacementGridData(grid)
+    field.SetInterpolationModeToLinear()
+    node.SetAndObserveTransformToParent(field)
+    assert not node.IsTransformToWorldLinear()
+    return node
+
+
+@pytest.mark.parametrize("kind", ["linear", "grid"])
+def test_segmentation_node_overlay_is_shown_through_its_parent_transform(rctx, tmp_path, kind):
+    _gl()
     img, lps = phantom(size=(64, 48, 20))
     mask = ball(img, lps, (30.0, 24.0, 10.0), 8.0)
     seg_fixed = io.labelmap_image_to_segmentation(rctx, mask, "fixed seg")
     seg_moved = io.labelmap_image_to_segmentation(rctx, mask, "moved seg")
-    transform = rctx.add_node("vtkMRMLLinearTransformNode", "shift")
-    m = vtkMatrix4x4()
-    m.SetElement(0, 3, -6.0)  # RAS x -6 mm = 6 mm towards patient left (ToParent)
-    transform.SetMatrixTransformToParent(m)
+    transform = _shift_transform(rctx, kind, -6.0)  # RAS x -6 mm = 6 mm towards patient left (ToParent)
     seg_moved.SetAndObserveTransformNodeID(transform.GetID())
     before_nodes = rctx.scene.GetNumberOfNodes()
     colour_before = seg_moved.GetSegmentation().GetNthSegment(0).GetColor()
