@@ -530,6 +530,18 @@ def test_find_elastix_result(case):
     assert prov["stages"][2]["transform"] == "BSplineTransform"
 
 
+def test_load_elastix_folder(ctx, case, tmp_path):
+    node, res = ex.load_elastix_folder(ctx, case["out"], name="registration")
+    assert node.GetName() == "registration" and Path(res.transform_parameters).name == "TransformParameters.2.txt"
+    inside = ~ex.points_outside_domain(node, case["points"] * RAS)
+    mapped = ex.map_points_fixed_to_moving(node, case["points"] * RAS) * RAS
+    assert np.linalg.norm(mapped - case["reference"][2], axis=1)[inside].max() < TOL_MM
+    # a folder with result images only (e.g. transformix output) has no transform to load
+    shutil.copy(case["out"] / "result.0.mha", tmp_path / "result.mha")
+    with pytest.raises(BadInputError, match="no TransformParameters"):
+        ex.load_elastix_folder(ctx, tmp_path)
+
+
 def test_find_elastix_result_bad_folders(tmp_path):
     with pytest.raises(BadInputError, match="not found"):
         ex.find_elastix_result(tmp_path / "nothing")

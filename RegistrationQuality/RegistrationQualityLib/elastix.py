@@ -1023,6 +1023,19 @@ def find_elastix_result(folder, moving_image=None) -> ElastixResult:
     return res
 
 
+def load_elastix_folder(ctx, folder, moving_image=None, name: str | None = None):
+    """``(transform node, ElastixResult)`` for an elastix output folder (the CLI's ``--elastix-dir``).
+
+    The node comes from the final TransformParameters file (see :func:`load_transform_parameters`);
+    ``moving_image`` serves both the pixel-type warning and ``UseDirectionCosines "false"`` files.
+    """
+    result = find_elastix_result(folder, moving_image=moving_image)
+    if result.transform_parameters is None:
+        raise BadInputError(os.fspath(folder), "no TransformParameters.N.txt in the elastix output folder")
+    node = load_transform_parameters(ctx, result.transform_parameters, name=name, moving_image=moving_image)
+    return node, result
+
+
 def _parse_elastix_log(text: str, res: ElastixResult, runs: dict) -> None:
     m = re.search(r"ELASTIX version:\s*(\S+)", text)
     res.elastix_version = m.group(1) if m else None
