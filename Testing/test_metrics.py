@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from RegistrationQualityLib import metrics
 from RegistrationQualityLib.errors import BadInputError
@@ -102,6 +104,25 @@ def test_random_shapes_match_brute_force(grid, seed):
         assert r["volume_difference_cc"] == pytest.approx((mb.sum() - ma.sum()) * voxel_cc)
         assert r["false_positive_cc"] == pytest.approx((mb & ~ma).sum() * voxel_cc)
         assert r["false_negative_cc"] == pytest.approx((ma & ~mb).sum() * voxel_cc)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), spacing=st.tuples(*[st.floats(0.3, 3.0)] * 3),
+       percentile=st.floats(0.0, 100.0), shape=st.tuples(*[st.integers(1, 7)] * 3))
+def test_property_any_shape_spacing_percentile_matches_brute_force(seed, spacing, percentile, shape):
+    rng = np.random.default_rng(seed)
+    a = rng.random(shape) < 0.4
+    b = rng.random(shape) < 0.4
+    img_a = make_image(a.astype(np.uint8), spacing, direction=FLIPPED)
+    img_b = make_image(b.astype(np.uint8), spacing, direction=FLIPPED)
+    results = metrics.compare_labelmaps(img_a, img_b, percentile=percentile, labels=[1])
+    (r,) = results
+    if a.any() and b.any():
+        assert r["status"] == "ok"
+        assert_close(r, brute_force(img_a, a, img_b, b, percentile), atol=1e-4)
+    else:
+        assert r["hausdorff_mm"] is None and r["status"] != "ok"
+        assert r["dice"] == (None if not (a.any() or b.any()) else 0.0)
 
 
 def test_percentile_is_linear_interpolation_of_directed_sets():
@@ -677,3 +698,16 @@ def test_mrml_closed_surface_segmentation_is_converted_on_a_copy(ctx):
     assert not segmentation.ContainsRepresentation("Binary labelmap")
     assert r["status"] == "ok" and r["dice"] > 0.9
     assert r["compared_volume_cc"] == pytest.approx(1.0, rel=0.2)  # 10 mm cube
+
+
+def test_cli_seg_nrrd_pair_matched_by_name(ctx, tmp_path):
+    _s1, p1, _img = _segmentation_file(ctx, tmp_path, "one")
+    _s2, p2, _img = _segmentation_file(ctx, tmp_path, "two", overlapping=False)
+    proc = run_cli("compare", p1, p2, "--percentile", "50")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["matched_by"] == "name" and doc["percentile"] == 50.0
+    by_name = {s["name"]: s for s in doc["segments"]}
+    assert by_name["liver"]["dice"] == 1.0 and by_name["kidney"]["hausdorff_percentile_mm"] == 0.0
+    assert by_name["tumour"]["compared_volume_cc"] == 0.0 and by_name["tumour"]["dice"] == 0.0
+    assert "not in" in by_name["tumour"]["status"]
