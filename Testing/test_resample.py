@@ -52,3 +52,24 @@ def test_bspline_transform_matches_simpleitk_inside_domain(ctx, tmp_path):
     inside = np.linalg.norm(sitk.GetArrayFromImage(field), axis=-1) > 0
     assert inside.mean() > 0.5
     np.testing.assert_allclose(ours[inside], ref[inside], atol=0.05)
+
+
+def test_sampled_transform_equals_the_original_at_reference_voxels(ctx, tmp_path):
+    from RegistrationQualityLib.deformation import displacement_field
+    from RegistrationQualityLib.resample import sampled_transform_node
+
+    moving = smooth_image(OBLIQUE)
+    reference = make_image(np.zeros((10, 12, 14), np.float32), spacing=(1.5, 1.5, 2.0), origin=(-6, -7, -8),
+                           direction=OBLIQUE.T)
+    domain = make_image(np.zeros((20, 24, 28), np.float32), spacing=(1.2, 1.0, 2.0), origin=(-14, -16, -26))
+    bs = sitk.BSplineTransformInitializer(domain, [4, 4, 4], 3)
+    rng = np.random.default_rng(5)
+    bs.SetParameters(tuple(rng.normal(0, 1.5, len(bs.GetParameters())).tolist()))
+    sitk.WriteTransform(bs, str(tmp_path / "bs.h5"))
+    node = io.load_transform(ctx, tmp_path / "bs.h5")
+    sampled = sampled_transform_node(ctx, node, reference)
+    np.testing.assert_allclose(displacement_field(ctx, sampled, reference), displacement_field(ctx, node, reference),
+                               atol=1e-4)
+    a = sitk.GetArrayFromImage(resample_image(ctx, moving, reference, sampled))
+    b = sitk.GetArrayFromImage(resample_image(ctx, moving, reference, node))
+    np.testing.assert_allclose(a, b, atol=1e-3)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -303,14 +303,22 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                                     f"image's {list(fixed.GetSize())}; it must be on the fixed grid")
 
         step("align")
-        from .resample import resample_image
+        from .resample import resample_image, sampled_transform_node
 
+        # A non-linear registration is evaluated once, at the fixed voxel centres, and that exact sampling is
+        # reused for every resampling onto the fixed grid and for the Jacobian; landmarks use T itself.
+        displacement, on_grid = None, transform_node
+        if transform_node is not None and not transform_node.IsTransformToWorldLinear():
+            from .deformation import displacement_field
+
+            displacement = displacement_field(ctx, transform_node, fixed)
+            on_grid = tmp.add(sampled_transform_node(ctx, transform_node, fixed, displacement))
         moving_before = resample_image(ctx, moving, fixed, None, "linear")
         if registered is None:
-            registered = resample_image(ctx, moving, fixed, transform_node, "linear")
+            registered = resample_image(ctx, moving, fixed, on_grid, "linear")
 
         step("segments")
-        segments, seg_masks = _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings)
+        segments, seg_masks = _segments(ctx, inputs, options, fixed, moving, registered, on_grid, warnings)
 
         landmarks = None
         if inputs.fixed_landmarks is not None:
@@ -321,10 +329,10 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         if transform_node is not None:
             step("deformation")
             deformation = _deformation(ctx, transform_node, fixed, seg_masks.get("fixed_union"), options, warnings,
-                                       nodes if options.scene_outputs else None)
+                                       nodes if options.scene_outputs else None, displacement)
 
         step("similarity")
-        similarity = _similarity(ctx, fixed, moving, moving_before, registered, transform_node)
+        similarity = _similarity(ctx, fixed, moving, moving_before, registered, on_grid)
 
         report = {
             "tool": software_versions(),
@@ -493,13 +501,13 @@ def _landmarks(inputs, transform_node):
                        load(inputs.moving_landmarks, "--moving-landmarks"), transform_node)
 
 
-def _deformation(ctx, transform_node, fixed, mask, options, warnings, nodes=None) -> dict:
+def _deformation(ctx, transform_node, fixed, mask, options, warnings, nodes=None, displacement=None) -> dict:
     """Jacobian and displacement statistics on the fixed grid inside ``mask`` (whole image when None)."""
     from . import deformation as d
 
     grid = d.reference_grid(fixed)
     m = d.mask_array(mask, fixed) if mask is not None else None
-    u = d.displacement_field(ctx, transform_node, grid)
+    u = d.displacement_field(ctx, transform_node, grid) if displacement is None else displacement
     jac = d.jacobian_determinant(u, grid)
     values = jac if m is None else jac[m]
     values = values[np.isfinite(values)]
@@ -516,12 +524,16 @@ def _deformation(ctx, transform_node, fixed, mask, options, warnings, nodes=None
 
 
 def _histogram(values: np.ndarray, bins: int) -> dict:
-    """Histogram of Jacobian values over a range that always shows 0 and 1 (robust to outliers)."""
+    """Histogram of Jacobian values. Range: the 0.5th..99.5th percentiles widened to show [0.5, 1.5], and down
+    to the most negative value (at most -2) when anything folds; values outside are counted, not binned."""
     if values.size == 0:
-        return {"edges": [], "counts": []}
-    lo, hi = np.percentile(values, [0.5, 99.5])
-    lo, hi = min(float(lo), 0.0 if values.min() <= 0 else float(lo), 0.5), max(float(hi), 1.5)
-    counts, edges = np.histogram(np.clip(values, lo, hi), bins=bins, range=(lo, hi))
+        return {"edges": [], "counts": [], "clipped_below": 0, "clipped_above": 0}
+    p_lo, p_hi = np.percentile(values, [0.5, 99.5])
+    lo, hi = min(float(p_lo), 0.5), max(float(p_hi), 1.5)
+    vmin = float(values.min())
+    if vmin <= 0:
+        lo = min(lo, max(vmin, -2.0), -0.05)
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
     return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
             "clipped_below": int(np.count_nonzero(values < lo)), "clipped_above": int(np.count_nonzero(values > hi))}
 
@@ -776,33 +788,42 @@ def run_evaluate_cli(args, messages) -> int:
 def sample_case_folder(explicit=None) -> Path:
     """The bundled sample case: ``explicit``, else ``Resources/SampleCase`` of the source tree."""
     if explicit:
-        return Path(explicit)
+        folder = Path(explicit)
+        if not (folder / "case.json").is_file():
+            raise BadInputError("--case", f"{os.fspath(folder)} holds no case.json (not a sample case folder)")
+        return folder
     here = Path(__file__).resolve()
     for parent in here.parents:
         candidate = parent / "Resources" / "SampleCase"
-        if (candidate / "fixed.nrrd").exists() or (candidate / "case.json").exists():
+        if (candidate / "case.json").is_file():
             return candidate
     raise BadInputError("--case", "the sample case folder was not found (give --case DIR)")
 
 
+# The limits the README's demo uses: the good registration passes them, the imperfect one does not.
+DEMO_LIMITS = {"min_dice": 0.8, "max_hausdorff": 5.0, "max_tre": 2.0, "max_folding": 0.1}
+
+
 def demo_cases(case_dir: Path) -> list:
-    """(name, EvaluationInputs, EvaluationOptions) for the sample case's registrations (from case.json)."""
+    """(name, EvaluationInputs, EvaluationOptions) for each registration of the sample case (case.json)."""
     import json
 
-    manifest = case_dir / "case.json"
-    if not manifest.exists():
-        raise BadInputError(os.fspath(manifest), "sample case description not found")
-    spec = json.loads(manifest.read_text())
+    spec = json.loads((case_dir / "case.json").read_text(encoding="utf-8"))
+
+    def path(key):
+        return os.fspath(case_dir / spec[key]) if spec.get(key) else None
+
     cases = []
-    known = {f.name for f in fields(EvaluationInputs)}
-    for run in spec["runs"]:
-        values = {k: v for k, v in run["inputs"].items() if k in known}
-        for k, v in list(values.items()):
-            if isinstance(v, str) and k != "case_id":
-                values[k] = os.fspath(case_dir / v)
-        inputs = EvaluationInputs(**values)
-        options = EvaluationOptions(**run.get("options", {}))
-        cases.append((run["name"], inputs, options))
+    for name, reg in spec.get("registrations", {}).items():
+        inputs = EvaluationInputs(
+            fixed=path("fixed"), moving=path("moving"), elastix_dir=os.fspath(case_dir / reg["elastix_dir"]),
+            fixed_segmentation=path("fixed_labels"), moving_segmentation=path("moving_labels"),
+            fixed_landmarks=path("fixed_landmarks"), moving_landmarks=path("moving_landmarks"),
+            case_id=f"sample-{name}",
+        )
+        cases.append((name, inputs, EvaluationOptions(**DEMO_LIMITS)))
+    if not cases:
+        raise BadInputError(os.fspath(case_dir / "case.json"), "lists no registrations")
     return cases
 
 

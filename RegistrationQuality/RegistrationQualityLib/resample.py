@@ -109,3 +109,46 @@ def _resample_nonlinear(moving_image, reference_image, transform_node, linear: b
     if result.GetPixelID() != moving_image.GetPixelID():
         result = sitk.Cast(result, moving_image.GetPixelID())
     return result
+
+
+SAMPLED_ATTRIBUTE = "RegistrationQuality.SampledFrom"
+
+
+def sampled_transform_node(ctx, transform_node, reference_image, displacement=None, name: str | None = None):
+    """A grid transform node holding ``transform_node``'s resampling transform sampled at the reference voxels.
+
+    At every reference voxel centre x the new node's FromParent gives exactly T(x) (float32 displacements), so
+    resampling onto the reference grid through it equals resampling through T, while T itself (a B-spline
+    chain, a composite) is evaluated only once: evaluate() samples the registration once and reuses it for
+    images, labels, domain masks and the Jacobian. ``displacement``: (k, j, i, 3) LPS field u = T(x) - x when
+    already computed. The caller owns (and removes) the node.
+    """
+    import slicer
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    from .deformation import displacement_field
+
+    if displacement is None:
+        displacement = displacement_field(ctx, transform_node, reference_image)
+    ras = np.ascontiguousarray(displacement, dtype=np.float32).reshape(-1, 3) * np.float32([-1.0, -1.0, 1.0])
+    ijk_to_ras = image_ijk_to_ras(reference_image)
+    spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
+    data = vtkImageData()
+    data.SetDimensions(*reference_image.GetSize())
+    data.SetSpacing(*spacing)
+    data.SetOrigin(*ijk_to_ras[:3, 3])
+    data.GetPointData().SetScalars(numpy_to_vtk(ras, deep=1))
+    direction = vtkMatrix4x4()
+    for r in range(3):
+        for c in range(3):
+            direction.SetElement(r, c, float(ijk_to_ras[r, c] / spacing[c]))
+    grid = slicer.vtkOrientedGridTransform()
+    grid.SetDisplacementGridData(data)
+    grid.SetGridDirectionMatrix(direction)
+    grid.SetInterpolationModeToLinear()
+    node = ctx.add_node("vtkMRMLGridTransformNode", name or f"{transform_node.GetName()} (sampled)")
+    node.SetAndObserveTransformFromParent(grid)
+    node.SetAttribute(SAMPLED_ATTRIBUTE, transform_node.GetID() or "")
+    return node
