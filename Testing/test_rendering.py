@@ -341,5 +341,10 @@ def test_renderer_is_reused_and_cheap_after_the_first_snapshot(rctx, tmp_path):
     rendering.render_snapshots(rctx, img, [(mask, FIXED_COLOR, "m")], tmp_path, views=("axial",), montage=False,
                                size=64)
     assert rendering.get_renderer(rctx) is first
+    assert first.last_absent == set()
+    far = ball(img, lps, (16.0, 16.0, 0.0), 1.0)  # a single slice away from the plane through the first centroid
+    rendering.render_snapshots(rctx, img, [(mask, FIXED_COLOR, "m"), (far, MOVING_COLOR, "far")], tmp_path,
+                               views=("axial",), montage=False, size=64)
+    assert first.last_absent == {"far"}  # the legend says "far (not in this slice)"
     with pytest.raises(BadInputError, match="unknown view 'oblique'"):
         rendering.render_snapshots(rctx, img, [], tmp_path, views=("oblique",))

@@ -463,6 +463,7 @@ class SnapshotRenderer:
         self.slice_node.SetHideFromEditors(True)
         self.composite_node = sl.GetSliceCompositeNode()
         self.composite_node.SetHideFromEditors(True)
+        self.last_absent: set = set()  # labels of the overlays the last view did not cross
         # the slice node, its composite node and the slice model the logic makes for 3D views: removed by close()
         self.own_node_ids = [i for i in _node_ids(ctx.scene) if i not in before]
 
@@ -534,10 +535,16 @@ class SnapshotRenderer:
         center = self.place(background_node, view, point_ras, width, height, snap)
         rgb = self._pixels(width, height)
         xy_to_ras = _matrix_to_numpy(self.slice_node.GetXYToRAS())
+        absent = set()
         for i, overlay in enumerate(overlays):
             ring = outline_pixels(overlay.reslice(xy_to_ras, width, height),
                                   OUTLINE_THICKNESS + 2 if i == 0 else OUTLINE_THICKNESS)
             rgb[ring] = overlay.rgb
+            if not ring.any():
+                absent.add(overlay.label)
+        self.last_absent = absent
+        # say so when an overlay does not cross this slice (an empty view is not "perfect overlap")
+        legend = [(text + " (not in this slice)" if text in absent else text, color) for text, color in legend]
         if letters:
             edge = orientation_letters(_matrix_to_numpy(self.slice_node.GetSliceToRAS()))
             draw_text(rgb, edge["left"], 5, height / 2, 15, valign="center")
@@ -790,9 +797,12 @@ def _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir,
             if not any(np.allclose(p, q, atol=1e-3) for q in points):
                 points.append(p)
         columns = int(math.ceil(math.sqrt(len(points))))
-        tiles = [renderer.render_slice(background, "axial", p, w, h, items, letters=i == 0)
-                 for i, p in enumerate(points)]
+        tiles, absent = [], {item.label for item in items}
+        for i, p in enumerate(points):
+            tiles.append(renderer.render_slice(background, "axial", p, w, h, items, letters=i == 0))
+            absent &= renderer.last_absent
         grid = tile(tiles, columns)
+        legend = [(text + " (not in these slices)" if text in absent else text, color) for text, color in legend]
         header = render_header(grid.shape[1], _join(title, f"axial montage ({len(points)} slices)"), legend)
         written.append(write_png(np.concatenate([_pad_to(header, HEADER_HEIGHT, grid.shape[1]), grid], axis=0),
                                  out_dir / f"{prefix}montage.png"))
