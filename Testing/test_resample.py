@@ -73,3 +73,45 @@ def test_sampled_transform_equals_the_original_at_reference_voxels(ctx, tmp_path
     a = sitk.GetArrayFromImage(resample_image(ctx, moving, reference, sampled))
     b = sitk.GetArrayFromImage(resample_image(ctx, moving, reference, node))
     np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def write_elastix_chain(folder, grid_direction):
+    """TransformParameters.0.txt (Euler, rotated) and .1.txt (B-spline with an oblique grid, initial = .0)."""
+    rng = np.random.default_rng(11)
+    (folder / "TransformParameters.0.txt").write_text(
+        '(Transform "EulerTransform")\n(NumberOfParameters 6)\n(TransformParameters 0.1 -0.2 0.15 3 -2 1.5)\n'
+        '(InitialTransformParametersFileName "NoInitialTransform")\n(HowToCombineTransforms "Compose")\n'
+        "(CenterOfRotationPoint 5 -3 2)\n(FixedImageDimension 3)\n(MovingImageDimension 3)\n")
+    grid = (7, 6, 5)
+    coef = rng.normal(0, 2.0, 3 * int(np.prod(grid)))
+    (folder / "TransformParameters.1.txt").write_text(
+        '(Transform "BSplineTransform")\n'
+        f"(NumberOfParameters {coef.size})\n(TransformParameters {' '.join(f'{v:.6f}' for v in coef)})\n"
+        '(InitialTransformParametersFileName "TransformParameters.0.txt")\n(HowToCombineTransforms "Compose")\n'
+        f"(GridSize {' '.join(map(str, grid))})\n(GridIndex 0 0 0)\n(GridSpacing 9 11 13)\n(GridOrigin -30 -32 -28)\n"
+        f"(GridDirection {' '.join(f'{v:.12f}' for v in np.asarray(grid_direction).T.ravel())})\n"
+        '(BSplineTransformSplineOrder 3)\n(FixedImageDimension 3)\n(MovingImageDimension 3)\n')
+    return folder / "TransformParameters.1.txt"
+
+
+def test_elastix_chain_sampled_exactly_on_an_oblique_grid(ctx, tmp_path):
+    from RegistrationQualityLib.elastix import BSplineComponent, _merge_linear, read_transform_chain
+    from RegistrationQualityLib.resample import elastix_displacement_field
+
+    path = write_elastix_chain(tmp_path, OBLIQUE)
+    node = io.load_transform(ctx, path)
+    reference = make_image(np.zeros((9, 11, 13), np.float32), spacing=(3.1, 2.7, 4.3), origin=(-22, -25, -18),
+                           direction=OBLIQUE.T)
+    u = elastix_displacement_field(node, reference)
+    pts = np.array([reference.TransformIndexToPhysicalPoint((i, j, k)) for k in range(9) for j in range(11)
+                    for i in range(13)])
+    y = pts.copy()
+    inside = None
+    for part in _merge_linear(read_transform_chain(path)):  # elastix's own evaluation, point by point
+        if isinstance(part, BSplineComponent):
+            inside = part.inside(y)
+            y = part.transform_points(y)
+        else:
+            y = y @ part.matrix[:3, :3].T + part.matrix[:3, 3]
+    assert 0.1 < inside.mean() < 0.95  # both the deformed region and elastix's identity outside are exercised
+    np.testing.assert_allclose(u.reshape(-1, 3), y - pts, atol=1e-4)

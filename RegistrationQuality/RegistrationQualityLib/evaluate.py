@@ -310,8 +310,11 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         displacement, on_grid = None, transform_node
         if transform_node is not None and not transform_node.IsTransformToWorldLinear():
             from .deformation import displacement_field
+            from .resample import elastix_displacement_field
 
-            displacement = displacement_field(ctx, transform_node, fixed)
+            displacement = elastix_displacement_field(transform_node, fixed)
+            if displacement is None:
+                displacement = displacement_field(ctx, transform_node, fixed)
             on_grid = tmp.add(sampled_transform_node(ctx, transform_node, fixed, displacement))
         moving_before = resample_image(ctx, moving, fixed, None, "linear")
         if registered is None:

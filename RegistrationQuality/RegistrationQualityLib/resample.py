@@ -152,3 +152,110 @@ def sampled_transform_node(ctx, transform_node, reference_image, displacement=No
     node.SetAndObserveTransformFromParent(grid)
     node.SetAttribute(SAMPLED_ATTRIBUTE, transform_node.GetID() or "")
     return node
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fast exact sampling of elastix chains on a grid
+# ---------------------------------------------------------------------------------------------------
+def _reslice_bspline(coefficients: np.ndarray, index_map: np.ndarray, size) -> np.ndarray:
+    """Evaluate a cubic B-spline (coefficients (3, nz, ny, nx)) at ``index_map @ (i, j, k, 1)`` for every voxel
+    of a grid of ``size`` (i, j, k); returns (k, j, i, 3) float32. VTK's B-spline interpolator evaluates the
+    tensor-product spline exactly (the input *is* the coefficient image) and vtkImageReslice walks the output
+    rows incrementally on all cores."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    from vtkmodules.vtkImagingCore import vtkImageBSplineInterpolator, vtkImageReslice
+
+    nz, ny, nx = coefficients.shape[1:]
+    coef = vtkImageData()
+    coef.SetDimensions(nx, ny, nz)
+    values = np.ascontiguousarray(np.moveaxis(coefficients, 0, -1), dtype=np.float64).reshape(-1, 3)
+    coef.GetPointData().SetScalars(numpy_to_vtk(values, deep=1))
+    interpolator = vtkImageBSplineInterpolator()
+    interpolator.SetSplineDegree(3)
+    interpolator.SetBorderModeToClamp()
+    reslice = vtkImageReslice()
+    reslice.SetInputData(coef)
+    reslice.SetInterpolator(interpolator)
+    reslice.SetResliceAxes(_matrix_to_vtk4(index_map))
+    reslice.SetOutputOrigin(0.0, 0.0, 0.0)
+    reslice.SetOutputSpacing(1.0, 1.0, 1.0)
+    reslice.SetOutputExtent(0, size[0] - 1, 0, size[1] - 1, 0, size[2] - 1)
+    reslice.SetOutputScalarType(10)  # VTK_FLOAT
+    reslice.Update()
+    out = reslice.GetOutput()
+    return vtk_to_numpy(out.GetPointData().GetScalars()).reshape(size[2], size[1], size[0], 3).copy()
+
+
+def _matrix_to_vtk4(m):
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    vm = vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            vm.SetElement(r, c, float(m[r, c]))
+    return vm
+
+
+def elastix_displacement_field(transform_node, reference_image):
+    """u(x) = T(x) - x (LPS, (k, j, i, 3) float32) of an elastix-file node at the reference voxel centres, or
+    None when the node is not an elastix chain of the form linear* -> one B-spline -> linear*.
+
+    Exact: equals elastix's evaluation (identity outside the B-spline's valid region 1 <= index < n-2, as
+    transformix does) up to float32 rounding, computed in one multithreaded pass (see :func:`_reslice_bspline`).
+    """
+    from pathlib import Path
+
+    from .elastix import NODE_SOURCE_ATTRIBUTE, BSplineComponent, LinearComponent, _merge_linear, read_transform_chain
+
+    if transform_node is None or transform_node.GetParentTransformNode() is not None:
+        return None
+    path = transform_node.GetAttribute(NODE_SOURCE_ATTRIBUTE)
+    if not path or not Path(path).is_file():
+        return None
+    parts = _merge_linear(read_transform_chain(path))
+    splines = [i for i, p in enumerate(parts) if isinstance(p, BSplineComponent)]
+    if len(splines) != 1 or not all(isinstance(p, (LinearComponent, BSplineComponent)) for p in parts):
+        return None
+    b = parts[splines[0]]
+    pre, post = np.eye(4), np.eye(4)
+    for p in parts[: splines[0]]:
+        pre = p.matrix @ pre
+    for p in parts[splines[0] + 1:]:
+        post = p.matrix @ post
+    size = reference_image.GetSize()
+    ijk_to_lps = np.eye(4)
+    d = np.array(reference_image.GetDirection()).reshape(3, 3)
+    ijk_to_lps[:3, :3] = d @ np.diag(reference_image.GetSpacing())
+    ijk_to_lps[:3, 3] = reference_image.GetOrigin()
+    grid_to_lps = np.eye(4)
+    grid_to_lps[:3, :3] = b.direction @ np.diag(b.spacing)
+    grid_to_lps[:3, 3] = b.origin
+    ijk_to_pre = pre @ ijk_to_lps  # y = A_pre x
+    index_map = np.linalg.inv(grid_to_lps) @ ijk_to_pre  # continuous B-spline index of y
+    u_b = _reslice_bspline(b.coefficients, index_map, size)  # (k, j, i, 3), float32
+    # T(x) - x = (P_post P_pre - I) x + p + P_post (inside(y) * u_B(y)): the affine part and the B-spline index
+    # are affine in (i, j, k): build one slice plane and step it along k
+    affine = post @ pre @ ijk_to_lps - ijk_to_lps
+    ni, nj, nk = size
+    ii = np.arange(ni, dtype=np.float64)[None, :, None]
+    jj = np.arange(nj, dtype=np.float64)[:, None, None]
+
+    def plane(m, dtype):
+        return (m[:3, 3] + jj * m[:3, 1] + ii * m[:3, 0]).astype(dtype), m[:3, 2].astype(dtype)
+
+    lin0, lin_k = plane(affine, np.float32)
+    g0, g_k = plane(index_map, np.float64)  # the valid-region test in double, as elastix
+    lo, hi = 1.0, b.size.astype(np.float64) - 2.0
+    rotate = not np.allclose(post[:3, :3], np.eye(3))
+    out = u_b
+    for k in range(nk):
+        g = g0 + k * g_k
+        outside = ~np.all((g >= lo) & (g < hi), axis=-1)
+        slab = out[k]
+        slab[outside] = 0.0
+        if rotate:
+            slab[...] = slab @ post[:3, :3].T.astype(np.float32)
+        slab += lin0
+        slab += np.float32(k) * lin_k
+    return out
