@@ -711,3 +711,41 @@ def test_cli_seg_nrrd_pair_matched_by_name(ctx, tmp_path):
     assert by_name["liver"]["dice"] == 1.0 and by_name["kidney"]["hausdorff_percentile_mm"] == 0.0
     assert by_name["tumour"]["compared_volume_cc"] == 0.0 and by_name["tumour"]["dice"] == 0.0
     assert "not in" in by_name["tumour"]["status"]
+
+
+def test_mrml_rotated_parent_transform_equals_slicer_hardening(ctx):
+    """A rigid rotation + translation on the compared node gives the same numbers as Slicer's own hardening of
+    that transform (slicer.vtkSlicerTransformLogic.hardenTransform) on an identical copy."""
+    import slicer
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    from RegistrationQualityLib import io
+
+    from conftest import rotation_matrix
+
+    a, b = _two_boxes((1, 1, 0))
+    sp = (0.9, 1.0, 1.6)
+    img_a, img_b = make_image(a, sp, (1, 2, 3), OBLIQUE), make_image(b, sp, (1, 2, 3), OBLIQUE)
+    ref = io.labelmap_image_to_segmentation(ctx, img_a, "ref")
+    moved = io.labelmap_image_to_segmentation(ctx, img_b, "moved")
+    hardened = io.labelmap_image_to_segmentation(ctx, img_b, "hardened")
+    t = ctx.add_node("vtkMRMLLinearTransformNode", "rigid")
+    m = vtkMatrix4x4()
+    rot = rotation_matrix((0.3, -0.5, 1.0), 7.0)
+    for r in range(3):
+        for c in range(3):
+            m.SetElement(r, c, float(rot[r, c]))
+        m.SetElement(r, 3, float([0.6, -1.2, 0.4][r]))
+    t.SetMatrixTransformToParent(m)
+    moved.SetAndObserveTransformNodeID(t.GetID())
+    hardened.SetAndObserveTransformNodeID(t.GetID())
+    slicer.vtkSlicerTransformLogic.hardenTransform(hardened)
+    assert hardened.GetParentTransformNode() is None
+    with_transform, _t1 = metrics.compare_segments(ctx, ref, moved)
+    after_hardening, _t2 = metrics.compare_segments(ctx, ref, hardened)
+    assert len(with_transform) == len(after_hardening) == 2
+    for x, y in zip(with_transform, after_hardening):
+        for key in ("dice", "hausdorff_mm", "hausdorff_percentile_mm", "mean_surface_distance_mm",
+                    "reference_volume_cc", "compared_volume_cc"):
+            assert x[key] == pytest.approx(y[key], abs=1e-6), key
+    assert 0.3 < with_transform[0]["dice"] < 1.0
