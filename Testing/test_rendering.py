@@ -186,9 +186,13 @@ def test_known_shift_shows_both_outlines_apart_by_the_right_pixels(rctx, tmp_pat
     paths = rendering.render_snapshots(rctx, img, [(fixed, FIXED_COLOR, "fixed"), (moving, MOVING_COLOR, "moving")],
                                        tmp_path, views=("axial", "coronal"), montage=False, size=size)
     assert [p.rsplit("/", 1)[-1] for p in paths] == ["axial.png", "coronal.png"]
-    px_per_mm = size / 64.0  # longest extent 64 mm across 256 pixels
+    extents = {"axial.png": (64.0, 48.0), "coronal.png": (64.0, 20.0)}  # mm across, mm up
     for path in paths:
         rgb = rendering.read_png(path)
+        # the view fits the whole volume, letterboxed: millimetres per pixel set by the tighter direction
+        ext_w, ext_h = extents[path.rsplit("/", 1)[-1]]
+        px_per_mm = min(rgb.shape[1] / ext_w, (rgb.shape[0] - H0) / ext_h)
+        assert px_per_mm == pytest.approx(4.0 if ext_h == 48 else 4.8)  # 256 / 64; coronal: 96 px (min) / 20 mm
         fr, fc = colour_pixels(rgb, FIXED_COLOR)
         mr, mc = colour_pixels(rgb, MOVING_COLOR)
         assert fr.size > 100 and mr.size > 100, path

@@ -38,6 +38,7 @@ _AXIS_LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))  # (negative, positive) RAS
 
 HEADER_HEIGHT = 44  # pixels of the title/legend band on top of each snapshot
 MIN_WIDTH = 360  # narrower views are letterboxed so the header stays legible
+MIN_HEIGHT = 96  # flatter views (a thin slab seen from the side) are letterboxed too
 DEFAULT_SIZE = 512  # pixels along the longest side of a view
 BACKGROUND_PERCENTILES = (1.0, 99.0)
 
@@ -544,7 +545,7 @@ class SnapshotRenderer:
                 absent.add(overlay.label)
         self.last_absent = absent
         # say so when an overlay does not cross this slice (an empty view is not "perfect overlap")
-        legend = [(text + " (not in this slice)" if text in absent else text, color) for text, color in legend]
+        legend = _mark_absent(legend, absent, overlays, "not in this slice")
         if letters:
             edge = orientation_letters(_matrix_to_numpy(self.slice_node.GetSliceToRAS()))
             draw_text(rgb, edge["left"], 5, height / 2, 15, valign="center")
@@ -557,6 +558,12 @@ class SnapshotRenderer:
         if title or legend:
             rgb = np.concatenate([render_header(width, title, legend), rgb], axis=0)
         return rgb
+
+
+def _mark_absent(legend, absent: set, overlays, why: str) -> list:
+    empty = {o.label for o in overlays if o.centroid is None}
+    return [(f"{text} ({'empty' if text in empty else why})" if text in absent else text, color)
+            for text, color in legend]
 
 
 def render_header(width: int, title: str, legend=()) -> np.ndarray:
@@ -779,7 +786,7 @@ def _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir,
         center = volume_center
     for view in views:
         w, h = _view_size(bounds, view, int(size))
-        image = renderer.render_slice(background, view, center, max(w, MIN_WIDTH), h, items,
+        image = renderer.render_slice(background, view, center, max(w, MIN_WIDTH), max(h, MIN_HEIGHT), items,
                                       title=_join(title, view), legend=legend)
         written.append(write_png(image, out_dir / f"{prefix}{view}.png"))
     if montage and montage_slices > 0:
@@ -802,7 +809,7 @@ def _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir,
             tiles.append(renderer.render_slice(background, "axial", p, w, h, items, letters=i == 0))
             absent &= renderer.last_absent
         grid = tile(tiles, columns)
-        legend = [(text + " (not in these slices)" if text in absent else text, color) for text, color in legend]
+        legend = _mark_absent(legend, absent, items, "not in these slices")
         header = render_header(grid.shape[1], _join(title, f"axial montage ({len(points)} slices)"), legend)
         written.append(write_png(np.concatenate([_pad_to(header, HEADER_HEIGHT, grid.shape[1]), grid], axis=0),
                                  out_dir / f"{prefix}montage.png"))
