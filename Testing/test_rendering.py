@@ -323,6 +323,11 @@ def test_before_after_montage_and_checkerboard_files(rctx, tmp_path):
     px_per_mm = 160 / 48
     row = (fr.min() + fr.max()) // 2  # through the centre
     assert abs((fc[fr == row].min() - mc[mr == row].min()) - 4 * px_per_mm) <= 1.5
+    # outlines sit on the background's own pixels: the fixed ball is white (window: auto), air black; on the
+    # right edge (no moving outline there) the pixel just outside the blue ring is dark, just inside it bright
+    right = fc[fr == row].max()
+    grey = before[H0:].mean(axis=2)
+    assert grey[row, right + 2] < 60 and grey[row, right - 6] > 200
     # after: perfect overlap; the wider fixed outline still shows inside the moving one
     fr, fc = colour_pixels(after, FIXED_COLOR)
     mr, mc = colour_pixels(after, MOVING_COLOR)

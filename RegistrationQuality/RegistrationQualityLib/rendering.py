@@ -221,8 +221,8 @@ def percentile_range(image_or_array, percentiles=BACKGROUND_PERCENTILES) -> tupl
     lo, hi = (float(v) for v in np.percentile(values, percentiles))
     if hi <= lo:
         lo, hi = float(values.min()), float(values.max())
-    if hi <= lo:
-        hi = lo + 1.0
+    if hi <= lo:  # constant: mid-grey
+        lo, hi = lo - 0.5, lo + 0.5
     return lo, hi
 
 
@@ -231,7 +231,8 @@ def auto_window(image_or_array) -> tuple[float, float]:
 
     The 1st..99th percentiles of the *object's* voxels: the finite voxels above the Otsu threshold of the image
     (air around a body, the zero background of an MR volume are left out, so soft tissue keeps its contrast).
-    Falls back to the percentiles of all voxels when that object is under 1 % of the voxels.
+    Falls back to the percentiles of all voxels when that object is under 1 % of the voxels or uniform, and to
+    min..max when the percentiles coincide (a constant image is mid-grey).
     """
     from .segmentation import otsu_threshold
 
@@ -245,7 +246,7 @@ def auto_window(image_or_array) -> tuple[float, float]:
     t = otsu_threshold(sitk.GetImageFromArray(values.astype(np.float32).reshape(1, 1, -1)))
     if t is not None:
         above = values[values > t]
-        if above.size >= 0.01 * values.size:
+        if above.size >= 0.01 * values.size and above.min() < above.max():  # a uniform object: see it all
             return percentile_range(above)
     return percentile_range(values)
 
