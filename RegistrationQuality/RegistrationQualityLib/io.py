@@ -72,8 +72,11 @@ def check_file(path, what: str = "file") -> Path:
 # ---------------------------------------------------------------------------------------------------
 # Images (SimpleITK, LPS)
 # ---------------------------------------------------------------------------------------------------
-def _itk_reason(exc: Exception) -> str:
-    """A short reason from an ITK exception text (which spans many lines and names C++ files)."""
+def _itk_reason(exc: Exception, data: bool = False) -> str:
+    """A short reason from an ITK exception text (which spans many lines and names C++ files).
+
+    ``data``: the header was read fine and the voxel data failed (a NRRD reader error then concerns the data).
+    """
     text = str(exc)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
@@ -81,10 +84,11 @@ def _itk_reason(exc: Exception) -> str:
             return line.split(":", 1)[1].strip()
     teem = [line for line in lines if line.startswith("[nrrd]")]
     if teem:  # the NRRD reader's own diagnosis is the last line of its chain
-        return "corrupt NRRD header (" + teem[-1].split(":", 1)[-1].strip() + ")"
+        what = "truncated or corrupt NRRD voxel data" if data else "corrupt NRRD header"
+        return what + " (" + teem[-1].split(":", 1)[-1].strip() + ")"
     for line in text.splitlines():
         if "Could not create IO object" in line or "Unable to determine ImageIO" in line:
-            return "unknown image format"
+            return "not a readable image (unknown format or corrupt header)"
     return ""
 
 
@@ -169,16 +173,72 @@ def read_image(path, scalar: bool = True, check_finite: bool = False):
     reader = read_image_information(path)
     if scalar and isinstance(reader, sitk.ImageFileReader):
         check_scalar_3d(reader, _name(path))
+    if isinstance(reader, sitk.ImageFileReader):
+        check_nifti_data_size(path)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
-        reason = _itk_reason(exc) or "could not read the voxel data (truncated or corrupt file)"
+        reason = _itk_reason(exc, data=True) or "could not read the voxel data (truncated or corrupt file)"
         raise BadInputError(_name(path), reason) from None
     if scalar:
         check_scalar_3d(image, _name(path))
     if check_finite:
         check_finite_image(image, _name(path))
     return image
+
+
+def _nifti_data_end(head: bytes):
+    """Bytes a single-file NIfTI-1/-2 needs (voxel offset + voxel data) from its header; None if not NIfTI."""
+    import struct
+
+    for endian in "<>":
+        (sizeof_hdr,) = struct.unpack(endian + "i", head[:4]) if len(head) >= 4 else (0,)
+        if sizeof_hdr == 348 and len(head) >= 348:
+            dims = struct.unpack(endian + "8h", head[40:56])
+            (bitpix,) = struct.unpack(endian + "h", head[72:74])
+            (offset,) = struct.unpack(endian + "f", head[108:112])
+            header = 352
+        elif sizeof_hdr == 540 and len(head) >= 540:
+            (bitpix,) = struct.unpack(endian + "h", head[14:16])
+            dims = struct.unpack(endian + "8q", head[16:80])
+            (offset,) = struct.unpack(endian + "q", head[168:176])
+            header = 544
+        else:
+            continue
+        n = dims[0]
+        if not 1 <= n <= 7 or bitpix <= 0 or any(d < 1 for d in dims[1:n + 1]) or not math.isfinite(offset):
+            return None  # the image reader judges such headers
+        return max(int(offset), header) + math.prod(dims[1:n + 1]) * bitpix // 8
+    return None
+
+
+def check_nifti_data_size(path) -> None:
+    """Refuse a .nii / .nii.gz whose voxel data is shorter than its header says.
+
+    ITK's NIfTI reader silently pads missing voxel data with zeros, which would turn a truncated download into
+    plausible wrong numbers. Other formats' readers report truncation themselves.
+    """
+    import gzip
+    import zlib
+
+    ext = file_extension(path)
+    if ext not in (".nii", ".nii.gz"):
+        return
+    try:
+        with (gzip.open if ext == ".nii.gz" else open)(path, "rb") as f:
+            need = _nifti_data_end(f.read(544))
+            if need is None:
+                return
+            if ext == ".nii":
+                have = os.path.getsize(path)
+            else:
+                f.seek(need - 1)  # decompresses up to there (or to the end of a short stream)
+                have = need if f.read(1) else f.tell()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BadInputError(_name(path), f"truncated or corrupt gzip data ({exc})") from None
+    if have < need:
+        raise BadInputError(_name(path), f"truncated NIfTI file: its header needs {need} bytes of header and voxel "
+                            f"data, the file holds {have}")
 
 
 def check_finite_image(image, name: str) -> None:
