@@ -23,16 +23,17 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a usage error as one BadInputError line (exit 2) instead of usage + error."""
 
     def error(self, message):  # noqa: D102 - argparse API
-        raise BadInputError(f"{self.prog}: {message}")
+        command = self.prog[len(PROG):].strip() if self.prog.startswith(PROG) else self.prog
+        raise BadInputError(f"{command}: {message}" if command else message)
 
 
 def _percentile(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--percentile: '{text}' is not a number") from None
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None  # argparse names the option
     if not 0.0 <= value <= 100.0:
-        raise argparse.ArgumentTypeError(f"--percentile: {value:g} is outside 0-100")
+        raise argparse.ArgumentTypeError(f"{value:g} is outside 0-100")
     return value
 
 
