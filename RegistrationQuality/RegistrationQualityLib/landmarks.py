@@ -432,8 +432,11 @@ def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = 
         def _few(labels):
             return ", ".join(labels[:5]) + (" ..." if len(labels) > 5 else "")
 
+        def _side(name, lm):  # the file (or node) when known: the user must see which files disagree
+            return f"{name} {lm.source} ({_few(lm.labels)})" if lm.source else f"{name} ({_few(lm.labels)})"
+
         raise BadInputError(
-            "landmarks", f"no label in common between fixed ({_few(f_lm.labels)}) and moving ({_few(m_lm.labels)})"
+            "landmarks", f"no label in common between {_side('fixed', f_lm)} and {_side('moving', m_lm)}"
         )
     f_index = {label: i for i, label in enumerate(f_lm.labels)}
     f = f_lm.ras[[f_index[label] for label in common]]
