@@ -158,6 +158,7 @@ def case(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------------
 # Real elastix output: every stage of the chain reproduces transformix
 # ---------------------------------------------------------------------------------------------------
+@pytest.mark.elastix
 @pytest.mark.parametrize("stage, node_class, chain", [
     (0, "vtkMRMLLinearTransformNode", "EulerTransform"),
     (1, "vtkMRMLLinearTransformNode", "EulerTransform -> AffineTransform"),
@@ -180,6 +181,7 @@ def test_real_chain_matches_transformix(ctx, case, stage, node_class, chain):
     assert np.linalg.norm(via_sitk - ref, axis=1).max() < TOL_MM
 
 
+@pytest.mark.elastix
 def test_bspline_alone_and_outside_domain_flags(ctx, case, tmp_path):
     """Points we flag are exactly those transformix leaves unchanged (identity outside the grid)."""
     text = (case["out"] / "TransformParameters.2.txt").read_text()
@@ -197,6 +199,7 @@ def test_bspline_alone_and_outside_domain_flags(ctx, case, tmp_path):
     assert np.linalg.norm(mapped - ref, axis=1)[~outside].max() < TOL_MM
 
 
+@pytest.mark.elastix
 def test_transformix_deformation_field_through_the_loader(ctx, case, tmp_path):
     """transformix -def all writes the displacement at every fixed voxel; io.load_transform reads it as a grid
     transform whose FromParent maps fixed voxel centres exactly like our parameter-file node."""
@@ -226,6 +229,7 @@ def test_transformix_deformation_field_through_the_loader(ctx, case, tmp_path):
     assert sitk.ReadImage(str(tmp_path / "deformationField.mha")).GetNumberOfComponentsPerPixel() == 3
 
 
+@pytest.mark.elastix
 def test_moving_to_fixed_inverts_with_residual(ctx, case):
     node = ex.load_transform_parameters(ctx, case["out"] / "TransformParameters.2.txt")
     fixed_ras = case["points"] * RAS
@@ -237,6 +241,7 @@ def test_moving_to_fixed_inverts_with_residual(ctx, case):
     assert residual.shape == (inside.sum(),)
 
 
+@pytest.mark.elastix
 def test_resampled_image_matches_transformix(ctx, case, tmp_path):
     """Our node (Slicer's resampler) and the SimpleITK equivalent reproduce transformix's result image."""
     import SimpleITK as sitk
@@ -267,6 +272,7 @@ def test_resampled_image_matches_transformix(ctx, case, tmp_path):
     assert np.abs(via_sitk - ref)[eroded].max() < 0.05
 
 
+@pytest.mark.elastix
 def test_use_direction_cosines_false_needs_moving_image_and_matches_transformix(ctx, case, tmp_path):
     """elastix with (UseDirectionCosines "false") registers direction-free images: transformix -in resamples
     through W_m o T o W_f^-1; our node (given the moving image) reproduces its result image."""
@@ -307,6 +313,7 @@ def test_use_direction_cosines_false_needs_moving_image_and_matches_transformix(
 # ---------------------------------------------------------------------------------------------------
 # Hand-written parameter files: each model, chains, key spellings, paths
 # ---------------------------------------------------------------------------------------------------
+@pytest.mark.elastix
 @needs_elastix
 @pytest.mark.parametrize("transform, parameters, extra", [
     ("EulerTransform", [0.1, -0.2, 0.3, 1, 2, -3], "(CenterOfRotationPoint 1 30 15)\n(ComputeZYX \"false\")"),
@@ -347,6 +354,7 @@ def test_euler_and_similarity_against_simpleitk(tmp_path):
         np.testing.assert_allclose(got.TransformPoint(tuple(p)), ref.TransformPoint(tuple(p)), atol=1e-9)
 
 
+@pytest.mark.elastix
 @needs_elastix
 def test_recursive_bspline_chain_new_key_spelling_and_relative_paths(ctx, case, tmp_path):
     """Euler -> Translation -> RecursiveBSpline written by hand; the same chain with elastix >= 5.1's key
@@ -507,6 +515,7 @@ def test_bad_inputs(ctx, tmp_path):
 # ---------------------------------------------------------------------------------------------------
 # Output folders and SlicerElastix scenes
 # ---------------------------------------------------------------------------------------------------
+@pytest.mark.elastix
 def test_find_elastix_result(case):
     res = ex.find_elastix_result(case["out"])
     assert Path(res.transform_parameters).name == "TransformParameters.2.txt"
@@ -530,6 +539,7 @@ def test_find_elastix_result(case):
     assert prov["stages"][2]["transform"] == "BSplineTransform"
 
 
+@pytest.mark.elastix
 def test_load_elastix_folder(ctx, case, tmp_path):
     node, res = ex.load_elastix_folder(ctx, case["out"], name="registration")
     assert node.GetName() == "registration" and Path(res.transform_parameters).name == "TransformParameters.2.txt"
@@ -597,6 +607,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.elastix
 @pytest.mark.slow
 def test_models_match_itk_elastix(ctx, case, tmp_path):
     import importlib.util
