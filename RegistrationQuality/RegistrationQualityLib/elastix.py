@@ -834,6 +834,7 @@ def _flatten(transform) -> list:
     from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
 
     if isinstance(transform, vtkGeneralTransform):
+        transform.Update()  # a node's general transform fills its concatenation lazily
         n = transform.GetNumberOfConcatenatedTransforms()
         pieces = []
         for i in range(n):
