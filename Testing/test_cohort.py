@@ -12,6 +12,8 @@ from RegistrationQualityLib.errors import BadInputError
 
 from conftest import run_cli, write_shift_case
 
+NO_SNAPSHOTS = {"snapshots": False}
+
 
 @pytest.fixture(scope="module")
 def cohort_dir(tmp_path_factory):
@@ -38,7 +40,7 @@ def summary(out):
 
 def test_cohort_local_and_resume(cohort_dir):
     out = cohort_dir / "out-local"
-    rows = run_cohort(cohort_dir / "manifest.csv", out, workers=1)
+    rows = run_cohort(cohort_dir / "manifest.csv", out, workers=1, defaults=NO_SNAPSHOTS)
     by_id = {r["case_id"]: r for r in rows}
     assert by_id["good"]["verdict"] == "pass" and by_id["good"]["mean_tre_after_mm"] == pytest.approx(0, abs=1e-6)
     assert by_id["unregistered"]["verdict"] == "fail" and "min_dice" in by_id["unregistered"]["failed_checks"]
@@ -51,7 +53,7 @@ def test_cohort_local_and_resume(cohort_dir):
     assert (out / "cases" / "good" / "report.json").exists() and not (out / "cases" / "broken").exists()
 
     stamp = (out / "cases" / "good" / "report.json").stat().st_mtime_ns
-    rows2 = run_cohort(cohort_dir / "manifest.csv", out, workers=1)
+    rows2 = run_cohort(cohort_dir / "manifest.csv", out, workers=1, defaults=NO_SNAPSHOTS)
     assert (out / "cases" / "good" / "report.json").stat().st_mtime_ns == stamp  # skipped, not recomputed
     assert {r["case_id"]: r["status"] for r in rows2} == {"good": "ok (earlier run)",
                                                           "unregistered": "ok (earlier run)", "broken": "failed"}
@@ -66,16 +68,16 @@ def _comparable(rows):
 def test_workers_and_dask_give_the_same_summary(cohort_dir):
     distributed = pytest.importorskip("distributed")
     out_w = cohort_dir / "out-workers"
-    run_cohort(cohort_dir / "manifest.csv", out_w, workers=2)
+    run_cohort(cohort_dir / "manifest.csv", out_w, workers=2, defaults=NO_SNAPSHOTS)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
         out_d = cohort_dir / "out-dask"
-        run_cohort(cohort_dir / "manifest.csv", out_d, scheduler=c.scheduler_address)
+        run_cohort(cohort_dir / "manifest.csv", out_d, scheduler=c.scheduler_address, defaults=NO_SNAPSHOTS)
     assert _comparable(summary(out_w)) == _comparable(summary(out_d))
     assert summary(out_d)["good"]["verdict"] == "pass"
 
 
 def test_cohort_cli_exit_status(cohort_dir, tmp_path):
-    res = run_cli("cohort", cohort_dir / "manifest.csv", "--output", tmp_path / "o")
+    res = run_cli("cohort", cohort_dir / "manifest.csv", "--output", tmp_path / "o", "--no-snapshots")
     assert res.returncode == 1
     assert "FAILED TO RUN broken" in res.stdout and "FAILED CHECKS unregistered" in res.stdout
     assert res.stderr == ""

@@ -80,6 +80,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--output", required=True, help="output folder (per-case reports, summary.csv/html)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address (optional extra)")
+    p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (default 95)")
+    p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
     add_check_arguments(p)
     p.set_defaults(handler="RegistrationQualityLib.cohort:run_cohort_cli")
 

@@ -297,7 +297,9 @@ def write_summary(rows: list[dict], output_dir) -> None:
 def run_cohort_cli(args, messages) -> int:
     import sys
 
-    defaults = {k: getattr(args, k, None) for k in ("min_dice", "max_hausdorff", "max_tre", "max_folding")}
+    defaults = {k: getattr(args, k, None) for k in ("percentile", "min_dice", "max_hausdorff", "max_tre",
+                                                      "max_folding")}
+    defaults["snapshots"] = not getattr(args, "no_snapshots", False)
     rows = run_cohort(args.manifest, args.output, workers=args.workers, scheduler=args.scheduler,
                       defaults=defaults, progress=messages.progress)
     failed = [r for r in rows if r["status"] == "failed"]
