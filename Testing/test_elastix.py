@@ -454,6 +454,17 @@ def test_itk_transform_file_as_initial(ctx, tmp_path):
     np.testing.assert_array_equal(outside, identity)
     assert (~outside).sum() >= 5
     np.testing.assert_allclose(mapped[~outside], b_expected[~outside], atol=1e-6)
+    # an ITK composite file (what SlicerElastix's TransformParameters.N-Composite.h5 is): affine first, then B-spline
+    composite = sitk.CompositeTransform(3)
+    composite.AddTransform(bspline)
+    composite.AddTransform(init)  # ITK applies the transform added last first
+    sitk.WriteTransform(composite, str(tmp_path / "composite.h5"))
+    c_expected = np.array([composite.TransformPoint(tuple(p)) for p in points]) + np.array([1.5, -2, 3.25])
+    tp = write_params(tmp_path / "t_composite.txt", "TranslationTransform", [1.5, -2, 3.25], initial="composite.h5")
+    node, mapped = ours(ctx, tp, points)
+    inside = ~ex.points_outside_domain(node, points * RAS)
+    assert inside.sum() >= 5
+    np.testing.assert_allclose(mapped[inside], c_expected[inside], atol=1e-6)
     for initial in ("init.tfm", "init.h5", "file.txt"):
         tp = write_params(tmp_path / f"t_{initial}.txt", "TranslationTransform", [1.5, -2, 3.25], initial=initial)
         node, mapped = ours(ctx, tp, points)
