@@ -24,8 +24,11 @@ Transform models (elastix manual, section 2.6 and appendix; ITK/elastix transfor
   ``u = (D S)⁻¹ (x - O)`` the continuous grid index (``GridOrigin`` O, ``GridSpacing`` S, ``GridDirection`` D,
   control points ``GridIndex .. GridIndex + GridSize - 1``); parameters are all x coefficients (x index
   fastest), then all y, then all z. Outside the grid's valid region (``u - GridIndex`` not in
-  ``[1, GridSize - 2)`` on every axis) elastix returns ``T(x) = x``: :func:`points_outside_domain` flags
+  ``[1, GridSize - 2)`` on some axis) elastix returns ``T(x) = x``: :func:`points_outside_domain` flags
   those points, because Slicer's B-spline evaluates there (coefficients beyond the grid count as zero).
+  elastix writes ``Direction`` and ``GridDirection`` column by column (ITK's matrix transposed).
+
+``UseDirectionCosines "false"``: see :func:`read_transform_chain` (needs the moving image's frame).
 
 Chains: ``InitialTransformParametersFileName`` (elastix <= 5.0) or ``InitialTransformParameterFileName``
 (elastix >= 5.1) names the transform applied *first*; ``HowToCombineTransforms "Compose"`` gives
