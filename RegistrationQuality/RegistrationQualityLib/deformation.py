@@ -528,7 +528,7 @@ def _magnitude_statistics(norms: np.ndarray, mask=None) -> dict:
         values = values[np.isfinite(values)]
     if values.size == 0:
         return _empty("empty mask", ("mean", "p95", "max"))
-    return {"voxels": int(values.size), "mean": _moments(values)[1],
+    return {"voxels": int(values.size), "mean": float(values.mean(dtype=np.float64)),
             "p95": float(np.percentile(values, 95)), "max": float(values.max())}
 
 
