@@ -243,3 +243,39 @@ def test_suggest_ranges_brackets_the_histogram():
     s = seg.suggest_ranges(img)
     assert s["min"] <= s["p01"] < s["otsu"][0] < s["p99"] <= s["max"]
     assert 80 < s["otsu"][0] < 170
+
+
+def test_outline_overlays_one_click(ctx):
+    """Fixed and moving thresholds in their own units; before = moving as loaded, after = under the transform."""
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    fixed_img, truth = sphere_phantom()
+    moving_arr = sitk.GetArrayFromImage(fixed_img).astype(np.float32) / 100.0  # another unit (e.g. a float map)
+    moving_img = sitk.GetImageFromArray(moving_arr)
+    moving_img.CopyInformation(fixed_img)
+    fixed_vol = io.image_to_volume(ctx, fixed_img, "fixed")
+    moving_vol = io.image_to_volume(ctx, moving_img, "moving")
+    transform = ctx.add_node("vtkMRMLLinearTransformNode", "registration")
+    m = vtkMatrix4x4()
+    m.SetElement(0, 3, 3.0)
+    transform.SetMatrixTransformToParent(m)
+    out = seg.outline_overlays(ctx, fixed_vol, moving_vol, "125", "1.25", transform_node=transform)
+    assert out["fixed"].GetTransformNodeID() is None and out["moving_before"].GetTransformNodeID() is None
+    assert out["moving_after"].GetTransformNodeID() == transform.GetID()
+    assert not out["moving_before"].GetDisplayNode().GetVisibility() and out["moving_after"].GetDisplayNode()\
+        .GetVisibility()
+    for key in ("fixed", "moving_before"):  # same structure in both units
+        exported = sitk.GetArrayFromImage(io.segmentation_to_labelmap_image(ctx, out[key], fixed_vol))
+        assert dice(exported, truth) >= 0.99, key
+    np.testing.assert_allclose(out["moving_after"].GetSegmentation().GetNthSegment(0).GetColor(),
+                               seg.parse_color(seg.MOVING_COLOR))
+    assert out["thresholds"]["moving"] == "range 1.25 inf"
+    # a registered volume instead: Otsu level of the moving image reused, strictly above
+    registered = io.image_to_volume(ctx, moving_img, "registered")
+    out = seg.outline_overlays(ctx, fixed_vol, moving_vol, "otsu", registered_volume=registered, state="before")
+    t = float(out["thresholds"]["moving"].split()[1])
+    reg_t = float(out["moving_after"].GetAttribute("RegistrationQuality.Threshold").split()[1])
+    assert reg_t == pytest.approx(t) and reg_t > t
+    assert out["moving_before"].GetDisplayNode().GetVisibility()
+    assert not out["moving_after"].GetDisplayNode().GetVisibility()
+    assert moving_vol.GetTransformNodeID() is None

@@ -335,6 +335,51 @@ def transformed_copy(ctx, segmentation_node, transform_node, name: str | None = 
     return copy
 
 
+def outline_overlays(ctx, fixed_volume, moving_volume, fixed_spec="otsu", moving_spec=None, transform_node=None,
+                     registered_volume=None, state: str = "after", **options) -> dict:
+    """The panel's one click: threshold both images and show their outlines, before or after registration.
+
+    * ``fixed``: threshold of the fixed volume (``fixed_spec``), blue outline, observing the fixed volume's
+      parent transform (normally none).
+    * ``moving_before``: threshold of the moving volume in its own frame, *without* any parent transform: where
+      the moving image lies as loaded. Orange outline. ``moving_spec`` defaults to ``fixed_spec`` (each image is
+      thresholded in its own units, so give both when they differ).
+    * ``moving_after``: ``registered_volume`` (the moving image already resampled onto the fixed grid, e.g.
+      elastix's result) thresholded with the moving range — for Otsu, the moving image's own Otsu level, so the
+      same intensities define both — or else a copy of ``moving_before`` under ``transform_node`` (default: the
+      moving volume's parent transform); ``None`` when there is neither.
+
+    ``options`` go to :func:`threshold_image` (largest_component, fill_holes, min_island_...). The "before" or
+    "after" outlines are shown according to ``state`` (:func:`show_before_after`). Inputs are not modified.
+    Returns ``{"fixed", "moving_before", "moving_after", "thresholds": {"fixed", "moving"}}``.
+    """
+    fixed_spec = parse_threshold_spec(fixed_spec)
+    moving_spec = parse_threshold_spec(moving_spec if moving_spec is not None else fixed_spec)
+    fixed = threshold_segmentation_node(ctx, fixed_volume, fixed_spec, f"{fixed_volume.GetName()} threshold",
+                                        FIXED_COLOR, "fixed", **options)
+    moving_image = volume_to_image(moving_volume)
+    before = threshold_segmentation_node(ctx, moving_image, moving_spec, f"{moving_volume.GetName()} threshold",
+                                         MOVING_COLOR, "moving", **options)
+    attr = before.GetAttribute(ATTRIBUTE_PREFIX + "Threshold").split()
+    moving_lower, moving_upper = float(attr[1]), float(attr[2])
+    after = None
+    if registered_volume is not None:
+        if moving_spec.method == "otsu":  # the moving image's Otsu level, strictly above (same definition)
+            spec = ThresholdSpec("range", float(np.nextafter(moving_lower, np.inf)), None)
+        else:
+            spec = moving_spec
+        after = threshold_segmentation_node(ctx, registered_volume, spec, f"{registered_volume.GetName()} threshold",
+                                            MOVING_COLOR, "moving (registered)", **options)
+    else:
+        node = transform_node if transform_node is not None else moving_volume.GetParentTransformNode()
+        if node is not None:
+            after = transformed_copy(ctx, before, node, f"{moving_volume.GetName()} threshold (registered)")
+    show_before_after(before, after, state if after is not None else "before")
+    return {"fixed": fixed, "moving_before": before, "moving_after": after,
+            "thresholds": {"fixed": fixed.GetAttribute(ATTRIBUTE_PREFIX + "Threshold"),
+                           "moving": f"{attr[0]} {moving_lower!r} {moving_upper!r}"}}
+
+
 def mask_centroid_ras(mask) -> np.ndarray | None:
     """Centroid (RAS, mm) of the non-zero voxels of a SimpleITK mask; ``None`` when empty."""
     sitk = _sitk()
