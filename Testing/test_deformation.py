@@ -262,6 +262,8 @@ def test_statistics_cover_the_whole_image_without_mask_and_the_mask_with_one(ctx
     labels.SetOrigin(tuple(centre - 14.5))
     mask = d.mask_array(labels, ref, labels=[3])
     inside = r <= 6.0
+    node_mask = d.mask_array(io.image_to_volume(ctx, labels, "lab", labelmap=True), ref, labels=[3])
+    np.testing.assert_array_equal(node_mask, mask)  # a labelmap volume node gives the same mask
     assert abs(int(mask.sum()) - int(inside.sum())) <= 0.1 * inside.sum()  # nearest-neighbour resampling
     masked = d.evaluate_deformation(ctx, node, ref, mask=mask)
     assert masked["region"] == "mask" and masked["jacobian"]["voxels"] == int(mask.sum())

@@ -388,7 +388,7 @@ def jacobian_volume_node(ctx, jacobian: np.ndarray, reference_image, name: str =
 # Masks and statistics
 # ---------------------------------------------------------------------------------------------------
 def mask_array(mask, reference_image=None, labels=None) -> np.ndarray | None:
-    """Boolean (k, j, i) mask on the reference grid from a numpy array or a SimpleITK labelmap image.
+    """Boolean (k, j, i) mask on the reference grid from a numpy array, a SimpleITK labelmap or a volume node.
 
     A SimpleITK mask on another grid is resampled (nearest neighbour, world space) onto the reference grid;
     ``labels``: the label values that count (default: every non-zero voxel). ``None`` -> ``None`` (whole image).
@@ -396,6 +396,10 @@ def mask_array(mask, reference_image=None, labels=None) -> np.ndarray | None:
     if mask is None:
         return None
     sitk = _sitk()
+    if hasattr(mask, "GetImageData"):  # a labelmap/scalar volume node (its own geometry; parent transform ignored)
+        from .io import volume_to_image
+
+        mask = volume_to_image(mask)
     if isinstance(mask, sitk.Image):
         if reference_image is not None:
             grid = reference_grid(reference_image)
