@@ -126,6 +126,7 @@ def evaluate_once(case: Path, out: Path):
 def cohort_throughput(case: Path, root: Path, n: int):
     from RegistrationQualityLib.cohort import run_cohort
 
+    root.mkdir(parents=True, exist_ok=True)
     manifest = root / "manifest.csv"
     rows = ["case_id,fixed,moving,transform,threshold,fixed_landmarks,moving_landmarks"]
     for i in range(n):
