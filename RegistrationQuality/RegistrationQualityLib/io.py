@@ -451,6 +451,11 @@ def labelmap_image_to_segmentation(ctx, labels, name: str, segment_names: dict |
     return seg
 
 
+def _node_ids(scene, class_name: str) -> set:
+    nodes = scene.GetNodesByClass(class_name)
+    return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
+
+
 def segmentation_to_labelmap_image(ctx, seg_node, reference_node=None, segment_ids=None):
     """Integer SimpleITK image of a segmentation's segments (their label values) on a reference grid.
 
@@ -469,7 +474,10 @@ def segmentation_to_labelmap_image(ctx, seg_node, reference_node=None, segment_i
         ids.InsertNextValue(sid)
     with TemporaryNodes(ctx) as tmp:
         lab = tmp.add(ctx.add_node("vtkMRMLLabelMapVolumeNode", seg_node.GetName() + " export"))
+        colors_before = _node_ids(ctx.scene, "vtkMRMLColorTableNode")
         ok = ctx.logic("Segmentations").ExportSegmentsToLabelmapNode(seg_node, ids, lab, reference_node)
+        for node_id in _node_ids(ctx.scene, "vtkMRMLColorTableNode") - colors_before:  # "<name>_ColorTable"
+            tmp.add(ctx.scene.GetNodeByID(node_id))
         if not ok:
             raise BadInputError(seg_node, "could not export the segments to a labelmap")
         image = volume_to_image(lab)
