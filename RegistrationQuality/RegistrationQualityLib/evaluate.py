@@ -282,13 +282,17 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
     validate_inputs(inputs, options)
     if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
         raise BadInputError("--output", f"{os.fspath(output_dir)} is an existing file; a folder is needed")
+    if output_dir is not None:  # before any heavy work: a folder that write_report would refuse fails now
+        from .report import _check_output_target
+
+        _check_output_target(Path(os.path.abspath(os.fspath(output_dir))))
     step = _Progress(progress, cancel)
     warnings: list[str] = []
     nodes: dict = {}
     with TemporaryNodes(ctx) as tmp:
         step("load", "images")
-        fixed = _load_image(inputs.fixed, "--fixed")
-        moving = _load_image(inputs.moving, "--moving")
+        fixed = _nonfinite_as_missing(_load_image(inputs.fixed, "--fixed"), inputs.fixed, warnings)
+        moving = _nonfinite_as_missing(_load_image(inputs.moving, "--moving"), inputs.moving, warnings)
         transform_node, elastix_info, registered_path = _load_registration(ctx, inputs, moving, tmp, warnings)
         if elastix_info is not None and inputs.registered is None:
             inputs_registered = registered_path
@@ -296,7 +300,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             inputs_registered = inputs.registered
         registered = None
         if inputs_registered is not None:
-            registered = _load_image(inputs_registered, "--registered")
+            registered = _nonfinite_as_missing(_load_image(inputs_registered, "--registered"), inputs_registered,
+                                               warnings)
             if not _same_grid(registered, fixed):
                 raise BadInputError(_describe_source(inputs_registered),
                                     f"registered image grid {list(registered.GetSize())} differs from the fixed "
@@ -367,17 +372,40 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         else:
             report["snapshots"] = []
 
-        if options.scene_outputs:
-            nodes.update(_scene_outputs(ctx, report, landmarks))
+        try:
+            if options.scene_outputs:
+                nodes.update(_scene_outputs(ctx, report, landmarks))
 
-        out = None
-        if output_dir is not None:
-            step("report")
-            from .report import write_report
+            out = None
+            if output_dir is not None:
+                step("report")
+                from .report import write_report
 
-            out = write_report(report, output_dir, snapshot_files)
+                out = write_report(report, output_dir, snapshot_files)
+        finally:  # also when writing fails or the run is cancelled: no snapshot folder left in the temp dir
             _cleanup_snapshot_temp(snapshot_files)
         return EvaluationResult(report=report, output_dir=out, nodes=nodes, snapshot_files=snapshot_files)
+
+
+def _nonfinite_as_missing(image, source, warnings):
+    """NaN/±inf voxels of an intensity image are missing data: counted in the warnings, left out of similarity
+    and thresholds. ±inf becomes NaN first (a resampler would clamp it to the largest float, a huge fake value)."""
+    import SimpleITK as sitk
+
+    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
+        return image
+    arr = sitk.GetArrayViewFromImage(image)
+    finite = np.isfinite(arr)
+    bad = int(finite.size - np.count_nonzero(finite))
+    if not bad:
+        return image
+    warnings.append(f"{_describe_source(source)}: {bad} voxel(s) are NaN or infinite; they are treated as missing "
+                    "data (left out of similarity metrics and thresholds)")
+    if not np.isinf(arr).any():
+        return image
+    out = sitk.GetImageFromArray(np.where(np.isinf(arr), np.nan, arr).astype(arr.dtype))
+    out.CopyInformation(image)
+    return out
 
 
 def _load_registration(ctx, inputs, moving, tmp, warnings):
@@ -449,10 +477,12 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         used = [e["label"] for e in entries if isinstance(e.get("label"), int)]
         label = 1 + max(used or [0])
         names = {label: "threshold"}
-        ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names)
+        ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names, labels=[label])
         kw = {"percentile": options.percentile, "by": "label", "lattice": fixed}
-        b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names), **kw)
-        a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names), **kw)
+        b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names,
+                                                 labels=[label]), **kw)
+        a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
+                                                 labels=[label]), **kw)
         for entry in _pair_entries(b, a):
             entry["threshold"] = {"fixed": f_info, "moving": m_info}
             entries.append(entry)
@@ -570,6 +600,10 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
                        "value": None if value is None else float(value), "limit": float(limit),
                        "comparison": comparison})
 
+    if not report.get("segments"):  # requested but nothing to check (e.g. labelmaps without labels): fail
+        for key, comparison in (("min_dice", ">="), ("max_hausdorff", "<=")):
+            if getattr(options, key) is not None:
+                add(key, "no segment to check", None, getattr(options, key), comparison)
     for entry in report.get("segments") or []:
         after = entry.get("after") or {}
         if options.min_dice is not None:
@@ -624,6 +658,8 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings):
         warnings.append(f"snapshots failed: {type(exc).__name__}: {exc}")
         shutil.rmtree(folder, ignore_errors=True)
         return {}, []
+    finally:  # the renderer's slice node, composite node and slice model are temporary nodes too
+        rendering.close_renderer(ctx)
     return files, entries
 
 
