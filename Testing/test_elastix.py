@@ -3,7 +3,8 @@
 Reference: the ``elastix``/``transformix`` executables (Debian 5.0.1 or any on PATH; the tests that need them
 skip with a reason when absent). One session-scoped elastix run (rigid -> affine -> B-spline, 2 resolutions,
 30 iterations, oblique anisotropic images with non-zero origins) provides real parameter files; hand-written
-files cover the other models. Optional: itk-elastix (a newer elastix, 5.1+ key spelling, SimilarityTransform and
+files cover the other models. Files written by a newer elastix (5.2, via itk-elastix; 5.1+ key spelling) and its
+transformix output points are stored in Testing/data_elastix (regenerate with make_data.py). Optional: itk-elastix (a newer elastix, 5.1+ key spelling, SimilarityTransform and
 AffineDTITransform, which Debian's build lacks) in one subprocess, opt-in with RQ_ITK_ELASTIX=1 (slow).
 """
 
@@ -398,6 +399,29 @@ def test_recursive_bspline_chain_new_key_spelling_and_relative_paths(ctx, case, 
         outside = ex.points_outside_domain(node, case["points"] * RAS)
         assert (~outside).sum() > 50
         assert np.linalg.norm(mapped - ref, axis=1)[~outside].max() < TOL_MM
+
+
+DATA_51 = Path(__file__).parent / "data_elastix"
+
+
+@pytest.mark.parametrize("stage", [0, 1, 2])
+def test_files_written_by_elastix_5_2(ctx, stage):
+    """Real files from a newer elastix (itk-elastix 0.25.4; Testing/data_elastix/make_data.py): the 5.1+ key
+    InitialTransformParameterFileName, written relative to elastix's working folder (found here by file name
+    beside the file), and that elastix's own transformix output points as the reference."""
+    tp = DATA_51 / f"TransformParameters.{stage}.txt"
+    assert "InitialTransformParameterFileName" in tp.read_text()
+    points = np.loadtxt(DATA_51 / "points_lps.csv", delimiter=",")
+    ref = np.loadtxt(DATA_51 / f"transformix_{stage}_lps.csv", delimiter=",")
+    node, mapped = ours(ctx, tp, points)
+    assert node.GetAttribute(ex.NODE_CHAIN_ATTRIBUTE) == " -> ".join(
+        ["EulerTransform", "AffineTransform", "BSplineTransform"][: stage + 1])
+    inside = ~ex.points_outside_domain(node, points * RAS)
+    assert inside.sum() > 20
+    assert np.linalg.norm(mapped - ref, axis=1)[inside].max() < TOL_MM
+    assert np.abs(mapped - points).max() > 5.0
+    st = ex.to_sitk_transform(tp)
+    assert np.linalg.norm(np.array([st.TransformPoint(tuple(p)) for p in points]) - ref, axis=1).max() < TOL_MM
 
 
 def test_initial_path_resolution(ctx, tmp_path, monkeypatch):
