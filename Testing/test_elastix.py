@@ -607,6 +607,22 @@ def test_load_elastix_folder(ctx, case, tmp_path):
         ex.load_elastix_folder(ctx, tmp_path)
 
 
+@pytest.mark.elastix
+def test_find_elastix_result_slicer_elastix_layout(case, tmp_path):
+    """SlicerElastix's temporary folder: result-transform/ (elastix) and result-resample/ (transformix)."""
+    (tmp_path / "result-transform").mkdir()
+    (tmp_path / "result-resample").mkdir()
+    for f in case["out"].iterdir():
+        if f.name.startswith(("TransformParameters", "IterationInfo")) or f.name == "elastix.log":
+            shutil.copy(f, tmp_path / "result-transform" / f.name)
+    shutil.copy(case["out"] / "result.2.mha", tmp_path / "result-resample" / "result.mha")
+    res = ex.find_elastix_result(tmp_path)
+    assert Path(res.transform_parameters).name == "TransformParameters.2.txt"
+    assert Path(res.final_result_image).parent.name == "result-resample"
+    assert [r.transform for r in res.runs] == ["EulerTransform", "AffineTransform", "BSplineTransform"]
+    assert res.warnings and "32-bit float" in res.warnings[0]
+
+
 def test_find_elastix_result_bad_folders(tmp_path):
     with pytest.raises(BadInputError, match="not found"):
         ex.find_elastix_result(tmp_path / "nothing")
