@@ -317,7 +317,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             from .deformation import displacement_field
             from .resample import elastix_displacement_field
 
-            displacement = elastix_displacement_field(transform_node, fixed)
+            displacement = elastix_displacement_field(transform_node, fixed, moving_image=moving)
             if displacement is None:
                 displacement = displacement_field(ctx, transform_node, fixed)
             on_grid = tmp.add(sampled_transform_node(ctx, transform_node, fixed, displacement))
@@ -413,12 +413,10 @@ def _load_registration(ctx, inputs, moving, tmp, warnings):
     from . import io
 
     if inputs.elastix_dir is not None:
-        from .elastix import find_elastix_result
+        from .elastix import load_elastix_folder
 
-        result = find_elastix_result(inputs.elastix_dir, moving_image=moving)
-        if not result.transform_parameters:
-            raise BadInputError(os.fspath(inputs.elastix_dir), "no TransformParameters.N.txt in the folder")
-        node = tmp.add(io.load_transform(ctx, result.transform_parameters, name="elastix transform"))
+        node, result = load_elastix_folder(ctx, inputs.elastix_dir, moving_image=moving, name="elastix transform")
+        tmp.add(node)
         warnings.extend(result.warnings)
         info = result.provenance()
         return node, info, result.final_result_image
@@ -428,7 +426,8 @@ def _load_registration(ctx, inputs, moving, tmp, warnings):
         if not inputs.transform.IsA("vtkMRMLTransformNode"):
             raise BadInputError("--transform", f"node '{inputs.transform.GetName()}' is not a transform")
         return inputs.transform, None, None
-    return tmp.add(io.load_transform(ctx, inputs.transform, name="registration transform")), None, None
+    return tmp.add(io.load_transform(ctx, inputs.transform, name="registration transform", moving_image=moving)), \
+        None, None
 
 
 # -- segments ------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ one-line message naming the file and the problem; nothing here modifies an input
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -92,6 +93,22 @@ def _itk_reason(exc: Exception, data: bool = False) -> str:
     return ""
 
 
+@contextlib.contextmanager
+def locale_preserved():
+    """Restore the C library's locale after the block: ITK's GDCM (DICOM) resets it to "C", which turns
+    Python's default text encoding into ASCII for the rest of the process (Slicer's included)."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        try:
+            locale.setlocale(locale.LC_ALL, saved)
+        except locale.Error:  # pragma: no cover - the saved locale always exists
+            pass
+
+
 def read_image_information(path):
     """Read only the header: returns a ``sitk.ImageFileReader`` with the information loaded.
 
@@ -101,10 +118,11 @@ def read_image_information(path):
     sitk = _sitk()
     p = Path(path)
     if p.is_dir():
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p))
+        with locale_preserved():
+            series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(p))
+            files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), series[0]) if series else ()
         if not series:
             raise BadInputError(_name(path), "folder holds no DICOM series")
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(p), series[0])
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(files)
         reader.MetaDataDictionaryArrayUpdateOn()
@@ -176,7 +194,8 @@ def read_image(path, scalar: bool = True, check_finite: bool = False):
     if isinstance(reader, sitk.ImageFileReader):
         check_nifti_data_size(path)
     try:
-        image = reader.Execute()
+        with locale_preserved():
+            image = reader.Execute()
     except RuntimeError as exc:
         reason = _itk_reason(exc, data=True) or "could not read the voxel data (truncated or corrupt file)"
         raise BadInputError(_name(path), reason) from None
@@ -505,11 +524,14 @@ def is_elastix_parameter_file(path) -> bool:
     return "(Transform " in text or '(Transform "' in text or "(NumberOfParameters" in text
 
 
-def load_transform(ctx, path, name: str | None = None):
+def load_transform(ctx, path, name: str | None = None, moving_image=None):
     """Load a transform file as a transform node holding the *resampling* transform as FromParent.
 
     ITK .tfm/.txt/.h5/.mat files and displacement-field images go through Slicer's transforms logic;
-    elastix ``TransformParameters.*.txt`` files go through :mod:`RegistrationQualityLib.elastix`.
+    elastix ``TransformParameters.*.txt`` files go through :mod:`RegistrationQualityLib.elastix`
+    (``moving_image`` is needed there only for ``UseDirectionCosines "false"`` files). Displacement grids are
+    interpolated linearly between their points, as ITK's DisplacementFieldTransform (and transformix) do;
+    Slicer's own default would be cubic.
     """
     check_file(path, "transform file")
     name = name or node_name_from_path(path)
@@ -517,7 +539,7 @@ def load_transform(ctx, path, name: str | None = None):
     if ext == ".txt" and is_elastix_parameter_file(path):
         from . import elastix
 
-        return elastix.load_transform_parameters(ctx, path, name=name)
+        return elastix.load_transform_parameters(ctx, path, name=name, moving_image=moving_image)
     if ext in IMAGE_EXTENSIONS:
         reader = read_image_information(path)
         dim, comps = describe_dimension(reader)
@@ -532,7 +554,24 @@ def load_transform(ctx, path, name: str | None = None):
     if node is None:
         raise BadInputError(_name(path), "not a readable transform (unknown format or corrupt file)")
     node.SetName(name)
+    _linear_grid_interpolation(node.GetTransformFromParent())
     return node
+
+
+def _linear_grid_interpolation(transform) -> None:
+    """Switch every grid transform inside ``transform`` (a general transform's concatenation included) to
+    linear interpolation, ITK's convention for displacement fields."""
+    import slicer
+
+    if transform is None:
+        return
+    if isinstance(transform, slicer.vtkOrientedGridTransform):
+        transform.SetInterpolationModeToLinear()
+        return
+    if hasattr(transform, "GetNumberOfConcatenatedTransforms"):
+        transform.Update()
+        for i in range(transform.GetNumberOfConcatenatedTransforms()):
+            _linear_grid_interpolation(transform.GetConcatenatedTransform(i))
 
 
 # ---------------------------------------------------------------------------------------------------

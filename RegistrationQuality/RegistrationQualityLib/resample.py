@@ -197,7 +197,7 @@ def _matrix_to_vtk4(m):
     return vm
 
 
-def elastix_displacement_field(transform_node, reference_image):
+def elastix_displacement_field(transform_node, reference_image, moving_image=None):
     """u(x) = T(x) - x (LPS, (k, j, i, 3) float32) of an elastix-file node at the reference voxel centres, or
     None when the node is not an elastix chain of the form linear* -> one B-spline -> linear*.
 
@@ -213,7 +213,7 @@ def elastix_displacement_field(transform_node, reference_image):
     path = transform_node.GetAttribute(NODE_SOURCE_ATTRIBUTE)
     if not path or not Path(path).is_file():
         return None
-    parts = _merge_linear(read_transform_chain(path))
+    parts = _merge_linear(read_transform_chain(path, moving_image=moving_image))
     splines = [i for i, p in enumerate(parts) if isinstance(p, BSplineComponent)]
     if len(splines) != 1 or not all(isinstance(p, (LinearComponent, BSplineComponent)) for p in parts):
         return None
