@@ -340,7 +340,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                                        nodes if options.scene_outputs else None, displacement)
 
         step("similarity")
-        similarity = _similarity(ctx, fixed, moving, moving_before, registered, on_grid)
+        similarity = _similarity(ctx, fixed, moving, moving_before, registered, on_grid, displacement)
 
         report = {
             "tool": software_versions(),
@@ -570,7 +570,7 @@ def _histogram(values: np.ndarray, bins: int) -> dict:
             "clipped_below": int(np.count_nonzero(values < lo)), "clipped_above": int(np.count_nonzero(values > hi))}
 
 
-def _similarity(ctx, fixed, moving, moving_before, registered, transform_node) -> dict:
+def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, displacement=None) -> dict:
     """Intensity similarity of fixed vs moving before and after registration.
 
     Region: the whole fixed image, restricted at each stage to the voxels whose sample point lies inside the
@@ -579,10 +579,37 @@ def _similarity(ctx, fixed, moving, moving_before, registered, transform_node) -
     from .similarity import domain_mask, similarity
 
     before = similarity(fixed, moving_before, mask=domain_mask(ctx, moving, fixed, None))
-    after_mask = domain_mask(ctx, moving, fixed, transform_node) if transform_node is not None else None
+    if displacement is not None:
+        after_mask = _inside_moving(fixed, moving, displacement)
+    elif transform_node is not None:
+        after_mask = domain_mask(ctx, moving, fixed, transform_node)
+    else:
+        after_mask = None
     after = similarity(fixed, registered, mask=after_mask)
     return {"before": before, "after": after, "bins": before.get("bins"),
             "region": "fixed image voxels that sample inside the moving image"}
+
+
+def _inside_moving(fixed, moving, displacement) -> np.ndarray:
+    """(k, j, i) mask of fixed voxels x whose T(x) = x + u(x) falls in a moving voxel (nearest neighbour)."""
+    from .io import image_ijk_to_ras
+
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    fixed_ijk_to_lps = lps @ image_ijk_to_ras(fixed)
+    lps_to_moving = np.linalg.inv(lps @ image_ijk_to_ras(moving))
+    ni, nj, nk = fixed.GetSize()
+    upper = np.array(moving.GetSize(), float) - 0.5
+    ii = np.arange(ni, dtype=np.float64)[None, :, None]
+    jj = np.arange(nj, dtype=np.float64)[:, None, None]
+    m = fixed_ijk_to_lps
+    plane = m[:3, 3] + ii * m[:3, 0] + jj * m[:3, 1]
+    out = np.empty((nk, nj, ni), bool)
+    a, t = lps_to_moving[:3, :3], lps_to_moving[:3, 3]
+    for k in range(nk):
+        y = plane + k * m[:3, 2] + displacement[k]
+        idx = y @ a.T + t
+        out[k] = np.all((idx >= -0.5) & (idx < upper), axis=-1)
+    return out
 
 
 # -- checks --------------------------------------------------------------------------------------------
