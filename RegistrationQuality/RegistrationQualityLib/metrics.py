@@ -928,7 +928,7 @@ def read_segmentation_file(path) -> LabelSource:
     try:
         image = reader.Execute()
     except RuntimeError as exc:
-        raise BadInputError(name, _itk_reason(exc) or "could not read the voxel data") from None
+        raise BadInputError(name, _itk_reason(exc, data=True) or "could not read the voxel data") from None
     keys = set(reader.GetMetaDataKeys())
     n_layers = image.GetNumberOfComponentsPerPixel()
     if n_layers == 1:
@@ -950,7 +950,8 @@ def read_segmentation_file(path) -> LabelSource:
             label = int(meta("LabelValue", "1"))
             layer = int(meta("Layer", "0"))
         except ValueError:
-            raise BadInputError(name, f"Segment{i}: LabelValue/Layer are not integers") from None
+            raise BadInputError(name, f"segment '{seg_name}': Segment{i}_LabelValue '{meta('LabelValue', '1')}' / "
+                                f"Segment{i}_Layer '{meta('Layer', '0')}' must be integers") from None
         if not 0 <= layer < n_layers:
             raise BadInputError(name, f"segment '{seg_name}' is in layer {layer}, the file has {n_layers}")
         segments.append(Segment(seg_name, label, layer))
