@@ -132,6 +132,15 @@ def write_bad_files(folder) -> Path:
     three = _cube() * 2
     three[1:3, 1:3, 1:3] = 5  # label 5 only in this file
     _write(_image(three), folder / "labels_2_and_5.nrrd")
+    seg = _image(_cube() * 2)
+    for key, value in (("ID", "Segment_1"), ("Name", "liver"), ("LabelValue", "two"), ("Layer", "0")):
+        seg.SetMetaData(f"Segment0_{key}", value)
+    _write(seg, folder / "bad_label_value.seg.nrrd")
+    seg.SetMetaData("Segment0_LabelValue", "2")
+    _write(seg, folder / "_whole.seg.nrrd")
+    whole = (folder / "_whole.seg.nrrd").read_bytes()
+    (folder / "truncated_data.seg.nrrd").write_bytes(whole[: len(whole) - 100])
+    (folder / "_whole.seg.nrrd").unlink()
     (folder / "a_folder").mkdir(exist_ok=True)
     (folder / "a_folder" / "readme.txt").write_text("not DICOM")
 
@@ -262,6 +271,10 @@ CASES = [
     evaluate("corrupt-nrrd-header", {"moving": "corrupt_header.nrrd"}, "corrupt_header.nrrd", "corrupt NRRD header",
              "banana", previous_report=True),
     compare("truncated-nrrd-data", "fixed_labels.nrrd", "truncated_data.nrrd", "truncated_data.nrrd",
+            "truncated or corrupt NRRD voxel data"),
+    compare("seg-nrrd-bad-label-value", "bad_label_value.seg.nrrd", "fixed_labels.nrrd", "bad_label_value.seg.nrrd",
+            "segment 'liver'", "Segment0_LabelValue 'two'", "must be integers"),
+    compare("seg-nrrd-truncated-data", "truncated_data.seg.nrrd", "fixed_labels.nrrd", "truncated_data.seg.nrrd",
             "truncated or corrupt NRRD voxel data"),
     compare("corrupt-nifti-header", "corrupt_header.nii", "fixed_labels.nrrd", "corrupt_header.nii",
             "not a readable image"),
