@@ -267,11 +267,17 @@ def test_names_the_module_file_uses_from_the_library_exist():
     assert lib_names, "the module file does not use the library"
     import importlib
 
+    # names also bound to something else somewhere in the file (a local variable) are not checked for attributes
+    rebound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    rebound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments) for a in n.args + n.kwonlyargs}
+
     for local, (module, name) in lib_names.items():
         mod = importlib.import_module(module)
         target = getattr(mod, name, None)
         if target is None:  # a submodule (from RegistrationQualityLib import io)
             target = importlib.import_module(f"{module}.{name}")
+        if local in rebound:
+            continue
         # attributes used on it (e.g. io.load_volume, rq_evaluate.EvaluationInputs)
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == local:
