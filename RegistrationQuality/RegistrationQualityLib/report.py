@@ -158,6 +158,12 @@ def _check_output_target(target: Path) -> None:
     if not target.name or target.parent == target:
         raise BadInputError("--output", f"'{target}' cannot be a report folder; give a folder name")
     if not os.path.lexists(target):
+        ancestor = target.parent
+        while not os.path.lexists(ancestor) and ancestor.parent != ancestor:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise BadInputError("--output", f"{ancestor} is a file; the report folder {target} cannot be created "
+                                "under it")
         return
     if not target.is_dir():
         raise BadInputError("--output", f"{target} is an existing file, not a folder")
