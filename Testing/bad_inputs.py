@@ -348,6 +348,8 @@ CASES = [
     evaluate("no-registration-given", {"transform": None}, "--transform", "--registered"),
     evaluate("bad-threshold-spec", {"threshold": ["200:100"]}, "--threshold", "lower bound 200"),
     evaluate("output-is-an-existing-file", {}, "--output", "notes.txt", "existing file", output="notes.txt"),
+    evaluate("output-under-a-file", {}, "--output", "notes.txt is a file", "cannot be created",
+             output="notes.txt/report"),
     evaluate("output-is-a-user-folder", {}, "--output", "user_folder", "not a report folder", output="user_folder"),
     compare("percentile-above-100", "fixed_labels.nrrd", "moving_labels.nrrd", "percentile", "150 is outside 0-100",
             cli_only=("argument --percentile",), options={"percentile": 150}),

@@ -113,7 +113,8 @@ def _assert_no_report_left(case, folder, previous, root):
             assert (out / name).read_bytes() == data, f"previous {name} changed"
     elif case.output is None:
         assert not out.exists(), f"{out} left behind"
-    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
+    leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")] \
+        if out.parent.is_dir() else []
     assert not leftovers, f"temporary folders left behind: {leftovers}"
 
 
