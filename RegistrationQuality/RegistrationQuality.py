@@ -11,16 +11,29 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Annotated, Union
 
+import qt
 import slicer
+from slicer import (
+    vtkMRMLLabelMapVolumeNode,
+    vtkMRMLMarkupsFiducialNode,
+    vtkMRMLModelNode,
+    vtkMRMLScalarVolumeNode,
+    vtkMRMLSegmentationNode,
+    vtkMRMLTableNode,
+    vtkMRMLTransformNode,
+)
 from slicer.i18n import tr as _
 from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Default, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+from slicer.util import VTKObservationMixin
 
 SAMPLE_CATEGORY = "Registration Quality"
 SAMPLE_NAME = "RegistrationQualityHeadPhantom"
@@ -101,33 +114,358 @@ def registerSampleData():
 
 
 #
+# RegistrationQualityParameterNode
+#
+@parameterNodeWrapper
+class RegistrationQualityParameterNode:
+    """The panel's state, saved with the scene (a QA session can be reopened).
+
+    Inputs are bound to the .ui widgets through their ``SlicerParameterName`` property. Fields named ``result...``
+    are outputs of the last computation: result nodes (removed and replaced by the next computation), the status
+    line and the report (JSON text, so that "Save report" also works after the scene is reopened).
+    """
+
+    # Inputs
+    fixedVolume: vtkMRMLScalarVolumeNode
+    movingVolume: vtkMRMLScalarVolumeNode
+    registeredVolume: vtkMRMLScalarVolumeNode
+    transform: vtkMRMLTransformNode
+    fixedSegmentation: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
+    movingSegmentation: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
+    fixedLandmarks: vtkMRMLMarkupsFiducialNode
+    movingLandmarks: vtkMRMLMarkupsFiducialNode
+    # Threshold (each image in its own units; bounds: RegistrationQualityLib.panel.THRESHOLD_LIMIT)
+    useThreshold: bool = True
+    fixedThreshold: Annotated[FloatRange, RangeBounds(-1.0e6, 1.0e6), Default(FloatRange(0, 0))]
+    movingThreshold: Annotated[FloatRange, RangeBounds(-1.0e6, 1.0e6), Default(FloatRange(0, 0))]
+    # Options: Hausdorff percentile and pass/fail limits (a limit is checked when its box is ticked)
+    percentile: Annotated[float, WithinRange(0.0, 100.0)] = 95.0
+    checkDice: bool = False
+    minDice: Annotated[float, WithinRange(0.0, 1.0)] = 0.8
+    checkHausdorff: bool = False
+    maxHausdorff: Annotated[float, WithinRange(0.0, 1000.0)] = 5.0
+    checkTre: bool = False
+    maxTre: Annotated[float, WithinRange(0.0, 1000.0)] = 2.0
+    checkFolding: bool = False
+    maxFolding: Annotated[float, WithinRange(0.0, 100.0)] = 0.1
+    # Display
+    showContours: bool = True
+    contoursAfter: bool = True
+    showCheckerboard: bool = False
+    showDifference: bool = False
+    showJacobian: bool = False
+    showTreVectors: bool = True
+    # Results of the last computation
+    resultStatus: str = ""
+    resultReport: str = ""
+    resultSummaryTable: vtkMRMLTableNode
+    resultMetricsTable: vtkMRMLTableNode
+    resultTreTable: vtkMRMLTableNode
+    resultTreVectors: vtkMRMLModelNode
+    resultJacobian: vtkMRMLScalarVolumeNode
+    resultCheckerboard: vtkMRMLScalarVolumeNode
+    resultDifference: vtkMRMLScalarVolumeNode
+    resultContoursFixed: vtkMRMLSegmentationNode
+    resultContoursBefore: vtkMRMLSegmentationNode
+    resultContoursAfter: vtkMRMLSegmentationNode
+
+
+#
 # RegistrationQualityWidget
 #
-class RegistrationQualityWidget(ScriptedLoadableModuleWidget):
-    """The panel: gathers inputs, calls the logic, shows results. Placeholder .ui until the panel issue lands."""
+class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """The panel: gathers inputs from the parameter node, calls the logic, shows the results.
+
+    Nothing is computed here: thresholds, metrics, result and display nodes all come from the library through
+    ``RegistrationQualityLogic``. ``computeFromParameterNode()`` is what the Compute button runs (and the
+    self-test calls).
+    """
 
     def __init__(self, parent=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)  # parameter node and scene observation
         self.logic = None
         self.ui = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._volumeIDs = {"fixed": None, "moving": None}  # volumes the threshold sliders are set up for
+        self._movingID = None  # moving volume the SlicerElastix auto-fill last looked at
+        self._displayState = None
+        self._updating = False
+        self._running = False
+        self._cancelRequested = False
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/RegistrationQuality.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
-        uiWidget.setMRMLScene(slicer.mrmlScene)
+        uiWidget.setMRMLScene(slicer.mrmlScene)  # the .ui forwards the scene to every MRML widget
         self.logic = RegistrationQualityLogic()
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+
         self.ui.loadSampleCaseButton.connect("clicked(bool)", self.onLoadSampleCase)
         self.ui.loadSampleCaseButton.enabled = sampleCaseFolder() is not None
-        self.layout.addStretch(1)
+        self.ui.findElastixButton.connect("clicked(bool)", self.onFindElastixResult)
+        self.ui.otsuButton.connect("clicked(bool)", self.onOtsuButton)
+        self.ui.histogramDefaultsButton.connect("clicked(bool)", self.onHistogramDefaultsButton)
+        self.ui.computeButton.connect("clicked(bool)", self.onComputeButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.saveReportButton.connect("clicked(bool)", self.onSaveReportButton)
+        self.ui.progressBar.hide()
+        self.ui.cancelButton.enabled = False
+
+        self.initializeParameterNode()
+
+    def cleanup(self):
+        self.removeObservers()
+
+    def enter(self):
+        self.initializeParameterNode()
+
+    def exit(self):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, self._modifiedEvent(), self.onParameterNodeModified)
+
+    def onSceneStartClose(self, caller, event):
+        self.setParameterNode(None)
+
+    def onSceneEndClose(self, caller, event):
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    # -- parameter node ------------------------------------------------------------------------------------
+    @staticmethod
+    def _modifiedEvent():
+        import vtk
+
+        return vtk.vtkCommand.ModifiedEvent
+
+    def initializeParameterNode(self):
+        self.setParameterNode(self.logic.getParameterNode())
+
+    def setParameterNode(self, inputParameterNode):
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, self._modifiedEvent(), self.onParameterNodeModified)
+        self._parameterNode = inputParameterNode
+        self._volumeIDs = {"fixed": None, "moving": None}
+        self._movingID = None
+        self._displayState = None
+        if self._parameterNode:
+            # every bound widget has a "SlicerParameterName" dynamic property in the .ui
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, self._modifiedEvent(), self.onParameterNodeModified)
+            self.ui.resultsTableView.setMRMLTableNode(self._parameterNode.resultSummaryTable)
+        self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None):
+        """Follow the inputs: SlicerElastix auto-fill, threshold slider ranges, display, button states."""
+        p = self._parameterNode
+        if p is None or self._updating:
+            return
+        self._updating = True
+        try:
+            moving = p.movingVolume
+            movingID = moving.GetID() if moving else None
+            if movingID != self._movingID:
+                # a newly chosen moving volume brings its SlicerElastix result; a reopened scene keeps its inputs
+                userChange = self._movingID is not None or not (p.registeredVolume or p.transform)
+                self._movingID = movingID
+                if moving and userChange:
+                    self.fillFromSlicerElastix(overwrite=True, quiet=True)
+            for side in ("fixed", "moving"):
+                self._updateThresholdSlider(side)
+            self._applyDisplay()
+            self._updateButtons()
+        finally:
+            self._updating = False
+
+    def _updateButtons(self):
+        p = self._parameterNode
+        ready = bool(p and p.fixedVolume and p.movingVolume and (p.registeredVolume or p.transform))
+        self.ui.computeButton.enabled = ready and not self._running
+        self.ui.computeButton.toolTip = (_("Compute the quality metrics before and after registration.") if ready else
+                                         _("Select the fixed and moving volumes and a registered volume or a "
+                                           "transform."))
+        self.ui.saveReportButton.enabled = bool(p and p.resultReport) and not self._running
+        self.ui.otsuButton.enabled = bool(p and p.useThreshold and (p.fixedVolume or p.movingVolume))
+        self.ui.histogramDefaultsButton.enabled = self.ui.otsuButton.enabled
+        self.ui.findElastixButton.enabled = bool(p and p.movingVolume)
+
+    # -- inputs ---------------------------------------------------------------------------------------------
+    def fillFromSlicerElastix(self, overwrite=True, quiet=False):
+        """Fill the registered volume and transform (and the fixed volume if empty) from SlicerElastix's
+        result for the moving volume. Returns the source description or None."""
+        p = self._parameterNode
+        found = self.logic.slicerElastixInputs(p.movingVolume) if p and p.movingVolume else None
+        if not found:
+            if not quiet:
+                p.resultStatus = _("No SlicerElastix result found for the moving volume.")
+            return None
+        wasModified = p.StartModify()
+        try:
+            if found["fixed"] is not None and not p.fixedVolume:
+                p.fixedVolume = found["fixed"]
+            for field, key in (("registeredVolume", "registered"), ("transform", "transform")):
+                if found[key] is not None and (overwrite or not getattr(p, field)):
+                    setattr(p, field, found[key])
+            p.resultStatus = _("Inputs filled from the SlicerElastix result ({source}).").format(source=found["source"])
+        finally:
+            p.EndModify(wasModified)
+        return found["source"]
+
+    def _thresholdWidget(self, side):
+        return self.ui.fixedThresholdRangeWidget if side == "fixed" else self.ui.movingThresholdRangeWidget
+
+    def _updateThresholdSlider(self, side, resetValues=False):
+        """Slider bounds from the volume's histogram; default range when the volume changed (or on request)."""
+        p = self._parameterNode
+        node = p.fixedVolume if side == "fixed" else p.movingVolume
+        nodeID = node.GetID() if node else None
+        if nodeID == self._volumeIDs[side] and not resetValues:
+            return
+        previous, self._volumeIDs[side] = self._volumeIDs[side], nodeID
+        if node is None or node.GetImageData() is None:
+            return
+        try:
+            defaults = self.logic.thresholdDefaults(node)
+        except Exception as error:  # e.g. no finite voxel: say so, the panel stays usable
+            logging.warning(f"RegistrationQuality: no threshold defaults for {node.GetName()}: {error}")
+            p.resultStatus = _("No threshold defaults for {name}: {error}").format(name=node.GetName(), error=error)
+            return
+        lo, hi = defaults["bounds"]
+        widget = self._thresholdWidget(side)
+        widget.decimals = defaults["decimals"]
+        widget.singleStep = defaults["step"]
+        widget.setRange(lo, hi if hi > lo else lo + defaults["step"])
+        field = side + "Threshold"
+        current = getattr(p, field)
+        degenerate = current.minimum >= current.maximum or current.minimum < lo or current.maximum > hi
+        if resetValues or previous is not None or degenerate:
+            setattr(p, field, FloatRange(*defaults["suggested"]))
+
+    def onHistogramDefaultsButton(self):
+        with slicer.util.tryWithErrorDisplay(_("Failed to compute the threshold defaults."), waitCursor=True):
+            for side in ("fixed", "moving"):
+                self._updateThresholdSlider(side, resetValues=True)
+
+    def onOtsuButton(self):
+        """Both ranges from Otsu's threshold of each image (level to maximum)."""
+        with slicer.util.tryWithErrorDisplay(_("Failed to compute Otsu thresholds."), waitCursor=True):
+            p = self._parameterNode
+            for side in ("fixed", "moving"):
+                node = p.fixedVolume if side == "fixed" else p.movingVolume
+                if node is None:
+                    continue
+                otsu = self.logic.thresholdDefaults(node)["otsu"]
+                if otsu is None:
+                    raise ValueError(_("{name}: Otsu's threshold is undefined (the image is constant).").format(
+                        name=node.GetName()))
+                setattr(p, side + "Threshold", FloatRange(*otsu))
+
+    def onFindElastixResult(self):
+        with slicer.util.tryWithErrorDisplay(_("Failed to look up the SlicerElastix result."), waitCursor=True):
+            self.fillFromSlicerElastix(overwrite=True, quiet=False)
 
     def onLoadSampleCase(self):
         with slicer.util.tryWithErrorDisplay(_("Failed to load the sample case."), waitCursor=True):
             nodes = self.logic.loadSampleCase()
-            slicer.util.setSliceViewerLayers(background=nodes["fixed"], foreground=nodes["moving"],
-                                             foregroundOpacity=0.5, fit=True)
-            self.ui.statusLabel.text = _("Sample case loaded: {count} nodes.").format(count=len(nodes))
+            p = self._parameterNode
+            wasModified = p.StartModify()
+            try:
+                p.fixedVolume, p.movingVolume = nodes["fixed"], nodes["moving"]
+                p.registeredVolume, p.transform = None, nodes["good"]
+                p.fixedSegmentation, p.movingSegmentation = nodes["fixed_segmentation"], nodes["moving_segmentation"]
+                p.fixedLandmarks, p.movingLandmarks = nodes["fixed_landmarks"], nodes["moving_landmarks"]
+                p.resultStatus = _("Sample case loaded: {count} nodes. Transform: the good registration; the "
+                                   "imperfect one is in the transform list.").format(count=len(nodes))
+            finally:
+                p.EndModify(wasModified)
+            slicer.util.setSliceViewerLayers(background=nodes["fixed"], foreground=None, fit=True)
+
+    # -- compute --------------------------------------------------------------------------------------------
+    def onComputeButton(self):
+        with slicer.util.tryWithErrorDisplay(_("Failed to compute the registration quality."), waitCursor=True):
+            self.computeFromParameterNode()
+
+    def onSaveReportButton(self):
+        """Write the last computation's report (HTML, JSON, CSV) to a folder chosen by the user and open it."""
+        folder = qt.QFileDialog.getExistingDirectory(
+            slicer.util.mainWindow(), _("Folder for the report (a new subfolder is made unless it is empty)"))
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to save the report."), waitCursor=True):
+            html = self.logic.saveReport(self._parameterNode, folder) / "report.html"
+            slicer.util.showStatusMessage(_("Report saved: {path}").format(path=str(html)), 5000)
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(html)))
+
+    def onCancelButton(self):
+        self._cancelRequested = True
+        self.ui.cancelButton.enabled = False
+
+    def _onProgress(self, text, fraction):
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.progressBar.setFormat(_("{stage} (%p%)").format(stage=text))
+        slicer.app.processEvents()  # paint the bar and let the Cancel button be clicked
+
+    def _setRunning(self, running):
+        self._running = running
+        self._cancelRequested = False
+        self.ui.cancelButton.enabled = running
+        self.ui.progressBar.setVisible(running)
+        self.ui.progressBar.value = 0
+        for section in (self.ui.inputsCollapsibleButton, self.ui.thresholdCollapsibleButton,
+                        self.ui.optionsCollapsibleButton):
+            section.enabled = not running
+        self._updateButtons()
+
+    def computeFromParameterNode(self):
+        """Evaluate the registration described by the parameter node; show and return the EvaluationResult.
+
+        Returns None when the user cancelled. Errors (one-line ``BadInputError`` messages naming the input)
+        propagate to the caller: the Compute button shows them in an error dialog.
+        """
+        p = self._parameterNode
+        self._setRunning(True)
+        try:
+            result = self.logic.compute(p, progress=self._onProgress, cancel=lambda: self._cancelRequested)
+        except InterruptedError:
+            p.resultStatus = _("Cancelled: the previous results are kept.")
+            return None
+        finally:
+            self._setRunning(False)
+        self.ui.resultsTableView.setMRMLTableNode(p.resultSummaryTable)
+        self._applyDisplay(force=True)
+        return result
+
+    # -- display --------------------------------------------------------------------------------------------
+    def _applyDisplay(self, force=False):
+        """Show the result nodes the Display toggles ask for (only when a toggle or a result node changed)."""
+        p = self._parameterNode
+        if p is None:
+            return
+        previous = self._displayState
+        # checkerboard and difference are alternative backgrounds: ticking one unticks the other
+        if previous is not None and p.showCheckerboard and p.showDifference:
+            if not previous[3]:  # the checkerboard was just ticked
+                p.showDifference = False
+            else:
+                p.showCheckerboard = False
+        self.ui.contoursAfterButton.text = (_("Showing: after registration") if p.contoursAfter else
+                                            _("Showing: before registration"))
+        nodes = (p.fixedVolume, p.resultCheckerboard, p.resultDifference, p.resultJacobian, p.resultTreVectors,
+                 p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter)
+        state = (tuple(n.GetID() if n else None for n in nodes), p.showContours, p.contoursAfter,
+                 p.showCheckerboard, p.showDifference, p.showJacobian, p.showTreVectors)
+        self._displayState = state
+        # entering the module only records the state: the views change when the user (or a computation) asks
+        if force or (previous is not None and state != previous):
+            self.logic.showResults(p)
 
 
 #
@@ -139,11 +477,16 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
     >>> logic = slicer.util.getModuleLogic("RegistrationQuality")  # or RegistrationQualityLogic()
     >>> nodes = logic.loadSampleCase()
     >>> result = logic.evaluate(fixed=nodes["fixed"], moving=nodes["moving"], transform=nodes["good"])
+    >>> result.report["landmarks"], result.verdict
     """
 
     def __init__(self):
         ScriptedLoadableModuleLogic.__init__(self)
         self._context = None
+        self._thresholdCache = {}
+
+    def getParameterNode(self):
+        return RegistrationQualityParameterNode(super().getParameterNode())
 
     def context(self):
         """The library's Context on the application's scene and module logics (rebuilt if the scene changed)."""
@@ -185,12 +528,12 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
                 nodes[name] = io.load_transform(ctx, folder / registration["transform"], name=f"RQ {name} registration")
         return nodes
 
-    def evaluate(self, outputDir=None, progress=None, **inputs):
+    def evaluate(self, outputDir=None, progress=None, cancel=None, **inputs):
         """Evaluate one registration (nodes or file paths) with the library; returns its EvaluationResult.
 
         Keyword arguments are ``EvaluationInputs`` fields (``fixed``, ``moving``, ``transform``, ``elastix_dir``,
         ``registered``, ``fixed_segmentation``, ...) and ``EvaluationOptions`` fields (``percentile``,
-        ``min_dice``, ``max_tre``, ...).
+        ``min_dice``, ``max_tre``, ...). ``outputDir``: write the report folder (HTML, JSON, CSV, snapshots).
         """
         import dataclasses
 
@@ -203,16 +546,155 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             raise TypeError(f"unknown evaluate argument(s): {', '.join(sorted(unknown))}")
         evaluation_inputs = rq_evaluate.EvaluationInputs(**{k: v for k, v in inputs.items() if k in input_fields})
         options = rq_evaluate.EvaluationOptions(**{k: v for k, v in inputs.items() if k in option_fields})
-        return rq_evaluate.evaluate(self.context(), evaluation_inputs, options, output_dir=outputDir, progress=progress)
+        return rq_evaluate.evaluate(self.context(), evaluation_inputs, options, output_dir=outputDir,
+                                    progress=progress, cancel=cancel)
+
+    # -- the panel's requests --------------------------------------------------------------------------------
+    def thresholdDefaults(self, volumeNode):
+        """Slider bounds, default range and Otsu range of a volume (cached until its image data changes)."""
+        from RegistrationQualityLib import panel
+
+        key = (volumeNode.GetID(), volumeNode.GetImageData().GetMTime())
+        if key not in self._thresholdCache:
+            self._thresholdCache = {key: panel.threshold_defaults(volumeNode),
+                                    **{k: v for k, v in self._thresholdCache.items() if k[0] != key[0]}}
+        return self._thresholdCache[key]
+
+    def slicerElastixInputs(self, movingVolume):
+        """{"fixed", "registered", "transform", "source"} from SlicerElastix's result for the volume, or None."""
+        from RegistrationQualityLib import panel
+
+        return panel.slicer_elastix_inputs(self.context(), movingVolume)
+
+    @staticmethod
+    def evaluationRequest(parameterNode):
+        """(EvaluationInputs, EvaluationOptions) of a parameter node (scene outputs on, no snapshots)."""
+        from RegistrationQualityLib import panel
+
+        p = parameterNode
+        return panel.evaluation_request(
+            p.fixedVolume, p.movingVolume, registered=p.registeredVolume, transform=p.transform,
+            fixed_segmentation=p.fixedSegmentation, moving_segmentation=p.movingSegmentation,
+            fixed_landmarks=p.fixedLandmarks, moving_landmarks=p.movingLandmarks,
+            fixed_threshold=p.fixedThreshold if p.useThreshold else None,
+            moving_threshold=p.movingThreshold if p.useThreshold else None,
+            percentile=p.percentile,
+            min_dice=p.minDice if p.checkDice else None,
+            max_hausdorff=p.maxHausdorff if p.checkHausdorff else None,
+            max_tre=p.maxTre if p.checkTre else None,
+            max_folding=p.maxFolding if p.checkFolding else None,
+            case_id=p.movingVolume.GetName() if p.movingVolume else None,
+        )
+
+    def compute(self, parameterNode, progress=None, cancel=None):
+        """Evaluate the parameter node's registration; store result nodes, status and report in it.
+
+        ``progress(text, fraction)`` and ``cancel() -> bool`` are passed to the library's ``evaluate``
+        (cancel raises InterruptedError). The previous result nodes are replaced only when the new ones exist.
+        Returns the EvaluationResult.
+        """
+        from RegistrationQualityLib import panel
+        from RegistrationQualityLib.evaluate import evaluate, summary_lines
+
+        p = parameterNode
+        inputs, options = self.evaluationRequest(p)
+        ctx = self.context()
+        result = evaluate(ctx, inputs, options, progress=progress, cancel=cancel)
+        created = list(result.nodes.values())
+        try:
+            display = panel.display_nodes(
+                ctx, p.fixedVolume, p.movingVolume, registered=p.registeredVolume, transform=p.transform,
+                fixed_threshold=p.fixedThreshold if p.useThreshold else None,
+                moving_threshold=p.movingThreshold if p.useThreshold else None,
+                fixed_segmentation=p.fixedSegmentation, moving_segmentation=p.movingSegmentation,
+                state="after" if p.contoursAfter else "before")
+            created += [n for n in display.values() if n is not None]
+            headers = {"measure": _("Measure"), "subject": _("Subject"), "before": _("Before"), "after": _("After"),
+                       "unit": _("Unit"), "check": _("Check")}
+            summary = panel.summary_table_node(ctx, result.report, name=_("Registration quality summary"),
+                                               headers=headers)
+            created.append(summary)
+        except BaseException:
+            ctx.remove_nodes(created)  # nothing half made stays in the scene
+            raise
+        self.removeResultNodes(p)
+        verdict = {"pass": _("PASS"), "fail": _("FAIL"), "no checks": _("no checks requested")}[result.verdict]
+        failed = summary_lines(result)[1:]
+        wasModified = p.StartModify()
+        try:
+            p.resultSummaryTable = summary
+            p.resultMetricsTable = result.nodes.get("metrics_table")
+            p.resultTreTable = result.nodes.get("tre_table")
+            p.resultTreVectors = result.nodes.get("tre_vectors")
+            p.resultJacobian = result.nodes.get("jacobian")
+            p.resultCheckerboard = display["checkerboard"]
+            p.resultDifference = display["difference"]
+            p.resultContoursFixed = display["contours_fixed"]
+            p.resultContoursBefore = display["contours_before"]
+            p.resultContoursAfter = display["contours_after"]
+            p.resultReport = panel.report_json(result.report)
+            p.resultStatus = "\n".join([_("Verdict: {verdict}").format(verdict=verdict), *failed,
+                                        *result.report.get("warnings", [])])
+        finally:
+            p.EndModify(wasModified)
+        return result
+
+    def removeResultNodes(self, parameterNode):
+        """Remove the result nodes of the previous computation from the scene (and from the parameter node)."""
+        p = parameterNode
+        fields = [name for name in RegistrationQualityParameterNode.allParameters
+                  if name.startswith("result") and name not in ("resultStatus", "resultReport")]
+        nodes = [getattr(p, name) for name in fields]
+        for name in fields:
+            setattr(p, name, None)
+        self.context().remove_nodes([n for n in nodes if n is not None])
+
+    def showResults(self, parameterNode):
+        """Apply the Display toggles of the parameter node to the slice views and the result nodes."""
+        from RegistrationQualityLib import segmentation
+
+        p = parameterNode
+        background = p.fixedVolume
+        if p.showCheckerboard and p.resultCheckerboard:
+            background = p.resultCheckerboard
+        elif p.showDifference and p.resultDifference:
+            background = p.resultDifference
+        foreground = p.resultJacobian if p.showJacobian and p.resultJacobian else None
+        if background is not None:
+            slicer.util.setSliceViewerLayers(background=background, foreground=foreground,
+                                             foregroundOpacity=0.5 if foreground else None)
+        contours = (p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter)
+        for node in contours:
+            if node is not None and node.GetDisplayNode() is not None:
+                node.GetDisplayNode().SetVisibility(p.showContours)
+        if p.showContours and (p.resultContoursBefore or p.resultContoursAfter):
+            state = "after" if p.contoursAfter and p.resultContoursAfter else "before"
+            segmentation.show_before_after(p.resultContoursBefore, p.resultContoursAfter, state)
+        if p.resultTreVectors and p.resultTreVectors.GetDisplayNode():
+            p.resultTreVectors.GetDisplayNode().SetVisibility(p.showTreVectors)
+
+    def saveReport(self, parameterNode, folder):
+        """Write the last computation's report folder (report.html, report.json, metrics.csv); returns its path.
+
+        ``folder``: used as is when empty or a previous report folder, else a subfolder named after the moving
+        volume is made in it (:func:`RegistrationQualityLib.panel.report_folder`).
+        """
+        from RegistrationQualityLib import panel
+        from RegistrationQualityLib.report import write_report
+
+        if not parameterNode.resultReport:
+            raise ValueError(_("Nothing to save yet: compute first."))
+        report = panel.report_from_json(parameterNode.resultReport)
+        return write_report(report, panel.report_folder(folder, report.get("case_id")))
 
 
 #
 # RegistrationQualityTest
 #
 class RegistrationQualityTest(ScriptedLoadableModuleTest):
-    """Self-test in the Slicer application (``slicer_add_python_unittest``): loads the sample case, evaluates both
-    registrations and checks that the good one has a smaller landmark TRE than the imperfect one and than the
-    unregistered pair, with the values recorded in the sample case's ``case.json``."""
+    """Self-test in the Slicer application (``slicer_add_python_unittest``): loads the sample case, evaluates its
+    registrations through the logic and through the panel's Compute path, and checks the numbers against the
+    values the sample case generator measured with transformix (``case.json``: ``measured_tre_mm``)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -222,6 +704,8 @@ class RegistrationQualityTest(ScriptedLoadableModuleTest):
         self.test_LoadSampleCase()
         self.setUp()
         self.test_EvaluateSampleCase()
+        self.setUp()
+        self.test_PanelComputesSampleCase()
 
     def test_LoadSampleCase(self):
         self.delayDisplay("Loading the sample case")
@@ -253,4 +737,78 @@ class RegistrationQualityTest(ScriptedLoadableModuleTest):
             self.assertAlmostEqual(tre[name], measured[name]["mean"], delta=0.05)
         self.assertLess(tre["good"], tre["imperfect"])
         self.assertLess(tre["imperfect"], measured["identity"]["mean"])
+        self.delayDisplay("Test passed")
+
+    def test_PanelComputesSampleCase(self):
+        """The Compute button's code path on the sample case: inputs from the parameter node, result nodes and
+        the results table in the scene, display toggles, pass/fail limits, save report."""
+        import tempfile
+        from pathlib import Path
+
+        self.delayDisplay("Computing the sample case through the panel")
+        spec = sampleCaseSpec(sampleCaseFolder())
+        measured = spec["measured_tre_mm"]
+        slicer.util.selectModule("RegistrationQuality")
+        widget = slicer.util.getModuleWidget("RegistrationQuality")
+        nodes = widget.logic.loadSampleCase()
+        p = widget.logic.getParameterNode()
+        p.fixedVolume, p.movingVolume, p.transform = nodes["fixed"], nodes["moving"], nodes["good"]
+        p.fixedSegmentation, p.movingSegmentation = nodes["fixed_segmentation"], nodes["moving_segmentation"]
+        p.fixedLandmarks, p.movingLandmarks = nodes["fixed_landmarks"], nodes["moving_landmarks"]
+        # threshold sliders were set from each image's histogram: a non-empty range inside the image's values
+        for side, volume in (("fixed", nodes["fixed"]), ("moving", nodes["moving"])):
+            lo, hi = volume.GetImageData().GetScalarRange()
+            value = getattr(p, side + "Threshold")
+            self.assertTrue(lo <= value.minimum < value.maximum <= hi, f"{side} threshold {value}")
+        # a TRE limit halfway between the good and the imperfect registration's measured mean TRE
+        limit = 0.5 * (measured["good"]["mean"] + measured["imperfect"]["mean"])
+        p.checkTre, p.maxTre = True, limit
+
+        result = widget.computeFromParameterNode()
+        report = result.report
+        self.assertAlmostEqual(report["landmarks"]["after"]["mean_mm"], measured["good"]["mean"], delta=0.05)
+        self.assertAlmostEqual(report["landmarks"]["before"]["mean_mm"], measured["identity"]["mean"], delta=0.05)
+        self.assertEqual(result.verdict, "pass")
+        names = {entry["name"] for entry in report["segments"]}
+        self.assertEqual(names, set(spec["labels"].values()) | {"threshold"})
+        for entry in report["segments"]:  # a good registration improves the overlap of every structure
+            self.assertGreater(entry["after"]["dice"], entry["before"]["dice"], entry["name"])
+
+        # result nodes in the scene, the results table in the view
+        self.assertIs(widget.ui.resultsTableView.mrmlTableNode(), p.resultSummaryTable)
+        from RegistrationQualityLib.panel import summary_rows
+
+        self.assertEqual(p.resultSummaryTable.GetNumberOfRows(), len(summary_rows(report)))
+        self.assertEqual(p.resultTreVectors.GetPolyData().GetNumberOfLines(), report["landmarks"]["after"]["count"])
+        self.assertIsNotNone(p.resultJacobian)
+        self.assertIsNotNone(p.resultContoursAfter)
+
+        # display toggles
+        p.showCheckerboard = True
+        composite = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
+        self.assertEqual(composite.GetBackgroundVolumeID(), p.resultCheckerboard.GetID())
+        p.showDifference = True  # alternative backgrounds: the checkerboard is unticked
+        self.assertFalse(p.showCheckerboard)
+        self.assertEqual(composite.GetBackgroundVolumeID(), p.resultDifference.GetID())
+        p.contoursAfter = False
+        self.assertTrue(p.resultContoursBefore.GetDisplayNode().GetVisibility())
+        self.assertFalse(p.resultContoursAfter.GetDisplayNode().GetVisibility())
+
+        # the imperfect registration fails the same limit; the previous result nodes are replaced
+        previous = p.resultSummaryTable.GetID()
+        p.transform = nodes["imperfect"]
+        result = widget.computeFromParameterNode()
+        self.assertEqual(result.verdict, "fail")
+        self.assertAlmostEqual(result.report["landmarks"]["after"]["mean_mm"], measured["imperfect"]["mean"],
+                               delta=0.05)
+        self.assertIsNone(slicer.mrmlScene.GetNodeByID(previous))
+
+        # save report: the folder holds the report of the last computation
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = widget.logic.saveReport(p, tmp)
+            self.assertTrue((Path(folder) / "report.html").is_file())
+            import json
+
+            saved = json.loads((Path(folder) / "report.json").read_text(encoding="utf-8"))
+            self.assertEqual(saved["verdict"], "fail")
         self.delayDisplay("Test passed")

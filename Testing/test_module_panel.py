@@ -1,0 +1,575 @@
+"""The Slicer panel, headless: the .ui and the module file are parsed (they need Slicer's Qt), and the library
+code path the panel runs (``RegistrationQualityLib.panel`` and the logic's methods) is executed on real scenes.
+
+Slicer facts the static checks rely on (Base/Python/slicer/parameterNodeWrapper in Slicer 5.8): ``connectGui``
+binds widgets whose ``SlicerParameterName`` dynamic property names a field; a bool binds to QCheckBox or a
+(checkable) QPushButton, a float to QDoubleSpinBox/ctkDoubleSpinBox/ctkSliderWidget (the slider needs bounds), a
+FloatRange to ctkRangeWidget (needs RangeBounds), a node type to qMRMLNodeComboBox, a str to QLabel/QLineEdit.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from conftest import SHIFT_LPS, write_shift_case
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULE_FILE = ROOT / "RegistrationQuality" / "RegistrationQuality.py"
+UI_FILE = ROOT / "RegistrationQuality" / "Resources" / "UI" / "RegistrationQuality.ui"
+SAMPLE_CASE = ROOT / "Resources" / "SampleCase"
+
+# widget classes that hold no state and do nothing: they need no code (layout helpers and static text)
+CONTAINERS = {"qMRMLWidget", "ctkCollapsibleButton", "QGroupBox", "QWidget", "QFrame"}
+BINDABLE = {  # field type -> widget classes Slicer 5.8's GUI connectors accept
+    "bool": {"QCheckBox", "ctkCheckBox", "QPushButton"},
+    "float": {"QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget", "qMRMLSliderWidget", "qMRMLSpinBox"},
+    "FloatRange": {"ctkRangeWidget", "ctkDoubleRangeSlider", "qMRMLRangeWidget"},
+    "str": {"QLabel", "QLineEdit", "QTextEdit"},
+    "node": {"qMRMLNodeComboBox"},
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parsing helpers
+# ---------------------------------------------------------------------------------------------------
+def ui_tree():
+    return ET.parse(UI_FILE)
+
+
+def ui_widgets() -> dict:
+    """name -> <widget> element of every named widget of the .ui."""
+    return {w.get("name"): w for w in ui_tree().iter("widget")}
+
+
+def direct_property(widget, name):
+    for p in widget.findall("property"):
+        if p.get("name") == name:
+            return p
+    return None
+
+
+def property_text(widget, name):
+    p = direct_property(widget, name)
+    if p is None:
+        return None
+    child = list(p)[0]
+    if child.tag == "stringlist":
+        return [s.text for s in child.findall("string")]
+    return child.text or ""
+
+
+def bound_widgets() -> dict:
+    """SlicerParameterName -> list of widget elements bound to it."""
+    out: dict = {}
+    for name, w in ui_widgets().items():
+        p = direct_property(w, "SlicerParameterName")
+        if p is not None:
+            assert p.get("stdset") == "0", f"{name}: SlicerParameterName must be a dynamic property (stdset=0)"
+            out.setdefault(p.find("string").text, []).append(w)
+    return out
+
+
+def module_source() -> str:
+    return MODULE_FILE.read_text(encoding="utf-8")
+
+
+def module_tree():
+    return ast.parse(module_source(), str(MODULE_FILE))
+
+
+def module_class(name):
+    for node in module_tree().body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node
+    raise AssertionError(f"class {name} not found in the module file")
+
+
+def parameter_class():
+    """The @parameterNodeWrapper dataclass of the module file."""
+    found = [n for n in module_tree().body if isinstance(n, ast.ClassDef)
+             and any(ast.unparse(d) == "parameterNodeWrapper" for d in n.decorator_list)]
+    assert len(found) == 1, "the module file needs exactly one @parameterNodeWrapper class"
+    return found[0]
+
+
+def parameter_fields() -> dict:
+    """field name -> (annotation source, default value or None)."""
+    fields = {}
+    for node in parameter_class().body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            default = ast.literal_eval(node.value) if node.value is not None else None
+            fields[node.target.id] = (ast.unparse(node.annotation), default)
+    return fields
+
+
+def field_kind(annotation: str) -> str:
+    base = annotation
+    m = re.match(r"Annotated\[(\w+),", annotation)
+    if m:
+        base = m.group(1)
+    if base in ("bool", "float", "str", "FloatRange", "int"):
+        return base
+    assert re.fullmatch(r"vtkMRML\w+|Union\[(vtkMRML\w+, )*vtkMRML\w+\]", base), f"unexpected field type {annotation}"
+    return "node"
+
+
+def node_classes(annotation: str) -> list:
+    return re.findall(r"vtkMRML\w+", annotation)
+
+
+def is_input(field: str) -> bool:
+    return not field.startswith("result")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The .ui file
+# ---------------------------------------------------------------------------------------------------
+def test_ui_is_valid_designer_xml():
+    tree = ui_tree()
+    root = tree.getroot()
+    assert root.tag == "ui" and root.get("version") == "4.0"
+    assert root.findtext("class") == "RegistrationQuality"
+    top = root.find("widget")
+    assert top.get("class") == "qMRMLWidget" and top.get("name") == "RegistrationQuality"
+    names = [w.get("name") for w in root.iter("widget")]
+    assert all(names) and len(names) == len(set(names)), "every widget has a unique name"
+    layouts = [x.get("name") for x in root.iter("layout")]
+    assert len(layouts) == len(set(layouts))
+    declared = {c.findtext("class") for c in root.iter("customwidget")}
+    used = {w.get("class") for w in root.iter("widget")}
+    custom = {c for c in used if c.startswith(("ctk", "qMRML"))}
+    assert custom <= declared, f"custom widgets not declared: {sorted(custom - declared)}"
+
+
+def test_widgets_the_code_uses_exist_and_none_is_unused():
+    widgets = ui_widgets()
+    used = set(re.findall(r"self\.ui\.(\w+)", module_source()))
+    assert used, "the module uses no .ui widget"
+    assert used <= set(widgets), f"used by the code but not in the .ui: {sorted(used - set(widgets))}"
+    bound = {w.get("name") for ws in bound_widgets().values() for w in ws}
+    unused = []
+    for name, w in widgets.items():
+        cls = w.get("class")
+        static_label = cls == "QLabel" and name.endswith("Label") and name not in bound
+        if cls in CONTAINERS or static_label or name in used or name in bound:
+            continue
+        unused.append(f"{name} ({cls})")
+    assert not unused, f"controls in the .ui that no code reads, binds or connects: {unused}"
+
+
+def test_every_parameter_name_is_a_field_and_every_input_is_bound():
+    fields = parameter_fields()
+    bound = bound_widgets()
+    assert set(bound) <= set(fields), f"SlicerParameterName without a field: {sorted(set(bound) - set(fields))}"
+    duplicated = {k: [w.get("name") for w in v] for k, v in bound.items() if len(v) > 1}
+    assert not duplicated, f"fields bound to several widgets: {duplicated}"
+    inputs = {f for f in fields if is_input(f)}
+    assert inputs - set(bound) == set(), f"inputs with no widget: {sorted(inputs - set(bound))}"
+    # the panel's inputs cover what the evaluation takes from the user
+    for needed in ("fixedVolume", "movingVolume", "registeredVolume", "transform", "fixedSegmentation",
+                   "movingSegmentation", "fixedLandmarks", "movingLandmarks", "fixedThreshold", "movingThreshold",
+                   "percentile", "minDice", "maxHausdorff", "maxTre", "maxFolding"):
+        assert needed in inputs
+
+
+def test_bound_widgets_fit_their_field_types_and_show_the_defaults():
+    fields = parameter_fields()
+    for name, ws in bound_widgets().items():
+        annotation, default = fields[name]
+        kind = field_kind(annotation)
+        w = ws[0]
+        cls = w.get("class")
+        assert cls in BINDABLE[kind], f"{name}: {kind} cannot bind to {cls}"
+        if kind == "bool":
+            if cls == "QPushButton":
+                assert property_text(w, "checkable") == "true", f"{w.get('name')} must be checkable"
+            assert (property_text(w, "checked") == "true") == bool(default), f"{w.get('name')}: default {default}"
+        elif kind == "float":
+            bounds = re.search(r"WithinRange\(([-\d.e+]+), ([-\d.e+]+)\)", annotation)
+            if cls in ("ctkSliderWidget", "qMRMLSliderWidget"):
+                assert bounds, f"{name}: a slider needs WithinRange"
+            if bounds:
+                assert float(property_text(w, "minimum")) == float(bounds.group(1)), name
+                assert float(property_text(w, "maximum")) == float(bounds.group(2)), name
+            assert float(property_text(w, "value")) == pytest.approx(default), f"{name}: .ui value != default"
+        elif kind == "FloatRange":
+            assert "RangeBounds(" in annotation and "Default(" in annotation, name
+        elif kind == "node":
+            assert property_text(w, "nodeTypes") == node_classes(annotation), name
+            assert property_text(w, "noneEnabled") == "true", f"{name}: None must be selectable (optional input)"
+
+
+def test_enable_connections_match_the_initial_state():
+    """A checkbox enabling a widget through a .ui connection: the widget starts enabled iff the box starts ticked
+    (the connection only fires on changes)."""
+    widgets = ui_widgets()
+    count = 0
+    for c in ui_tree().getroot().find("connections"):
+        if c.findtext("slot") != "setEnabled(bool)":
+            continue
+        sender, receiver = widgets[c.findtext("sender")], widgets[c.findtext("receiver")]
+        assert c.findtext("signal") == "toggled(bool)"
+        ticked = property_text(sender, "checked") == "true"
+        enabled = property_text(receiver, "enabled") != "false"
+        assert ticked == enabled, f"{receiver.get('name')} enabled={enabled} but {sender.get('name')} ticked={ticked}"
+        count += 1
+    assert count >= 5
+
+
+def test_mrml_widgets_receive_the_scene():
+    connected = {c.findtext("receiver") for c in ui_tree().getroot().find("connections")
+                 if c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
+                 and c.findtext("sender") == "RegistrationQuality" and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    mrml = {n for n, w in ui_widgets().items() if w.get("class").startswith("qMRML") and w.get("class") != "qMRMLWidget"}
+    assert mrml and mrml == connected
+
+
+# ---------------------------------------------------------------------------------------------------
+# The module file
+# ---------------------------------------------------------------------------------------------------
+HEAVY = ("numpy", "SimpleITK", "vtk", "vtkmodules", "scipy", "RegistrationQualityLib", "itk", "pandas")
+
+
+def test_module_imports_nothing_heavy_at_load():
+    for node in module_tree().body:
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        else:
+            continue
+        for name in names:
+            assert not any(name == h or name.startswith(h + ".") for h in HEAVY), (
+                f"line {node.lineno}: {name} is imported at module load (import it inside the function)")
+    # and the library is used lazily, inside functions
+    assert "from RegistrationQualityLib" in module_source()
+
+
+def methods(class_name) -> set:
+    return {n.name for n in module_class(class_name).body if isinstance(n, ast.FunctionDef)}
+
+
+def test_methods_the_widget_calls_exist():
+    widget, logic = module_class("RegistrationQualityWidget"), methods("RegistrationQualityLogic")
+    own = methods("RegistrationQualityWidget")
+    inherited = {"resourcePath", "setup", "cleanup", "enter", "exit", "addObserver", "removeObserver",
+                 "removeObservers"}
+    for node in ast.walk(widget):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute):
+            if ast.unparse(node.value) == "self.logic":
+                assert node.attr in logic, f"line {node.lineno}: RegistrationQualityLogic.{node.attr} does not exist"
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Name) and node.func.value.id == "self"):
+            assert node.func.attr in own | inherited, f"line {node.lineno}: self.{node.func.attr}() does not exist"
+
+
+WRAPPER_ATTRIBUTES = {"StartModify", "EndModify", "connectGui", "disconnectGui", "GetID", "allParameters"}
+
+
+def test_parameter_fields_the_code_reads_exist():
+    """Every ``p.x`` / ``self._parameterNode.x`` / ``parameterNode.x`` / getattr(p, side + "Threshold") is a field."""
+    fields = set(parameter_fields())
+    tree = module_tree()
+    names = {"p", "parameterNode", "self._parameterNode"}
+    seen = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and ast.unparse(node.value) in names:
+            assert node.attr in fields | WRAPPER_ATTRIBUTES, f"line {node.lineno}: parameter node has no {node.attr}"
+            seen.add(node.attr)
+    for suffix in re.findall(r'side \+ "(\w+)"', module_source()):
+        assert {"fixed" + suffix, "moving" + suffix} <= fields
+    assert {f for f in fields if is_input(f)} <= seen | {"fixedThreshold", "movingThreshold"}, (
+        f"inputs the code never reads: {sorted({f for f in fields if is_input(f)} - seen)}")
+
+
+def test_result_fields_are_all_cleared_by_remove_result_nodes():
+    """removeResultNodes() clears every result node field; the text results are replaced by compute()."""
+    source = ast.unparse([n for n in module_class("RegistrationQualityLogic").body
+                          if isinstance(n, ast.FunctionDef) and n.name == "compute"][0])
+    for name in parameter_fields():
+        if not is_input(name):
+            assert f"p.{name} =" in source, f"compute() does not set {name}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The logic's methods, executed headless (compiled from the module file; the Slicer wrapper is replaced by an
+# attribute bag with the dataclass's fields and defaults)
+# ---------------------------------------------------------------------------------------------------
+class Range:
+    def __init__(self, minimum=0.0, maximum=0.0):
+        self.minimum, self.maximum = minimum, maximum
+
+
+class ParameterBag(SimpleNamespace):
+    """The parameterNodeWrapper's attribute access, without Slicer: fields with their defaults."""
+
+    allParameters = parameter_fields()
+
+    def __init__(self, **values):
+        defaults = {k: (Range() if "FloatRange" in a else d) for k, (a, d) in self.allParameters.items()}
+        super().__init__(**{**defaults, **values})
+        self.modifications = 0
+
+    def StartModify(self):
+        return 0
+
+    def EndModify(self, was):
+        self.modifications += 1
+
+
+def headless_logic(ctx):
+    """RegistrationQualityLogic's panel methods compiled from the module file, with context() -> ctx."""
+    wanted = {"evaluationRequest", "compute", "removeResultNodes", "saveReport", "thresholdDefaults",
+              "slicerElastixInputs"}
+    namespace = {"_": lambda text: text, "RegistrationQualityParameterNode": ParameterBag}
+    body = []
+    for fn in module_class("RegistrationQualityLogic").body:
+        if isinstance(fn, ast.FunctionDef) and fn.name in wanted:
+            body.append(fn)
+    assert {f.name for f in body} == wanted
+    cls = ast.ClassDef(name="HeadlessLogic", bases=[], keywords=[], body=body, decorator_list=[])
+    code = compile(ast.fix_missing_locations(ast.Module(body=[cls], type_ignores=[])), str(MODULE_FILE), "exec")
+    exec(code, namespace)
+    logic = namespace["HeadlessLogic"]()
+    logic.context = lambda: ctx
+    logic._thresholdCache = {}
+    return logic
+
+
+@pytest.fixture
+def shift_nodes(ctx, tmp_path):
+    """The analytic shift case (conftest) loaded as the panel sees it: nodes in the scene."""
+    from RegistrationQualityLib import io
+
+    case = write_shift_case(tmp_path)
+    return SimpleNamespace(
+        case=case,
+        fixed=io.load_volume(ctx, case / "fixed.nrrd", name="fixed"),
+        moving=io.load_volume(ctx, case / "moving.nrrd", name="moving"),
+        fixed_seg=io.load_segmentation(ctx, case / "fixed_labels.nrrd", name="fixed seg"),
+        moving_seg=io.load_segmentation(ctx, case / "moving_labels.nrrd", name="moving seg"),
+        fixed_lm=io.landmarks_to_node(ctx, io.read_landmarks(case / "fixed.csv"), name="fixed lm"),
+        moving_lm=io.landmarks_to_node(ctx, io.read_landmarks(case / "moving.csv"), name="moving lm"),
+        good=io.load_transform(ctx, case / "good.tfm", name="good"),
+        identity=io.load_transform(ctx, case / "identity.tfm", name="identity"),
+    )
+
+
+def test_threshold_defaults_from_the_histogram(ctx, shift_nodes):
+    from RegistrationQualityLib import panel
+
+    arr = sitk.GetArrayFromImage(sitk.ReadImage(str(shift_nodes.case / "fixed.nrrd")))
+    d = panel.threshold_defaults(shift_nodes.fixed)
+    assert d["bounds"] == (float(arr.min()), float(arr.max()))
+    # two classes around 100 and 500 (noise sigma 5): Otsu's level separates them exactly
+    t, hi = d["suggested"]
+    assert int((arr > t).sum()) == int((arr > 300).sum()) and hi == float(arr.max()) and d["otsu"] == d["suggested"]
+    assert d["decimals"] == 0 and d["step"] == 1.0  # int16 image
+    m = panel.threshold_defaults(shift_nodes.moving)
+    assert m["bounds"] == pytest.approx((0.5, 3.5)) and 0.5 < m["suggested"][0] < 3.5
+    assert m["decimals"] == 3 and m["step"] == pytest.approx(0.001)  # float image spanning 3 units
+
+
+def test_threshold_spec_is_exact_and_checked():
+    from RegistrationQualityLib import panel
+    from RegistrationQualityLib.errors import BadInputError
+    from RegistrationQualityLib.segmentation import parse_threshold_spec
+
+    spec = panel.threshold_spec(Range(-0.3, 0.1 + 0.2))
+    parsed = parse_threshold_spec(spec)
+    assert (parsed.lower, parsed.upper) == (-0.3, 0.1 + 0.2)  # repr keeps every bit
+    assert panel.threshold_spec(None) is None
+    with pytest.raises(BadInputError, match="threshold: lower bound 2 is above upper bound 1"):
+        panel.threshold_spec((2, 1))
+
+
+def test_panel_compute_on_the_shift_case(ctx, shift_nodes, tmp_path):
+    """The Compute button's path (logic.compute on the parameter node) against the analytic answers."""
+    from RegistrationQualityLib import panel
+
+    logic = headless_logic(ctx)
+    n = shift_nodes
+    p = ParameterBag(fixedVolume=n.fixed, movingVolume=n.moving, transform=n.good, fixedSegmentation=n.fixed_seg,
+                     movingSegmentation=n.moving_seg, fixedLandmarks=n.fixed_lm, movingLandmarks=n.moving_lm,
+                     checkDice=True, minDice=0.85, checkTre=True, maxTre=0.5)
+    p.fixedThreshold = Range(*logic.thresholdDefaults(n.fixed)["suggested"])
+    p.movingThreshold = Range(*logic.thresholdDefaults(n.moving)["suggested"])
+    inputs_before = {node.GetID(): node.GetMTime() for node in (n.fixed, n.moving, n.fixed_seg, n.moving_seg)}
+
+    result = logic.compute(p)
+    rep = result.report
+    seg = {s["name"]: s for s in rep["segments"]}
+    assert set(seg) == {"3", "threshold"}
+    for s in seg.values():
+        assert s["after"]["dice"] > 0.85 > s["before"]["dice"]
+    assert rep["landmarks"]["before"]["mean_mm"] == pytest.approx(float(np.linalg.norm(SHIFT_LPS)), abs=1e-6)
+    assert rep["landmarks"]["after"]["max_mm"] == pytest.approx(0.0, abs=1e-6)
+    assert result.verdict == "pass" and p.resultStatus.startswith("Verdict: PASS")
+    assert {node.GetID(): node.GetMTime() for node in (n.fixed, n.moving, n.fixed_seg, n.moving_seg)} == inputs_before
+
+    # the summary table in the scene: one row per summary row, translated headers, the check column
+    table = p.resultSummaryTable
+    rows = panel.summary_rows(rep)
+    assert table.GetNumberOfRows() == len(rows) and table.GetTable().GetColumnName(0) == "Measure"
+    dice3 = next(r for r in rows if r["measure"] == "Dice" and r["subject"] == "3")
+    assert dice3["after"] == f"{seg['3']['after']['dice']:.3f}" and dice3["check"] == "pass (≥ 0.85)"
+    tre = next(r for r in rows if r["measure"] == "TRE mean")
+    assert tre["subject"] == "3 landmarks" and tre["before"] == f"{np.linalg.norm(SHIFT_LPS):.2f}"
+    # result nodes: TRE vectors (one line per landmark), Jacobian, contours, checkerboard, difference
+    assert p.resultTreVectors.GetPolyData().GetNumberOfLines() == 3
+    assert p.resultJacobian is not None and p.resultMetricsTable is not None and p.resultTreTable is not None
+    for field in ("resultCheckerboard", "resultDifference", "resultContoursFixed", "resultContoursBefore",
+                  "resultContoursAfter"):
+        assert getattr(p, field) is not None and ctx.scene.GetNodeByID(getattr(p, field).GetID()), field
+    assert p.resultContoursAfter.GetDisplayNode().GetVisibility() and not \
+        p.resultContoursBefore.GetDisplayNode().GetVisibility()
+    assert json.loads(p.resultReport)["verdict"] == "pass"
+
+    # a second computation (identity transform) replaces the result nodes and fails the checks
+    old = [getattr(p, f).GetID() for f in ParameterBag.allParameters
+           if f.startswith("result") and f not in ("resultStatus", "resultReport") and getattr(p, f) is not None]
+    p.transform = n.identity
+    result = logic.compute(p)
+    assert result.verdict == "fail" and "FAILED min_dice" in p.resultStatus
+    assert all(ctx.scene.GetNodeByID(i) is None for i in old)
+
+    # save report: an empty folder is used as is; the saved numbers are the shown ones
+    out = logic.saveReport(p, tmp_path / "report")
+    saved = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert saved["verdict"] == "fail" and saved["landmarks"] == rep_landmarks_of(p)
+    assert (out / "report.html").is_file() and (out / "metrics.csv").is_file()
+    # a non-empty, non-report folder gets a subfolder named after the case
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("x")
+    assert logic.saveReport(p, tmp_path / "busy") == tmp_path / "busy" / "RegistrationQuality-moving"
+
+
+def rep_landmarks_of(p):
+    return json.loads(p.resultReport)["landmarks"]
+
+
+def test_display_nodes_match_an_independent_resampling(ctx, shift_nodes):
+    """Difference node = |fixed - moving resampled by SimpleITK through the same translation|; contours from
+    thresholds hold the thresholded voxels."""
+    from RegistrationQualityLib import io, panel
+
+    n = shift_nodes
+    nodes = panel.display_nodes(ctx, n.fixed, n.moving, transform=n.good, fixed_threshold=(300, 1000),
+                                moving_threshold=(2, 10))
+    fixed = sitk.ReadImage(str(n.case / "fixed.nrrd"), sitk.sitkFloat32)
+    moving = sitk.ReadImage(str(n.case / "moving.nrrd"), sitk.sitkFloat32)
+    reference = sitk.Resample(moving, fixed, sitk.TranslationTransform(3, tuple(SHIFT_LPS)), sitk.sitkLinear, 0.0)
+    expected = np.abs(sitk.GetArrayFromImage(fixed) - sitk.GetArrayFromImage(reference))
+    got = sitk.GetArrayFromImage(io.volume_to_image(nodes["difference"]))
+    inner = (slice(2, -2),) * 3  # away from the moving field of view's edge
+    assert np.abs(got[inner] - expected[inner]).max() < 1e-3
+    assert io.volume_to_image(nodes["checkerboard"]).GetSize() == fixed.GetSize()
+    labels = io.segmentation_to_labelmap_image(ctx, nodes["contours_fixed"], n.fixed)
+    arr = sitk.GetArrayFromImage(fixed)
+    assert int((sitk.GetArrayFromImage(labels) > 0).sum()) == int(((arr >= 300) & (arr <= 1000)).sum())
+    assert nodes["contours_after"].GetDisplayNode().GetVisibility()
+    assert not nodes["contours_before"].GetDisplayNode().GetVisibility()
+
+
+def test_display_contours_from_segmentations(ctx, shift_nodes):
+    from RegistrationQualityLib import panel
+
+    n = shift_nodes
+    shown = n.moving_seg.GetDisplayNode().GetVisibility2DFill()
+    nodes = panel.display_nodes(ctx, n.fixed, n.moving, transform=n.good, fixed_segmentation=n.fixed_seg,
+                                moving_segmentation=n.moving_seg, state="before")
+    assert nodes["contours_after"].GetTransformNodeID() == n.good.GetID()
+    assert nodes["contours_before"].GetTransformNodeID() is None
+    assert nodes["contours_before"].GetDisplayNode().GetVisibility()
+    assert not nodes["contours_after"].GetDisplayNode().GetVisibility()
+    assert not nodes["contours_fixed"].GetDisplayNode().GetVisibility2DFill()  # outlines only
+    assert n.moving_seg.GetDisplayNode().GetVisibility2DFill() == shown  # the input's display is untouched
+    for key in ("contours_fixed", "contours_before", "contours_after"):
+        assert nodes[key].GetSegmentation().GetNumberOfSegments() == 1
+
+
+def test_slicer_elastix_autofill(ctx, shift_nodes):
+    """A SlicerElastix parameter node (ModuleName=Elastix with its node references) fills the inputs."""
+    from RegistrationQualityLib import panel
+
+    n = shift_nodes
+    assert panel.slicer_elastix_inputs(ctx, n.moving) is None
+    pnode = ctx.add_node("vtkMRMLScriptedModuleNode", "Elastix")
+    pnode.SetAttribute("ModuleName", "Elastix")
+    pnode.SetNodeReferenceID("FixedVolume", n.fixed.GetID())
+    pnode.SetNodeReferenceID("MovingVolume", n.moving.GetID())
+    pnode.SetNodeReferenceID("OutputTransform", n.good.GetID())
+    found = panel.slicer_elastix_inputs(ctx, n.moving)
+    assert found["fixed"] is n.fixed and found["transform"] is n.good and found["registered"] is None
+    assert "Elastix" in found["source"]
+    logic = headless_logic(ctx)
+    assert logic.slicerElastixInputs(n.moving)["transform"] is n.good
+
+
+def test_evaluation_request_maps_every_option(ctx, shift_nodes):
+    """The parameter node -> evaluate() mapping: limits only when ticked, thresholds only when enabled."""
+    logic = headless_logic(ctx)
+    n = shift_nodes
+    p = ParameterBag(fixedVolume=n.fixed, movingVolume=n.moving, transform=n.good, useThreshold=False,
+                     percentile=90.0, checkHausdorff=True, maxHausdorff=3.5, checkFolding=True, maxFolding=0.2)
+    inputs, options = logic.evaluationRequest(p)
+    assert inputs.fixed is n.fixed and inputs.transform is n.good and inputs.threshold is None
+    assert (options.percentile, options.min_dice, options.max_hausdorff, options.max_tre, options.max_folding) == (
+        90.0, None, 3.5, None, 0.2)
+    assert options.scene_outputs and not options.snapshots and inputs.case_id == "moving"
+    p.useThreshold, p.fixedThreshold, p.movingThreshold = True, Range(1.5, 2.5), Range(-1, 7)
+    inputs, _options = logic.evaluationRequest(p)
+    assert inputs.threshold == ["1.5:2.5", "-1.0:7.0"]
+
+
+def test_report_json_roundtrip_and_folder_choice(tmp_path):
+    from RegistrationQualityLib import panel
+    from RegistrationQualityLib.errors import BadInputError
+
+    report = {"verdict": "pass", "x": np.float32(1.5), "y": float("nan"), "z": np.arange(3)}
+    assert panel.report_from_json(panel.report_json(report)) == {"verdict": "pass", "x": 1.5, "y": None,
+                                                                  "z": [0, 1, 2]}
+    with pytest.raises(BadInputError, match="saved report: not a RegistrationQuality report"):
+        panel.report_from_json("[1]")
+    assert panel.report_folder(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "report.json").write_text("{}")
+    assert panel.report_folder(tmp_path / "old", "x") == tmp_path / "old"
+    assert panel.report_folder(tmp_path, "a b/c") == tmp_path / "RegistrationQuality-a_b_c"
+
+
+@pytest.mark.skipif(not (SAMPLE_CASE / "case.json").is_file(), reason="sample case not generated")
+def test_panel_compute_on_the_sample_case(ctx):
+    """The self-test's numbers, headless: the good registration's TRE equals transformix's (case.json)."""
+    from RegistrationQualityLib import io
+
+    spec = json.loads((SAMPLE_CASE / "case.json").read_text(encoding="utf-8"))
+    measured = spec["measured_tre_mm"]
+    logic = headless_logic(ctx)
+    p = ParameterBag(
+        fixedVolume=io.load_volume(ctx, SAMPLE_CASE / spec["fixed"], name="fixed"),
+        movingVolume=io.load_volume(ctx, SAMPLE_CASE / spec["moving"], name="moving"),
+        transform=io.load_transform(ctx, SAMPLE_CASE / spec["registrations"]["good"]["transform"], name="good"),
+        fixedSegmentation=io.load_segmentation(ctx, SAMPLE_CASE / spec["fixed_labels"], name="fs"),
+        movingSegmentation=io.load_segmentation(ctx, SAMPLE_CASE / spec["moving_labels"], name="ms"),
+        fixedLandmarks=io.landmarks_to_node(ctx, io.read_landmarks(SAMPLE_CASE / spec["fixed_landmarks"]), "fl"),
+        movingLandmarks=io.landmarks_to_node(ctx, io.read_landmarks(SAMPLE_CASE / spec["moving_landmarks"]), "ml"),
+        checkTre=True, maxTre=0.5 * (measured["good"]["mean"] + measured["imperfect"]["mean"]))
+    p.fixedThreshold = Range(*logic.thresholdDefaults(p.fixedVolume)["suggested"])
+    p.movingThreshold = Range(*logic.thresholdDefaults(p.movingVolume)["suggested"])
+    result = logic.compute(p)
+    rep = result.report
+    assert rep["landmarks"]["after"]["mean_mm"] == pytest.approx(measured["good"]["mean"], abs=0.05)
+    assert rep["landmarks"]["before"]["mean_mm"] == pytest.approx(measured["identity"]["mean"], abs=0.05)
+    assert result.verdict == "pass"
+    for entry in rep["segments"]:
+        assert entry["after"]["dice"] > entry["before"]["dice"], entry["name"]
