@@ -515,7 +515,9 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             "moving": io.load_volume(ctx, folder / spec["moving"], name="RQ moving CBF"),
         }
         for side in ("fixed", "moving"):
-            seg = io.load_segmentation(ctx, folder / spec[f"{side}_labels"], name=f"RQ {side} segmentation")
+            # the named .seg.nrrd when the case has one, else the labelmap (segments named from case.json below)
+            key = f"{side}_segmentation" if spec.get(f"{side}_segmentation") else f"{side}_labels"
+            seg = io.load_segmentation(ctx, folder / spec[key], name=f"RQ {side} segmentation")
             segmentation = seg.GetSegmentation()
             for i in range(segmentation.GetNumberOfSegments()):
                 segment = segmentation.GetNthSegment(i)
@@ -775,7 +777,7 @@ class RegistrationQualityTest(ScriptedLoadableModuleTest):
             self.assertGreater(entry["after"]["dice"], entry["before"]["dice"], entry["name"])
 
         # result nodes in the scene, the results table in the view
-        self.assertIs(widget.ui.resultsTableView.mrmlTableNode(), p.resultSummaryTable)
+        self.assertEqual(widget.ui.resultsTableView.mrmlTableNode().GetID(), p.resultSummaryTable.GetID())
         from RegistrationQualityLib.panel import summary_rows
 
         self.assertEqual(p.resultSummaryTable.GetNumberOfRows(), len(summary_rows(report)))
