@@ -256,7 +256,9 @@ def _execute(todo, out, defaults, workers, scheduler, progress):
     import multiprocessing
 
     spawn = multiprocessing.get_context("spawn")  # VTK and ITK state is not fork-safe
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
+    threads = max(1, (os.cpu_count() or 1) // workers)  # no oversubscription: ITK's threads share the cores
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=spawn, initializer=_init_worker,
+                                                initargs=(threads,)) as pool:
         futures = {pool.submit(run_case, case, os.fspath(out), defaults): case for case in todo}
         for future in concurrent.futures.as_completed(futures):
             case = futures[future]
@@ -267,6 +269,17 @@ def _execute(todo, out, defaults, workers, scheduler, progress):
                                  out / "cases" / f"{case['case_id']}.error.json")
             tick(row)
             yield row
+
+
+def _init_worker(threads: int) -> None:
+    """Worker process start: ITK filters use ``threads`` threads; the heavy imports happen once per worker."""
+    import SimpleITK as sitk
+
+    from .context import silence_native_warnings
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(threads))
+    silence_native_warnings()
+    import slicer  # noqa: F401  (import once per worker, not per case)
 
 
 def _sort_key(row: dict):
