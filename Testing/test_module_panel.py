@@ -291,8 +291,8 @@ def test_parameter_fields_the_code_reads_exist():
         f"inputs the code never reads: {sorted({f for f in fields if is_input(f)} - seen)}")
 
 
-def test_result_fields_are_all_cleared_by_remove_result_nodes():
-    """removeResultNodes() clears every result node field; the text results are replaced by compute()."""
+def test_compute_sets_every_result_field():
+    """compute() sets every result field (nodes, status, report): nothing of a previous run is left stale."""
     source = ast.unparse([n for n in module_class("RegistrationQualityLogic").body
                           if isinstance(n, ast.FunctionDef) and n.name == "compute"][0])
     for name in parameter_fields():
