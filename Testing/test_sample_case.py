@@ -58,8 +58,8 @@ def dice(a, b) -> float:
 # Files
 # ---------------------------------------------------------------------------------------------------
 def manifest_paths():
-    keys = ("fixed", "moving", "fixed_labels", "moving_labels", "fixed_landmarks", "moving_landmarks",
-            "fixed_landmarks_csv", "moving_landmarks_csv")
+    keys = ("fixed", "moving", "fixed_labels", "moving_labels", "fixed_segmentation", "moving_segmentation",
+            "fixed_landmarks", "moving_landmarks", "fixed_landmarks_csv", "moving_landmarks_csv")
     paths = [SPEC[k] for k in keys] + [SPEC["ground_truth"]["displacement_field"]]
     for reg in SPEC["registrations"].values():
         paths += [reg["transform"], reg["result"], *reg["parameter_files"]]
@@ -145,6 +145,20 @@ def test_labels_present_and_named(ctx):
         values = {seg.GetSegmentation().GetNthSegment(i).GetLabelValue()
                   for i in range(seg.GetSegmentation().GetNumberOfSegments())}
         assert values == {int(k) for k in names}
+
+
+@pytest.mark.parametrize("side", ["fixed", "moving"])
+def test_segmentation_files_are_the_labelmaps_with_names(ctx, side):
+    """The .seg.nrrd holds one named segment per label; exported on the image grid it equals the labelmap."""
+    seg = io.load_segmentation(ctx, case_path(f"{side}_segmentation"))
+    segmentation = seg.GetSegmentation()
+    names = {segmentation.GetNthSegment(i).GetLabelValue(): segmentation.GetNthSegment(i).GetName()
+             for i in range(segmentation.GetNumberOfSegments())}
+    assert names == {int(k): v for k, v in SPEC["labels"].items()}
+    reference = io.load_volume(ctx, case_path(side))
+    exported = sitk.GetArrayFromImage(io.segmentation_to_labelmap_image(ctx, seg, reference))
+    labels = sitk.GetArrayFromImage(io.read_labelmap(case_path(f"{side}_labels")))
+    np.testing.assert_array_equal(exported, labels)
 
 
 def test_structure_volumes_agree_between_the_two_spaces():
