@@ -94,8 +94,10 @@ def registerSampleData():
     entries = [  # (case.json key, node name, Slicer file type)
         ("fixed", "RQ fixed DWI", "VolumeFile"),
         ("moving", "RQ moving CBF", "VolumeFile"),
-        ("fixed_labels", "RQ fixed segmentation", "SegmentationFile"),
-        ("moving_labels", "RQ moving segmentation", "SegmentationFile"),
+        ("fixed_segmentation" if "fixed_segmentation" in spec else "fixed_labels", "RQ fixed segmentation",
+         "SegmentationFile"),  # .seg.nrrd: named segments
+        ("moving_segmentation" if "moving_segmentation" in spec else "moving_labels", "RQ moving segmentation",
+         "SegmentationFile"),
         ("fixed_landmarks", "RQ fixed landmarks", "MarkupsFile"),
         ("moving_landmarks", "RQ moving landmarks", "MarkupsFile"),
     ]
