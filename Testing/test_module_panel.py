@@ -329,8 +329,12 @@ class ParameterBag(SimpleNamespace):
 def headless_logic(ctx):
     """RegistrationQualityLogic's panel methods compiled from the module file, with context() -> ctx."""
     wanted = {"evaluationRequest", "compute", "removeResultNodes", "saveReport", "thresholdDefaults",
-              "slicerElastixInputs"}
-    namespace = {"_": lambda text: text, "RegistrationQualityParameterNode": ParameterBag}
+              "slicerElastixInputs", "loadSampleCase"}
+    namespace = {"_": lambda text: text, "RegistrationQualityParameterNode": ParameterBag, "json": json,
+                 "Path": Path, "__file__": str(MODULE_FILE)}
+    helpers = [n for n in module_tree().body if isinstance(n, ast.FunctionDef)
+               and n.name in ("sampleCaseFolder", "sampleCaseSpec")]
+    exec(compile(ast.Module(body=helpers, type_ignores=[]), str(MODULE_FILE), "exec"), namespace)
     body = []
     for fn in module_class("RegistrationQualityLogic").body:
         if isinstance(fn, ast.FunctionDef) and fn.name in wanted:
@@ -549,21 +553,20 @@ def test_report_json_roundtrip_and_folder_choice(tmp_path):
 
 @pytest.mark.skipif(not (SAMPLE_CASE / "case.json").is_file(), reason="sample case not generated")
 def test_panel_compute_on_the_sample_case(ctx):
-    """The self-test's numbers, headless: the good registration's TRE equals transformix's (case.json)."""
-    from RegistrationQualityLib import io
-
+    """The self-test's path, headless: loadSampleCase() then compute(); the good registration's TRE equals
+    transformix's (case.json), the imperfect one fails a limit halfway between them."""
     spec = json.loads((SAMPLE_CASE / "case.json").read_text(encoding="utf-8"))
     measured = spec["measured_tre_mm"]
     logic = headless_logic(ctx)
-    p = ParameterBag(
-        fixedVolume=io.load_volume(ctx, SAMPLE_CASE / spec["fixed"], name="fixed"),
-        movingVolume=io.load_volume(ctx, SAMPLE_CASE / spec["moving"], name="moving"),
-        transform=io.load_transform(ctx, SAMPLE_CASE / spec["registrations"]["good"]["transform"], name="good"),
-        fixedSegmentation=io.load_segmentation(ctx, SAMPLE_CASE / spec["fixed_labels"], name="fs"),
-        movingSegmentation=io.load_segmentation(ctx, SAMPLE_CASE / spec["moving_labels"], name="ms"),
-        fixedLandmarks=io.landmarks_to_node(ctx, io.read_landmarks(SAMPLE_CASE / spec["fixed_landmarks"]), "fl"),
-        movingLandmarks=io.landmarks_to_node(ctx, io.read_landmarks(SAMPLE_CASE / spec["moving_landmarks"]), "ml"),
-        checkTre=True, maxTre=0.5 * (measured["good"]["mean"] + measured["imperfect"]["mean"]))
+    nodes = logic.loadSampleCase()
+    names = nodes["fixed_segmentation"].GetSegmentation()
+    assert {names.GetNthSegment(i).GetName() for i in range(names.GetNumberOfSegments())} == set(
+        spec["labels"].values())
+    assert nodes["fixed_landmarks"].GetNumberOfControlPoints() == nodes["moving_landmarks"].GetNumberOfControlPoints()
+    p = ParameterBag(fixedVolume=nodes["fixed"], movingVolume=nodes["moving"], transform=nodes["good"],
+                     fixedSegmentation=nodes["fixed_segmentation"], movingSegmentation=nodes["moving_segmentation"],
+                     fixedLandmarks=nodes["fixed_landmarks"], movingLandmarks=nodes["moving_landmarks"],
+                     checkTre=True, maxTre=0.5 * (measured["good"]["mean"] + measured["imperfect"]["mean"]))
     p.fixedThreshold = Range(*logic.thresholdDefaults(p.fixedVolume)["suggested"])
     p.movingThreshold = Range(*logic.thresholdDefaults(p.movingVolume)["suggested"])
     result = logic.compute(p)
@@ -571,5 +574,10 @@ def test_panel_compute_on_the_sample_case(ctx):
     assert rep["landmarks"]["after"]["mean_mm"] == pytest.approx(measured["good"]["mean"], abs=0.05)
     assert rep["landmarks"]["before"]["mean_mm"] == pytest.approx(measured["identity"]["mean"], abs=0.05)
     assert result.verdict == "pass"
+    assert {e["name"] for e in rep["segments"]} == set(spec["labels"].values()) | {"threshold"}
     for entry in rep["segments"]:
         assert entry["after"]["dice"] > entry["before"]["dice"], entry["name"]
+    p.transform = nodes["imperfect"]
+    result = logic.compute(p)
+    assert result.report["landmarks"]["after"]["mean_mm"] == pytest.approx(measured["imperfect"]["mean"], abs=0.05)
+    assert result.verdict == "fail"
