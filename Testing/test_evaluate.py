@@ -158,3 +158,25 @@ def test_inside_moving_mask_from_the_displacement_equals_resampling_a_ones_image
     reference = domain_mask(ctx, moving, fixed, node)
     assert 0.1 < reference.mean() < 0.9
     assert np.count_nonzero(ours != reference) <= 2  # ties exactly on a voxel border may round either way
+
+
+def test_input_nodes_are_read_in_their_own_frame_whatever_their_parent(ctx, case):
+    """Images, segmentations and landmarks given as nodes under a parent transform give one consistent answer."""
+    from RegistrationQualityLib import io
+
+    moving = io.load_volume(ctx, case / "moving.nrrd")
+    moving_seg = io.load_segmentation(ctx, case / "moving_labels.nrrd")
+    moving_lm = io.landmarks_to_node(ctx, io.read_landmarks(case / "moving.csv"), "moving landmarks")
+    parent = ctx.add_node("vtkMRMLLinearTransformNode", "display shift")
+    m = parent.GetMatrixTransformToParent()
+    m.SetElement(0, 3, 5.0)
+    parent.SetMatrixTransformToParent(m)
+    for node in (moving, moving_seg, moving_lm):
+        node.SetAndObserveTransformNodeID(parent.GetID())
+    inputs = EvaluationInputs(fixed=case / "fixed.nrrd", moving=moving, transform=case / "good.tfm",
+                              fixed_segmentation=case / "fixed_labels.nrrd", moving_segmentation=moving_seg,
+                              fixed_landmarks=case / "fixed.csv", moving_landmarks=moving_lm)
+    rep = evaluate(ctx, inputs, EvaluationOptions(snapshots=False)).report
+    assert rep["segments"][0]["after"]["dice"] > 0.9
+    assert rep["landmarks"]["after"]["max_mm"] == pytest.approx(0.0, abs=1e-6)
+    assert sum("under transform 'display shift'" in w for w in rep["warnings"]) == 3

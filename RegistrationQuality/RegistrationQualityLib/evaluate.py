@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +129,20 @@ def _load_image(value, option: str):
         return io.check_scalar_3d(io.volume_to_image(value), f"node '{value.GetName()}'")
     _check_path(value, option)
     return io.read_image(value)
+
+
+def _parent_transform_warnings(inputs) -> list:
+    """Input nodes are read in their own (local) coordinates, as they would be saved to a file, so that images,
+    segmentations and landmarks are always in one frame; a parent transform (e.g. the registration applied for
+    display) is therefore not applied. Say so in the report."""
+    out = []
+    for f in fields(EvaluationInputs):
+        value = getattr(inputs, f.name)
+        if f.name != "transform" and _is_node(value) and hasattr(value, "GetParentTransformNode") and value.GetParentTransformNode():
+            out.append(f"{f.name.replace('_', ' ')} node '{value.GetName()}' is under transform "
+                       f"'{value.GetParentTransformNode().GetName()}': its own (untransformed) coordinates were "
+                       "used; give the registration as the transform input instead")
+    return out
 
 
 def _check_path(value, option: str) -> None:
@@ -288,6 +302,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         _check_output_target(Path(os.path.abspath(os.fspath(output_dir))))
     step = _Progress(progress, cancel)
     warnings: list[str] = []
+    warnings += _parent_transform_warnings(inputs)
     nodes: dict = {}
     with TemporaryNodes(ctx) as tmp:
         step("load", "images")
@@ -526,7 +541,11 @@ def _landmarks(inputs, transform_node):
 
     def load(value, option):
         if _is_node(value):
-            return value
+            if not value.IsA("vtkMRMLMarkupsNode"):
+                raise BadInputError(option, f"node '{value.GetName()}' is not a markups node")
+            if value.GetNumberOfControlPoints() == 0:
+                raise BadInputError(f"{option} (node '{value.GetName()}')", "no landmarks (empty set)")
+            return io.landmarks_from_node(value, world=False)  # local frame, like every input node
         return io.read_landmarks(value)
 
     return compute_tre(load(inputs.fixed_landmarks, "--fixed-landmarks"),
