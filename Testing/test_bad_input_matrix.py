@@ -20,13 +20,13 @@ import sys
 import textwrap
 from pathlib import Path
 
-import bad_inputs
 import numpy as np
 import pytest
-from bad_inputs import CASES, previous_report, write_case_files
 
 from RegistrationQualityLib.errors import BadInputError
 
+import bad_inputs
+from bad_inputs import CASES, previous_report, write_case_files
 from conftest import run_cli
 
 PROG_ERROR = "registration-quality: error: "

@@ -9,7 +9,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import bad_inputs
 import numpy as np
 import pytest
 
@@ -17,6 +16,7 @@ from RegistrationQualityLib import io
 from RegistrationQualityLib.errors import BadInputError
 from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
 
+import bad_inputs
 from conftest import run_cli
 
 

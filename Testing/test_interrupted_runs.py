@@ -13,11 +13,12 @@ import textwrap
 import time
 from pathlib import Path
 
-import bad_inputs
 import pytest
 
 from RegistrationQualityLib import cohort, report
 from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
+
+import bad_inputs
 
 # A CLI run that pauses inside write_report, after metrics.csv went into the temporary folder: the test kills it there.
 PAUSING_CLI = textwrap.dedent(
