@@ -749,9 +749,13 @@ def _describe_inputs(inputs, fixed, moving, registered, transform_node, landmark
     transform = None
     if transform_node is not None:
         source = inputs.transform if inputs.transform is not None else inputs.elastix_dir
-        transform = {"path": _describe_source(source), "kind": transform_node.GetClassName(),
-                     "linear": bool(transform_node.IsTransformToWorldLinear())}
+        linear = bool(transform_node.IsTransformToWorldLinear())
+        kinds = {"vtkMRMLLinearTransformNode": "linear", "vtkMRMLBSplineTransformNode": "B-spline",
+                 "vtkMRMLGridTransformNode": "displacement field"}
+        kind = kinds.get(transform_node.GetClassName(), "linear" if linear else "composite (non-linear)")
         chain = transform_node.GetAttribute("RegistrationQuality.ElastixChain")
+        transform = {"path": _describe_source(source), "kind": f"elastix: {chain}" if chain else kind,
+                     "linear": linear, "mrml_class": transform_node.GetClassName()}
         if chain:
             transform["elastix_chain"] = chain
     out = {
@@ -901,7 +905,8 @@ def demo_cases(case_dir: Path) -> list:
     for name, reg in spec.get("registrations", {}).items():
         inputs = EvaluationInputs(
             fixed=path("fixed"), moving=path("moving"), elastix_dir=os.fspath(case_dir / reg["elastix_dir"]),
-            fixed_segmentation=path("fixed_labels"), moving_segmentation=path("moving_labels"),
+            fixed_segmentation=path("fixed_segmentation") or path("fixed_labels"),
+            moving_segmentation=path("moving_segmentation") or path("moving_labels"),
             fixed_landmarks=path("fixed_landmarks"), moving_landmarks=path("moving_landmarks"),
             case_id=f"sample-{name}",
         )
