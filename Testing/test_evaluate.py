@@ -180,3 +180,22 @@ def test_input_nodes_are_read_in_their_own_frame_whatever_their_parent(ctx, case
     assert rep["segments"][0]["after"]["dice"] > 0.9
     assert rep["landmarks"]["after"]["max_mm"] == pytest.approx(0.0, abs=1e-6)
     assert sum("under transform 'display shift'" in w for w in rep["warnings"]) == 3
+
+
+SAMPLE = __import__("pathlib").Path(__file__).resolve().parents[1] / "Resources" / "SampleCase"
+
+
+@pytest.mark.skipif(not (SAMPLE / "case.json").exists(), reason="sample case not generated")
+def test_demo_on_the_sample_case_good_passes_imperfect_fails_and_tre_matches_transformix(tmp_path):
+    res = run_cli("demo", "--output", tmp_path / "demo")
+    assert res.returncode == 0, res.stderr
+    assert "good: verdict: pass" in res.stdout and "imperfect: verdict: fail" in res.stdout
+    measured = json.loads((SAMPLE / "case.json").read_text(encoding="utf-8"))["measured_tre_mm"]
+    for name in ("good", "imperfect"):
+        rep = json.loads((tmp_path / "demo" / name / "report.json").read_text(encoding="utf-8"))
+        ours = {p["label"]: p["after_mm"] for p in rep["landmarks"]["points"]}
+        # the generator measured these TREs with transformix's output points (3 decimals)
+        for label, value in measured[name]["per_landmark"].items():
+            assert ours[label] == pytest.approx(value, abs=2e-3), (name, label)
+        assert {s["name"] for s in rep["segments"]} == {"brain", "ventricles", "lesion", "skull"}
+        assert rep["snapshots"], rep["warnings"]
