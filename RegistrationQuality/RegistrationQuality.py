@@ -787,13 +787,19 @@ class RegistrationQualityTest(ScriptedLoadableModuleTest):
         self.assertIsNotNone(p.resultJacobian)
         self.assertIsNotNone(p.resultContoursAfter)
 
-        # display toggles
+        # display toggles (slice views: every slice composite node of the layout, none without a main window)
+        composites = list(slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode"))
         p.showCheckerboard = True
-        composite = slicer.app.layoutManager().sliceWidget("Red").mrmlSliceCompositeNode()
-        self.assertEqual(composite.GetBackgroundVolumeID(), p.resultCheckerboard.GetID())
+        for composite in composites:
+            self.assertEqual(composite.GetBackgroundVolumeID(), p.resultCheckerboard.GetID())
         p.showDifference = True  # alternative backgrounds: the checkerboard is unticked
         self.assertFalse(p.showCheckerboard)
-        self.assertEqual(composite.GetBackgroundVolumeID(), p.resultDifference.GetID())
+        p.showJacobian = True
+        for composite in composites:
+            self.assertEqual(composite.GetBackgroundVolumeID(), p.resultDifference.GetID())
+            self.assertEqual(composite.GetForegroundVolumeID(), p.resultJacobian.GetID())
+        p.showTreVectors = False
+        self.assertFalse(p.resultTreVectors.GetDisplayNode().GetVisibility())
         p.contoursAfter = False
         self.assertTrue(p.resultContoursBefore.GetDisplayNode().GetVisibility())
         self.assertFalse(p.resultContoursAfter.GetDisplayNode().GetVisibility())
