@@ -655,27 +655,15 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
 
     def showResults(self, parameterNode):
         """Apply the Display toggles of the parameter node to the slice views and the result nodes."""
-        from RegistrationQualityLib import segmentation
+        from RegistrationQualityLib import panel
 
         p = parameterNode
-        background = p.fixedVolume
-        if p.showCheckerboard and p.resultCheckerboard:
-            background = p.resultCheckerboard
-        elif p.showDifference and p.resultDifference:
-            background = p.resultDifference
-        foreground = p.resultJacobian if p.showJacobian and p.resultJacobian else None
-        if background is not None:
-            slicer.util.setSliceViewerLayers(background=background, foreground=foreground,
-                                             foregroundOpacity=0.5 if foreground else None)
-        contours = (p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter)
-        for node in contours:
-            if node is not None and node.GetDisplayNode() is not None:
-                node.GetDisplayNode().SetVisibility(p.showContours)
-        if p.showContours and (p.resultContoursBefore or p.resultContoursAfter):
-            state = "after" if p.contoursAfter and p.resultContoursAfter else "before"
-            segmentation.show_before_after(p.resultContoursBefore, p.resultContoursAfter, state)
-        if p.resultTreVectors and p.resultTreVectors.GetDisplayNode():
-            p.resultTreVectors.GetDisplayNode().SetVisibility(p.showTreVectors)
+        return panel.show_results(
+            self.context(), fixed=p.fixedVolume, checkerboard=p.resultCheckerboard, difference=p.resultDifference,
+            jacobian=p.resultJacobian, tre_vectors=p.resultTreVectors,
+            contours=(p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter),
+            show_contours=p.showContours, contours_after=p.contoursAfter, show_checkerboard=p.showCheckerboard,
+            show_difference=p.showDifference, show_jacobian=p.showJacobian, show_tre_vectors=p.showTreVectors)
 
     def saveReport(self, parameterNode, folder):
         """Write the last computation's report folder (report.html, report.json, metrics.csv); returns its path.

@@ -329,7 +329,7 @@ class ParameterBag(SimpleNamespace):
 def headless_logic(ctx):
     """RegistrationQualityLogic's panel methods compiled from the module file, with context() -> ctx."""
     wanted = {"evaluationRequest", "compute", "removeResultNodes", "saveReport", "thresholdDefaults",
-              "slicerElastixInputs", "loadSampleCase"}
+              "slicerElastixInputs", "loadSampleCase", "showResults"}
     namespace = {"_": lambda text: text, "RegistrationQualityParameterNode": ParameterBag, "json": json,
                  "Path": Path, "__file__": str(MODULE_FILE)}
     helpers = [n for n in module_tree().body if isinstance(n, ast.FunctionDef)
@@ -459,6 +459,44 @@ def test_panel_compute_on_the_shift_case(ctx, shift_nodes, tmp_path):
 
 def rep_landmarks_of(p):
     return json.loads(p.resultReport)["landmarks"]
+
+
+def test_display_toggles_set_the_slice_views_and_visibility(ctx, shift_nodes):
+    """showResults(): backgrounds are alternatives (checkerboard first), the Jacobian is the foreground, contours
+    and TRE vectors follow their boxes; on every slice composite node of the scene."""
+    logic = headless_logic(ctx)
+    n = shift_nodes
+    composites = [ctx.add_node("vtkMRMLSliceCompositeNode", name) for name in ("Red", "Green", "Yellow")]
+    p = ParameterBag(fixedVolume=n.fixed, movingVolume=n.moving, transform=n.good, fixedLandmarks=n.fixed_lm,
+                     movingLandmarks=n.moving_lm, fixedThreshold=Range(300, 1000), movingThreshold=Range(2, 10))
+    logic.compute(p)
+
+    def layers():
+        assert len({(c.GetBackgroundVolumeID(), c.GetForegroundVolumeID()) for c in composites}) == 1
+        return composites[0].GetBackgroundVolumeID(), composites[0].GetForegroundVolumeID()
+
+    logic.showResults(p)
+    assert layers() == (n.fixed.GetID(), None)
+    p.showCheckerboard, p.showDifference, p.showJacobian = True, True, True
+    logic.showResults(p)
+    assert layers() == (p.resultCheckerboard.GetID(), p.resultJacobian.GetID())
+    assert composites[0].GetForegroundOpacity() == 0.5
+    p.showCheckerboard = False
+    logic.showResults(p)
+    assert layers() == (p.resultDifference.GetID(), p.resultJacobian.GetID())
+    visible = {f: getattr(p, f).GetDisplayNode().GetVisibility()
+               for f in ("resultContoursFixed", "resultContoursBefore", "resultContoursAfter", "resultTreVectors")}
+    assert visible == {"resultContoursFixed": 1, "resultContoursBefore": 0, "resultContoursAfter": 1,
+                       "resultTreVectors": 1}
+    p.contoursAfter, p.showTreVectors = False, False
+    logic.showResults(p)
+    assert p.resultContoursBefore.GetDisplayNode().GetVisibility() and not \
+        p.resultContoursAfter.GetDisplayNode().GetVisibility()
+    assert not p.resultTreVectors.GetDisplayNode().GetVisibility()
+    p.showContours = False
+    logic.showResults(p)
+    assert not any(getattr(p, f).GetDisplayNode().GetVisibility()
+                   for f in ("resultContoursFixed", "resultContoursBefore", "resultContoursAfter"))
 
 
 def test_display_nodes_match_an_independent_resampling(ctx, shift_nodes):

@@ -9,7 +9,8 @@ code path (``Testing/test_module_panel.py``).
   :class:`~.evaluate.EvaluationOptions` (scene outputs on, no snapshots: nothing is written until "Save report").
 * :func:`threshold_defaults` -- slider bounds and the default range of an image, from its histogram.
 * :func:`slicer_elastix_inputs` -- the inputs SlicerElastix left in the scene for a moving volume.
-* :func:`display_nodes` -- checkerboard, difference and contour (outline) nodes for the Display section.
+* :func:`display_nodes` -- checkerboard, difference and contour (outline) nodes for the Display section;
+  :func:`show_results` applies the Display toggles to the slice views and those nodes.
 * :func:`summary_rows` -- the compact before/after results table of the panel.
 """
 
@@ -174,6 +175,44 @@ def display_nodes(ctx, fixed, moving, registered=None, transform=None, fixed_thr
         segmentation.show_before_after(nodes["contours_before"], nodes["contours_after"],
                                        state if nodes["contours_after"] is not None else "before")
     return nodes
+
+
+def show_results(ctx, fixed=None, checkerboard=None, difference=None, jacobian=None, tre_vectors=None,
+                 contours=(None, None, None), show_contours=True, contours_after=True, show_checkerboard=False,
+                 show_difference=False, show_jacobian=False, show_tre_vectors=True, jacobian_opacity=0.5) -> dict:
+    """Apply the Display toggles: slice-view layers of every slice composite node of the scene, and the
+    visibility of the contour and TRE-vector nodes. Returns ``{"background", "foreground"}`` (nodes or None).
+
+    Background: the checkerboard, else the difference image (when ticked and computed), else the fixed volume
+    (no change when there is none). Foreground: the Jacobian map at ``jacobian_opacity`` when ticked, else none.
+    ``contours``: (fixed, moving before, moving after) outline nodes; the moving one shown follows
+    ``contours_after`` (before when there is no "after" node).
+    """
+    from . import segmentation
+
+    background = fixed
+    if show_checkerboard and checkerboard is not None:
+        background = checkerboard
+    elif show_difference and difference is not None:
+        background = difference
+    foreground = jacobian if show_jacobian and jacobian is not None else None
+    if background is not None:
+        composites = ctx.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+        for i in range(composites.GetNumberOfItems()):
+            composite = composites.GetItemAsObject(i)
+            composite.SetBackgroundVolumeID(background.GetID())
+            composite.SetForegroundVolumeID(foreground.GetID() if foreground is not None else None)
+            if foreground is not None:
+                composite.SetForegroundOpacity(float(jacobian_opacity))
+    fixed_outline, before, after = contours
+    for node in (fixed_outline, before, after):
+        if node is not None and node.GetDisplayNode() is not None:
+            node.GetDisplayNode().SetVisibility(bool(show_contours))
+    if show_contours and (before is not None or after is not None):
+        segmentation.show_before_after(before, after, "after" if contours_after and after is not None else "before")
+    if tre_vectors is not None and tre_vectors.GetDisplayNode() is not None:
+        tre_vectors.GetDisplayNode().SetVisibility(bool(show_tre_vectors))
+    return {"background": background, "foreground": foreground}
 
 
 # ---------------------------------------------------------------------------------------------------
