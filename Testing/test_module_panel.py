@@ -461,6 +461,34 @@ def rep_landmarks_of(p):
     return json.loads(p.resultReport)["landmarks"]
 
 
+def test_progress_and_cancel_keep_the_previous_results(ctx, shift_nodes):
+    """The Compute button's progress bar gets increasing fractions; Cancel (between stages) leaves the previous
+    results and the scene as they were."""
+    logic = headless_logic(ctx)
+    n = shift_nodes
+    p = ParameterBag(fixedVolume=n.fixed, movingVolume=n.moving, transform=n.good, fixedLandmarks=n.fixed_lm,
+                     movingLandmarks=n.moving_lm, fixedThreshold=Range(300, 1000), movingThreshold=Range(2, 10))
+    seen = []
+    logic.compute(p, progress=lambda text, fraction: seen.append((text, fraction)))
+    fractions = [f for _t, f in seen]
+    assert len(seen) >= 5 and fractions == sorted(fractions) and 0 <= fractions[0] and fractions[-1] < 1
+    assert seen[0][0].startswith("load")
+    before = {f: getattr(p, f) for f in ParameterBag.allParameters if f.startswith("result")}
+    node_count = ctx.scene.GetNumberOfNodes()
+    calls = []
+
+    def cancel():  # the user clicks Cancel during the third stage
+        calls.append(1)
+        return len(calls) >= 3
+
+    p.transform = n.identity
+    with pytest.raises(InterruptedError):
+        logic.compute(p, cancel=cancel)
+    assert {f: getattr(p, f) for f in before} == before
+    assert ctx.scene.GetNumberOfNodes() == node_count
+    assert all(ctx.scene.GetNodeByID(v.GetID()) is not None for v in before.values() if hasattr(v, "GetID"))
+
+
 def test_display_toggles_set_the_slice_views_and_visibility(ctx, shift_nodes):
     """showResults(): backgrounds are alternatives (checkerboard first), the Jacobian is the foreground, contours
     and TRE vectors follow their boxes; on every slice composite node of the scene."""
