@@ -107,12 +107,9 @@ def _world_to_node(transform_node):
 
 
 def _linear_lps(transform_node) -> np.ndarray:
-    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+    from .resample import linear_from_world_lps
 
-    m = vtkMatrix4x4()
-    transform_node.GetMatrixTransformFromWorld(m)
-    ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
-    return LPS4 @ ras @ LPS4
+    return linear_from_world_lps(transform_node)
 
 
 def _map_points_lps(vtk_transform, points_lps: np.ndarray) -> np.ndarray:
@@ -240,7 +237,7 @@ def displacement_volume_node(ctx, transform_node, reference_image, name: str = "
     from vtkmodules.util.numpy_support import numpy_to_vtk
     from vtkmodules.vtkCommonDataModel import vtkImageData
 
-    from .io import _matrix_to_vtk
+    from .io import matrix_to_vtk
 
     grid = reference_grid(reference_image)
     if displacement is None:
@@ -251,7 +248,7 @@ def displacement_volume_node(ctx, transform_node, reference_image, name: str = "
     img.SetDimensions(*grid.size)
     img.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(displacement, np.float32).reshape(-1, 3), deep=1))
     node = ctx.add_node("vtkMRMLVectorVolumeNode", name)
-    node.SetIJKToRASMatrix(_matrix_to_vtk(LPS4 @ grid.ijk_to_lps))
+    node.SetIJKToRASMatrix(matrix_to_vtk(LPS4 @ grid.ijk_to_lps))
     node.SetAndObserveImageData(img)
     node.SetAttribute("RegistrationQuality.VectorCoordinateSystem", "LPS")
     node.CreateDefaultDisplayNodes()
@@ -366,7 +363,7 @@ def jacobian_volume_node(ctx, jacobian: np.ndarray, reference_image, name: str =
     from vtkmodules.util.numpy_support import numpy_to_vtk
     from vtkmodules.vtkCommonDataModel import vtkImageData
 
-    from .io import _matrix_to_vtk
+    from .io import matrix_to_vtk
 
     grid = reference_grid(reference_image)
     require(jacobian.shape == grid.shape, "jacobian", f"shape {jacobian.shape} does not match the grid {grid.shape}")
@@ -374,7 +371,7 @@ def jacobian_volume_node(ctx, jacobian: np.ndarray, reference_image, name: str =
     img.SetDimensions(*grid.size)
     img.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(jacobian, np.float32).ravel(), deep=1))
     node = ctx.add_node("vtkMRMLScalarVolumeNode", name)
-    node.SetIJKToRASMatrix(_matrix_to_vtk(LPS4 @ grid.ijk_to_lps))
+    node.SetIJKToRASMatrix(matrix_to_vtk(LPS4 @ grid.ijk_to_lps))
     node.SetAndObserveImageData(img)
     node.CreateDefaultDisplayNodes()
     display = node.GetDisplayNode()

@@ -516,13 +516,9 @@ def describe_chain(chain: list) -> str:
 # VTK / MRML
 # ---------------------------------------------------------------------------------------------------
 def _vtk_matrix(m):
-    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+    from .io import matrix_to_vtk
 
-    vm = vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            vm.SetElement(r, c, float(m[r][c]))
-    return vm
+    return matrix_to_vtk(m)
 
 
 def _bspline_to_vtk(comp: BSplineComponent):
@@ -763,7 +759,9 @@ def to_sitk_transform(source, moving_image=None):
 
         m = vtkMatrix4x4()
         node.GetMatrixTransformFromParent(m)
-        ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+        from .io import vtk_to_matrix
+
+        ras = vtk_to_matrix(m)
         lps = FLIP4 @ ras @ FLIP4
         t = sitk.AffineTransform(3)
         t.SetMatrix(tuple(lps[:3, :3].ravel().tolist()))

@@ -335,10 +335,16 @@ def node_ijk_to_ras(node) -> np.ndarray:
 
     m = vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
+    return vtk_to_matrix(m)
+
+
+def vtk_to_matrix(m) -> np.ndarray:
+    """4×4 numpy array of a vtkMatrix4x4."""
     return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
-def _matrix_to_vtk(m):
+def matrix_to_vtk(m):
+    """vtkMatrix4x4 of a 4×4 array-like."""
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     vm = vtkMatrix4x4()
@@ -412,7 +418,7 @@ def image_to_volume(ctx, image, name: str = "volume", labelmap: bool = False, no
             node = ctx.add_node("vtkMRMLVectorVolumeNode", name)
         else:
             node = ctx.add_node("vtkMRMLScalarVolumeNode", name)
-    node.SetIJKToRASMatrix(_matrix_to_vtk(image_ijk_to_ras(image)))
+    node.SetIJKToRASMatrix(matrix_to_vtk(image_ijk_to_ras(image)))
     node.SetAndObserveImageData(vtk_img)
     if node.GetDisplayNode() is None:
         node.CreateDefaultDisplayNodes()
@@ -597,9 +603,8 @@ class Landmarks:
         return {label: self.ras[i] for i, label in enumerate(self.labels)}
 
 
-def _finish_landmarks(labels, points, source, coordinate_system, skipped=()) -> Landmarks:
-    if not labels:
-        raise BadInputError(source, "no landmarks in the file")
+def check_unique_labels(labels, source) -> None:
+    """BadInputError naming the labels that appear more than once (at most five shown)."""
     seen, dups = set(), []
     for label in labels:
         if label in seen and label not in dups:
@@ -608,6 +613,12 @@ def _finish_landmarks(labels, points, source, coordinate_system, skipped=()) -> 
     if dups:
         shown = ", ".join(dups[:5]) + (" ..." if len(dups) > 5 else "")
         raise BadInputError(source, f"duplicate landmark label(s) {shown}; labels must be unique")
+
+
+def _finish_landmarks(labels, points, source, coordinate_system, skipped=()) -> Landmarks:
+    if not labels:
+        raise BadInputError(source, "no landmarks in the file")
+    check_unique_labels(labels, source)
     pts = np.array(points, dtype=float).reshape(-1, 3)
     if coordinate_system == "LPS":
         pts = pts * np.array([-1.0, -1.0, 1.0])

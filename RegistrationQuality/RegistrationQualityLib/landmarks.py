@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import BadInputError
-from .io import Landmarks, landmarks_from_node
+from .io import Landmarks, check_unique_labels, landmarks_from_node
 
 __all__ = [
     "TREResult",
@@ -393,14 +393,7 @@ def _as_landmarks(value, side: str, coordinate_system: str | None = None) -> Lan
     if not np.all(np.isfinite(ras)):
         raise BadInputError(name, "non-finite coordinates")
     labels = [str(label).strip() for label in lm.labels]
-    seen, dups = set(), []
-    for label in labels:
-        if label in seen and label not in dups:
-            dups.append(label)
-        seen.add(label)
-    if dups:
-        shown = ", ".join(dups[:5]) + (" ..." if len(dups) > 5 else "")
-        raise BadInputError(name, f"duplicate landmark label(s) {shown}; labels must be unique")
+    check_unique_labels(labels, name)
     return Landmarks(labels, ras, source=lm.source, skipped=list(lm.skipped))
 
 

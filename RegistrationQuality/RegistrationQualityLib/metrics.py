@@ -646,7 +646,9 @@ def compare_labelmaps(reference_image, compared_image, percentile: float = DEFAU
 # MRML: segmentation nodes and labelmap volume nodes, parent transforms honoured
 # ---------------------------------------------------------------------------------------------------
 def _vtk4(m) -> np.ndarray:
-    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    from .io import vtk_to_matrix
+
+    return vtk_to_matrix(m)
 
 
 def _oriented_to_image(oi):

@@ -335,17 +335,15 @@ def orientation_letters(slice_to_ras) -> dict:
 
 
 def _matrix_to_numpy(m) -> np.ndarray:
-    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    from .io import vtk_to_matrix
+
+    return vtk_to_matrix(m)
 
 
 def _numpy_to_matrix(a):
-    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+    from .io import matrix_to_vtk
 
-    m = vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            m.SetElement(r, c, float(a[r][c]))
-    return m
+    return matrix_to_vtk(a)
 
 
 class Overlay:

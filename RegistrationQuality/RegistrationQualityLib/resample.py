@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io import _sitk, image_ijk_to_ras
+from .io import _sitk, image_ijk_to_ras, matrix_to_vtk, vtk_to_matrix
 
 LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-def _vtk_matrix_to_numpy(m) -> np.ndarray:
-    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
 def is_linear(transform_node) -> bool:
@@ -33,7 +29,7 @@ def linear_from_world_lps(transform_node) -> np.ndarray:
 
     m = vtkMatrix4x4()
     transform_node.GetMatrixTransformFromWorld(m)
-    return LPS4 @ _vtk_matrix_to_numpy(m) @ LPS4
+    return LPS4 @ vtk_to_matrix(m) @ LPS4
 
 
 def sitk_affine(transform_node):
@@ -177,7 +173,7 @@ def _reslice_bspline(coefficients: np.ndarray, index_map: np.ndarray, size) -> n
     reslice = vtkImageReslice()
     reslice.SetInputData(coef)
     reslice.SetInterpolator(interpolator)
-    reslice.SetResliceAxes(_matrix_to_vtk4(index_map))
+    reslice.SetResliceAxes(matrix_to_vtk(index_map))
     reslice.SetOutputOrigin(0.0, 0.0, 0.0)
     reslice.SetOutputSpacing(1.0, 1.0, 1.0)
     reslice.SetOutputExtent(0, size[0] - 1, 0, size[1] - 1, 0, size[2] - 1)
@@ -185,16 +181,6 @@ def _reslice_bspline(coefficients: np.ndarray, index_map: np.ndarray, size) -> n
     reslice.Update()
     out = reslice.GetOutput()
     return vtk_to_numpy(out.GetPointData().GetScalars()).reshape(size[2], size[1], size[0], 3).copy()
-
-
-def _matrix_to_vtk4(m):
-    from vtkmodules.vtkCommonMath import vtkMatrix4x4
-
-    vm = vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            vm.SetElement(r, c, float(m[r, c]))
-    return vm
 
 
 def elastix_displacement_field(transform_node, reference_image, moving_image=None):
