@@ -105,7 +105,7 @@ def test_extension_metadata():
     assert re.search(r"project\(\s*RegistrationQuality\s*\)", text)
     # the icon and screenshot URLs name files of this repository
     for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
-        for url in top[key]:
+        for url in " ".join(top[key]).split():  # Slicer's convention: space-separated URLs in one string
             relative = url.split("/main/", 1)[1]
             assert (ROOT / relative).is_file(), f"{key} points to {relative}, which is not in the repository"
 
