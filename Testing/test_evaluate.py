@@ -199,3 +199,34 @@ def test_demo_on_the_sample_case_good_passes_imperfect_fails_and_tre_matches_tra
             assert ours[label] == pytest.approx(value, abs=2e-3), (name, label)
         assert {s["name"] for s in rep["segments"]} == {"brain", "ventricles", "lesion", "skull"}
         assert rep["snapshots"], rep["warnings"]
+
+
+def test_slicer_batch_script_runs_with_the_application_slicer_module(ctx, case, tmp_path, monkeypatch, capsys):
+    """Resources/Scripts/batch_evaluate.py as Slicer runs it (sys.argv after '--'), on a headless scene."""
+    import runpy
+    import sys
+    from types import SimpleNamespace
+
+    import slicer as real_slicer
+
+    app = fake_slicer_application(ctx)
+    exits = []
+
+    class ApplicationSlicer:  # the application's `slicer` package: its globals plus every vtk class
+        mrmlScene, modules, app_ = app.mrmlScene, app.modules, app.app
+        util = SimpleNamespace(exit=lambda code: exits.append(code))
+
+        def __getattr__(self, name):
+            return self.app_ if name == "app" else getattr(real_slicer, name)
+
+    monkeypatch.setitem(sys.modules, "slicer", ApplicationSlicer())
+    script = SAMPLE.parents[1] / "RegistrationQuality" / "Resources" / "Scripts" / "batch_evaluate.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--", "--fixed", str(case / "fixed.nrrd"), "--moving",
+                                      str(case / "moving.nrrd"), "--transform", str(case / "identity.tfm"),
+                                      "--fixed-landmarks", str(case / "fixed.csv"), "--moving-landmarks",
+                                      str(case / "moving.csv"), "--max-tre", "1", "--no-snapshots", "--output",
+                                      str(tmp_path / "batch")])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(script), run_name="__main__")
+    assert stop.value.code == 1 and exits == [1]  # the identity registration fails the TRE check
+    assert "FAILED max_tre" in capsys.readouterr().out
