@@ -79,6 +79,9 @@ def test_dicom_series_folder(ctx, tmp_path):
     back = io.volume_to_image(node)
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), arr)
     np.testing.assert_allclose(back.GetSpacing(), (0.9, 0.9, 3.0), atol=1e-4)
+    res = run_cli("info", tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["size"] == [6, 5, 4]
     np.testing.assert_allclose(back.GetOrigin(), (-50, -60, 20), atol=1e-4)
 
 

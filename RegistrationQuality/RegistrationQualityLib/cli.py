@@ -241,7 +241,10 @@ def run_info_cli(args, messages) -> int:
             node = io.load_transform(ctx, path)
             entry.update(kind="transform", mrml_class=node.GetClassName(), linear=bool(node.IsLinear()))
         else:
-            reader = io.read_image_information(path)
+            from pathlib import Path
+
+            # a DICOM folder has no header-only read: read the series itself
+            reader = io.read_image(path, scalar=False) if Path(path).is_dir() else io.read_image_information(path)
             dim, comps = io.describe_dimension(reader)
             entry.update(kind="image", dimension=dim, components=comps, size=list(reader.GetSize()),
                          spacing_mm=list(reader.GetSpacing()), origin_lps_mm=list(reader.GetOrigin()),
