@@ -749,3 +749,15 @@ def test_mrml_rotated_parent_transform_equals_slicer_hardening(ctx):
                     "reference_volume_cc", "compared_volume_cc"):
             assert x[key] == pytest.approx(y[key], abs=1e-6), key
     assert 0.3 < with_transform[0]["dice"] < 1.0
+
+
+def test_labelmap_against_named_segmentation_takes_the_segment_names(tmp_path):
+    """Matched by label value (one side is a plain labelmap); the named side gives the names."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "Resources" / "SampleCase"
+    if not (sample / "fixed_labels.nrrd").exists():
+        pytest.skip("sample case not generated")
+    out = metrics.compare_files(sample / "fixed_labels.nrrd", sample / "moving_segmentation.seg.nrrd")
+    assert out["matched_by"] == "label"
+    assert [s["name"] for s in out["segments"]] == ["brain", "ventricles", "lesion", "skull"]

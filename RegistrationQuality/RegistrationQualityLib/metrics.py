@@ -561,7 +561,9 @@ def match_segments(reference: LabelSource, compared: LabelSource, by: str = "lab
     pairs = []
     for seg in reference.segments:
         other = cmp_by_key.pop(key(seg), None)
-        pairs.append((seg.label, seg.name, seg, other))
+        # a plain labelmap names its segments by value: prefer the other side's real name when it has one
+        name = other.name if other is not None and seg.name == str(seg.label) else seg.name
+        pairs.append((seg.label, name, seg, other))
     for seg in compared.segments:
         if key(seg) in cmp_by_key:
             pairs.append((seg.label, seg.name, None, seg))
