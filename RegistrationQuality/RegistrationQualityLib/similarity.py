@@ -55,8 +55,8 @@ def _entropy(counts: np.ndarray, total: int) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def _bin_index(values: np.ndarray, bins: int) -> np.ndarray:
-    lo, hi = float(values.min()), float(values.max())
+def _bin_index(values: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
+    """Equal-width bin of each value over [lo, hi] (hi falls in the last bin); all in bin 0 when lo == hi."""
     if hi <= lo:
         return np.zeros(values.shape, dtype=np.int64)
     idx = ((values - lo) * (bins / (hi - lo))).astype(np.int64)
@@ -84,39 +84,51 @@ def similarity(fixed_image, moving_on_fixed_grid, mask=None, bins: int = DEFAULT
     require(a.shape == b.shape, "moving image", f"shape {b.shape} differs from the fixed image's {a.shape}")
     sitk = _sitk()
     ref = fixed_image if isinstance(fixed_image, sitk.Image) else None
+    shape = a.shape
+    a, b = a.reshape(-1), b.reshape(-1)
+    m = None
     if mask is not None:
         m = mask_array(mask, ref)
-        require(m.shape == a.shape, "mask", f"shape {m.shape} differs from the images' {a.shape}")
-        a, b = a[m], b[m]
-    else:
-        a, b = a.reshape(-1), b.reshape(-1)
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    finite = np.isfinite(a) & np.isfinite(b)
-    nonfinite = int(a.size - np.count_nonzero(finite))
-    if nonfinite:
-        a, b = a[finite], b[finite]
+        require(m.shape == shape, "mask", f"shape {m.shape} differs from the images' {shape}")
+        m = m.reshape(-1)
     out: dict = dict.fromkeys(KEYS)
-    out.update({"voxels": int(a.size), "nonfinite_voxels": nonfinite, "bins": bins})
-    if a.size == 0:
-        out["reason"] = "empty mask" if nonfinite == 0 else "no voxel with finite intensities in the mask"
+    stats = _Pass1()
+    for sa, sb in _chunks(a, b, m):
+        stats.add(sa, sb)
+    out.update({"voxels": stats.n, "nonfinite_voxels": stats.nonfinite, "bins": bins})
+    if stats.n == 0:
+        out["reason"] = "empty mask" if stats.nonfinite == 0 else "no voxel with finite intensities in the mask"
         return out
-    diff = a - b
-    out["mse"] = float(np.mean(diff * diff))
-    out["mae"] = float(np.mean(np.abs(diff)))
-    da = a - a.mean()
-    db = b - b.mean()
-    saa, sbb = float(np.dot(da, da)), float(np.dot(db, db))
+    ma, mb = stats.sum_a / stats.n, stats.sum_b / stats.n
+    # second pass: centred products, differences and the joint histogram (each image's own [min, max])
+    saa = sbb = sab = sdd = sad = 0.0
+    joint = np.zeros(bins * bins, np.int64)
+    for sa, sb in _chunks(a, b, m):
+        fa, fb = sa.astype(np.float64), sb.astype(np.float64)
+        ok = np.isfinite(fa) & np.isfinite(fb)
+        if not ok.all():
+            fa, fb = fa[ok], fb[ok]
+        da, db = fa - ma, fb - mb
+        saa += float(np.dot(da, da))
+        sbb += float(np.dot(db, db))
+        sab += float(np.dot(da, db))
+        diff = fa - fb
+        sdd += float(np.dot(diff, diff))
+        sad += float(np.abs(diff).sum())
+        ia = _bin_index(fa, bins, stats.min_a, stats.max_a)
+        ib = _bin_index(fb, bins, stats.min_b, stats.max_b)
+        joint += np.bincount(ia * bins + ib, minlength=bins * bins)
+    n = stats.n
+    out["mse"] = sdd / n
+    out["mae"] = sad / n
     reasons = []
     if saa > 0 and sbb > 0:
-        out["ncc"] = float(np.dot(da, db) / math.sqrt(saa * sbb))
+        out["ncc"] = float(sab / math.sqrt(saa * sbb))
     else:
         reasons.append("NCC undefined: " + ("fixed" if saa == 0 else "moving") + " image constant in the region")
-    ia, ib = _bin_index(a, bins), _bin_index(b, bins)
-    n = int(a.size)
-    joint = np.bincount(ia * bins + ib, minlength=bins * bins)
-    h_a = _entropy(np.bincount(ia, minlength=bins), n)
-    h_b = _entropy(np.bincount(ib, minlength=bins), n)
+    joint2 = joint.reshape(bins, bins)
+    h_a = _entropy(joint2.sum(axis=1), n)
+    h_b = _entropy(joint2.sum(axis=0), n)
     h_ab = _entropy(joint, n)
     out["mi"] = h_a + h_b - h_ab
     if h_ab > 0:
@@ -126,6 +138,45 @@ def similarity(fixed_image, moving_on_fixed_grid, mask=None, bins: int = DEFAULT
     if reasons:
         out["reason"] = "; ".join(reasons)
     return out
+
+
+CHUNK = 1 << 22  # voxels per chunk: bounded temporaries whatever the image size
+
+
+def _chunks(a: np.ndarray, b: np.ndarray, m):
+    """(a, b) pieces of at most CHUNK voxels, restricted to the mask when given."""
+    for start in range(0, a.size, CHUNK):
+        sa, sb = a[start:start + CHUNK], b[start:start + CHUNK]
+        if m is not None:
+            sm = m[start:start + CHUNK]
+            sa, sb = sa[sm], sb[sm]
+        yield sa, sb
+
+
+class _Pass1:
+    """Count, sums and per-image min/max of the voxels where both images are finite."""
+
+    def __init__(self):
+        self.n = self.nonfinite = 0
+        self.sum_a = self.sum_b = 0.0
+        self.min_a = self.min_b = math.inf
+        self.max_a = self.max_b = -math.inf
+
+    def add(self, sa: np.ndarray, sb: np.ndarray) -> None:
+        if sa.size == 0:
+            return
+        fa, fb = sa.astype(np.float64), sb.astype(np.float64)
+        ok = np.isfinite(fa) & np.isfinite(fb)
+        if not ok.all():
+            self.nonfinite += int(ok.size - np.count_nonzero(ok))
+            fa, fb = fa[ok], fb[ok]
+        if fa.size == 0:
+            return
+        self.n += int(fa.size)
+        self.sum_a += float(fa.sum())
+        self.sum_b += float(fb.sum())
+        self.min_a, self.max_a = min(self.min_a, float(fa.min())), max(self.max_a, float(fa.max()))
+        self.min_b, self.max_b = min(self.min_b, float(fb.min())), max(self.max_b, float(fb.max()))
 
 
 def domain_mask(ctx, moving_image, reference_image, transform_node=None) -> np.ndarray:
