@@ -199,6 +199,9 @@ def test_demo_on_the_sample_case_good_passes_imperfect_fails_and_tre_matches_tra
             assert ours[label] == pytest.approx(value, abs=2e-3), (name, label)
         assert {s["name"] for s in rep["segments"]} == {"brain", "ventricles", "lesion", "skull"}
         assert rep["snapshots"], rep["warnings"]
+        worst = min(rep["segments"], key=lambda s: s["after"]["dice"])["name"]
+        titles = [s["title"] for s in rep["snapshots"] if s["file"].startswith("snapshots/worst_")]
+        assert len(titles) == 2 and all(f"through '{worst}'" in t for t in titles)
 
 
 def test_slicer_batch_script_runs_with_the_application_slicer_module(ctx, case, tmp_path, monkeypatch, capsys):

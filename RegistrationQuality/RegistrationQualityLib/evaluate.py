@@ -473,7 +473,8 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         if not _same_grid(fixed_union, fixed):
             fixed_union = resample_image(ctx, fixed_union, fixed, None, "nearest")
         masks.update(fixed_labels=fixed_union, moving_before_labels=_union_of(before),
-                     moving_after_labels=_union_of(after), fixed_union=fixed_union)
+                     moving_after_labels=_union_of(after), fixed_union=fixed_union,
+                     label_sources=(f_src, before, after, by))
         sources.append("labelmaps")
     if inputs.threshold is not None:
         from .segmentation import parse_threshold_spec, threshold_image
@@ -691,6 +692,18 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings):
             for path in out["side_by_side"]:
                 view = Path(path).stem.replace("before_after_", "")
                 add(path, f"{view}: before | after registration", f"outlines: {legend}")
+        worst = _worst_segment(report, masks)
+        if worst is not None:
+            name, dice, f_mask, b_mask, a_mask = worst
+            out = rendering.render_before_after(ctx, fixed, f_mask, b_mask, a_mask, folder / "worst",
+                                                views=("axial", "coronal"), montage=False, labels=(
+                                                    f"fixed {name}", f"moving {name}"))
+            for path in out["side_by_side"]:
+                view = Path(path).stem.replace("before_after_", "")
+                target = folder / f"worst_{Path(path).name}"
+                Path(path).rename(target)
+                add(target, f"{view} through '{name}', the structure with the lowest Dice after registration "
+                    f"({dice:.3f}): before | after", f"outlines: {legend}")
         board = rendering.render_checkerboard(ctx, fixed, registered, folder,
                                               overlays=[(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")]
                                               if "fixed_labels" in masks else ())
@@ -706,6 +719,35 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings):
     finally:  # the renderer's slice node, composite node and slice model are temporary nodes too
         rendering.close_renderer(ctx)
     return files, entries
+
+
+def _worst_segment(report, masks):
+    """(name, Dice after, fixed mask, moving-before mask, moving-after mask) of the labelmap segment with the lowest
+    Dice after registration, when there are at least two segments (with one, the main snapshots show it)."""
+    if "label_sources" not in masks:
+        return None
+    f_src, before, after, by = masks["label_sources"]
+    scored = [(e["after"]["dice"], e["name"], e["label"]) for e in report.get("segments") or []
+              if "threshold" not in e and (e.get("after") or {}).get("dice") is not None]
+    if len(scored) < 2:
+        return None
+    dice, name, label = min(scored)
+
+    def mask(src, want_name, want_label):
+        import SimpleITK as sitk
+
+        for seg in src.segments:
+            if (seg.name == want_name) if by == "name" else (seg.label == want_label):
+                arr = (sitk.GetArrayViewFromImage(src.layers[seg.layer]) == seg.label).astype(np.uint8)
+                out = sitk.GetImageFromArray(arr)
+                out.CopyInformation(src.layers[seg.layer])
+                return out
+        return None
+
+    parts = [mask(src, name, label) for src in (f_src, before, after)]
+    if any(p is None for p in parts):
+        return None
+    return (name, dice, *parts)
 
 
 def _cleanup_snapshot_temp(snapshot_files: dict) -> None:
