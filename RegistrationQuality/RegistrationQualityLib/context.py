@@ -1,6 +1,6 @@
 """Runtime context: the MRML scene plus the module logics the library works with.
 
-The library never reaches for ``slicer.mrmlScene`` or ``slicer.modules``: every entry point takes a
+The library never reaches for the application's scene or module globals: every entry point takes a
 :class:`Context`. Inside the Slicer application the module file builds one from the application's scene
 and logics (:meth:`Context.from_application`); headless, :meth:`Context.headless` bootstraps the
 ``slicer-core`` wheel (see ``shared/notes/headless-slicer-core.md``).

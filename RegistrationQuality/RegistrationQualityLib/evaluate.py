@@ -978,7 +978,7 @@ def batch_main(argv, slicer_module, stdout=None, stderr=None) -> int:
     """Slicer batch mode: ``Slicer --no-main-window --python-script batch_evaluate.py -- ARGS``.
 
     ARGS are the CLI's ``evaluate`` options (same parser, :func:`cli.add_evaluate_arguments`); the evaluation
-    runs on the application's scene (``slicer.mrmlScene``) with its module logics, via
+    runs on the application's own scene with its module logics, via
     :meth:`Context.from_application`. Returns the CLI's exit status (0 pass, 1 a check failed, 2 bad input).
     """
     import sys
