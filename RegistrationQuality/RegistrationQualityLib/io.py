@@ -625,13 +625,15 @@ def _finish_landmarks(labels, points, source, coordinate_system, skipped=()) -> 
     return Landmarks(list(labels), pts, source=source, skipped=list(skipped))
 
 
-def _number(text, source, where):
+def parse_coordinate(text, source, where) -> float:
+    """A finite float from a coordinate cell; BadInputError ``source: where: '<text>' is not a number`` (or not
+    finite) otherwise, the text cut to 20 characters."""
     try:
         value = float(str(text).strip())
     except (TypeError, ValueError):
-        raise BadInputError(source, f"{where}: '{text}' is not a number") from None
+        raise BadInputError(source, f"{where}: '{str(text)[:20]}' is not a number") from None
     if not math.isfinite(value):
-        raise BadInputError(source, f"{where}: coordinate '{text}' is not finite")
+        raise BadInputError(source, f"{where}: coordinate '{str(text)[:20]}' is not finite")
     return value
 
 
@@ -701,7 +703,7 @@ def _parse_mrk_json(text, source) -> Landmarks:
                 continue
             if not isinstance(pos, list) or len(pos) != 3:
                 raise BadInputError(source, f"{where}.position must be a list of 3 numbers")
-            xyz = [_number(v, source, f"{where}.position") if not isinstance(v, bool) else _number("bool", source, where)
+            xyz = [parse_coordinate(v, source, f"{where}.position") if not isinstance(v, bool) else parse_coordinate("bool", source, where)
                    for v in pos]
             if cs == "LPS":
                 xyz = [-xyz[0], -xyz[1], xyz[2]]
@@ -739,7 +741,7 @@ def _parse_fcsv(text, source) -> Landmarks:
         need = max(idx.values()) + 1
         if len(row) < need:
             raise BadInputError(source, f"line {lineno}: {len(row)} columns, at least {need} needed (x, y, z)")
-        xyz = [_number(row[idx[c]], source, f"line {lineno}, column {c}") for c in ("x", "y", "z")]
+        xyz = [parse_coordinate(row[idx[c]], source, f"line {lineno}, column {c}") for c in ("x", "y", "z")]
         label = ""
         if "label" in columns and columns.index("label") < len(row):
             label = row[columns.index("label")].strip()
@@ -768,7 +770,7 @@ def _parse_csv(text, source, cs: str) -> Landmarks:
         need = max(idx.values()) + 1
         if len(cells) < need:
             raise BadInputError(source, f"line {lineno}: {len(cells)} columns, expected label,x,y,z")
-        xyz = [_number(cells[idx[c]], source, f"line {lineno}, column {c}") for c in ("x", "y", "z")]
+        xyz = [parse_coordinate(cells[idx[c]], source, f"line {lineno}, column {c}") for c in ("x", "y", "z")]
         label = cells[lab_i] if lab_i is not None and lab_i < len(cells) else ""
         labels.append(label or str(len(labels) + 1))
         points.append(xyz)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import BadInputError
-from .io import Landmarks, check_unique_labels, landmarks_from_node
+from .io import Landmarks, check_unique_labels, landmarks_from_node, parse_coordinate
 
 __all__ = [
     "TREResult",
@@ -92,15 +92,7 @@ def parse_elastix_points(text: str, source: str, image=None, field_name: str = "
         if count and len(numbers) == 2 * count:
             raise BadInputError(source, f"{count} points of 2 coordinates; 3D landmarks are needed")
         raise BadInputError(source, f"declares {count} points but holds {len(numbers)} numbers (3 per point expected)")
-    values = []
-    for n, tok in enumerate(numbers):
-        try:
-            v = float(tok)
-        except ValueError:
-            raise BadInputError(source, f"point {n // 3 + 1}: '{tok[:20]}' is not a number") from None
-        if not math.isfinite(v):
-            raise BadInputError(source, f"point {n // 3 + 1}: coordinate '{tok[:20]}' is not finite")
-        values.append(v)
+    values = [parse_coordinate(tok, source, f"point {n // 3 + 1}") for n, tok in enumerate(numbers)]
     coords = np.array(values, dtype=float).reshape(count, 3)
     if kind == "index":
         if image is None:
@@ -132,15 +124,7 @@ def _parse_transformix_output(text: str, source: str, field_name: str) -> Landma
         cells = found.group(1).split()
         if len(cells) != 3:
             raise BadInputError(source, f"line {lineno}: {field_name} has {len(cells)} coordinates; 3D is needed")
-        xyz = []
-        for c in cells:
-            try:
-                v = float(c)
-            except ValueError:
-                raise BadInputError(source, f"line {lineno}: '{c[:20]}' is not a number") from None
-            if not math.isfinite(v):
-                raise BadInputError(source, f"line {lineno}: coordinate '{c[:20]}' is not finite")
-            xyz.append(v)
+        xyz = [parse_coordinate(c, source, f"line {lineno}") for c in cells]
         labels.append(str(int(head.group(1)) + 1))
         points.append(xyz)
     if not labels:
