@@ -244,3 +244,24 @@ def similarity_rows(result: dict, subject: str = "") -> list[dict]:
                          "value": value, "unit": UNITS.get(key, ""),
                          "note": stats.get("reason", "") if value is None else ""})
     return rows
+
+
+class InsideMoving:
+    """Consumer of :func:`transforms.stream`: the (k, j, i) mask of fixed voxels x whose T(x) falls in a moving
+    voxel (nearest neighbour: continuous index ``-0.5 <= g < n - 0.5`` on every axis)."""
+
+    def __init__(self, moving_image, fixed_image):
+        from .transforms import image_ijk_to_lps
+
+        self.lps_to_index = np.ascontiguousarray(np.linalg.inv(image_ijk_to_lps(moving_image)))
+        self.ijk_to_lps = np.ascontiguousarray(image_ijk_to_lps(fixed_image))
+        self.size = np.array(moving_image.GetSize(), np.float64)
+        self.out = np.empty(fixed_image.GetSize()[::-1], dtype=bool)
+
+    def consume(self, slab) -> None:
+        from .kernels import inside_slab
+
+        inside_slab(slab.u, slab.k0, self.ijk_to_lps, self.lps_to_index, self.size, self.out[slab.k0:slab.k1])
+
+    def finish(self) -> np.ndarray:
+        return self.out
