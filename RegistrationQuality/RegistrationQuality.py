@@ -811,7 +811,6 @@ class RegistrationQualityTest(ScriptedLoadableModuleTest):
         """The Compute button's code path on the sample case: inputs from the parameter node, result nodes and
         the results table in the scene, display toggles, pass/fail limits, save report."""
         import tempfile
-        from pathlib import Path
 
         self.delayDisplay("Computing the sample case through the panel")
         spec = sampleCaseSpec(sampleCaseFolder())
