@@ -316,7 +316,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         step("load", "images")
         fixed = _nonfinite_as_missing(_load_image(inputs.fixed, "--fixed"), inputs.fixed, warnings)
         moving = _nonfinite_as_missing(_load_image(inputs.moving, "--moving"), inputs.moving, warnings)
-        registration, elastix_info, registered_path = _load_registration(ctx, inputs, moving, fixed, warnings)
+        registration, elastix_info, registered_path = _load_registration(ctx, inputs, moving, fixed, tmp, warnings)
         if elastix_info is not None and inputs.registered is None:
             inputs_registered = registered_path
         else:
@@ -346,7 +346,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
 
             nonlinear = not registration.linear
             if not nonlinear:
-                transform_node = registration.node(ctx, tmp)
+                transform_node = registration.node(ctx)
             consumers = {}
             if registered is None and nonlinear:
                 consumers["registered"] = Warp(moving, fixed, "linear")
@@ -379,7 +379,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                                                          "Jacobian determinant")
             del consumers, results
             if transform_node is None:  # built after the pass: a displacement field's node shares its memory
-                transform_node = registration.node(ctx, tmp)
+                transform_node = registration.node(ctx)
         if registered is None:
             registered = resample_image(ctx, moving, fixed, transform_node, "linear")
 
@@ -461,7 +461,7 @@ def _nonfinite_as_missing(image, source, warnings):
     return out
 
 
-def _load_registration(ctx, inputs, moving, fixed, warnings):
+def _load_registration(ctx, inputs, moving, fixed, tmp, warnings):
     """(transforms.Registration or None, elastix provenance or None, elastix result image path or None).
 
     The registration is read for computation from its source (elastix parameters, ITK B-spline, displacement
@@ -477,14 +477,14 @@ def _load_registration(ctx, inputs, moving, fixed, warnings):
                                 "folder")
         warnings.extend(result.warnings)
         registration = load_registration(ctx, result.transform_parameters, moving_image=moving, fixed_image=fixed,
-                                         name="elastix transform")
+                                         name="elastix transform", tmp=tmp)
         return registration, result.provenance(), result.final_result_image
     if inputs.transform is None:
         return None, None, None
     if _is_node(inputs.transform) and not inputs.transform.IsA("vtkMRMLTransformNode"):
         raise BadInputError("--transform", f"node '{inputs.transform.GetName()}' is not a transform")
     return load_registration(ctx, inputs.transform, moving_image=moving, fixed_image=fixed,
-                             name="registration transform"), None, None
+                             name="registration transform", tmp=tmp), None, None
 
 
 # -- segments ------------------------------------------------------------------------------------------

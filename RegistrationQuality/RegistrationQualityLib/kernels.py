@@ -262,3 +262,64 @@ def magnitude_slab(u, out):
             for i in range(ni):
                 a, b, c = u[kk, j, i, 0], u[kk, j, i, 1], u[kk, j, i, 2]
                 out[kk, j, i] = np.float32(math.sqrt(np.float32(a * a + b * b + c * c)))
+
+
+@njit(parallel=True, cache=True)
+def similarity_pass1(a, b, mask, use_mask, nblocks):
+    """Per block: [count, nonfinite, Σa, Σb, min a, max a, min b, max b] over the voxels (in the mask) where both
+    values are finite. ``a``, ``b``, ``mask``: flat arrays of one length."""
+    n = a.shape[0]
+    out = np.zeros((nblocks, 8))
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        cnt, bad, sa, sb = 0.0, 0.0, 0.0, 0.0
+        mina, maxa, minb, maxb = np.inf, -np.inf, np.inf, -np.inf
+        for t in range(lo, hi):
+            if use_mask and not mask[t]:
+                continue
+            va, vb = np.float64(a[t]), np.float64(b[t])
+            if not (np.isfinite(va) and np.isfinite(vb)):
+                bad += 1.0
+                continue
+            cnt += 1.0
+            sa += va
+            sb += vb
+            mina, maxa = min(mina, va), max(maxa, va)
+            minb, maxb = min(minb, vb), max(maxb, vb)
+        out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3] = cnt, bad, sa, sb
+        out[blk, 4], out[blk, 5], out[blk, 6], out[blk, 7] = mina, maxa, minb, maxb
+    return out
+
+
+@njit(parallel=True, cache=True)
+def similarity_pass2(a, b, mask, use_mask, nblocks, ma, mb, bins, lo_a, hi_a, lo_b, hi_b):
+    """Per block: [Σ(a-ā)², Σ(b-b̄)², Σ(a-ā)(b-b̄), Σ(a-b)², Σ|a-b|] and the joint histogram (bins × bins, each
+    image's equal-width bins over its own [lo, hi], the maximum in the last bin)."""
+    n = a.shape[0]
+    sums = np.zeros((nblocks, 5))
+    joint = np.zeros((nblocks, bins * bins), np.int64)
+    size = (n + nblocks - 1) // nblocks
+    scale_a = bins / (hi_a - lo_a) if hi_a > lo_a else 0.0
+    scale_b = bins / (hi_b - lo_b) if hi_b > lo_b else 0.0
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        saa, sbb, sab, sdd, sad = 0.0, 0.0, 0.0, 0.0, 0.0
+        for t in range(lo, hi):
+            if use_mask and not mask[t]:
+                continue
+            va, vb = np.float64(a[t]), np.float64(b[t])
+            if not (np.isfinite(va) and np.isfinite(vb)):
+                continue
+            da, db = va - ma, vb - mb
+            saa += da * da
+            sbb += db * db
+            sab += da * db
+            d = va - vb
+            sdd += d * d
+            sad += abs(d)
+            ia = min(max(int((va - lo_a) * scale_a), 0), bins - 1) if hi_a > lo_a else 0
+            ib = min(max(int((vb - lo_b) * scale_b), 0), bins - 1) if hi_b > lo_b else 0
+            joint[blk, ia * bins + ib] += 1
+        sums[blk, 0], sums[blk, 1], sums[blk, 2], sums[blk, 3], sums[blk, 4] = saa, sbb, sab, sdd, sad
+    return sums, joint

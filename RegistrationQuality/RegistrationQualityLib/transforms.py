@@ -246,12 +246,10 @@ class Registration:
     def linear(self) -> bool:
         return bool(self.sampler.linear)
 
-    def node(self, ctx, tmp=None):
-        """The transform node (built on first call; added to ``tmp`` when given so that it is removed)."""
+    def node(self, ctx):
+        """The transform node (built on first call, into the ``tmp`` given to :func:`load_registration`)."""
         if self._node is None and self._node_factory is not None:
             self._node = self._node_factory(ctx)
-            if tmp is not None:
-                tmp.add(self._node)
         return self._node
 
 
@@ -275,10 +273,11 @@ def _itk_bspline_component(t, source) -> BSplineComponent | None:
 
 
 def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str = "registration transform",
-                      elastix_file=None):
+                      elastix_file=None, tmp=None):
     """A :class:`Registration` of a transform file (elastix, ITK, displacement-field image) or a transform node.
 
-    ``elastix_file``: the final TransformParameters file of an elastix folder (``--elastix-dir``).
+    ``elastix_file``: the final TransformParameters file of an elastix folder (``--elastix-dir``). ``tmp``: a
+    :class:`context.TemporaryNodes` that takes every node made here or later by :meth:`Registration.node`.
     """
     from . import io
 
@@ -295,7 +294,10 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
     ext = io.file_extension(path)
 
     def node_factory(c):
-        return io.load_transform(c, path, name=name, moving_image=moving_image)
+        node = io.load_transform(c, path, name=name, moving_image=moving_image)
+        if tmp is not None:
+            tmp.add(node)
+        return node
 
     if ext == ".txt" and io.is_elastix_parameter_file(path):
         from .elastix import describe_chain
@@ -320,8 +322,13 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
             image = sitk.Cast(image, sitk.sitkVectorFloat32)
         field = FieldOnGrid(image, path)
         if fixed_image is not None and field.on_grid(image_ijk_to_lps(fixed_image), fixed_image.GetSize()):
-            return Registration(field, path, "displacement field",
-                                node_factory=lambda c: field.node(c, name))
+            def field_node(c):
+                node = field.node(c, name)
+                if tmp is not None:
+                    tmp.add(node)
+                return node
+
+            return Registration(field, path, "displacement field", node_factory=field_node)
         del field, image
         return _from_node(node_factory(ctx), path, "displacement field")
     if ext in io.TRANSFORM_EXTENSIONS and ext != ".h5":
