@@ -108,14 +108,30 @@ def add_evaluate_arguments(p) -> None:
                    "result.0.nrrd)")
     p.add_argument("--fixed-segmentation", help="labelmap or .seg.nrrd on the fixed image")
     p.add_argument("--moving-segmentation", help="labelmap or .seg.nrrd on the moving image")
+    p.add_argument("--labels", action="append", metavar="FILE",
+                   help="label names of the labelmaps: Slicer colour table (.ctbl/.txt), ITK-SNAP label "
+                   "description file or CSV value,name (give twice for fixed then moving)")
     p.add_argument("--threshold", action="append", metavar="LO[:HI]|otsu",
                    help="threshold segmentation of both images (give twice for fixed then moving ranges)")
+    add_cleanup_arguments(p)
     p.add_argument("--fixed-landmarks", help=".mrk.json, .fcsv or CSV label,x,y,z (LPS)")
     p.add_argument("--moving-landmarks", help="landmarks on the moving image, matched by label")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (default 95)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
     add_check_arguments(p)
     p.add_argument("--output", required=True, help="report folder (written atomically)")
+
+
+def add_cleanup_arguments(p) -> None:
+    """Clean-up of --threshold masks (segmentation.Cleanup); each image on its own grid."""
+    p.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
+                   help="fill 3D holes of the threshold masks (default: on)")
+    p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only the largest connected component of each threshold mask (default: on)")
+    p.add_argument("--min-island-cc", type=_positive, metavar="CC",
+                   help="remove threshold islands smaller than CC cubic centimetres (default 0: none)")
+    p.add_argument("--closing-mm", type=_positive, metavar="MM",
+                   help="morphological closing of the threshold masks with a ball of radius MM (default 0: none)")
 
 
 def add_check_arguments(p) -> None:
