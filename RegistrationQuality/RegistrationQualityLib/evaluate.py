@@ -562,7 +562,9 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
                                                  labels=[label]), **kw)
         for entry in _pair_entries(b, a):
-            entry["threshold"] = {"fixed": f_info, "moving": m_info}
+            entry["threshold"] = {"fixed": {k: v for k, v in f_info.items() if k != "cleanup"},
+                                  "moving": {k: v for k, v in m_info.items() if k != "cleanup"},
+                                  "cleanup": cleanup.as_dict()}
             entries.append(entry)
         masks.setdefault("fixed_labels", f_mask)
         masks.setdefault("moving_before_labels", before_mask)
@@ -882,11 +884,18 @@ def _describe_inputs(inputs, fixed, moving, registered, transform_node, landmark
         "fixed_segmentation": entry(inputs.fixed_segmentation),
         "moving_segmentation": entry(inputs.moving_segmentation),
         "labels": [_describe_source(t) for t in inputs.labels] if inputs.labels else None,
-        "fixed_landmarks": entry(inputs.fixed_landmarks),
-        "moving_landmarks": entry(inputs.moving_landmarks),
+        "fixed_landmarks": _landmark_entry(entry(inputs.fixed_landmarks), landmarks, "fixed_only"),
+        "moving_landmarks": _landmark_entry(entry(inputs.moving_landmarks), landmarks, "moving_only"),
         "threshold": [str(s) for s in inputs.threshold] if inputs.threshold else None,
     }
     return out
+
+
+def _landmark_entry(item, landmarks, only_key):
+    """The input entry of a landmark set with its ``count`` (matched + on this side only)."""
+    if item is not None and landmarks is not None:
+        item["count"] = len(landmarks.labels) + len(landmarks.unmatched[only_key])
+    return item
 
 
 def software_versions() -> dict:

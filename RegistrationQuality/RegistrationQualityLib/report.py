@@ -904,13 +904,44 @@ def _inputs_section(report: Mapping) -> str:
     threshold = inputs.get("threshold")
     if threshold:
         text = ", ".join(str(t) for t in threshold) if isinstance(threshold, (list, tuple)) else str(threshold)
-        rows.append(("Threshold", _e(text), "segmentations made by thresholding the images"))
+        rows.append(("Threshold", _e(text), "segmentations made by thresholding the images" +
+                     _threshold_details(report)))
     source = report.get("segments_source")
     if source and not threshold:
         rows.append(("Segments from", _e(source), ""))
     if not rows:
         return ""
     return '<section id="inputs"><h2>Inputs</h2>' + _table(("Role", "File", "Details"), rows) + "</section>"
+
+
+def _threshold_details(report: Mapping) -> str:
+    """"; fixed > 38.9, moving > 15.2 (image units); clean-up: largest component, holes filled"."""
+    from .segmentation import cleanup_from_dict
+
+    entry = next((e for e in report.get("segments") or [] if isinstance(e, Mapping) and e.get("threshold")), None)
+    if entry is None:
+        return ""
+    def g(v):
+        return "?" if not _is_number(v) else f"{v:.4g}"
+
+    parts = []
+    for side in ("fixed", "moving"):
+        t = entry["threshold"].get(side) or {}
+        lo, hi = t.get("lower"), t.get("upper")
+        if t.get("method") == "otsu" and lo is not None:
+            text = f"Otsu: > {g(lo)}"
+        else:
+            text = " ≤ ".join([g(lo)] * (lo is not None) + ["v"] + [g(hi)] * (hi is not None))
+        if t.get("volume_cc") is not None:
+            text += f" ({g(t['volume_cc'])} cc; raw {g(t.get('raw_volume_cc'))} cc)"
+        parts.append(f"{side} {text}")
+    cleanup = entry["threshold"].get("cleanup")
+    if isinstance(cleanup, Mapping):
+        try:
+            parts.append(f"clean-up: {cleanup_from_dict(dict(cleanup))}")
+        except Exception:
+            parts.append(f"clean-up: {cleanup}")
+    return "; " + _e("; ".join(parts))
 
 
 def _snapshots_section(report: Mapping, snapshot_relpaths, base_dir) -> str:
