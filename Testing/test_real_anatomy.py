@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 
+import head_phantom
 import pytest
 
 from RegistrationQualityLib import segmentation as seg
 from RegistrationQualityLib.context import Context
 from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
 
-import head_phantom
 from conftest import run_cli
 
 
