@@ -112,3 +112,25 @@ def test_a_resampled_copy_within_a_voxel_is_a_warning(run, tmp_path):
         evaluate(Context.headless(), EvaluationInputs(fixed=str(tmp_path / "fixed_far.nrrd"),
                  moving=str(run / "moving_cbf.nrrd"), transform=str(run / "out" / "TransformParameters.0.txt")),
                  EvaluationOptions(snapshots=False))
+
+
+def test_info_describes_elastix_folder_parameter_file_segmentation_and_pixel_type(run):
+    import json
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "Resources" / "SampleCase"
+    r = run_cli("info", run / "out", run / "out" / "TransformParameters.0.txt", sample / "fixed_segmentation.seg.nrrd",
+                run / "fixed_t1.nrrd")
+    assert r.returncode == 0, r.stderr
+    folder, tp, seg, image = json.loads(r.stdout)
+    assert folder["kind"] == "elastix output folder" and folder["chain"] == "EulerTransform"
+    assert folder["fixed_image"] == "fixed_t1.nrrd" and folder["moving_image"] == "moving_cbf.nrrd"
+    (stage,) = folder["stages"]
+    assert stage["metric"] == "AdvancedMattesMutualInformation" and stage["resolutions"][0]["iterations"] == 20
+    assert folder["fixed_grid"]["size"] == [28, 24, 16]
+    assert tp["chain"] == "EulerTransform" and tp["linear"] is True and tp["files"] == [str(run / "out" /
+                                                                                          "TransformParameters.0.txt")]
+    np.testing.assert_allclose(tp["fixed_grid"]["direction"], OBLIQUE.ravel(), atol=1e-9)
+    assert seg["kind"] == "segmentation" and len(seg["segments"]) >= 2
+    assert all(s["name"] and isinstance(s["label"], int) for s in seg["segments"])
+    assert image["kind"] == "image" and image["pixel_type"] == "32-bit float"

@@ -240,34 +240,73 @@ def main(argv=None) -> int:
 def run_info_cli(args, messages) -> int:
     import json
 
-    from . import io
-    from .context import Context
-
-    ctx = None
-    out = []
-    for path in args.files:
-        ext = io.file_extension(path)
-        entry = {"path": path}
-        if ext in (".mrk.json", ".json", ".fcsv", ".csv"):
-            lm = io.read_landmarks(path)
-            entry.update(kind="landmarks", count=len(lm), labels=lm.labels,
-                         lps_mm=[[round(v, 4) for v in p] for p in lm.lps.tolist()])
-        elif ext in (".tfm", ".h5", ".hdf5", ".mat") or (ext == ".txt" and io.is_elastix_parameter_file(path)):
-            ctx = ctx or Context.headless()
-            node = io.load_transform(ctx, path)
-            entry.update(kind="transform", mrml_class=node.GetClassName(), linear=bool(node.IsLinear()))
-        else:
-            from pathlib import Path
-
-            # a DICOM folder has no header-only read: read the series itself
-            reader = io.read_image(path, scalar=False) if Path(path).is_dir() else io.read_image_information(path)
-            dim, comps = io.describe_dimension(reader)
-            entry.update(kind="image", dimension=dim, components=comps, size=list(reader.GetSize()),
-                         spacing_mm=list(reader.GetSpacing()), origin_lps_mm=list(reader.GetOrigin()),
-                         direction=list(reader.GetDirection()))
-        out.append(entry)
+    out = [describe_file(path) for path in args.files]
     sys.stdout.write(json.dumps(out if len(out) > 1 else out[0], indent=2) + "\n")
     return 0
+
+
+def _grid(reader) -> dict:
+    return {"size": list(reader.GetSize()), "spacing_mm": list(reader.GetSpacing()),
+            "origin_lps_mm": list(reader.GetOrigin()), "direction": list(reader.GetDirection())}
+
+
+def describe_file(path) -> dict:
+    """What ``registration-quality info`` prints for one path: landmarks, transforms (elastix: the chain),
+    elastix output folders (stages, metric, iterations, fixed grid), ``.seg.nrrd`` segments, images (pixel type)."""
+    from pathlib import Path
+
+    from . import io
+
+    entry = {"path": os.fspath(path)}
+    ext = io.file_extension(path)
+    if Path(path).is_dir() and any(Path(path).glob("TransformParameters.*.txt")):
+        return {**entry, **_describe_elastix_folder(path)}
+    if ext in (".mrk.json", ".json", ".fcsv", ".csv"):
+        lm = io.read_landmarks(path)
+        entry.update(kind="landmarks", count=len(lm), labels=lm.labels,
+                     lps_mm=[[round(v, 4) for v in p] for p in lm.lps.tolist()])
+    elif ext == ".txt" and io.is_elastix_parameter_file(path):
+        from .elastix import LinearComponent, describe_chain, read_transform_chain
+        from .elastix_inputs import parameter_file_grid
+
+        chain = read_transform_chain(path)
+        entry.update(kind="transform", format="elastix TransformParameters", chain=describe_chain(chain),
+                     files=[c.source for c in chain], linear=all(isinstance(c, LinearComponent) for c in chain),
+                     fixed_grid=parameter_file_grid(path))
+    elif ext in (".tfm", ".h5", ".hdf5", ".mat"):
+        from .context import Context
+
+        node = io.load_transform(Context.headless(), path)
+        entry.update(kind="transform", mrml_class=node.GetClassName(), linear=bool(node.IsLinear()))
+    elif ext in (".seg.nrrd", ".seg.nhdr"):
+        from .metrics import read_segmentation_file
+
+        src = read_segmentation_file(path)
+        entry.update(kind="segmentation", segments=[{"name": s.name, "label": s.label, "layer": s.layer}
+                                                    for s in src.segments], **_grid(src.geometry))
+    else:
+        # a DICOM folder has no header-only read: read the series itself
+        reader = io.read_image(path, scalar=False) if Path(path).is_dir() else io.read_image_information(path)
+        dim, comps = io.describe_dimension(reader)
+        pixel = reader.GetPixelIDTypeAsString() if hasattr(reader, "GetPixelIDTypeAsString") else \
+            io._sitk().GetPixelIDValueAsString(reader.GetPixelID())
+        entry.update(kind="image", dimension=dim, components=comps, pixel_type=pixel, **_grid(reader))
+    return entry
+
+
+def _describe_elastix_folder(path) -> dict:
+    from .elastix import describe_chain, find_elastix_result, read_transform_chain
+    from .elastix_inputs import parameter_file_grid
+
+    res = find_elastix_result(path)
+    prov = res.provenance()
+    final = res.transform_parameters
+    return {"kind": "elastix output folder", "elastix_version": prov.get("elastix_version"),
+            "fixed_image": res.fixed_image, "moving_image": res.moving_image,
+            "transform_parameters": final, "chain": describe_chain(read_transform_chain(final)) if final else None,
+            "stages": prov.get("stages", []),
+            "fixed_grid": parameter_file_grid(final) if final else None, "result_image": res.final_result_image,
+            "warnings": res.warnings}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -736,7 +736,8 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
         add("max_tre", subject, lm["after"].get("mean_mm"), options.max_tre, "<=")
     if options.max_folding is not None and report.get("deformation"):
         jac = report["deformation"].get("jacobian") or {}
-        add("max_folding", "folding (J <= 0) percent", jac.get("folding_percent"), options.max_folding, "<=")
+        add("max_folding", f"Jacobian, {jac.get('region') or 'whole image'}", jac.get("folding_percent"),
+            options.max_folding, "<=")
     return checks
 
 
