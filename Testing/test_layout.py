@@ -19,7 +19,7 @@ SAMPLE_CASE = ROOT / "Resources" / "SampleCase"
 
 # The library's modules (one concern each); every one must exist and be listed in the module's CMakeLists.
 LIBRARY_FILES = ["__init__.py", "__main__.py", "errors.py", "context.py", "io.py", "cli.py", "resample.py",
-                 "metrics.py", "elastix.py", "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
+                 "metrics.py", "surface.py", "ndv.py", "elastix.py", "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
                  "similarity.py", "report.py", "evaluate.py", "cohort.py"]
 
 
