@@ -30,6 +30,21 @@ import math
 import numpy as np
 
 DEFAULT_NSD_TOLERANCES_MM = (2.0,)
+
+# The result keys added to metrics.result_dict, with their one-line definitions ({t}: a tolerance, {d}: a shift).
+DEFINITIONS = {
+    "nsd_{t}mm": "normalised surface Dice at tolerance t mm: boundary voxels of either segment within t mm of the "
+                 "other's boundary / all boundary voxels; 0 if one side is empty, null if both are",
+    "signed_distance.mean_mm": "mean signed distance of the compared boundary voxels to the reference boundary "
+                               "(negative inside the reference)",
+    "signed_distance.p5_mm": "5th percentile of the signed distances",
+    "signed_distance.p95_mm": "95th percentile of the signed distances",
+    "signed_distance.max_outward_mm": "largest outward excursion: max(max signed distance, 0)",
+    "signed_distance.max_inward_mm": "largest inward excursion: max(−min signed distance, 0)",
+    "signed_distance.voxels": "compared boundary voxels",
+    "signed_distance.histogram": "histogram of the signed distances (edges_mm, counts)",
+    "shifted_self_dice.{d}mm": "Dice of the reference segment with itself shifted by d mm, worst of ±x, ±y, ±z",
+}
 SHIFTS_MM = (1.0, 2.0)
 HISTOGRAM_MAX_BINS = 40
 
