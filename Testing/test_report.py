@@ -329,7 +329,7 @@ def test_failure_mid_write_leaves_old_report_intact(tmp_path, snapshot_png, monk
         def broken(*args, **kwargs):
             raise Killed("killed while rendering")
 
-        monkeypatch.setattr(rq_report, "render_html", broken)
+        monkeypatch.setattr(rq_report.folder, "render_html", broken)
     else:
         real_rename = os.rename
 
@@ -338,7 +338,7 @@ def test_failure_mid_write_leaves_old_report_intact(tmp_path, snapshot_png, monk
                 raise Killed("killed at the rename")
             return real_rename(src, dst)
 
-        monkeypatch.setattr(rq_report.os, "rename", broken)
+        monkeypatch.setattr(rq_report.folder.os, "rename", broken)
     with pytest.raises(Killed):
         rq_report.write_report(make_report("fail"), out, {"axial.png": snapshot_png})
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 
+from .context import silence_native_warnings
 from .errors import BadInputError
 
 PROG = "registration-quality"
@@ -69,11 +70,11 @@ def build_parser() -> ArgumentParser:
                    "when on another grid)")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (0-100; default 95)")
     p.add_argument("--json", metavar="PATH", help="write the JSON here instead of stdout")
-    p.set_defaults(handler="RegistrationQualityLib.metrics:run_compare_cli")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_compare_cli")
 
     p = sub.add_parser("evaluate", help="evaluate one registration and write the QA report")
     add_evaluate_arguments(p)
-    p.set_defaults(handler="RegistrationQualityLib.evaluate:run_evaluate_cli")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_evaluate_cli")
 
     p = sub.add_parser("cohort", help="evaluate many registrations listed in a CSV manifest")
     p.add_argument("manifest", help="CSV with case_id, fixed, moving and evaluate's options as columns")
@@ -83,7 +84,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (default 95)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
     add_check_arguments(p)
-    p.set_defaults(handler="RegistrationQualityLib.cohort:run_cohort_cli")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_cohort_cli")
 
     p = sub.add_parser("info", help="print what a file holds (geometry, transform type, landmarks) as JSON")
     p.add_argument("files", nargs="+", help="images, labelmaps, transforms, landmark files")
@@ -92,7 +93,7 @@ def build_parser() -> ArgumentParser:
     p = sub.add_parser("demo", help="run evaluate on the bundled sample case (good and imperfect registration)")
     p.add_argument("--output", default="rq-demo", help="output folder (default ./rq-demo)")
     p.add_argument("--case", help="sample case folder (default: the repository's Resources/SampleCase)")
-    p.set_defaults(handler="RegistrationQualityLib.evaluate:run_demo_cli")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_demo_cli")
     return parser
 
 
@@ -192,6 +193,7 @@ def _resolve(handler: str):
 
 def main(argv=None) -> int:
     """Entry point of the console script; returns the exit status."""
+    silence_native_warnings()  # a headless entry point (never inside the Slicer application)
     with native_stderr_silenced() as err:
         messages = Messages(err, verbose=argv is not None and ("-v" in argv or "--verbose" in argv))
         debug = "--debug" in (sys.argv[1:] if argv is None else argv)

@@ -305,22 +305,3 @@ def write_summary(rows: list[dict], output_dir) -> None:
     html_tmp = out / ".summary.html.tmp"
     summary_html(sorted(full, key=_sort_key), html_tmp)
     os.replace(html_tmp, out / "summary.html")
-
-
-def run_cohort_cli(args, messages) -> int:
-    import sys
-
-    defaults = {k: getattr(args, k, None) for k in ("percentile", "min_dice", "max_hausdorff", "max_tre",
-                                                      "max_folding")}
-    defaults["snapshots"] = not getattr(args, "no_snapshots", False)
-    rows = run_cohort(args.manifest, args.output, workers=args.workers, scheduler=args.scheduler,
-                      defaults=defaults, progress=messages.progress)
-    failed = [r for r in rows if r["status"] == "failed"]
-    failing = [r for r in rows if r.get("verdict") == "fail"]
-    sys.stdout.write(f"{len(rows)} case(s): {len(rows) - len(failed)} evaluated, {len(failed)} failed to run, "
-                     f"{len(failing)} failed checks; summary: {os.fspath(Path(args.output) / 'summary.html')}\n")
-    for r in failed:
-        sys.stdout.write(f"FAILED TO RUN {r['case_id']}: {r['error']}\n")
-    for r in failing:
-        sys.stdout.write(f"FAILED CHECKS {r['case_id']}: {r['failed_checks']}\n")
-    return 1 if failed or failing else 0
