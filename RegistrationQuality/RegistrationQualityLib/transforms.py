@@ -21,8 +21,11 @@ Streaming (:func:`stream`): the fixed grid is cut into z-slabs; for each slab th
 with a one-slice halo otherwise) and handed to every *consumer*. A consumer is any object with
 
 * ``consume(slab)`` — called once per slab in increasing k; ``slab`` is a :class:`Slab` (``k0``, ``k1``,
-  ``u`` (k1-k0, nj, ni, 3) float32, ``jacobian()`` -> (k1-k0, nj, ni) float32 computed on first use and shared);
-  it must not keep references to ``slab.u`` (the buffers are reused);
+  ``u`` (k1-k0, nj, ni, 3) float32, ``jacobian()`` -> (k1-k0, nj, ni) float32 computed on first use and shared;
+  with ``stream(..., halo=True)`` also ``u_halo`` = the slab plus one slice either side where the grid has one,
+  ``first`` = index of slice k0 in ``u_halo``, ``k_offset`` = global k of ``u_halo[0]``, ``nk`` = slices of the
+  grid: what a finite-difference stencil such as :mod:`ndv` needs); it must not keep references to the arrays
+  (the buffers are reused);
 * ``finish()`` — called once after the last slab; returns the consumer's result.
 
 Memory therefore grows with the slab, not with the volume (besides what a consumer keeps).
@@ -363,8 +366,9 @@ def _from_node(node, source, kind="node"):
 class Slab:
     """One z-slab of the fixed grid with the registration sampled on it (see the module docstring)."""
 
-    def __init__(self, k0, k1, u, jacobian_fn):
+    def __init__(self, k0, k1, u, jacobian_fn, u_halo=None, first=0, k_offset=0, nk=0):
         self.k0, self.k1, self.u = k0, k1, u
+        self.u_halo, self.first, self.k_offset, self.nk = u_halo, first, k_offset, nk
         self._jacobian_fn = jacobian_fn
         self._jacobian = None
 
@@ -381,10 +385,12 @@ def slab_ranges(size, slab_voxels: int = SLAB_VOXELS):
 
 
 def stream(registration, fixed_image, consumers, need_jacobian: bool = False, progress=None,
-           slab_voxels: int = SLAB_VOXELS) -> list:
+           slab_voxels: int = SLAB_VOXELS, halo: bool = False) -> list:
     """Sample ``registration`` on the fixed grid slab by slab and feed every consumer; returns their results.
 
-    ``progress(fraction)`` is called after each slab (it may raise to cancel the run).
+    ``need_jacobian``: slabs can give J (analytic, or central differences: then the halo is sampled anyway).
+    ``halo``: consumers get ``slab.u_halo`` (see the module docstring). ``progress(fraction)`` is called after
+    each slab (it may raise to cancel the run).
     """
     k = _kernels()
     sampler = registration.sampler if isinstance(registration, Registration) else registration
@@ -394,7 +400,7 @@ def stream(registration, fixed_image, consumers, need_jacobian: bool = False, pr
     det_a = float(np.linalg.det(a_mat))
     ranges = slab_ranges((ni, nj, nk), slab_voxels)
     step = ranges[0][1] - ranges[0][0]
-    halo = 0 if sampler.analytic_jacobian or not need_jacobian else 1
+    halo = 1 if halo or (need_jacobian and not sampler.analytic_jacobian) else 0
     buf = np.empty((step + 2 * halo, nj, ni, 3), np.float32)
     det_buf = np.empty((step, nj, ni), np.float32)
     carry = None  # (global k, slice) of the last computed halo slice, to avoid sampling it twice
@@ -409,10 +415,16 @@ def stream(registration, fixed_image, consumers, need_jacobian: bool = False, pr
             if n_copy > 0:
                 u_all[:n_copy] = prev[lo - prev_lo:]
                 start = lo + n_copy
-        if start < hi:
-            sampler.sample(ijk_to_lps, ni, nj, start, hi, need_jacobian and sampler.analytic_jacobian,
-                           u_all[start - lo:], det_buf[: hi - start] if sampler.analytic_jacobian else det_buf)
-        if halo:
+        analytic = need_jacobian and sampler.analytic_jacobian
+        if analytic and halo:  # the analytic J of the slab's own slices (halo slices only give u)
+            sampler.sample(ijk_to_lps, ni, nj, k0, k1, True, u_all[k0 - lo: k1 - lo], det_buf[: k1 - k0])
+            for a, b in ((max(start, lo), k0), (max(start, k1), hi)):
+                if a < b:
+                    sampler.sample(ijk_to_lps, ni, nj, a, b, False, u_all[a - lo: b - lo], det_buf)
+        elif start < hi:
+            sampler.sample(ijk_to_lps, ni, nj, start, hi, analytic, u_all[start - lo:],
+                           det_buf[: hi - start] if sampler.analytic_jacobian else det_buf)
+        if halo and hi < nk:
             tail_lo = max(lo, hi - 2 * halo)
             carry = (tail_lo, u_all[tail_lo - lo:].copy())
         u = u_all[k0 - lo: k1 - lo]
@@ -426,7 +438,7 @@ def stream(registration, fixed_image, consumers, need_jacobian: bool = False, pr
                 out = det_buf[:count]
                 k.fd_jacobian_slab(u_all, first, count, nk, lo, a_mat, det_a, out)
                 return out
-        slab = Slab(k0, k1, u, jac)
+        slab = Slab(k0, k1, u, jac, u_all, k0 - lo, lo, nk)
         for c in consumers:
             c.consume(slab)
         if progress is not None:
