@@ -924,3 +924,80 @@ def test_no_process_wide_silencing_in_the_application(tmp_path):
     assert out["application"] == out["start"], out
     assert out["verdict"] in ("pass", "no checks")
     assert out["headless"] == [0, vtkLogger.VERBOSITY_OFF, False]
+
+
+class LayoutManagerModel:
+    """Which view nodes Slicer's layout manager makes view widgets for (Libs/MRML/Widgets):
+
+    - a view node added outside a batch process, without a parent layout node: qMRMLLayoutManager.cxx
+      ``qMRMLLayoutManagerPrivate::onNodeAddedEvent`` (lines 495-533 at v5.8.1, 485-521 at v5.10.0: "No explicit
+      parent layout node means that view is handled by the main Slicer layout") and qMRMLLayoutViewFactory.cxx
+      ``onNodeAdded`` (lines 351-367 / 338-355);
+    - at the end of every batch process (scene load, import, close), every view node of the scene, parent or not:
+      qMRMLLayoutViewFactory.cxx ``onSceneModified`` (lines 449-465 / 435-449), connected to
+      ``vtkMRMLScene::EndBatchProcessEvent`` (lines 269-270 / 257).
+    """
+
+    def __init__(self, scene):
+        import vtk
+
+        self.scene = scene
+        self.views: set = set()
+
+        @vtk.calldata_type(vtk.VTK_OBJECT)
+        def node_added(caller, event, node):
+            if scene.IsBatchProcessing():
+                return
+            if node.IsA("vtkMRMLAbstractViewNode") and not node.GetParentLayoutNode():
+                self.views.add(node.GetID())
+
+        def scene_modified(caller, event):
+            for i in range(scene.GetNumberOfNodes()):
+                node = scene.GetNthNode(i)
+                if node.IsA("vtkMRMLAbstractViewNode"):
+                    self.views.add(node.GetID())
+
+        self._callbacks = (node_added, scene_modified)
+        self.tags = [scene.AddObserver(scene.NodeAddedEvent, node_added),
+                     scene.AddObserver(scene.EndBatchProcessEvent, scene_modified)]
+
+    def remove(self):
+        for tag in self.tags:
+            self.scene.RemoveObserver(tag)
+
+
+def test_snapshot_renderer_views_never_join_the_main_layout(ctx, shift_nodes):
+    """The snapshot renderer's slice node gets no view widget from the layout manager (rules in
+    :class:`LayoutManagerModel`): it has a parent layout node when it is added, and it leaves the scene when a batch
+    process starts (so none exists when one ends); snapshots still work after a scene close."""
+    import slicer
+
+    from RegistrationQualityLib import rendering
+
+    layout = LayoutManagerModel(ctx.scene)
+    try:
+        control = slicer.vtkMRMLSliceLogic()
+        control.SetMRMLScene(ctx.scene)
+        red = control.AddSliceNode("Red")  # a main-layout view, for comparison: the model sees it
+        assert red.GetID() in layout.views
+        n = shift_nodes
+        centre = [0.5 * (a + b) for a, b in zip(*[iter(n.fixed.GetImageData().GetBounds())] * 2)]
+        renderer = rendering.get_renderer(ctx)
+        pixels = renderer.render_slice(n.fixed, "axial", centre, 64, 48)
+        assert pixels.shape == (48, 64, 3) and pixels.max() > 0
+        own = set(renderer.own_node_ids)
+        assert renderer.slice_node.GetID() in own and renderer.slice_node.GetParentLayoutNode() is not None
+        assert not own & layout.views
+        ctx.scene.StartState(ctx.scene.BatchProcessState)  # a scene load / import
+        ctx.scene.EndState(ctx.scene.BatchProcessState)
+        assert not own & layout.views and all(ctx.scene.GetNodeByID(i) is None for i in own)
+        again = rendering.get_renderer(ctx)
+        assert again is not renderer
+        assert np.array_equal(again.render_slice(n.fixed, "axial", centre, 64, 48), pixels)
+        ctx.scene.Clear(0)  # File / Close scene: slice nodes are singletons and would survive it
+        assert not set(again.own_node_ids) & layout.views
+        assert not {i for i in layout.views if ctx.scene.GetNodeByID(i) is not None
+                    and ctx.scene.GetNodeByID(i).GetLayoutName().startswith("RQSnapshot")}
+    finally:
+        layout.remove()
+        rendering.close_renderer(ctx)
