@@ -1001,3 +1001,76 @@ def test_snapshot_renderer_views_never_join_the_main_layout(ctx, shift_nodes):
     finally:
         layout.remove()
         rendering.close_renderer(ctx)
+
+
+# SampleDataLogic.registerCustomSampleDataSource's parameters, identical at both tags
+# (Modules/Scripted/SampleData/SampleData.py line 457 at v5.8.1, line 510 at v5.10.0); loadFileType is the
+# deprecated spelling of loadFileTypes ("deprecated, use loadFileTypes instead", line 475 / 528).
+REGISTER_SAMPLE_DATA_PARAMETERS = ("category", "sampleName", "uris", "fileNames", "nodeNames", "customDownloader",
+                                   "thumbnailFileName", "loadFileTypes", "loadFiles", "loadFileProperties",
+                                   "checksums", "loadFileType")
+
+
+def sample_data_registration(ctx, parameters=REGISTER_SAMPLE_DATA_PARAMETERS):
+    """Run the module file's registerSampleData() against a SampleData stand-in whose
+    registerCustomSampleDataSource has exactly ``parameters`` (keyword arguments, all defaulted); returns the
+    arguments it got and the calls the custom downloader made to slicer.util.setSliceViewerLayers."""
+    import inspect
+    import sys
+
+    recorded, layers = {}, []
+    signature = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                                   for name in parameters])
+
+    def register(*args, **kwargs):
+        recorded.update(signature.bind(*args, **kwargs).arguments)  # TypeError on an unknown argument
+
+    stand_in = SimpleNamespace(SampleDataLogic=SimpleNamespace(registerCustomSampleDataSource=register))
+    wanted = {"sampleCaseFolder", "sampleCaseSpec", "registerSampleData", "fileSha256", "downloadSampleCase"}
+    body = [n for n in module_tree().body if (isinstance(n, ast.FunctionDef) and n.name in wanted)
+            or (isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) in ("SAMPLE_CATEGORY", "SAMPLE_NAME"))]
+    namespace = {"__file__": str(MODULE_FILE), "os": __import__("os"), "logging": __import__("logging"),
+                 "RegistrationQualityLogic": lambda: headless_logic(ctx),
+                 "slicer": SimpleNamespace(util=SimpleNamespace(
+                     setSliceViewerLayers=lambda **kwargs: layers.append(kwargs)))}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(MODULE_FILE), "exec"), namespace)
+    saved = sys.modules.get("SampleData")
+    sys.modules["SampleData"] = stand_in
+    try:
+        namespace["registerSampleData"]()
+    finally:
+        if saved is None:
+            del sys.modules["SampleData"]
+        else:
+            sys.modules["SampleData"] = saved
+    return recorded, layers
+
+
+@pytest.mark.skipif(not (SAMPLE_CASE / "case.json").is_file(), reason="sample case not generated")
+def test_sample_data_registration_matches_slicer(ctx):
+    """Sample Data: the arguments bind to registerCustomSampleDataSource's signature (above); SampleDataSource
+    requires as many file names, node names, file types and checksums as URIs (SampleData.py line 205 / 205);
+    checksums are ``SHA256:<digest>`` of the files (``<algo>:<digest>``, line 474 / 527, checked against the cached
+    copy by downloadFile, line 957-969 / 1106-1118); the current ``loadFileTypes`` is used. The button runs the
+    custom downloader (``s.customDownloader(s)``, line 393 / 446), which must show the fixed image and fit it, as
+    Sample Data does for its own entries."""
+    import hashlib
+    from urllib.parse import unquote, urlparse
+
+    args, layers = sample_data_registration(ctx)
+    assert "loadFileType" not in args and "loadFileTypes" in args
+    uris = args["uris"]
+    assert len(uris) == len(args["fileNames"]) == len(args["nodeNames"]) == len(args["loadFileTypes"]) == len(
+        args["checksums"]) == 6
+    for uri, checksum in zip(uris, args["checksums"]):
+        path = Path(unquote(urlparse(uri).path))
+        assert path.is_file() and path.parent == SAMPLE_CASE
+        assert checksum == "SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert set(args["loadFileTypes"]) == {"VolumeFile", "SegmentationFile", "MarkupsFile"}
+    assert Path(args["thumbnailFileName"]).is_file()
+    nodes = args["customDownloader"](SimpleNamespace(sampleName=args["sampleName"]))
+    assert nodes["fixed"].GetName() == "RQ fixed DWI"
+    assert layers == [{"background": nodes["fixed"], "foreground": None, "fit": True}]
+    # an argument the signature lacks fails (the stand-in binds like Python calls the real function)
+    with pytest.raises(TypeError):
+        sample_data_registration(ctx, parameters=tuple(p for p in REGISTER_SAMPLE_DATA_PARAMETERS if p != "checksums"))
