@@ -1074,3 +1074,41 @@ def test_sample_data_registration_matches_slicer(ctx):
     # an argument the signature lacks fails (the stand-in binds like Python calls the real function)
     with pytest.raises(TypeError):
         sample_data_registration(ctx, parameters=tuple(p for p in REGISTER_SAMPLE_DATA_PARAMETERS if p != "checksums"))
+
+
+def test_widget_sets_its_attributes_before_slicer_runs_setup():
+    """ScriptedLoadableModuleWidget.__init__ calls ``self.setup()`` itself when built without a parent
+    (Base/Python/slicer/ScriptedLoadableModule.py lines 106-107 at v5.8.1 and v5.10.0), so every attribute the
+    widget's own __init__ sets must be set before that call, or it would undo what setup() made."""
+    init = next(n for n in module_class("RegistrationQualityWidget").body
+                if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    calls = [i for i, stmt in enumerate(init.body) if "ScriptedLoadableModuleWidget.__init__" in ast.unparse(stmt)]
+    assignments = [i for i, stmt in enumerate(init.body) if isinstance(stmt, ast.Assign)
+                   and ast.unparse(stmt.targets[0]).startswith("self.")]
+    assert len(calls) == 1 and assignments and max(assignments) < calls[0] == len(init.body) - 1
+    assigned = {ast.unparse(init.body[i].targets[0]) for i in assignments}
+    assert {"self.logic", "self.ui", "self._parameterNode", "self._parameterNodeGuiTag"} <= assigned
+
+
+def test_reload_also_reloads_the_library():
+    """Developer mode's Reload (ScriptedLoadableModuleWidget.onReload -> slicer.util.reloadScriptedModule, util.py
+    line 1399 at v5.8.1 / 1398 at v5.10.0) re-executes only the module file; the widget's onReload drops every
+    RegistrationQualityLib module first, so the lazily imported library is read again."""
+    import sys
+
+    calls = []
+    fn = next(n for n in module_class("RegistrationQualityWidget").body
+              if isinstance(n, ast.FunctionDef) and n.name == "onReload")
+    namespace = {"ScriptedLoadableModuleWidget": SimpleNamespace(onReload=lambda self: calls.append(
+        sorted(n for n in sys.modules if n.split(".")[0] == "RegistrationQualityLib")))}
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), str(MODULE_FILE), "exec"), namespace)
+    import RegistrationQualityLib.panel  # noqa: F401 - loaded, so there is something to drop
+
+    saved = {n: m for n, m in sys.modules.items() if n.split(".")[0] == "RegistrationQualityLib"}
+    sys.modules["RegistrationQualityLibX"] = SimpleNamespace()  # a name that only starts alike stays
+    try:
+        namespace["onReload"](SimpleNamespace())
+        assert calls == [[]] and "RegistrationQualityLibX" in sys.modules
+    finally:
+        sys.modules.update(saved)
+        del sys.modules["RegistrationQualityLibX"]
