@@ -603,6 +603,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
         (``good``, ``imperfect``: the elastix resampling transform fixed -> moving).
         """
         from RegistrationQualityLib import io
+        from RegistrationQualityLib.transforms import load_transform
 
         folder = sampleCaseFolder()
         if folder is None:
@@ -626,7 +627,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             nodes[f"{side}_landmarks"] = io.landmarks_to_node(ctx, landmarks, name=f"RQ {side} landmarks")
         for name, registration in spec["registrations"].items():
             if registrations is None or name in registrations:
-                nodes[name] = io.load_transform(ctx, folder / registration["transform"], name=f"RQ {name} registration")
+                nodes[name] = load_transform(ctx, folder / registration["transform"], name=f"RQ {name} registration")
         return nodes
 
     def evaluate(self, outputDir=None, progress=None, cancel=None, **inputs):

@@ -8,7 +8,7 @@ import pytest
 import SimpleITK as sitk
 
 from RegistrationQualityLib import deformation as d
-from RegistrationQualityLib import io
+from RegistrationQualityLib import io, transforms
 from RegistrationQualityLib.errors import BadInputError
 
 from conftest import OBLIQUE, make_image, rotation_matrix
@@ -104,7 +104,7 @@ def test_nonlinear_displacement_matches_simpleitk(ctx, tmp_path, kind):
                                                  bspline])
         path = tmp_path / ("t.h5" if kind == "composite" else "t.tfm")
         sitk.WriteTransform(transform, str(path))
-    node = io.load_transform(ctx, path)
+    node = transforms.load_transform(ctx, path)
     if kind == "field":
         # Slicer interpolates displacement grids cubically (vtkGridTransform mode 2); ITK's
         # DisplacementFieldTransform linearly. Compare like with like.
@@ -124,7 +124,7 @@ def test_field_on_the_reference_grid_is_read_directly(ctx, tmp_path):
     field = sitk.GetImageFromArray(vectors, isVector=True)
     field.CopyInformation(ref)
     sitk.WriteImage(field, str(tmp_path / "f.nii.gz"))
-    node = io.load_transform(ctx, tmp_path / "f.nii.gz")
+    node = transforms.load_transform(ctx, tmp_path / "f.nii.gz")
     u = d.displacement_field(ctx, node, ref)
     np.testing.assert_allclose(u, vectors, atol=1e-6)
     np.testing.assert_allclose(d.displacement_field_from_image(sitk.ReadImage(str(tmp_path / "f.nii.gz")), ref), u,
@@ -145,7 +145,7 @@ def test_displacement_node_round_trips_as_a_transform(ctx, tmp_path):
     assert vol.GetAttribute("RegistrationQuality.VectorCoordinateSystem") == "LPS"
     np.testing.assert_allclose(io.node_ijk_to_ras(vol), io.image_ijk_to_ras(ref), atol=1e-9)
     io.save_node(vol, tmp_path / "u.nrrd")
-    loaded = io.load_transform(ctx, tmp_path / "u.nrrd")
+    loaded = transforms.load_transform(ctx, tmp_path / "u.nrrd")
     np.testing.assert_allclose(d.displacement_field(ctx, loaded, ref), d.displacement_field(ctx, node, ref),
                                atol=1e-5)
 
@@ -221,7 +221,7 @@ def test_folding_field_has_the_expected_folding_volume(ctx, tmp_path):
     field = sitk.GetImageFromArray(u, isVector=True)
     field.CopyInformation(ref)
     sitk.WriteImage(field, str(tmp_path / "fold.nrrd"))
-    result = d.evaluate_deformation(ctx, io.load_transform(ctx, tmp_path / "fold.nrrd"), ref)
+    result = d.evaluate_deformation(ctx, transforms.load_transform(ctx, tmp_path / "fold.nrrd"), ref)
     assert result["region"] == "whole image"
     assert result["jacobian"]["folding_volume_cc"] == pytest.approx(folded * voxel_cc)
     assert result["displacement_mm"]["max"] == pytest.approx(3 * half, rel=1e-6)
@@ -310,7 +310,7 @@ def test_inverse_consistency_of_a_grid_and_its_slicer_inverse(ctx, tmp_path):
     field = sitk.GetImageFromArray(vectors, isVector=True)
     field.CopyInformation(domain)
     sitk.WriteImage(field, str(tmp_path / "f.nrrd"))
-    forward = io.load_transform(ctx, tmp_path / "f.nrrd")
+    forward = transforms.load_transform(ctx, tmp_path / "f.nrrd")
     backward = ctx.add_node("vtkMRMLGridTransformNode", "inverse")
     backward.SetAndObserveTransformToParent(forward.GetTransformFromParent())  # FromParent = iterative inverse
     err = d.inverse_consistency(ctx, forward, backward, ref)

@@ -23,6 +23,7 @@ import pytest
 
 from RegistrationQualityLib import elastix as ex
 from RegistrationQualityLib.errors import BadInputError
+from RegistrationQualityLib.transforms import load_transform, points_outside_domain
 
 from conftest import OBLIQUE, make_image, rotation_matrix
 
@@ -171,7 +172,7 @@ def test_real_chain_matches_transformix(ctx, case, stage, node_class, chain):
     ref = case["reference"][stage]
     assert node.GetClassName() == node_class
     assert node.GetAttribute(ex.NODE_CHAIN_ATTRIBUTE) == chain
-    outside = ex.points_outside_domain(node, case["points"] * RAS)
+    outside = points_outside_domain(node, case["points"] * RAS)
     assert (~outside).sum() > 50
     err = np.linalg.norm(mapped - ref, axis=1)
     assert err[~outside].max() < TOL_MM
@@ -193,7 +194,7 @@ def test_bspline_alone_and_outside_domain_flags(ctx, case, tmp_path):
     ref = run_transformix(tp, case["points"], tmp_path / "tx")
     node, mapped = ours(ctx, tp, case["points"])
     assert node.GetClassName() == "vtkMRMLBSplineTransformNode"
-    outside = ex.points_outside_domain(node, case["points"] * RAS)
+    outside = points_outside_domain(node, case["points"] * RAS)
     moved = np.linalg.norm(ref - case["points"], axis=1) > 1e-4
     assert outside.sum() > 5 and (~outside).sum() > 50
     np.testing.assert_array_equal(outside, ~moved)
@@ -206,13 +207,12 @@ def test_transformix_deformation_field_through_the_loader(ctx, case, tmp_path):
     transform whose FromParent maps fixed voxel centres exactly like our parameter-file node."""
     import SimpleITK as sitk
 
-    from RegistrationQualityLib import io
 
     tp = case["out"] / "TransformParameters.2.txt"
     proc = subprocess.run(["transformix", "-def", "all", "-out", str(tmp_path), "-tp", str(tp)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
-    field = io.load_transform(ctx, tmp_path / "deformationField.mha")
+    field = load_transform(ctx, tmp_path / "deformationField.mha")
     assert field.IsA("vtkMRMLGridTransformNode")
     fixed = case["fixed"]
     rng = np.random.default_rng(11)
@@ -224,9 +224,9 @@ def test_transformix_deformation_field_through_the_loader(ctx, case, tmp_path):
     via_params = ex.map_points_fixed_to_moving(node, lps * RAS) * RAS
     assert np.abs(via_params - lps).max() > 5
     assert np.linalg.norm(via_field - via_params, axis=1).max() < TOL_MM
-    assert not ex.points_outside_domain(field, lps * RAS).any()
+    assert not points_outside_domain(field, lps * RAS).any()
     beyond = np.array([fixed.TransformContinuousIndexToPhysicalPoint([-2.0, 3.0, 3.0])])
-    assert ex.points_outside_domain(field, beyond * RAS).all()
+    assert points_outside_domain(field, beyond * RAS).all()
     assert sitk.ReadImage(str(tmp_path / "deformationField.mha")).GetNumberOfComponentsPerPixel() == 3
 
 
@@ -243,8 +243,8 @@ def test_saved_node_is_an_itk_composite_equal_to_transformix(ctx, case, tmp_path
     itk = sitk.ReadTransform(str(tmp_path / "saved.h5"))
     mapped = np.array([itk.TransformPoint(tuple(p)) for p in case["points"]])
     assert np.linalg.norm(mapped - case["reference"][2], axis=1).max() < TOL_MM
-    again = io.load_transform(ctx, tmp_path / "saved.h5")
-    inside = ~ex.points_outside_domain(again, case["points"] * RAS)
+    again = load_transform(ctx, tmp_path / "saved.h5")
+    inside = ~points_outside_domain(again, case["points"] * RAS)
     assert inside.sum() > 50
     back = ex.map_points_fixed_to_moving(again, case["points"] * RAS) * RAS
     assert np.linalg.norm(back - case["reference"][2], axis=1)[inside].max() < TOL_MM
@@ -254,7 +254,7 @@ def test_saved_node_is_an_itk_composite_equal_to_transformix(ctx, case, tmp_path
 def test_moving_to_fixed_inverts_with_residual(ctx, case):
     node = ex.load_transform_parameters(ctx, case["out"] / "TransformParameters.2.txt")
     fixed_ras = case["points"] * RAS
-    inside = ~ex.points_outside_domain(node, fixed_ras)
+    inside = ~points_outside_domain(node, fixed_ras)
     moving_ras = case["reference"][2][inside] * RAS
     back, residual = ex.map_points_moving_to_fixed(node, moving_ras)
     assert np.linalg.norm(back - fixed_ras[inside], axis=1).max() < TOL_MM
@@ -396,7 +396,7 @@ def test_recursive_bspline_chain_new_key_spelling_and_relative_paths(ctx, case, 
         node, mapped = ours(ctx, tmp_path / folder / "rbs.txt", case["points"])
         assert node.GetAttribute(ex.NODE_CHAIN_ATTRIBUTE) == (
             "EulerTransform -> TranslationTransform -> RecursiveBSplineTransform")
-        outside = ex.points_outside_domain(node, case["points"] * RAS)
+        outside = points_outside_domain(node, case["points"] * RAS)
         assert (~outside).sum() > 50
         assert np.linalg.norm(mapped - ref, axis=1)[~outside].max() < TOL_MM
 
@@ -416,7 +416,7 @@ def test_files_written_by_elastix_5_2(ctx, stage):
     node, mapped = ours(ctx, tp, points)
     assert node.GetAttribute(ex.NODE_CHAIN_ATTRIBUTE) == " -> ".join(
         ["EulerTransform", "AffineTransform", "BSplineTransform"][: stage + 1])
-    inside = ~ex.points_outside_domain(node, points * RAS)
+    inside = ~points_outside_domain(node, points * RAS)
     assert inside.sum() > 20
     assert np.linalg.norm(mapped - ref, axis=1)[inside].max() < TOL_MM
     assert np.abs(mapped - points).max() > 5.0
@@ -473,7 +473,7 @@ def test_itk_transform_file_as_initial(ctx, tmp_path):
     assert np.abs(b_expected - points - np.array([1.5, -2, 3.25])).max() > 1  # inside its grid
     tp = write_params(tmp_path / "t_bspline.txt", "TranslationTransform", [1.5, -2, 3.25], initial="bspline.h5")
     node, mapped = ours(ctx, tp, points)
-    outside = ex.points_outside_domain(node, points * RAS)
+    outside = points_outside_domain(node, points * RAS)
     identity = np.linalg.norm(b_expected - points - np.array([1.5, -2, 3.25]), axis=1) < 1e-9  # ITK: outside grid
     np.testing.assert_array_equal(outside, identity)
     assert (~outside).sum() >= 5
@@ -486,7 +486,7 @@ def test_itk_transform_file_as_initial(ctx, tmp_path):
     c_expected = np.array([composite.TransformPoint(tuple(p)) for p in points]) + np.array([1.5, -2, 3.25])
     tp = write_params(tmp_path / "t_composite.txt", "TranslationTransform", [1.5, -2, 3.25], initial="composite.h5")
     node, mapped = ours(ctx, tp, points)
-    inside = ~ex.points_outside_domain(node, points * RAS)
+    inside = ~points_outside_domain(node, points * RAS)
     assert inside.sum() >= 5
     np.testing.assert_allclose(mapped[inside], c_expected[inside], atol=1e-6)
     for initial in ("init.tfm", "init.h5", "file.txt"):
@@ -498,11 +498,10 @@ def test_itk_transform_file_as_initial(ctx, tmp_path):
 
 
 def test_io_load_transform_dispatches_and_sitk_from_any_node(ctx, tmp_path):
-    from RegistrationQualityLib import io
 
     tp = write_params(tmp_path / "TransformParameters.0.txt", "EulerTransform", [0.1, -0.2, 0.3, 1, 2, -3],
                       extra="(CenterOfRotationPoint 1 30 15)")
-    node = io.load_transform(ctx, tp)
+    node = load_transform(ctx, tp)
     assert node.GetName() == "TransformParameters.0" and node.IsA("vtkMRMLLinearTransformNode")
     ref = ex.to_sitk_transform(tp)
     # a node not made by us: Slicer writes it as ITK and SimpleITK reads it back
@@ -598,7 +597,7 @@ def test_find_elastix_result(case):
 def test_load_elastix_folder(ctx, case, tmp_path):
     node, res = ex.load_elastix_folder(ctx, case["out"], name="registration")
     assert node.GetName() == "registration" and Path(res.transform_parameters).name == "TransformParameters.2.txt"
-    inside = ~ex.points_outside_domain(node, case["points"] * RAS)
+    inside = ~points_outside_domain(node, case["points"] * RAS)
     mapped = ex.map_points_fixed_to_moving(node, case["points"] * RAS) * RAS
     assert np.linalg.norm(mapped - case["reference"][2], axis=1)[inside].max() < TOL_MM
     # a folder with result images only (e.g. transformix output) has no transform to load

@@ -142,9 +142,8 @@ def test_slicer_batch_mode_shares_the_cli_arguments(ctx, case, tmp_path, capsys)
 
 
 def test_inside_moving_mask_from_the_displacement_equals_resampling_a_ones_image(ctx, tmp_path):
-    from RegistrationQualityLib.io import load_transform
     from RegistrationQualityLib.similarity import InsideMoving, domain_mask
-    from RegistrationQualityLib.transforms import load_registration, stream
+    from RegistrationQualityLib.transforms import load_registration, load_transform, stream
 
     from conftest import OBLIQUE, make_image
 

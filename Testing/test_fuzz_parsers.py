@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 
 from RegistrationQualityLib import cohort, elastix, io, landmarks, segmentation
 from RegistrationQualityLib.errors import BadInputError
+from RegistrationQualityLib.transforms import load_transform
 
 EXAMPLES = int(os.environ.get("RQ_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("RQ_FUZZ_RANDOM"),
@@ -192,7 +193,7 @@ def test_fuzz_elastix_transform_parameters(work, fuzz_ctx, seed, ops, mutate_ini
     if chain is not None:
         _check_chain(chain)
     before = fuzz_ctx.scene.GetNumberOfNodes()
-    node = _outcome(lambda: io.load_transform(fuzz_ctx, path))
+    node = _outcome(lambda: load_transform(fuzz_ctx, path))
     if node is not None:
         assert chain is not None, "the node loaded but the chain did not parse"
         p = [0.0, 0.0, 0.0]

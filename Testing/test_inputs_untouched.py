@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from RegistrationQualityLib import io
+from RegistrationQualityLib import io, transforms
 from RegistrationQualityLib.errors import BadInputError
 from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
 
@@ -148,11 +148,11 @@ def node_inputs(ctx, case):
     moving_seg = io.load_segmentation(ctx, case / "moving_labels.nrrd", "moving seg")
     fixed_lm = io.landmarks_to_node(ctx, io.read_landmarks(case / "fixed.csv"), "fixed landmarks")
     moving_lm = io.landmarks_to_node(ctx, io.read_landmarks(case / "moving.csv"), "moving landmarks")
-    registration = io.load_transform(ctx, case / "good.tfm", "registration")
+    registration = transforms.load_transform(ctx, case / "good.tfm", "registration")
     # identity poses (the numbers stay analytic) that are real parent transforms of the moving inputs
     sitk.WriteTransform(sitk.Euler3DTransform(), str(case / "pose.tfm"))
-    pose = io.load_transform(ctx, case / "pose.tfm", "moving pose")
-    outer = io.load_transform(ctx, case / "pose.tfm", "scanner")
+    pose = transforms.load_transform(ctx, case / "pose.tfm", "moving pose")
+    outer = transforms.load_transform(ctx, case / "pose.tfm", "scanner")
     pose.SetAndObserveTransformNodeID(outer.GetID())
     for node in (moving, moving_seg, moving_lm):
         node.SetAndObserveTransformNodeID(pose.GetID())

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from RegistrationQualityLib import io
+from RegistrationQualityLib import io, transforms
 from RegistrationQualityLib.errors import BadInputError
 
 from conftest import FLIPPED, OBLIQUE, make_image, run_cli
@@ -119,7 +119,7 @@ def test_transform_file_round_trip_is_fromparent(ctx, tmp_path):
     t = sitk.Euler3DTransform((1.0, 2.0, 3.0), 0.1, -0.2, 0.3, (5.0, -4.0, 2.0))
     path = tmp_path / "rigid.tfm"
     sitk.WriteTransform(t, str(path))
-    node = io.load_transform(ctx, path)
+    node = transforms.load_transform(ctx, path)
     p_lps = (10.0, 20.0, -5.0)
     expected_lps = np.array(t.TransformPoint(p_lps))
     got_ras = np.array(node.GetTransformFromParent().TransformPoint(list(LPS @ np.array(p_lps))))
@@ -192,13 +192,13 @@ def test_4d_2d_vector_volumes_are_refused(tmp_path):
 def test_scalar_image_as_displacement_field_is_refused(ctx, tmp_path):
     sitk.WriteImage(sitk.Image([4, 4, 4], sitk.sitkFloat32), str(tmp_path / "scalar.nrrd"))
     with pytest.raises(BadInputError, match=r"scalar.nrrd: not a displacement field"):
-        io.load_transform(ctx, tmp_path / "scalar.nrrd")
+        transforms.load_transform(ctx, tmp_path / "scalar.nrrd")
 
 
 def test_unknown_transform_format(ctx, tmp_path):
     (tmp_path / "t.xyz").write_text("hello")
     with pytest.raises(BadInputError, match=r"t.xyz: unknown transform format"):
-        io.load_transform(ctx, tmp_path / "t.xyz")
+        transforms.load_transform(ctx, tmp_path / "t.xyz")
 
 
 @pytest.mark.parametrize(

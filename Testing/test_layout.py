@@ -19,9 +19,8 @@ SAMPLE_CASE = ROOT / "Resources" / "SampleCase"
 
 # The library's modules (one concern each); every one must exist and be listed in the module's CMakeLists.
 LIBRARY_FILES = ["__init__.py", "__main__.py", "errors.py", "context.py", "io.py", "cli.py", "resample.py",
-                 "metrics.py", "surface.py", "ndv.py", "heatmap.py", "elastix.py",
-                 "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
-                 "similarity.py", "evaluate.py", "cohort.py", "samplecase.py", "commands.py", "report/__init__.py",
+                 "metrics.py", "elastix.py", "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
+                 "similarity.py", "transforms.py", "kernels.py", "evaluate.py", "cohort.py", "samplecase.py", "commands.py", "report/__init__.py",
                  "report/folder.py", "report/rows.py", "report/style.py", "report/markup.py", "report/charts.py",
                  "report/case_page.py", "report/cohort_page.py"]
 
@@ -329,3 +328,76 @@ def test_moved_names_keep_their_old_import_paths():
     # the one sample-case finder: the repository's Resources/SampleCase from the source tree
     assert samplecase.find_sample_case() == SAMPLE_CASE
     assert samplecase.read_case_spec(SAMPLE_CASE)["registrations"]
+
+
+# -- the library's import graph ---------------------------------------------------------------------------------
+def module_name(path: Path) -> str:
+    """Dotted name inside the library: ``io``, ``report.folder``, ``report`` (a package's __init__)."""
+    parts = list(path.relative_to(LIB_DIR).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def sibling_imports(path: Path) -> set:
+    """The library modules a library file imports (relative imports anywhere in the file, deferred ones too)."""
+    parts = module_name(path).split(".") if module_name(path) else []
+    is_package = path.name == "__init__.py"
+    modules = {module_name(p) for p in LIB_DIR.rglob("*.py")}
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ImportFrom) or node.level == 0:
+            continue
+        base = parts if is_package else parts[:-1]
+        base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
+        target = ".".join(base + ([node.module] if node.module else []))
+        for alias in node.names:  # "from . import io" names a module; "from .io import x" the module io
+            candidate = f"{target}.{alias.name}" if target else alias.name
+            out.add(candidate if candidate in modules else target)
+    out.discard(module_name(path))
+    out.discard("")
+    return out
+
+
+def import_cycles(graph: dict) -> list:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_import_cycle_finder_finds_cycles():
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_library_import_graph_is_acyclic():
+    graph = {}
+    for path in LIB_DIR.rglob("*.py"):
+        graph[module_name(path)] = sibling_imports(path)
+    assert "transforms" in graph and "io" in graph["transforms"]
+    # PEP 562 re-exports of names that moved to commands (evaluate.__getattr__): not a dependency of evaluate
+    graph["evaluate"] = graph["evaluate"] - {"commands"}
+    assert import_cycles(graph) == []

@@ -521,6 +521,7 @@ def headless_logic(ctx):
 def shift_nodes(ctx, tmp_path):
     """The analytic shift case (conftest) loaded as the panel sees it: nodes in the scene."""
     from RegistrationQualityLib import io
+    from RegistrationQualityLib.transforms import load_transform
 
     case = write_shift_case(tmp_path)
     return SimpleNamespace(
@@ -531,8 +532,8 @@ def shift_nodes(ctx, tmp_path):
         moving_seg=io.load_segmentation(ctx, case / "moving_labels.nrrd", name="moving seg"),
         fixed_lm=io.landmarks_to_node(ctx, io.read_landmarks(case / "fixed.csv"), name="fixed lm"),
         moving_lm=io.landmarks_to_node(ctx, io.read_landmarks(case / "moving.csv"), name="moving lm"),
-        good=io.load_transform(ctx, case / "good.tfm", name="good"),
-        identity=io.load_transform(ctx, case / "identity.tfm", name="identity"),
+        good=load_transform(ctx, case / "good.tfm", name="good"),
+        identity=load_transform(ctx, case / "identity.tfm", name="identity"),
     )
 
 
@@ -864,6 +865,7 @@ from conftest import write_shift_case
 from RegistrationQualityLib import elastix, io
 from RegistrationQualityLib.context import LOGIC_CLASSES, Context
 from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
+from RegistrationQualityLib.transforms import load_transform
 
 
 def state():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from RegistrationQualityLib import io
+from RegistrationQualityLib import transforms
 from RegistrationQualityLib.resample import resample_image
 
 from conftest import OBLIQUE, make_image
@@ -25,7 +25,7 @@ def test_linear_transform_matches_simpleitk(ctx, tmp_path, direction):
                            direction=OBLIQUE.T)
     t = sitk.Euler3DTransform((0, 0, 0), 0.05, -0.1, 0.2, (1.5, -2.0, 0.7))
     sitk.WriteTransform(t, str(tmp_path / "t.tfm"))
-    node = io.load_transform(ctx, tmp_path / "t.tfm")
+    node = transforms.load_transform(ctx, tmp_path / "t.tfm")
     ours = resample_image(ctx, moving, reference, node)
     ref = sitk.Resample(moving, reference, t, sitk.sitkLinear, 0.0, moving.GetPixelID())
     np.testing.assert_allclose(sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(ref), atol=1e-3)
@@ -43,7 +43,7 @@ def test_bspline_transform_matches_simpleitk_inside_domain(ctx, tmp_path):
     rng = np.random.default_rng(3)
     bs.SetParameters(tuple(rng.normal(0, 1.5, len(bs.GetParameters())).tolist()))
     sitk.WriteTransform(bs, str(tmp_path / "bs.h5"))
-    node = io.load_transform(ctx, tmp_path / "bs.h5")
+    node = transforms.load_transform(ctx, tmp_path / "bs.h5")
     ours = sitk.GetArrayFromImage(resample_image(ctx, moving, reference, node))
     ref = sitk.GetArrayFromImage(sitk.Resample(moving, reference, bs, sitk.sitkLinear, 0.0, moving.GetPixelID()))
     # ITK's B-spline is identity outside its domain, Slicer's keeps the edge displacement: compare inside only
@@ -88,7 +88,7 @@ def test_elastix_chain_sampled_exactly_on_an_oblique_grid(ctx, tmp_path):
             return np.concatenate(self.parts)
 
     path = write_elastix_chain(tmp_path, OBLIQUE)
-    node = io.load_transform(ctx, path)
+    node = transforms.load_transform(ctx, path)
     reference = make_image(np.zeros((9, 11, 13), np.float32), spacing=(3.1, 2.7, 4.3), origin=(-22, -25, -18),
                            direction=OBLIQUE.T)
     (u,) = stream(load_registration(ctx, node, fixed_image=reference), reference, [Keep()],

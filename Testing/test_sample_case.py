@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from RegistrationQualityLib import io
+from RegistrationQualityLib import io, transforms
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "Resources" / "SampleCase"
@@ -241,7 +241,7 @@ def test_moving_landmarks_are_the_true_transform_of_the_fixed_ones(generator, ct
     mapped = np.array([field.TransformPoint(p.tolist()) for p in fixed.lps])
     assert np.linalg.norm(mapped - moving.lps, axis=1).max() < 0.1  # the committed field: TRE of the truth ~0
     # the same through Slicer: the field loaded as a transform node maps fixed RAS to moving RAS (FromParent)
-    node = io.load_transform(ctx, CASE / SPEC["ground_truth"]["displacement_field"])
+    node = transforms.load_transform(ctx, CASE / SPEC["ground_truth"]["displacement_field"])
     from_parent = node.GetTransformFromParent()
     slicer_mapped = np.array([from_parent.TransformPoint(p.tolist()) for p in fixed.ras])
     np.testing.assert_allclose(slicer_mapped * np.array([-1.0, -1.0, 1.0]), mapped, atol=1e-3)

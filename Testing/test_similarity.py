@@ -10,6 +10,7 @@ import SimpleITK as sitk
 
 from RegistrationQualityLib import similarity as s
 from RegistrationQualityLib.errors import BadInputError
+from RegistrationQualityLib.transforms import load_transform
 
 from conftest import OBLIQUE, make_image
 
@@ -135,7 +136,6 @@ def test_shifted_copy_improves_after_applying_the_inverse_shift(ctx):
 
 
 def test_shift_through_a_nonlinear_node_and_a_labelmap_mask(ctx, tmp_path):
-    from RegistrationQualityLib import io
 
     shift = np.array([3.0, 2.0, -2.0])
     fixed = blob_image()
@@ -145,7 +145,7 @@ def test_shift_through_a_nonlinear_node_and_a_labelmap_mask(ctx, tmp_path):
                                                                                    for v in shift])
     field.CopyInformation(fixed)
     sitk.WriteImage(field, str(tmp_path / "shift.nrrd"))
-    node = io.load_transform(ctx, tmp_path / "shift.nrrd")  # a grid transform doing the same shift
+    node = load_transform(ctx, tmp_path / "shift.nrrd")  # a grid transform doing the same shift
     labels = sitk.Cast(sitk.BinaryThreshold(fixed, 200, 1e9), sitk.sitkUInt8)
     result = s.similarity_before_after(ctx, fixed, moving, node, mask=labels)
     before, after = result["before"], result["after"]

@@ -277,8 +277,9 @@ def describe_file(path) -> dict:
                      fixed_grid=parameter_file_grid(path))
     elif ext in (".tfm", ".h5", ".hdf5", ".mat"):
         from .context import Context
+        from .transforms import load_transform
 
-        node = io.load_transform(Context.headless(), path)
+        node = load_transform(Context.headless(), path)
         entry.update(kind="transform", mrml_class=node.GetClassName(), linear=bool(node.IsLinear()))
     elif ext in (".seg.nrrd", ".seg.nhdr"):
         from .metrics import read_segmentation_file

@@ -278,56 +278,26 @@ def _derivative_in_slice(c: np.ndarray, axis: int, out: np.ndarray) -> np.ndarra
     return out
 
 
-def jacobian_determinant(displacement: np.ndarray, reference_image, slab_voxels: int = 1 << 18) -> np.ndarray:
+def jacobian_determinant(displacement: np.ndarray, reference_image) -> np.ndarray:
     """Jacobian determinant ``J = det(I + ∂u/∂x)`` (float32, shape (k, j, i)) of a displacement field.
 
     ``displacement``: (k, j, i, 3) LPS mm on the grid of ``reference_image`` (SimpleITK image, volume node or
     :class:`Grid`). With ``G = ∂u/∂ijk`` (index-space central differences, one-sided at the border) and
     ``A = D·S`` (direction × spacing): ``∂u/∂x = G·A^-1``, so ``J = det(I + G·A^-1) = det(A + G) / det(A)``
-    — physical derivatives for any spacing and direction cosines. Computed in float64, slab by slab.
+    — physical derivatives for any spacing and direction cosines. Computed in float64 by the same compiled kernel
+    as evaluate's streamed pass (:func:`kernels.fd_jacobian_slab`).
     """
+    from .kernels import fd_jacobian_slab
+
     grid = reference_grid(reference_image)
     u = np.asarray(displacement)
     require(u.ndim == 4 and u.shape[3] == 3, "displacement", f"shape {u.shape}; (k, j, i, 3) is needed")
     require(u.shape[:3] == grid.shape, "displacement", f"shape {u.shape[:3]} does not match the reference grid "
             f"{grid.shape}")
-    a = grid.ijk_to_lps[:3, :3]
-    det_a = float(np.linalg.det(a))
-    nk = grid.size[2]
+    a = np.ascontiguousarray(grid.ijk_to_lps[:3, :3])
     out = np.empty(grid.shape, dtype=np.float32)
-    for k0, k1 in _slabs(grid, slab_voxels):
-        lo, hi = max(k0 - 1, 0), min(k1 + 1, nk)  # slab plus one slice of halo each side
-        rows = slice(k0 - lo, k1 - lo)
-        ks = np.arange(k0, k1)
-        k_lo, k_hi = np.maximum(ks - 1, 0) - lo, np.minimum(ks + 1, nk - 1) - lo
-        k_scale = (1.0 / np.maximum(k_hi - k_lo, 1))[:, None, None]
-        f = [[None, None, None] for _ in range(3)]  # f[a][b] = A[a, b] + ∂u_a/∂idx_b
-        for comp in range(3):
-            c = u[lo:hi, :, :, comp].astype(np.float64)
-            cr = c[rows]
-            f[comp][0] = _derivative_in_slice(cr, 2, np.empty(cr.shape))
-            f[comp][1] = _derivative_in_slice(cr, 1, np.empty(cr.shape))
-            if nk > 1:
-                dk = c[k_hi] - c[k_lo]
-                dk *= k_scale
-            else:
-                dk = np.zeros(cr.shape)
-            f[comp][2] = dk
-            for b in range(3):
-                f[comp][b] += a[comp, b]
-        t = f[1][1] * f[2][2]
-        t -= f[1][2] * f[2][1]
-        det = f[0][0] * t
-        t = f[1][0] * f[2][2]
-        t -= f[1][2] * f[2][0]
-        t *= f[0][1]
-        det -= t
-        t = f[1][0] * f[2][1]
-        t -= f[1][1] * f[2][0]
-        t *= f[0][2]
-        det += t
-        det /= det_a
-        out[k0:k1] = det
+    nk = grid.size[2]
+    fd_jacobian_slab(np.ascontiguousarray(u, dtype=np.float32), 0, nk, nk, 0, a, float(np.linalg.det(a)), out)
     return out
 
 
@@ -634,22 +604,21 @@ def evaluate_deformation(ctx, transform_node, reference_image, mask=None, backwa
     transform is given), "region": "mask"|"whole image"}``; with ``create_nodes``, also ``"nodes"`` =
     {"displacement": vector volume node, "jacobian": scalar volume node} (the caller owns them).
     """
+    from .transforms import load_registration, stream
+
     grid = reference_grid(reference_image)
     m = mask_array(mask, reference_image) if mask is not None else None
-    u = displacement_field(ctx, transform_node, grid, progress=progress)
-    jac = jacobian_determinant(u, grid)
-    result = {
-        "region": "whole image" if m is None else "mask",
-        "jacobian": jacobian_statistics(jac, m, spacing=grid.spacing),
-        "displacement_mm": displacement_statistics(u, m),
-    }
+    stats = DeformationStatistics(grid, m, keep_jacobian=create_nodes)
+    (out,) = stream(load_registration(ctx, transform_node), grid, [stats], need_jacobian=True, progress=progress)
+    result = {"region": "whole image" if m is None else "mask", "jacobian": out["jacobian"],
+              "displacement_mm": out["displacement_mm"]}
     if backward_node is not None:
         result["inverse_consistency_mm"] = inverse_consistency(ctx, transform_node, backward_node, grid, m)
     if create_nodes:
         prefix = f"{name} " if name else ""
         result["nodes"] = {
-            "displacement": displacement_volume_node(ctx, transform_node, grid, prefix + "displacement (LPS mm)", u),
-            "jacobian": jacobian_volume_node(ctx, jac, grid, prefix + "Jacobian determinant"),
+            "displacement": displacement_volume_node(ctx, transform_node, grid, prefix + "displacement (LPS mm)"),
+            "jacobian": jacobian_volume_node(ctx, stats.jacobian, grid, prefix + "Jacobian determinant"),
         }
     return result
 

@@ -24,7 +24,7 @@ Transform models (elastix manual, section 2.6 and appendix; ITK/elastix transfor
   ``u = (D S)⁻¹ (x - O)`` the continuous grid index (``GridOrigin`` O, ``GridSpacing`` S, ``GridDirection`` D,
   control points ``GridIndex .. GridIndex + GridSize - 1``); parameters are all x coefficients (x index
   fastest), then all y, then all z. Outside the grid's valid region (``u - GridIndex`` not in
-  ``[1, GridSize - 2)`` on some axis) elastix returns ``T(x) = x``: :func:`points_outside_domain` flags
+  ``[1, GridSize - 2)`` on some axis) elastix returns ``T(x) = x``: :func:`transforms.points_outside_domain` flags
   those points, because Slicer's B-spline evaluates there (coefficients beyond the grid count as zero).
   elastix writes ``Direction`` and ``GridDirection`` column by column (ITK's matrix transposed).
 
@@ -841,52 +841,6 @@ def _flatten(transform) -> list:
             pieces.extend(_flatten(transform.GetInput()))
         return pieces
     return [transform]
-
-
-def points_outside_domain(transform_node, ras_points) -> np.ndarray:
-    """Boolean per fixed point (RAS): True where a B-spline or displacement grid of the node's FromParent
-    chain cannot evaluate it as ITK/elastix does.
-
-    B-spline (order 3): the continuous grid index must satisfy ``1 <= u < size - 2`` on every axis (elastix
-    returns the point unchanged outside; Slicer keeps a fading displacement). Displacement grid: ``0 <= u <=
-    size - 1`` (ITK gives zero displacement outside; Slicer keeps the edge value). Linear parts have no limit.
-    """
-    import slicer
-
-    pts = _as_points(ras_points)
-    outside = np.zeros(len(pts), dtype=bool)
-    if transform_node is None:
-        return outside
-    current = pts.copy()
-    for piece in _flatten(transform_node.GetTransformFromParent()):
-        inverted = bool(piece.GetInverseFlag()) if hasattr(piece, "GetInverseFlag") else False
-        grid = None
-        if isinstance(piece, slicer.vtkOrientedBSplineTransform) and not inverted:
-            grid, lo, hi_margin, strict = piece.GetCoefficientData(), 1.0, 2.0, True
-        elif isinstance(piece, slicer.vtkOrientedGridTransform) and not inverted:
-            grid, lo, hi_margin, strict = piece.GetDisplacementGrid(), 0.0, 1.0, False
-        if grid is not None:
-            u = _grid_continuous_index(piece, grid, current)
-            size = np.array(grid.GetDimensions(), dtype=float)
-            hi = size - hi_margin
-            eps = 0.0 if strict else 1e-6  # grid voxel centres (index 0 and size-1) are inside, despite rounding
-            bad = (u < lo - eps) | ((u >= hi) if strict else (u > hi + eps))
-            outside |= np.any(bad, axis=1)
-        current = _apply_vtk(piece, current)
-    return outside
-
-
-def _grid_continuous_index(piece, grid, ras: np.ndarray) -> np.ndarray:
-    from vtkmodules.vtkCommonMath import vtkMatrix4x4
-
-    m = vtkMatrix4x4()
-    direction = piece.GetGridDirectionMatrix()
-    if direction is not None:
-        m.DeepCopy(direction)
-    d = np.array([[m.GetElement(r, c) for c in range(3)] for r in range(3)])
-    extent = grid.GetExtent()
-    origin = np.array(grid.GetOrigin()) + d @ (np.array(grid.GetSpacing()) * np.array(extent[::2]))
-    return np.linalg.solve(d @ np.diag(grid.GetSpacing()), (ras - origin).T).T
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ import numpy as np
 
 from .errors import BadInputError
 
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])  # the one LPS <-> RAS flip (its own inverse)
+_FLIP = np.diag(LPS_TO_RAS)  # the same as a vector, for point arrays
 
 IMAGE_EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".hdr", ".img", ".img.gz", ".tif", ".tiff")
 TRANSFORM_EXTENSIONS = (".tfm", ".h5", ".hdf5", ".txt", ".mat")
@@ -528,56 +529,6 @@ def is_elastix_parameter_file(path) -> bool:
     return "(Transform " in text or '(Transform "' in text or "(NumberOfParameters" in text
 
 
-def load_transform(ctx, path, name: str | None = None, moving_image=None):
-    """Load a transform file as a transform node holding the *resampling* transform as FromParent.
-
-    ITK .tfm/.txt/.h5/.mat files and displacement-field images go through Slicer's transforms logic;
-    elastix ``TransformParameters.*.txt`` files go through :mod:`RegistrationQualityLib.elastix`
-    (``moving_image`` is needed there only for ``UseDirectionCosines "false"`` files). Displacement grids are
-    interpolated linearly between their points, as ITK's DisplacementFieldTransform (and transformix) do;
-    Slicer's own default would be cubic.
-    """
-    check_file(path, "transform file")
-    name = name or node_name_from_path(path)
-    ext = file_extension(path)
-    if ext == ".txt" and is_elastix_parameter_file(path):
-        from . import elastix
-
-        return elastix.load_transform_parameters(ctx, path, name=name, moving_image=moving_image)
-    if ext in IMAGE_EXTENSIONS:
-        reader = read_image_information(path)
-        dim, comps = describe_dimension(reader)
-        if comps != dim or dim != 3:
-            raise BadInputError(
-                _name(path), f"not a displacement field ({dim}D image with {comps} component(s)); "
-                "a 3D image with 3 components is needed"
-            )
-    elif ext not in TRANSFORM_EXTENSIONS:
-        raise BadInputError(_name(path), f"unknown transform format '{ext or Path(path).name}'")
-    node = ctx.logic("Transforms").AddTransform(str(path), ctx.scene)
-    if node is None:
-        raise BadInputError(_name(path), "not a readable transform (unknown format or corrupt file)")
-    node.SetName(name)
-    _linear_grid_interpolation(node.GetTransformFromParent())
-    return node
-
-
-def _linear_grid_interpolation(transform) -> None:
-    """Switch every grid transform inside ``transform`` (a general transform's concatenation included) to
-    linear interpolation, ITK's convention for displacement fields."""
-    import slicer
-
-    if transform is None:
-        return
-    if isinstance(transform, slicer.vtkOrientedGridTransform):
-        transform.SetInterpolationModeToLinear()
-        return
-    if hasattr(transform, "GetNumberOfConcatenatedTransforms"):
-        transform.Update()
-        for i in range(transform.GetNumberOfConcatenatedTransforms()):
-            _linear_grid_interpolation(transform.GetConcatenatedTransform(i))
-
-
 # ---------------------------------------------------------------------------------------------------
 # Landmarks (markups): our own parsers, strict, coordinate-system aware
 # ---------------------------------------------------------------------------------------------------
@@ -663,8 +614,6 @@ def read_landmarks(path, coordinate_system: str | None = None) -> Landmarks:
     if ext == ".fcsv":
         return _parse_fcsv(text, source)
     if ext == ".txt" and text.lstrip()[:5].lower() in ("point", "index"):
-        from .landmarks import parse_elastix_points  # elastix/transformix point files: the landmarks module
-
         return parse_elastix_points(text, source)
     if ext in (".csv", ".txt", ".tsv"):
         return _parse_csv(text, source, _coordinate_system(coordinate_system or "LPS", source))
@@ -859,6 +808,103 @@ def read_label_table(path) -> dict:
     if not table:
         raise BadInputError(source, "no labels other than 0 (background)")
     return table
+
+
+# elastix / transformix point files
+_OUTPUT_LINE = re.compile(r"^\s*Point\s+(\d+)\s*;", re.IGNORECASE)
+_FIELD = r"{name}\s*=\s*\[([^\]]*)\]"
+
+
+def parse_elastix_points(text: str, source: str, image=None, field_name: str = "OutputPoint") -> Landmarks:
+    """Landmarks (RAS) from an elastix/transformix point file's text.
+
+    Two formats are recognised:
+
+    * elastix/transformix *input* point files: first token ``point`` or ``index``, then the number of points,
+      then 3 coordinates per point (whitespace separated, as elastix reads them). ``point`` coordinates are
+      physical LPS mm. ``index`` coordinates are voxel indices of ``image`` (a SimpleITK image or anything with
+      ``TransformIndexToPhysicalPoint``); like elastix, each index is rounded to the nearest integer first. An
+      ``index`` file without ``image`` is a :class:`BadInputError`. Labels are the 1-based point number as a
+      string (``"1"``, ``"2"``, ...).
+    * transformix ``outputpoints.txt``: lines ``Point <n> ; InputIndex = [..] ; InputPoint = [..] ; ...
+      ; OutputPoint = [..] ...``. The ``OutputPoint`` (physical LPS) is read, or ``field_name`` (e.g.
+      ``"InputPoint"``). Labels are ``n + 1`` as a string, so they match the labels of the input point file
+      transformix was given.
+    """
+    if _OUTPUT_LINE.match(text.lstrip().splitlines()[0] if text.strip() else ""):
+        return _parse_transformix_output(text, source, field_name)
+    tokens = text.split()
+    if not tokens:
+        raise BadInputError(source, "empty point file")
+    kind = tokens[0].lower()
+    if kind not in ("point", "index"):
+        raise BadInputError(
+            source, f"first word is '{tokens[0][:20]}'; an elastix point file starts with point or index"
+        )
+    if len(tokens) < 2:
+        raise BadInputError(source, "no point count after the first line")
+    try:
+        count = int(tokens[1])
+    except ValueError:
+        raise BadInputError(source, f"point count '{tokens[1][:20]}' is not an integer") from None
+    if count <= 0:
+        raise BadInputError(source, "no landmarks in the file (count 0)")
+    numbers = tokens[2:]
+    if len(numbers) != 3 * count:
+        if count and len(numbers) == 2 * count:
+            raise BadInputError(source, f"{count} points of 2 coordinates; 3D landmarks are needed")
+        raise BadInputError(source, f"declares {count} points but holds {len(numbers)} numbers (3 per point expected)")
+    values = [parse_coordinate(tok, source, f"point {n // 3 + 1}") for n, tok in enumerate(numbers)]
+    coords = np.array(values, dtype=float).reshape(count, 3)
+    if kind == "index":
+        if image is None:
+            raise BadInputError(
+                source, "an 'index' point file holds voxel indices; the image they refer to is needed "
+                "(use read_elastix_points(path, image=...) or a 'point' file in physical LPS mm)"
+            )
+        lps = []
+        for ijk in coords:
+            rounded = [int(math.floor(v + 0.5)) for v in ijk]  # elastix rounds indices (itk::Math::Round)
+            lps.append(image.TransformIndexToPhysicalPoint(rounded))
+        coords = np.array(lps, dtype=float)
+    labels = [str(i + 1) for i in range(count)]
+    return Landmarks(labels, coords * _FLIP + 0.0, source=source)
+
+
+def _parse_transformix_output(text: str, source: str, field_name: str) -> Landmarks:
+    pattern = re.compile(_FIELD.format(name=re.escape(field_name)))
+    labels, points = [], []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        head = _OUTPUT_LINE.match(line)
+        if head is None:
+            raise BadInputError(source, f"line {lineno}: not a transformix output point line ('Point <n> ; ...')")
+        found = pattern.search(line)
+        if found is None:
+            raise BadInputError(source, f"line {lineno}: no '{field_name} = [ ... ]'")
+        cells = found.group(1).split()
+        if len(cells) != 3:
+            raise BadInputError(source, f"line {lineno}: {field_name} has {len(cells)} coordinates; 3D is needed")
+        xyz = [parse_coordinate(c, source, f"line {lineno}") for c in cells]
+        labels.append(str(int(head.group(1)) + 1))
+        points.append(xyz)
+    if not labels:
+        raise BadInputError(source, "no landmarks in the file")
+    dups = sorted({lab for lab in labels if labels.count(lab) > 1}, key=labels.index)
+    if dups:
+        raise BadInputError(source, f"duplicate point number(s) {', '.join(str(int(d) - 1) for d in dups[:5])}")
+    return Landmarks(labels, np.array(points, dtype=float) * _FLIP + 0.0, source=source)
+
+
+def read_elastix_points(path, image=None, field_name: str = "OutputPoint") -> Landmarks:
+    """Read an elastix/transformix point file; ``image`` (SimpleITK image) resolves ``index`` files."""
+    p = check_file(path, "landmark file")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadInputError(str(path), "not a text file (cannot decode as UTF-8)") from None
+    return parse_elastix_points(text, str(path), image=image, field_name=field_name)
 
 
 def landmarks_to_node(ctx, landmarks: Landmarks, name: str = "landmarks"):

@@ -23,13 +23,20 @@ the linearly interpolated 95th percentile (``numpy.percentile`` default, Hyndman
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .errors import BadInputError
-from .io import Landmarks, check_unique_labels, landmarks_from_node, parse_coordinate
+from .io import (  # noqa: F401
+    Landmarks,
+    check_unique_labels,
+    landmarks_from_node,
+    parse_coordinate,
+    parse_elastix_points,
+    read_elastix_points,
+)
+from .transforms import points_outside_domain
 
 __all__ = [
     "TREResult",
@@ -39,113 +46,11 @@ __all__ = [
     "parse_elastix_points",
     "read_elastix_points",
     "summarize_distances",
-    "transform_domain_flags",
     "tre_color_node",
     "tre_to_table_node",
 ]
 
 _LPS_FLIP = np.array([-1.0, -1.0, 1.0])
-
-# ---------------------------------------------------------------------------------------------------
-# elastix / transformix point files
-# ---------------------------------------------------------------------------------------------------
-_OUTPUT_LINE = re.compile(r"^\s*Point\s+(\d+)\s*;", re.IGNORECASE)
-_FIELD = r"{name}\s*=\s*\[([^\]]*)\]"
-
-
-def parse_elastix_points(text: str, source: str, image=None, field_name: str = "OutputPoint") -> Landmarks:
-    """Landmarks (RAS) from an elastix/transformix point file's text.
-
-    Two formats are recognised:
-
-    * elastix/transformix *input* point files: first token ``point`` or ``index``, then the number of points,
-      then 3 coordinates per point (whitespace separated, as elastix reads them). ``point`` coordinates are
-      physical LPS mm. ``index`` coordinates are voxel indices of ``image`` (a SimpleITK image or anything with
-      ``TransformIndexToPhysicalPoint``); like elastix, each index is rounded to the nearest integer first. An
-      ``index`` file without ``image`` is a :class:`BadInputError`. Labels are the 1-based point number as a
-      string (``"1"``, ``"2"``, ...).
-    * transformix ``outputpoints.txt``: lines ``Point <n> ; InputIndex = [..] ; InputPoint = [..] ; ...
-      ; OutputPoint = [..] ...``. The ``OutputPoint`` (physical LPS) is read, or ``field_name`` (e.g.
-      ``"InputPoint"``). Labels are ``n + 1`` as a string, so they match the labels of the input point file
-      transformix was given.
-    """
-    if _OUTPUT_LINE.match(text.lstrip().splitlines()[0] if text.strip() else ""):
-        return _parse_transformix_output(text, source, field_name)
-    tokens = text.split()
-    if not tokens:
-        raise BadInputError(source, "empty point file")
-    kind = tokens[0].lower()
-    if kind not in ("point", "index"):
-        raise BadInputError(
-            source, f"first word is '{tokens[0][:20]}'; an elastix point file starts with point or index"
-        )
-    if len(tokens) < 2:
-        raise BadInputError(source, "no point count after the first line")
-    try:
-        count = int(tokens[1])
-    except ValueError:
-        raise BadInputError(source, f"point count '{tokens[1][:20]}' is not an integer") from None
-    if count <= 0:
-        raise BadInputError(source, "no landmarks in the file (count 0)")
-    numbers = tokens[2:]
-    if len(numbers) != 3 * count:
-        if count and len(numbers) == 2 * count:
-            raise BadInputError(source, f"{count} points of 2 coordinates; 3D landmarks are needed")
-        raise BadInputError(source, f"declares {count} points but holds {len(numbers)} numbers (3 per point expected)")
-    values = [parse_coordinate(tok, source, f"point {n // 3 + 1}") for n, tok in enumerate(numbers)]
-    coords = np.array(values, dtype=float).reshape(count, 3)
-    if kind == "index":
-        if image is None:
-            raise BadInputError(
-                source, "an 'index' point file holds voxel indices; the image they refer to is needed "
-                "(use read_elastix_points(path, image=...) or a 'point' file in physical LPS mm)"
-            )
-        lps = []
-        for ijk in coords:
-            rounded = [int(math.floor(v + 0.5)) for v in ijk]  # elastix rounds indices (itk::Math::Round)
-            lps.append(image.TransformIndexToPhysicalPoint(rounded))
-        coords = np.array(lps, dtype=float)
-    labels = [str(i + 1) for i in range(count)]
-    return Landmarks(labels, coords * _LPS_FLIP + 0.0, source=source)
-
-
-def _parse_transformix_output(text: str, source: str, field_name: str) -> Landmarks:
-    pattern = re.compile(_FIELD.format(name=re.escape(field_name)))
-    labels, points = [], []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        head = _OUTPUT_LINE.match(line)
-        if head is None:
-            raise BadInputError(source, f"line {lineno}: not a transformix output point line ('Point <n> ; ...')")
-        found = pattern.search(line)
-        if found is None:
-            raise BadInputError(source, f"line {lineno}: no '{field_name} = [ ... ]'")
-        cells = found.group(1).split()
-        if len(cells) != 3:
-            raise BadInputError(source, f"line {lineno}: {field_name} has {len(cells)} coordinates; 3D is needed")
-        xyz = [parse_coordinate(c, source, f"line {lineno}") for c in cells]
-        labels.append(str(int(head.group(1)) + 1))
-        points.append(xyz)
-    if not labels:
-        raise BadInputError(source, "no landmarks in the file")
-    dups = sorted({lab for lab in labels if labels.count(lab) > 1}, key=labels.index)
-    if dups:
-        raise BadInputError(source, f"duplicate point number(s) {', '.join(str(int(d) - 1) for d in dups[:5])}")
-    return Landmarks(labels, np.array(points, dtype=float) * _LPS_FLIP + 0.0, source=source)
-
-
-def read_elastix_points(path, image=None, field_name: str = "OutputPoint") -> Landmarks:
-    """Read an elastix/transformix point file; ``image`` (SimpleITK image) resolves ``index`` files."""
-    from .io import check_file
-
-    p = check_file(path, "landmark file")
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadInputError(str(path), "not a text file (cannot decode as UTF-8)") from None
-    return parse_elastix_points(text, str(path), image=image, field_name=field_name)
-
 
 # ---------------------------------------------------------------------------------------------------
 # Transforms: mapping points, domain of grid / B-spline components
@@ -173,80 +78,6 @@ def _map_points(transform, ras: np.ndarray) -> np.ndarray:
     target.SetDataType(VTK_DOUBLE)
     transform.TransformPoints(source, target)
     return np.array(vtk_to_numpy(target.GetData()), dtype=float).reshape(-1, 3)
-
-
-def _components(transform) -> list:
-    """The transform's flat list of components, in the order they are applied to a point."""
-    import slicer
-    from vtkmodules.vtkCommonCore import vtkCollection
-
-    coll = vtkCollection()
-    slicer.vtkMRMLTransformNode.FlattenGeneralTransform(coll, transform)
-    out = []
-    for i in range(coll.GetNumberOfItems()):
-        t = coll.GetItemAsObject(i)
-        t.Update()  # an inverse made by GetInverse() sets its InverseFlag only on Update
-        out.append(t)
-    return out
-
-
-def _support_index_range(component):
-    """(grid image, direction 3x3, kind) for grid / B-spline components, else None."""
-    if component.IsA("vtkBSplineTransform"):
-        data, kind = component.GetCoefficientData(), "bspline"
-    elif component.IsA("vtkGridTransform"):
-        data, kind = component.GetDisplacementGrid(), "grid"
-    else:
-        return None
-    if data is None:
-        return None
-    direction = np.eye(3)
-    if hasattr(component, "GetGridDirectionMatrix") and component.GetGridDirectionMatrix() is not None:
-        m = component.GetGridDirectionMatrix()
-        direction = np.array([[m.GetElement(r, c) for c in range(3)] for r in range(3)])
-    return data, direction, kind
-
-
-def _outside_support(component, points: np.ndarray) -> np.ndarray:
-    """True where ``points`` (RAS, at the component's input) lie outside its grid's domain.
-
-    Grid (displacement field): continuous grid index ``u`` must satisfy ``0 <= u <= n - 1`` on every axis (ITK
-    gives zero displacement outside, Slicer keeps the edge value). Cubic B-spline: ``1 <= u < n - 2`` (all
-    4×4×4 coefficients present: ITK's valid region, i.e. the ITK ``BSplineTransform`` domain; elastix returns the
-    point unchanged outside, Slicer keeps a fading displacement).
-    """
-    info = _support_index_range(component)
-    if info is None:
-        return np.zeros(len(points), dtype=bool)
-    data, direction, kind = info
-    spacing = np.array(data.GetSpacing(), dtype=float)
-    first = np.array(data.GetExtent()[::2], dtype=float)
-    dims = np.array(data.GetDimensions(), dtype=float)
-    origin = np.array(data.GetOrigin(), dtype=float) + direction @ (spacing * first)
-    u = np.linalg.solve(direction @ np.diag(spacing), (np.asarray(points, dtype=float) - origin).T).T
-    if kind == "bspline":
-        bad = (u < 1.0) | (u >= dims - 2.0)
-    else:
-        bad = (u < 0.0) | (u > dims - 1.0)
-    return np.any(bad, axis=1)
-
-
-def transform_domain_flags(transform, ras: np.ndarray) -> np.ndarray:
-    """True for points (RAS, N×3) that ``transform`` (a vtkAbstractTransform) maps outside a component's domain.
-
-    Each grid / B-spline component is checked at the point it receives (its output for an inverted component,
-    since its grid lies in its forward input space). Linear and other components have no bounded domain.
-    """
-    pts = np.array(ras, dtype=float).reshape(-1, 3)
-    outside = np.zeros(len(pts), dtype=bool)
-    if transform is None or len(pts) == 0:
-        return outside
-    for comp in _components(transform):
-        mapped = _map_points(comp, pts)
-        inverted = bool(comp.GetInverseFlag()) if hasattr(comp, "GetInverseFlag") else False
-        outside |= _outside_support(comp, mapped if inverted else pts)
-        pts = mapped
-    return outside
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -466,7 +297,7 @@ def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = 
         bad = [common[i] for i in np.flatnonzero(~np.all(np.isfinite(mapped), axis=1))]
         if bad:
             raise BadInputError(transform_node, f"maps fixed landmark(s) {', '.join(bad[:5])} to non-finite positions")
-        outside = transform_domain_flags(forward, f)
+        outside = points_outside_domain(forward, f)
         moving_mapped = _map_points(inverse, m)
         residual = np.linalg.norm(_map_points(forward, moving_mapped) - m, axis=1)
     return TREResult(

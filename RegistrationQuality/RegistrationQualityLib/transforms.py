@@ -38,18 +38,20 @@ from pathlib import Path
 
 import numpy as np
 
+from . import io
 from .elastix import (
     NODE_SOURCE_ATTRIBUTE,
     BSplineComponent,
     LinearComponent,
     _merge_linear,
     _node_moving_frame,
+    load_transform_parameters,
     read_transform_chain,
 )
 from .errors import BadInputError
 
 # The one LPS <-> RAS flip (x and y negated; its own inverse).
-LPS_RAS = np.diag([-1.0, -1.0, 1.0])
+LPS_RAS = io.LPS_TO_RAS
 LPS_RAS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 # Voxels per slab (≈ 1.5 M: 512×512×6 slices; 18 MB of float32 vectors).
@@ -256,6 +258,54 @@ class Registration:
         return self._node
 
 
+def load_transform(ctx, path, name: str | None = None, moving_image=None):
+    """Load a transform file as a transform node holding the *resampling* transform as FromParent.
+
+    ITK .tfm/.txt/.h5/.mat files and displacement-field images go through Slicer's transforms logic;
+    elastix ``TransformParameters.*.txt`` files go through :mod:`RegistrationQualityLib.elastix`
+    (``moving_image`` is needed there only for ``UseDirectionCosines "false"`` files). Displacement grids are
+    interpolated linearly between their points, as ITK's DisplacementFieldTransform (and transformix) do;
+    Slicer's own default would be cubic.
+    """
+    io.check_file(path, "transform file")
+    name = name or io.node_name_from_path(path)
+    ext = io.file_extension(path)
+    if ext == ".txt" and io.is_elastix_parameter_file(path):
+        return load_transform_parameters(ctx, path, name=name, moving_image=moving_image)
+    if ext in io.IMAGE_EXTENSIONS:
+        reader = io.read_image_information(path)
+        dim, comps = io.describe_dimension(reader)
+        if comps != dim or dim != 3:
+            raise BadInputError(
+                io._name(path), f"not a displacement field ({dim}D image with {comps} component(s)); "
+                "a 3D image with 3 components is needed"
+            )
+    elif ext not in io.TRANSFORM_EXTENSIONS:
+        raise BadInputError(io._name(path), f"unknown transform format '{ext or Path(path).name}'")
+    node = ctx.logic("Transforms").AddTransform(str(path), ctx.scene)
+    if node is None:
+        raise BadInputError(io._name(path), "not a readable transform (unknown format or corrupt file)")
+    node.SetName(name)
+    _linear_grid_interpolation(node.GetTransformFromParent())
+    return node
+
+
+def _linear_grid_interpolation(transform) -> None:
+    """Switch every grid transform inside ``transform`` (a general transform's concatenation included) to
+    linear interpolation, ITK's convention for displacement fields."""
+    import slicer
+
+    if transform is None:
+        return
+    if isinstance(transform, slicer.vtkOrientedGridTransform):
+        transform.SetInterpolationModeToLinear()
+        return
+    if hasattr(transform, "GetNumberOfConcatenatedTransforms"):
+        transform.Update()
+        for i in range(transform.GetNumberOfConcatenatedTransforms()):
+            _linear_grid_interpolation(transform.GetConcatenatedTransform(i))
+
+
 def _itk_bspline_component(t, source) -> BSplineComponent | None:
     """BSplineComponent of a SimpleITK BSplineTransform (ITK's v4 file form), else None."""
     import SimpleITK as sitk
@@ -282,8 +332,6 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
     ``elastix_file``: the final TransformParameters file of an elastix folder (``--elastix-dir``). ``tmp``: a
     :class:`context.TemporaryNodes` that takes every node made here or later by :meth:`Registration.node`.
     """
-    from . import io
-
     if elastix_file is not None:
         value = elastix_file
     if hasattr(value, "GetID") and hasattr(value, "IsA"):  # a node
@@ -297,7 +345,7 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
     ext = io.file_extension(path)
 
     def node_factory(c):
-        node = io.load_transform(c, path, name=name, moving_image=moving_image)
+        node = load_transform(c, path, name=name, moving_image=moving_image)
         if tmp is not None:
             tmp.add(node)
         return node
@@ -361,6 +409,103 @@ def _from_node(node, source, kind="node"):
 
 
 # ---------------------------------------------------------------------------------------------------
+# The domain of a transform node's grid / B-spline components
+# ---------------------------------------------------------------------------------------------------
+def _components(transform) -> list:
+    """The transform's flat list of components, in the order they are applied to a point."""
+    import slicer
+    from vtkmodules.vtkCommonCore import vtkCollection
+
+    coll = vtkCollection()
+    slicer.vtkMRMLTransformNode.FlattenGeneralTransform(coll, transform)
+    out = []
+    for i in range(coll.GetNumberOfItems()):
+        t = coll.GetItemAsObject(i)
+        t.Update()  # an inverse made by GetInverse() sets its InverseFlag only on Update
+        out.append(t)
+    return out
+
+
+def _support_index_range(component):
+    """(grid image, direction 3x3, kind) for grid / B-spline components, else None."""
+    if component.IsA("vtkBSplineTransform"):
+        data, kind = component.GetCoefficientData(), "bspline"
+    elif component.IsA("vtkGridTransform"):
+        data, kind = component.GetDisplacementGrid(), "grid"
+    else:
+        return None
+    if data is None:
+        return None
+    direction = np.eye(3)
+    if hasattr(component, "GetGridDirectionMatrix") and component.GetGridDirectionMatrix() is not None:
+        m = component.GetGridDirectionMatrix()
+        direction = np.array([[m.GetElement(r, c) for c in range(3)] for r in range(3)])
+    return data, direction, kind
+
+
+def _outside_support(component, points: np.ndarray) -> np.ndarray:
+    """True where ``points`` (RAS, at the component's input) lie outside its grid's domain.
+
+    Grid (displacement field): continuous grid index ``u`` must satisfy ``0 <= u <= n - 1`` on every axis (ITK
+    gives zero displacement outside, Slicer keeps the edge value). Cubic B-spline: ``1 <= u < n - 2`` (all
+    4×4×4 coefficients present: ITK's valid region, i.e. the ITK ``BSplineTransform`` domain; elastix returns the
+    point unchanged outside, Slicer keeps a fading displacement).
+    """
+    info = _support_index_range(component)
+    if info is None:
+        return np.zeros(len(points), dtype=bool)
+    data, direction, kind = info
+    spacing = np.array(data.GetSpacing(), dtype=float)
+    first = np.array(data.GetExtent()[::2], dtype=float)
+    dims = np.array(data.GetDimensions(), dtype=float)
+    origin = np.array(data.GetOrigin(), dtype=float) + direction @ (spacing * first)
+    u = np.linalg.solve(direction @ np.diag(spacing), (np.asarray(points, dtype=float) - origin).T).T
+    if kind == "bspline":
+        bad = (u < 1.0) | (u >= dims - 2.0)
+    else:
+        bad = (u < -1e-6) | (u > dims - 1.0 + 1e-6)
+    return np.any(bad, axis=1)
+
+
+def points_outside_domain(transform, ras) -> np.ndarray:
+    """The one domain rule: True for points (RAS, N×3) that ``transform`` maps outside a component's domain.
+
+    ``transform``: a transform node (its FromWorld: the resampling transform fixed -> moving) or a
+    vtkAbstractTransform. Each grid / B-spline component is checked at the point it receives (its output for an
+    inverted component, since its grid lies in its forward input space): cubic B-spline ``1 <= u < n - 2``
+    (elastix/ITK's valid region: outside, elastix returns the point unchanged, Slicer keeps a fading
+    displacement), displacement grid ``0 <= u <= n - 1`` with 1e-6 voxel of round-off allowed (the grid's own
+    voxel centres are inside; ITK gives zero displacement outside, Slicer keeps the edge value). Linear and other
+    components have no bounded domain.
+    """
+    from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+    from vtkmodules.vtkCommonCore import VTK_DOUBLE, vtkPoints
+    from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
+
+    def _map_points(t, p):
+        src, dst = vtkPoints(), vtkPoints()
+        src.SetData(numpy_to_vtk(np.ascontiguousarray(p, dtype=float), deep=1))
+        dst.SetDataType(VTK_DOUBLE)
+        t.TransformPoints(src, dst)
+        return np.array(vtk_to_numpy(dst.GetData()), dtype=float).reshape(-1, 3)
+
+    pts = np.array(ras, dtype=float).reshape(-1, 3)
+    outside = np.zeros(len(pts), dtype=bool)
+    if transform is None or len(pts) == 0:
+        return outside
+    if hasattr(transform, "GetTransformFromWorld"):  # a node
+        general = vtkGeneralTransform()
+        transform.GetTransformFromWorld(general)
+        transform = general
+    for comp in _components(transform):
+        mapped = _map_points(comp, pts)
+        inverted = bool(comp.GetInverseFlag()) if hasattr(comp, "GetInverseFlag") else False
+        outside |= _outside_support(comp, mapped if inverted else pts)
+        pts = mapped
+    return outside
+
+
+# ---------------------------------------------------------------------------------------------------
 # Streaming
 # ---------------------------------------------------------------------------------------------------
 class Slab:
@@ -394,8 +539,11 @@ def stream(registration, fixed_image, consumers, need_jacobian: bool = False, pr
     """
     k = _kernels()
     sampler = registration.sampler if isinstance(registration, Registration) else registration
-    ijk_to_lps = image_ijk_to_lps(fixed_image)
-    ni, nj, nk = fixed_image.GetSize()
+    if hasattr(fixed_image, "ijk_to_lps") and hasattr(fixed_image, "size"):  # a deformation.Grid
+        ijk_to_lps, (ni, nj, nk) = np.asarray(fixed_image.ijk_to_lps, float), fixed_image.size
+    else:
+        ijk_to_lps = image_ijk_to_lps(fixed_image)
+        ni, nj, nk = fixed_image.GetSize()
     a_mat = np.ascontiguousarray(ijk_to_lps[:3, :3])
     det_a = float(np.linalg.det(a_mat))
     ranges = slab_ranges((ni, nj, nk), slab_voxels)

@@ -20,7 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from RegistrationQualityLib import deformation as d
-from RegistrationQualityLib import io
+from RegistrationQualityLib import transforms
 from RegistrationQualityLib.context import Context
 
 
@@ -69,7 +69,7 @@ def main():
 
         timed("ours: read field file (SimpleITK) + displacement_field_from_image",
               lambda: d.displacement_field_from_image(sitk.ReadImage(str(field_path)), ref), res)
-        node = timed("ours: load displacement-field file as a node", lambda: io.load_transform(ctx, field_path), res)
+        node = timed("ours: load displacement-field file as a node", lambda: transforms.load_transform(ctx, field_path), res)
         u = timed("ours: displacement_field (field on the grid)", lambda: d.displacement_field(ctx, node, ref), res)
         jac = timed("ours: jacobian_determinant", lambda: d.jacobian_determinant(u, ref), res)
         timed("ours: jacobian_statistics + displacement_statistics",
@@ -92,7 +92,7 @@ def main():
             bspline = sitk.BSplineTransformInitializer(ref, (6, 6, 6))
             bspline.SetParameters(tuple(np.random.default_rng(0).normal(0, 4.0, len(bspline.GetParameters()))))
             sitk.WriteTransform(bspline, str(Path(tmp) / "bspline.tfm"))
-            bnode = io.load_transform(ctx, Path(tmp) / "bspline.tfm")
+            bnode = transforms.load_transform(ctx, Path(tmp) / "bspline.tfm")
             timed("ours: displacement_field (B-spline via VTK, slabs)", lambda: d.displacement_field(ctx, bnode, ref),
                   res)
             f = sitk.TransformToDisplacementFieldFilter()
