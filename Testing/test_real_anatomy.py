@@ -54,7 +54,7 @@ def test_cleanup_options_from_the_cli_reach_report_and_page(head, tmp_path):
     assert r.returncode == 0, r.stderr
     report = json.loads((out / "report.json").read_text())
     cleanup = {"fill_holes": False, "largest_component": False, "min_island_cc": 2.5, "closing_mm": 0.0}
-    assert report["options"]["threshold_cleanup"] == cleanup
+    assert report["options"]["threshold_cleanup"] == cleanup and report["options"]["same_modality"] is False
     assert report["segments"][0]["threshold"]["cleanup"] == cleanup
     assert "islands &lt; 2.5 cc removed" in (out / "report.html").read_text()
     r = run_cli("evaluate", "--fixed", head / "fixed_t1.nrrd", "--moving", head / "moving_cbf.nrrd", "--transform",

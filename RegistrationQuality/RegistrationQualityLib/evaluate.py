@@ -67,6 +67,7 @@ class EvaluationOptions:
     scene_outputs: bool = False  # create result nodes in the scene (the Slicer panel)
     jacobian_histogram_bins: int = 60
     threshold_cleanup: object = None  # segmentation.Cleanup for --threshold masks (None = its default)
+    same_modality: bool = False  # fixed and moving share intensity units: MSE/MAE are judged (coloured)
 
 
 @dataclass
@@ -407,7 +408,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "options": {"percentile": float(options.percentile), "min_dice": options.min_dice,
                         "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
                         "max_folding": options.max_folding,
-                        "threshold_cleanup": _cleanup_dict(options) if inputs.threshold else None},
+                        "threshold_cleanup": _cleanup_dict(options) if inputs.threshold else None,
+                        "same_modality": bool(options.same_modality)},
             "segments": segments["entries"] if segments else [],
             "segments_source": segments["source"] if segments else None,
             "landmarks": landmarks.as_dict() if landmarks is not None else None,

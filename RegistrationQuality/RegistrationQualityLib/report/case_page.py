@@ -26,6 +26,9 @@ SIMILARITY_METRICS = (  # key, title, higher is better, unit for formatting ("" 
     ("mse", "Mean squared error", False, None),
     ("mae", "Mean absolute error", False, None),
 )
+# Intensity differences mean something only between images in the same units: information only (uncoloured)
+# unless the user declares the same modality (evaluate --same-modality, report.json options.same_modality).
+SAME_MODALITY_ONLY = ("mse", "mae")
 
 
 def _segment_name(name) -> str:
@@ -325,9 +328,19 @@ def _similarity_section(report: Mapping) -> str:
     if not isinstance(similarity, Mapping):
         return ""
     before, after = similarity.get("before") or {}, similarity.get("after") or {}
-    rows = [(f"{_e(title)} ({_e(key.upper())})", "higher" if higher else "lower",
-             _change(before.get(key), after.get(key), higher, unit)) for key, title, higher, unit in SIMILARITY_METRICS
-            if key in before or key in after]
+    same_modality = bool((report.get("options") or {}).get("same_modality"))
+    rows = []
+    for key, title, higher, unit in SIMILARITY_METRICS:
+        if key not in before and key not in after:
+            continue
+        if key in SAME_MODALITY_ONLY and not same_modality:
+            rows.append((f"{_e(title)} ({_e(key.upper())})",
+                         '<span class="info" title="the images are not declared to share intensity units">'
+                         "information only (not judged without --same-modality)</span>",
+                         _change(before.get(key), after.get(key), higher, unit, judged=False)))
+        else:
+            rows.append((f"{_e(title)} ({_e(key.upper())})", "higher" if higher else "lower",
+                         _change(before.get(key), after.get(key), higher, unit)))
     details = []
     if similarity.get("region"):
         details.append(f"region: {_e(similarity['region'])}")
