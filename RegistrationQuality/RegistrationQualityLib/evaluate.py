@@ -432,7 +432,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
 
         try:
             if options.scene_outputs:
-                nodes.update(_scene_outputs(ctx, report, landmarks))
+                nodes.update(_scene_outputs(ctx, report, landmarks, nodes.get("jacobian")))
 
             out = None
             if output_dir is not None:
@@ -837,11 +837,16 @@ def _cleanup_snapshot_temp(snapshot_files: dict) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _scene_outputs(ctx, report, landmarks) -> dict:
-    """Result nodes for the Slicer panel: metrics table, TRE table and error vectors."""
+def _scene_outputs(ctx, report, landmarks, jacobian=None) -> dict:
+    """Result nodes for the Slicer panel: metrics table, TRE table and error vectors, the folding voxels of the
+    Jacobian volume as a segment."""
     from . import io
 
     nodes = {}
+    if jacobian is not None:
+        from .deformation import folding_segmentation_node
+
+        nodes["folding"] = folding_segmentation_node(ctx, jacobian)
     from .report import metrics_rows
 
     nodes["metrics_table"] = io.rows_to_table_node(ctx, metrics_rows(report), "Registration quality metrics")
