@@ -60,3 +60,41 @@ def test_cleanup_options_from_the_cli_reach_report_and_page(head, tmp_path):
     r = run_cli("evaluate", "--fixed", head / "fixed_t1.nrrd", "--moving", head / "moving_cbf.nrrd", "--transform",
                 head / "good.tfm", "--threshold", "otsu", "--closing-mm", "nan", "--output", tmp_path / "x")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--closing-mm" in r.stderr
+
+
+def _numbers(obj, prefix=""):
+    """{dotted path: number} of every numeric leaf (lists of dicts keyed by name/label/subject)."""
+    out = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_numbers(v, f"{prefix}.{k}"))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            key = next((f"{f}={v[f]}" for f in ("name", "label", "subject") if isinstance(v, dict) and f in v), i)
+            out.update(_numbers(v, f"{prefix}[{key}]"))
+    elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+        out[prefix] = obj
+    return out
+
+
+def test_an_elastix_folder_and_its_parameter_file_give_the_same_numbers():
+    from pathlib import Path
+
+    case = Path(__file__).resolve().parents[1] / "Resources" / "SampleCase"
+    common = dict(fixed=str(case / "fixed_dwi.nrrd"), moving=str(case / "moving_cbf.nrrd"), threshold=["otsu"],
+                  fixed_segmentation=str(case / "fixed_segmentation.seg.nrrd"),
+                  moving_segmentation=str(case / "moving_segmentation.seg.nrrd"),
+                  fixed_landmarks=str(case / "fixed_landmarks.mrk.json"),
+                  moving_landmarks=str(case / "moving_landmarks.mrk.json"))
+    options = EvaluationOptions(snapshots=False)
+    folder = evaluate(Context.headless(), EvaluationInputs(elastix_dir=str(case / "registrations" / "good"), **common),
+                      options).report
+    tp = evaluate(Context.headless(), EvaluationInputs(
+        transform=str(case / "registrations" / "good" / "TransformParameters.1.txt"), **common), options).report
+    assert folder["elastix"]["result_image"].endswith("result.1.nrrd")  # there, but not used for "after"
+    assert folder["inputs"]["registered"] is None and tp["inputs"]["registered"] is None
+    a, b = ({k: v for k, v in _numbers(r).items() if k.split(".")[1] in (
+        "segments", "landmarks", "deformation", "similarity", "checks")} for r in (folder, tp))
+    assert a.keys() == b.keys() and len(a) > 300
+    moved = {k: (a[k], b[k]) for k in a if abs(a[k] - b[k]) > 1e-9 * max(1.0, abs(a[k]))}
+    assert not moved, moved
