@@ -346,12 +346,11 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         step("load", "images")
         fixed = _nonfinite_as_missing(_load_image(inputs.fixed, "--fixed"), inputs.fixed, warnings)
         moving = _nonfinite_as_missing(_load_image(inputs.moving, "--moving"), inputs.moving, warnings)
-        transform_node, elastix_info, registered_path = _load_registration(ctx, inputs, moving, tmp, warnings)
+        transform_node, elastix_info, _result_image = _load_registration(ctx, inputs, moving, tmp, warnings)
         notices = _check_registered_images(inputs, elastix_info, fixed, moving)
-        if elastix_info is not None and inputs.registered is None:
-            inputs_registered = registered_path
-        else:
-            inputs_registered = inputs.registered
+        # elastix's result image (cubic, maybe rounded to an integer type) is used only when given as --registered:
+        # otherwise "after" is built like "before", from the moving data through T (a folder = its parameter file)
+        inputs_registered = inputs.registered
         registered = None
         if inputs_registered is not None:
             registered = _nonfinite_as_missing(_load_image(inputs_registered, "--registered"), inputs_registered,
@@ -548,11 +547,16 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         cleanup = cleanup_from_dict(options.threshold_cleanup)
         f_mask, f_info = threshold_image(fixed, f_spec.lower, f_spec.upper, f_spec.method, cleanup, "fixed image")
         m_mask, m_info = threshold_image(moving, m_spec.lower, m_spec.upper, m_spec.method, cleanup, "moving image")
-        if m_spec.method == "otsu" and m_info.get("lower") is not None:
-            # the moving image's Otsu level (its own units) is reused on the registered image
+        if transform_node is not None:  # after = the moving mask through T, exactly as the labelmaps
+            a_mask = resample_image(ctx, m_mask, fixed, transform_node, "nearest")
+            after_from = "moving threshold mask through the registration (nearest neighbour)"
+        elif m_spec.method == "otsu" and m_info.get("lower") is not None:
+            # only --registered: the moving image's Otsu level (its own units) is reused on the registered image
             a_mask = clean_mask(_strictly_above(registered, m_info["lower"]), cleanup)
+            after_from = "threshold of the --registered image (the moving image's Otsu level)"
         else:
             a_mask, _ = threshold_image(registered, m_spec.lower, m_spec.upper, "range", cleanup, "registered image")
+            after_from = "threshold of the --registered image"
         before_mask = resample_image(ctx, m_mask, fixed, None, "nearest")
         used = [e["label"] for e in entries if isinstance(e.get("label"), int)]
         label = 1 + max(used or [0])
@@ -566,7 +570,7 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         for entry in _pair_entries(b, a):
             entry["threshold"] = {"fixed": {k: v for k, v in f_info.items() if k != "cleanup"},
                                   "moving": {k: v for k, v in m_info.items() if k != "cleanup"},
-                                  "cleanup": cleanup.as_dict()}
+                                  "cleanup": cleanup.as_dict(), "after_from": after_from}
             entries.append(entry)
         masks.setdefault("fixed_labels", f_mask)
         masks.setdefault("moving_before_labels", before_mask)
@@ -945,8 +949,9 @@ def definitions(percentile: float) -> dict:
                       "histogram bins as reported; MSE/MAE of intensities; before = moving as loaded resampled "
                       "to the fixed grid, after = registered",
         "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for "
-                        "labels) onto the fixed grid; after: through the registration's resampling transform "
-                        "(or elastix's result image for intensities)",
+                        "labels and threshold masks, each image thresholded on its own grid) onto the fixed grid; "
+                        "after: the same data through the registration's resampling transform (intensities: the "
+                        "--registered image when given; elastix's result image is not used otherwise)",
     }
 
 
