@@ -187,6 +187,8 @@ def _threshold_details(report: Mapping) -> str:
         if t.get("volume_cc") is not None:
             text += f" ({g(t['volume_cc'])} cc; raw {g(t.get('raw_volume_cc'))} cc)"
         parts.append(f"{side} {text}")
+    if entry["threshold"].get("after_from"):
+        parts.append(f"after: {entry['threshold']['after_from']}")
     cleanup = entry["threshold"].get("cleanup")
     if isinstance(cleanup, Mapping):
         try:
