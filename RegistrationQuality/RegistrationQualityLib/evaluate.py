@@ -388,14 +388,16 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             if landmarks.unmatched_warning():
                 notices.append(landmarks.unmatched_warning())
 
-        deformation = None
+        inside = _inside_moving_mask(ctx, fixed, moving, on_grid, displacement)
+        deformation, jacobian = None, None
         if transform_node is not None:
             step("deformation")
-            deformation = _deformation(ctx, transform_node, fixed, seg_masks.get("fixed_union"), options, warnings,
-                                       nodes if options.scene_outputs else None, displacement)
+            deformation, jacobian = _deformation(ctx, transform_node, fixed, seg_masks.get("fixed_union"), options,
+                                                 warnings, nodes if options.scene_outputs else None, displacement)
+            deformation["jacobian_by_region"] = _jacobian_by_region(jacobian, fixed, inside, seg_masks)
 
         step("similarity")
-        similarity = _similarity(ctx, fixed, moving, moving_before, registered, on_grid, displacement)
+        similarity = _similarity(ctx, fixed, moving, moving_before, registered, on_grid, inside)
 
         report = {
             "tool": software_versions(),
@@ -424,7 +426,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         snapshot_files: dict = {}
         if options.snapshots and output_dir is not None:
             step("snapshots")
-            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings)
+            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings, jacobian)
             report["snapshots"] = snap_entries
         else:
             report["snapshots"] = []
@@ -649,7 +651,43 @@ def _deformation(ctx, transform_node, fixed, mask, options, warnings, nodes=None
     result["jacobian"]["region"] = result["region"]
     if nodes is not None:
         nodes["jacobian"] = d.jacobian_volume_node(ctx, jac, grid, "Jacobian determinant")
-    return result
+    return result, jac
+
+
+JACOBIAN_REGIONS = {
+    "moving_domain": "fixed image voxels that map into the moving image",
+    "fixed_mask": "inside the fixed mask",
+}
+
+
+def _jacobian_by_region(jacobian, fixed, inside, masks) -> dict:
+    """Jacobian statistics in both named regions: the fixed voxels whose T(x) lies in the moving image, and the
+    fixed mask (union of the fixed labelmap segments, else the fixed threshold mask; null without either)."""
+    from . import deformation as d
+
+    spacing = d.reference_grid(fixed).spacing
+    out = {"moving_domain": dict(d.jacobian_statistics(jacobian, inside, spacing=spacing),
+                                 region=JACOBIAN_REGIONS["moving_domain"])}
+    mask = masks.get("fixed_union") if masks.get("fixed_union") is not None else masks.get("threshold_fixed")
+    if mask is None:
+        out["fixed_mask"] = None
+    else:
+        which = "fixed segmentation (all segments)" if masks.get("fixed_union") is not None else \
+            "fixed threshold mask"
+        out["fixed_mask"] = dict(d.jacobian_statistics(jacobian, d.mask_array(mask, fixed), spacing=spacing),
+                                 region=f"{JACOBIAN_REGIONS['fixed_mask']}: {which}")
+    return out
+
+
+def _inside_moving_mask(ctx, fixed, moving, transform_node, displacement):
+    """(k, j, i) mask of the fixed voxels whose sample point T(x) lies inside the moving image (None without T)."""
+    from .similarity import domain_mask
+
+    if displacement is not None:
+        return _inside_moving(fixed, moving, displacement)
+    if transform_node is not None:
+        return domain_mask(ctx, moving, fixed, transform_node)
+    return None
 
 
 def _histogram(values: np.ndarray, bins: int) -> dict:
@@ -667,7 +705,7 @@ def _histogram(values: np.ndarray, bins: int) -> dict:
             "clipped_below": int(np.count_nonzero(values < lo)), "clipped_above": int(np.count_nonzero(values > hi))}
 
 
-def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, displacement=None) -> dict:
+def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, after_mask=None) -> dict:
     """Intensity similarity of fixed vs moving before and after registration.
 
     Region: the whole fixed image, restricted at each stage to the voxels whose sample point lies inside the
@@ -676,12 +714,6 @@ def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, d
     from .similarity import domain_mask, similarity
 
     before = similarity(fixed, moving_before, mask=domain_mask(ctx, moving, fixed, None))
-    if displacement is not None:
-        after_mask = _inside_moving(fixed, moving, displacement)
-    elif transform_node is not None:
-        after_mask = domain_mask(ctx, moving, fixed, transform_node)
-    else:
-        after_mask = None
     after = similarity(fixed, registered, mask=after_mask)
     return {"before": before, "after": after, "bins": before.get("bins"),
             "region": "fixed image voxels that sample inside the moving image"}
@@ -748,7 +780,7 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
 
 
 # -- snapshots -----------------------------------------------------------------------------------------
-def _snapshots(ctx, fixed, registered, masks, report, warnings):
+def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None):
     """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries)."""
     import shutil
     import tempfile
@@ -792,6 +824,14 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings):
                                               if "fixed_labels" in masks else ())
         for path in board:
             add(path, "checkerboard of fixed and registered images", "edges should continue across squares")
+        if jacobian is not None:
+            folding = ((report.get("deformation") or {}).get("jacobian") or {}).get("folding_voxels")
+            where = "through the largest folding region" if folding else "through the smallest J (nothing folds)"
+            for path in rendering.render_jacobian(ctx, fixed, jacobian, folder):
+                view = Path(path).stem.replace("jacobian_", "")
+                add(path, f"{view}: Jacobian determinant {where}",
+                    "blue = compression (J = 0.5), white = J = 1, red = expansion (J = 2); yellow outline = "
+                    "folding (J ≤ 0)")
     except BadInputError:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -321,8 +321,27 @@ def _deformation_section(report: Mapping) -> str:
     out.append('<div class="two"><div>' + _table(("Quantity", "Value"), rows, {1}) + "</div><div>")
     hist = deformation.get("jacobian_histogram") or {}
     out.append(jacobian_histogram_svg(hist.get("edges") or [], hist.get("counts") or []))
-    out.append("</div></div></section>")
+    out.append("</div></div>")
+    out.append(_jacobian_regions_table(deformation.get("jacobian_by_region")))
+    out.append("</section>")
     return "".join(out)
+
+
+def _jacobian_regions_table(by_region) -> str:
+    """The Jacobian in both named regions (moving domain, fixed mask), side by side."""
+    if not isinstance(by_region, Mapping):
+        return ""
+    regions = [r for r in (by_region.get("moving_domain"), by_region.get("fixed_mask")) if isinstance(r, Mapping)]
+    if not regions:
+        return ""
+    quantities = (("voxels", "Voxels", None), ("min", "Minimum J", ""), ("max", "Maximum J", ""),
+                  ("mean", "Mean J", ""), ("folding_voxels", "Folding voxels (J ≤ 0)", None),
+                  ("folding_percent", "Folding (J ≤ 0)", "%"), ("folding_volume_cc", "Folding volume", "cc"),
+                  ("sdlogj", "SD of log J", ""))
+    rows = [(title, *(_fmt(r.get(key), unit or "", (_digits(unit) if unit else 3) if unit is not None else None)
+                      for r in regions)) for key, title, unit in quantities]
+    header = ("Jacobian by region", *(_e(r.get("region") or "") for r in regions))
+    return "<h3>Jacobian in each region</h3>" + _table(header, rows, set(range(1, len(regions) + 1)))
 
 
 def _similarity_section(report: Mapping) -> str:
