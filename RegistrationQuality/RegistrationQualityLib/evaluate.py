@@ -448,6 +448,11 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             landmarks = _landmarks(inputs, transform_node)
             if landmarks.unmatched_warning():
                 notices.append(landmarks.unmatched_warning())
+        transform_info = _describe_transform(inputs, transform_node)
+        if registration is not None and after_mask is not None and registration.owns_node and not options.scene_outputs:
+            # nothing needs the node (nor a displacement field's memory, which it shares) any more
+            ctx.remove_nodes([tmp.keep(transform_node)])
+            registration = transform_node = None
 
         step("similarity")
         similarity = _similarity(ctx, fixed, moving, moving_before, registered, transform_node, after_mask)
@@ -457,7 +462,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "case_id": inputs.case_id,
             "inputs": _describe_inputs(inputs, fixed, moving, registered if inputs_registered else None,
-                                       transform_node, landmarks),
+                                       transform_info, landmarks),
             "elastix": elastix_info,
             "options": {"percentile": float(options.percentile), "min_dice": options.min_dice,
                         "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
@@ -918,17 +923,8 @@ def _scene_outputs(ctx, report, landmarks, jacobian=None) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # Report pieces
 # ---------------------------------------------------------------------------------------------------
-def _describe_inputs(inputs, fixed, moving, registered, transform_node, landmarks) -> dict:
-    from . import io
-
-    def entry(value, image=None):
-        if value is None:
-            return None
-        d = {"path": _describe_source(value)}
-        if image is not None:
-            d["geometry"] = io.geometry_dict(image)
-        return d
-
+def _describe_transform(inputs, transform_node) -> dict | None:
+    """The report's ``inputs.transform`` entry of the registration's node."""
     transform = None
     if transform_node is not None:
         source = inputs.transform if inputs.transform is not None else inputs.elastix_dir
@@ -941,6 +937,20 @@ def _describe_inputs(inputs, fixed, moving, registered, transform_node, landmark
                      "linear": linear, "mrml_class": transform_node.GetClassName()}
         if chain:
             transform["elastix_chain"] = chain
+    return transform
+
+
+def _describe_inputs(inputs, fixed, moving, registered, transform, landmarks) -> dict:
+    from . import io
+
+    def entry(value, image=None):
+        if value is None:
+            return None
+        d = {"path": _describe_source(value)}
+        if image is not None:
+            d["geometry"] = io.geometry_dict(image)
+        return d
+
     out = {
         "fixed": entry(inputs.fixed, fixed),
         "moving": entry(inputs.moving, moving),

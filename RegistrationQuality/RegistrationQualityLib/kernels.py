@@ -31,21 +31,6 @@ def set_threads(threads: int | None) -> None:
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
 
-@njit(cache=True, inline="always")
-def _weights(f, w, dw):
-    """Cubic B-spline weights of the 4 control points from ``start = floor(g) - 1`` (f = frac(g)) and their
-    derivatives with respect to g."""
-    g = 1.0 - f
-    w[0] = g * g * g / 6.0
-    w[1] = (3.0 * f * f * f - 6.0 * f * f + 4.0) / 6.0
-    w[2] = (-3.0 * f * f * f + 3.0 * f * f + 3.0 * f + 1.0) / 6.0
-    w[3] = f * f * f / 6.0
-    dw[0] = -0.5 * g * g
-    dw[1] = 1.5 * f * f - 2.0 * f
-    dw[2] = -1.5 * f * f + f + 0.5
-    dw[3] = 0.5 * f * f
-
-
 @njit(parallel=True, cache=True)
 def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, want_det, out_u, out_det):
     """u = T(x) - x (float32) and, when ``want_det``, det of the spatial Jacobian of T (float32) at the fixed voxel
@@ -54,101 +39,135 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
     ``kinds[c]``: LINEAR (``mats[c]``: the 4×4 matrix p -> A p + t) or BSPLINE (``mats[c][:3, :3]``: LPS ->
     continuous control-point index ``(D·S)^-1``, ``mats[c][:3, 3]``: the grid origin; the index is computed as ITK
     does, ``(D·S)^-1 (p - o)``, and the voxel centres as ``o + m·ijk`` summed in ITK's order, so that points on the
-    edge of the valid region fall on the same side as in ITK/elastix); coefficients ``coef[offsets[c]:]``, shape (3, nz, ny, nx) flattened, ``sizes[c]`` =
-    (nx, ny, nz)). A B-spline moves a point only inside its valid region ``1 <= g < n - 2`` on every axis (all
-    4×4×4 control points present), elastix's and ITK's rule; elsewhere it is the identity (Jacobian I).
+    edge of the valid region fall on the same side as in ITK/elastix); coefficients ``coef[offsets[c]:]``
+    interleaved (nz, ny, nx, 3), ``sizes[c]`` = (nx, ny, nz). A B-spline moves a point only inside its valid
+    region ``1 <= g < n - 2`` on every axis (all 4×4×4 control points present), elastix's and ITK's rule;
+    elsewhere it is the identity (Jacobian I). The tensor-product sums are separable (x, then y, then z), the
+    derivative sums riding along.
     """
     ncomp = kinds.shape[0]
     for kk in prange(k1 - k0):
         k = k0 + kk
-        w = np.empty((3, 4))
-        dw = np.empty((3, 4))
-        p = np.empty(3)
-        q = np.empty(3)
         f = np.empty((3, 3))
         t = np.empty((3, 3))
-        dg = np.empty((3, 3))
-        s0 = np.empty(3, np.int64)
+        wx, wy, wz = np.empty(4), np.empty(4), np.empty(4)
+        dx, dy, dz = np.empty(4), np.empty(4), np.empty(4)
         for j in range(nj):
             for i in range(ni):
                 x0 = ijk_to_lps[0, 3] + ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k
                 x1 = ijk_to_lps[1, 3] + ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k
                 x2 = ijk_to_lps[2, 3] + ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k
-                p[0], p[1], p[2] = x0, x1, x2
-                for a in range(3):
-                    for b in range(3):
-                        f[a, b] = 1.0 if a == b else 0.0
+                p0, p1, p2 = x0, x1, x2
+                if want_det:
+                    for a in range(3):
+                        for b in range(3):
+                            f[a, b] = 1.0 if a == b else 0.0
                 for c in range(ncomp):
-                    m = mats[c]
                     if kinds[c] == LINEAR:
-                        for a in range(3):
-                            q[a] = m[a, 0] * p[0] + m[a, 1] * p[1] + m[a, 2] * p[2] + m[a, 3]
+                        q0 = mats[c, 0, 0] * p0 + mats[c, 0, 1] * p1 + mats[c, 0, 2] * p2 + mats[c, 0, 3]
+                        q1 = mats[c, 1, 0] * p0 + mats[c, 1, 1] * p1 + mats[c, 1, 2] * p2 + mats[c, 1, 3]
+                        q2 = mats[c, 2, 0] * p0 + mats[c, 2, 1] * p1 + mats[c, 2, 2] * p2 + mats[c, 2, 3]
                         if want_det:
-                            for a in range(3):
-                                for b in range(3):
-                                    t[a, b] = m[a, 0] * f[0, b] + m[a, 1] * f[1, b] + m[a, 2] * f[2, b]
-                            for a in range(3):
-                                for b in range(3):
-                                    f[a, b] = t[a, b]
-                        p[0], p[1], p[2] = q[0], q[1], q[2]
+                            for b in range(3):
+                                t0 = mats[c, 0, 0] * f[0, b] + mats[c, 0, 1] * f[1, b] + mats[c, 0, 2] * f[2, b]
+                                t1 = mats[c, 1, 0] * f[0, b] + mats[c, 1, 1] * f[1, b] + mats[c, 1, 2] * f[2, b]
+                                t2 = mats[c, 2, 0] * f[0, b] + mats[c, 2, 1] * f[1, b] + mats[c, 2, 2] * f[2, b]
+                                f[0, b], f[1, b], f[2, b] = t0, t1, t2
+                        p0, p1, p2 = q0, q1, q2
                         continue
                     nx, ny, nz = sizes[c, 0], sizes[c, 1], sizes[c, 2]
-                    inside = True
-                    for a in range(3):
-                        g = m[a, 0] * (p[0] - m[0, 3]) + m[a, 1] * (p[1] - m[1, 3]) + m[a, 2] * (p[2] - m[2, 3])
-                        n = sizes[c, a]
-                        if not (g >= 1.0 and g < n - 2.0):
-                            inside = False
-                            break
-                        fl = math.floor(g)
-                        s0[a] = int(fl) - 1
-                        _weights(g - fl, w[a], dw[a])
-                    if not inside:
+                    e0, e1, e2 = p0 - mats[c, 0, 3], p1 - mats[c, 1, 3], p2 - mats[c, 2, 3]
+                    gx = mats[c, 0, 0] * e0 + mats[c, 0, 1] * e1 + mats[c, 0, 2] * e2
+                    gy = mats[c, 1, 0] * e0 + mats[c, 1, 1] * e1 + mats[c, 1, 2] * e2
+                    gz = mats[c, 2, 0] * e0 + mats[c, 2, 1] * e1 + mats[c, 2, 2] * e2
+                    if not (gx >= 1.0 and gx < nx - 2.0 and gy >= 1.0 and gy < ny - 2.0 and gz >= 1.0
+                            and gz < nz - 2.0):
                         continue
+                    fx, fy, fz = math.floor(gx), math.floor(gy), math.floor(gz)
+                    sx, sy, sz = int(fx) - 1, int(fy) - 1, int(fz) - 1
+                    for axis in range(3):
+                        fr = (gx - fx) if axis == 0 else ((gy - fy) if axis == 1 else (gz - fz))
+                        w = wx if axis == 0 else (wy if axis == 1 else wz)
+                        dw = dx if axis == 0 else (dy if axis == 1 else dz)
+                        g = 1.0 - fr
+                        f2, f3 = fr * fr, fr * fr * fr
+                        w[0] = g * g * g / 6.0
+                        w[1] = (3.0 * f3 - 6.0 * f2 + 4.0) / 6.0
+                        w[2] = (-3.0 * f3 + 3.0 * f2 + 3.0 * fr + 1.0) / 6.0
+                        w[3] = f3 / 6.0
+                        dw[0] = -0.5 * g * g
+                        dw[1] = 1.5 * f2 - 2.0 * fr
+                        dw[2] = -1.5 * f2 + fr + 0.5
+                        dw[3] = 0.5 * f2
                     base = offsets[c]
-                    plane = nx * ny
-                    comp_stride = plane * nz
-                    for a in range(3):
-                        q[a] = 0.0
-                        for b in range(3):
-                            dg[a, b] = 0.0
+                    # coefficients interleaved (nz, ny, nx, 3)
+                    v0 = v1 = v2 = 0.0
+                    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = 0.0  # d(value_a)/d(g_b)
                     for zz in range(4):
-                        for yy in range(4):
-                            row = base + (s0[2] + zz) * plane + (s0[1] + yy) * nx + s0[0]
-                            wyz = w[1, yy] * w[2, zz]
-                            dy = dw[1, yy] * w[2, zz]
-                            dz = w[1, yy] * dw[2, zz]
+                        y0 = y1 = y2 = 0.0
+                        yx0 = yx1 = yx2 = 0.0
+                        yy0 = yy1 = yy2 = 0.0
+                        for yyi in range(4):
+                            row = base + (((sz + zz) * ny + (sy + yyi)) * nx + sx) * 3
+                            r0 = r1 = r2 = 0.0
+                            rd0 = rd1 = rd2 = 0.0
                             for xx in range(4):
-                                wx = w[0, xx]
-                                ww = wx * wyz
+                                o = row + 3 * xx
+                                c0, c1, c2 = coef[o], coef[o + 1], coef[o + 2]
+                                r0 += c0 * wx[xx]
+                                r1 += c1 * wx[xx]
+                                r2 += c2 * wx[xx]
                                 if want_det:
-                                    gx = dw[0, xx] * wyz
-                                    gy = wx * dy
-                                    gz = wx * dz
-                                for a in range(3):
-                                    v = coef[row + a * comp_stride + xx]
-                                    q[a] += v * ww
-                                    if want_det:
-                                        dg[a, 0] += v * gx
-                                        dg[a, 1] += v * gy
-                                        dg[a, 2] += v * gz
+                                    rd0 += c0 * dx[xx]
+                                    rd1 += c1 * dx[xx]
+                                    rd2 += c2 * dx[xx]
+                            wyv = wy[yyi]
+                            y0 += r0 * wyv
+                            y1 += r1 * wyv
+                            y2 += r2 * wyv
+                            if want_det:
+                                yx0 += rd0 * wyv
+                                yx1 += rd1 * wyv
+                                yx2 += rd2 * wyv
+                                dyv = dy[yyi]
+                                yy0 += r0 * dyv
+                                yy1 += r1 * dyv
+                                yy2 += r2 * dyv
+                        wzv = wz[zz]
+                        v0 += y0 * wzv
+                        v1 += y1 * wzv
+                        v2 += y2 * wzv
+                        if want_det:
+                            dzv = dz[zz]
+                            a00 += yx0 * wzv
+                            a10 += yx1 * wzv
+                            a20 += yx2 * wzv
+                            a01 += yy0 * wzv
+                            a11 += yy1 * wzv
+                            a21 += yy2 * wzv
+                            a02 += y0 * dzv
+                            a12 += y1 * dzv
+                            a22 += y2 * dzv
                     if want_det:
-                        # d(displacement)/dp = (d/dg) · (dg/dp); F <- (I + dU/dp) F
+                        # (I + dU/dg · dg/dp) F
+                        for b in range(3):
+                            m0b, m1b, m2b = mats[c, 0, b], mats[c, 1, b], mats[c, 2, b]
+                            t[0, b] = a00 * m0b + a01 * m1b + a02 * m2b
+                            t[1, b] = a10 * m0b + a11 * m1b + a12 * m2b
+                            t[2, b] = a20 * m0b + a21 * m1b + a22 * m2b
                         for a in range(3):
-                            for b in range(3):
-                                t[a, b] = dg[a, 0] * m[0, b] + dg[a, 1] * m[1, b] + dg[a, 2] * m[2, b]
                             t[a, a] += 1.0
-                        for a in range(3):
-                            for b in range(3):
-                                dg[a, b] = t[a, 0] * f[0, b] + t[a, 1] * f[1, b] + t[a, 2] * f[2, b]
-                        for a in range(3):
-                            for b in range(3):
-                                f[a, b] = dg[a, b]
-                    for a in range(3):
-                        p[a] += q[a]
-                out_u[kk, j, i, 0] = p[0] - x0
-                out_u[kk, j, i, 1] = p[1] - x1
-                out_u[kk, j, i, 2] = p[2] - x2
+                        for b in range(3):
+                            t0 = t[0, 0] * f[0, b] + t[0, 1] * f[1, b] + t[0, 2] * f[2, b]
+                            t1 = t[1, 0] * f[0, b] + t[1, 1] * f[1, b] + t[1, 2] * f[2, b]
+                            t2 = t[2, 0] * f[0, b] + t[2, 1] * f[1, b] + t[2, 2] * f[2, b]
+                            f[0, b], f[1, b], f[2, b] = t0, t1, t2
+                    p0 += v0
+                    p1 += v1
+                    p2 += v2
+                out_u[kk, j, i, 0] = p0 - x0
+                out_u[kk, j, i, 1] = p1 - x1
+                out_u[kk, j, i, 2] = p2 - x2
                 if want_det:
                     out_det[kk, j, i] = (f[0, 0] * (f[1, 1] * f[2, 2] - f[1, 2] * f[2, 1])
                                          - f[0, 1] * (f[1, 0] * f[2, 2] - f[1, 2] * f[2, 0])

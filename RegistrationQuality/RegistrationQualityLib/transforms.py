@@ -101,7 +101,8 @@ class Chain:
                 m[:3, :3] = np.linalg.inv(grid_to_lps[:3, :3])
                 m[:3, 3] = comp.origin
                 mats.append(m)
-                c = np.ascontiguousarray(comp.coefficients, dtype=np.float64)
+                # interleaved (nz, ny, nx, 3): the 3 components of a control point side by side
+                c = np.ascontiguousarray(np.moveaxis(np.asarray(comp.coefficients, np.float64), 0, -1))
                 coefs.append(c.ravel())
                 offsets.append(offset)
                 offset += c.size
@@ -250,6 +251,11 @@ class Registration:
     @property
     def linear(self) -> bool:
         return bool(self.sampler.linear)
+
+    @property
+    def owns_node(self) -> bool:
+        """True when the node (if any) was made here, not given by the caller."""
+        return self._node_factory is not None
 
     def node(self, ctx):
         """The transform node (built on first call, into the ``tmp`` given to :func:`load_registration`)."""
