@@ -449,10 +449,6 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             if landmarks.unmatched_warning():
                 notices.append(landmarks.unmatched_warning())
         transform_info = _describe_transform(inputs, transform_node)
-        if registration is not None and after_mask is not None and registration.owns_node and not options.scene_outputs:
-            # nothing needs the node (nor a displacement field's memory, which it shares) any more
-            ctx.remove_nodes([tmp.keep(transform_node)])
-            registration = transform_node = None
 
         step("similarity")
         similarity = _similarity(ctx, fixed, moving, moving_before, registered, transform_node, after_mask)

@@ -299,15 +299,6 @@ def as_integer_labelmap(image, name: str):
     return out
 
 
-def write_image(image, path, compress: bool = True) -> None:
-    sitk = _sitk()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    sitk.WriteImage(image, str(path), compress)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Geometry helpers
-# ---------------------------------------------------------------------------------------------------
 def image_ijk_to_ras(image) -> np.ndarray:
     """4×4 IJK→RAS matrix of a SimpleITK image (LPS direction/spacing/origin)."""
     d = np.array(image.GetDirection(), dtype=float).reshape(3, 3)

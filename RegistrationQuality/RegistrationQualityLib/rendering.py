@@ -934,7 +934,8 @@ def worst_folding_point(jacobian_kji: np.ndarray, image) -> tuple:
     folded = np.isfinite(j) & (j <= 0)
     if folded.any():
         mask = sitk.GetImageFromArray(folded.astype(np.uint8))
-        labels = sitk.GetArrayViewFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(mask, False)))
+        relabelled = sitk.RelabelComponent(sitk.ConnectedComponent(mask, False))  # the view needs its image alive
+        labels = sitk.GetArrayViewFromImage(relabelled)
         kji = np.argwhere(labels == 1).mean(axis=0)
         voxels = int(np.count_nonzero(labels == 1))
     else:

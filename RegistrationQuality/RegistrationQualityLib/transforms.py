@@ -149,15 +149,17 @@ class FieldOnGrid:
     def __init__(self, field_image, source: str):
         import SimpleITK as sitk
 
-        self.image = field_image
+        self.size = tuple(field_image.GetSize())
         self.source = source
-        self.u = sitk.GetArrayViewFromImage(field_image)  # (k, j, i, 3), float32, no copy
+        # one writeable float32 copy (k, j, i, 3), the image itself is dropped by the caller: the lazily built node
+        # shares this memory (SimpleITK's array views are read-only)
+        self.u = sitk.GetArrayFromImage(field_image)
         self.ijk_to_lps = image_ijk_to_lps(field_image)
         self.flipped_to_ras = False
 
     def on_grid(self, ijk_to_lps, size) -> bool:
         scale = max(1.0, float(np.abs(ijk_to_lps).max()))
-        return tuple(self.image.GetSize()) == tuple(size) and np.allclose(self.ijk_to_lps, ijk_to_lps, rtol=0,
+        return self.size == tuple(size) and np.allclose(self.ijk_to_lps, ijk_to_lps, rtol=0,
                                                                          atol=1e-6 * scale)
 
     def sample(self, ijk_to_lps, ni, nj, k0, k1, want_det, out_u, out_det):
@@ -173,8 +175,6 @@ class FieldOnGrid:
         from vtkmodules.vtkCommonDataModel import vtkImageData
         from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
-        if self.u.dtype != np.float32 or not self.u.flags.writeable:
-            self.u = np.array(self.u, dtype=np.float32)
         if not self.flipped_to_ras:
             self.u[..., 0] *= -1.0
             self.u[..., 1] *= -1.0
@@ -182,7 +182,7 @@ class FieldOnGrid:
         ijk_to_ras = LPS_RAS4 @ self.ijk_to_lps
         spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
         data = vtkImageData()
-        data.SetDimensions(*self.image.GetSize())
+        data.SetDimensions(*self.size)
         data.SetSpacing(*spacing)
         data.SetOrigin(*ijk_to_ras[:3, 3])
         self._vtk_array = numpy_to_vtk(self.u.reshape(-1, 3), deep=0)
@@ -252,10 +252,6 @@ class Registration:
     def linear(self) -> bool:
         return bool(self.sampler.linear)
 
-    @property
-    def owns_node(self) -> bool:
-        """True when the node (if any) was made here, not given by the caller."""
-        return self._node_factory is not None
 
     def node(self, ctx):
         """The transform node (built on first call, into the ``tmp`` given to :func:`load_registration`)."""
@@ -378,6 +374,7 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
         if image.GetPixelID() != sitk.sitkVectorFloat32:
             image = sitk.Cast(image, sitk.sitkVectorFloat32)
         field = FieldOnGrid(image, path)
+        del image
         if fixed_image is not None and field.on_grid(image_ijk_to_lps(fixed_image), fixed_image.GetSize()):
             def field_node(c):
                 node = field.node(c, name)
@@ -386,7 +383,7 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
                 return node
 
             return Registration(field, path, "displacement field", node_factory=field_node)
-        del field, image
+        del field
         return _from_node(node_factory(ctx), path, "displacement field")
     if ext in io.TRANSFORM_EXTENSIONS and ext != ".h5":
         import SimpleITK as sitk
