@@ -25,6 +25,7 @@ import numpy as np
 from . import __version__
 from .context import TemporaryNodes
 from .errors import BadInputError
+from .surface import dice_hiding_warnings
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs and options
@@ -64,6 +65,8 @@ class EvaluationOptions:
     snapshots: bool = True
     scene_outputs: bool = False  # create result nodes in the scene (the Slicer panel)
     jacobian_histogram_bins: int = 60
+    nsd_tolerances: tuple = (2.0,)  # mm; NSD is reported at each (surface.py)
+    heatmaps: int = 3  # distance heat-map pictures in the report: the segments with the lowest Dice after
 
 
 @dataclass
@@ -364,7 +367,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "inputs": _describe_inputs(inputs, fixed, moving, registered if inputs_registered else None,
                                        transform_node, landmarks),
             "elastix": elastix_info,
-            "options": {"percentile": float(options.percentile), "min_dice": options.min_dice,
+            "options": {"percentile": float(options.percentile),
+                        "nsd_tolerances_mm": [float(t) for t in options.nsd_tolerances], "min_dice": options.min_dice,
                         "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
                         "max_folding": options.max_folding},
             "segments": segments["entries"] if segments else [],
@@ -376,20 +380,22 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "warnings": warnings,
         }
         report["checks"] = run_checks(report, options)
+        warnings.extend(dice_hiding_warnings(report["segments"], options.min_dice))
         failed = [c for c in report["checks"] if not c["passed"]]
         report["verdict"] = "no checks" if not report["checks"] else ("fail" if failed else "pass")
 
         snapshot_files: dict = {}
         if options.snapshots and output_dir is not None:
             step("snapshots")
-            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings)
+            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings,
+                                                      heatmaps=options.heatmaps)
             report["snapshots"] = snap_entries
         else:
             report["snapshots"] = []
 
         try:
             if options.scene_outputs:
-                nodes.update(_scene_outputs(ctx, report, landmarks))
+                nodes.update(_scene_outputs(ctx, report, landmarks, seg_masks))
 
             out = None
             if output_dir is not None:
@@ -467,7 +473,7 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         by = "name" if f_named and m_named else "label"
         before = _resampled_source(ctx, m_src, fixed, None)
         after = _resampled_source(ctx, m_src, fixed, transform_node)
-        kw = {"percentile": options.percentile, "by": by, "lattice": fixed}
+        kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances}
         entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
         fixed_union = _union_of(f_src)
         if not _same_grid(fixed_union, fixed):
@@ -493,7 +499,8 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         label = 1 + max(used or [0])
         names = {label: "threshold"}
         ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names, labels=[label])
-        kw = {"percentile": options.percentile, "by": "label", "lattice": fixed}
+        kw = {"percentile": options.percentile, "by": "label", "lattice": fixed,
+              "nsd_tolerances": options.nsd_tolerances}
         b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names,
                                                  labels=[label]), **kw)
         a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
@@ -556,6 +563,7 @@ def _landmarks(inputs, transform_node):
 def _deformation(ctx, transform_node, fixed, mask, options, warnings, nodes=None, displacement=None) -> dict:
     """Jacobian and displacement statistics on the fixed grid inside ``mask`` (whole image when None)."""
     from . import deformation as d
+    from .ndv import non_diffeomorphic_volume, sdlogj_learn2reg
 
     grid = d.reference_grid(fixed)
     m = d.mask_array(mask, fixed) if mask is not None else None
@@ -569,6 +577,9 @@ def _deformation(ctx, transform_node, fixed, mask, options, warnings, nodes=None
         "displacement_mm": d.displacement_statistics(u, m),
         "jacobian_histogram": _histogram(values, options.jacobian_histogram_bins),
     }
+    # Learn2Reg's SDlogJ and the non-diffeomorphic volume (Liu et al. 2024) of the same sampling (ndv.py)
+    result["jacobian"].update(sdlogj_learn2reg(jac, m))
+    result["jacobian"].update(non_diffeomorphic_volume(u, grid, m, jac))
     result["jacobian"]["region"] = result["region"]
     if nodes is not None:
         nodes["jacobian"] = d.jacobian_volume_node(ctx, jac, grid, "Jacobian determinant")
@@ -665,8 +676,9 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
 
 
 # -- snapshots -----------------------------------------------------------------------------------------
-def _snapshots(ctx, fixed, registered, masks, report, warnings):
-    """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries)."""
+def _snapshots(ctx, fixed, registered, masks, report, warnings, heatmaps: int = 0):
+    """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries); with ``heatmaps``,
+    also the distance heat maps of that many segments with the lowest Dice after registration."""
     import shutil
     import tempfile
 
@@ -709,6 +721,8 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings):
                                               if "fixed_labels" in masks else ())
         for path in board:
             add(path, "checkerboard of fixed and registered images", "edges should continue across squares")
+        for path, title, caption in _heatmap_pictures(report, masks, folder, heatmaps, warnings):
+            add(path, title, caption)
     except BadInputError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -719,6 +733,40 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings):
     finally:  # the renderer's slice node, composite node and slice model are temporary nodes too
         rendering.close_renderer(ctx)
     return files, entries
+
+
+def _heatmap_names(report, count: int) -> list:
+    """Names of the ``count`` labelmap segments with the lowest Dice after registration."""
+    scored = sorted((e["after"]["dice"], str(e["name"])) for e in report.get("segments") or []
+                    if "threshold" not in e and (e.get("after") or {}).get("dice") is not None)
+    return [name for _dice, name in scored[:max(0, int(count))]]
+
+
+def _heatmap_pictures(report, masks, folder, count: int, warnings) -> list:
+    """[(png path, title, caption)] of distance heat maps (heatmap.py), skipped with a warning when the
+    offscreen renderer is unavailable."""
+    import re
+
+    from . import heatmap
+
+    if not count or "label_sources" not in masks:
+        return []
+    f_src, _before, after, by = masks["label_sources"]
+    names = _heatmap_names(report, count)
+    out = []
+    for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by, names=names):
+        if poly is None:
+            continue
+        value_range = heatmap.legend_range(values, masks["fixed_union"].GetSpacing())
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "segment"
+        path, reason = heatmap.render_png(poly, value_range, Path(folder) / f"heatmap_{safe}.png")
+        if path is None:
+            warnings.append(f"distance heat maps skipped: {reason}")
+            break
+        out.append((path, f"'{name}': fixed surface coloured by its signed distance to the registered segment",
+                    f"red: the registered segment extends beyond the fixed surface, blue: it falls short; "
+                    f"colour range ±{value_range[1]:.1f} mm"))
+    return out
 
 
 def _worst_segment(report, masks):
@@ -758,8 +806,9 @@ def _cleanup_snapshot_temp(snapshot_files: dict) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _scene_outputs(ctx, report, landmarks) -> dict:
-    """Result nodes for the Slicer panel: metrics table, TRE table and error vectors."""
+def _scene_outputs(ctx, report, landmarks, masks=None) -> dict:
+    """Result nodes for the Slicer panel: metrics table, TRE table and error vectors, and one distance heat-map
+    model per segment (``heatmaps``: {segment name: model node}, hidden until the panel shows them)."""
     from . import io
 
     nodes = {}
@@ -771,6 +820,16 @@ def _scene_outputs(ctx, report, landmarks) -> dict:
 
         nodes["tre_table"] = tre_to_table_node(ctx, landmarks)
         nodes["tre_vectors"] = error_vectors_node(ctx, landmarks)
+    if masks and "label_sources" in masks:
+        from . import heatmap
+
+        f_src, _before, after, by = masks["label_sources"]
+        spacing = masks["fixed_union"].GetSpacing()
+        nodes["heatmaps"] = {
+            name: heatmap.heatmap_model_node(ctx, poly, f"heat map: {name}", heatmap.legend_range(values, spacing),
+                                             visible=False)
+            for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by)
+            if poly is not None}
     return nodes
 
 
@@ -852,6 +911,19 @@ def definitions(percentile: float) -> dict:
         "similarity": "NCC = Pearson correlation of intensities; NMI = (H(A)+H(B))/H(A,B) (Studholme), "
                       "histogram bins as reported; MSE/MAE of intensities; before = moving as loaded resampled "
                       "to the fixed grid, after = registered",
+        "nsd": "NSD at τ mm (nsd_<τ>mm): boundary voxels of either segment within τ mm of the other's boundary / "
+               "all boundary voxels (Nikolov et al. 2021, voxel counts = MONAI's default; surface-distance weighs "
+               "surfel areas instead)",
+        "signed_distance": "signed distance of each registered-segment boundary voxel to the fixed boundary, "
+                           "negative inside the fixed segment: mean, p5, p95, largest outward / inward excursion",
+        "shifted_self_dice": "Dice of the fixed segment with itself shifted by 1 or 2 mm (worst of ±x, ±y, ±z): a "
+                             "Dice check above it cannot see an error of that size",
+        "ndv": "non-diffeomorphic volume (Liu et al., IJCV 2024): Σ over voxels and the 8 one-sided + 2 star "
+               "finite-difference stencils of −½·min(J_s, 0)/6, in voxels, % of the region and cc",
+        "sdlogj_learn2reg": "Learn2Reg's SDlogJ: std(log(clip(J + 3, 1e-9, 1e9))) over the region minus a 2-voxel "
+                            "border",
+        "tre_worst30": "mean of the worst 30 % (ceil(0.3 n)) landmark errors; improved_fraction = share of landmarks "
+                       "whose error decreased",
         "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for "
                         "labels) onto the fixed grid; after: through the registration's resampling transform "
                         "(or elastix's result image for intensities)",
