@@ -98,7 +98,7 @@ def test_heat_maps_in_the_report_and_in_the_scene_with_the_panel_toggle(ctx, cas
     assert len(pictures) == 1 or skipped
     for s in pictures:
         assert (tmp_path / "rep" / s["file"]).is_file() and "signed distance" in s["title"]
-    models = result.nodes["heatmaps"]
+    models = {k.split(":", 1)[1]: v for k, v in result.nodes.items() if k.startswith("heatmap:")}
     assert list(models) == ["3"]
     model = models["3"]
     values = np.array([r["Signed distance (mm)"] for r in heatmap.vertex_rows(model.GetPolyData())])

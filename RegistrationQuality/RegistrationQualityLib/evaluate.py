@@ -808,7 +808,7 @@ def _cleanup_snapshot_temp(snapshot_files: dict) -> None:
 
 def _scene_outputs(ctx, report, landmarks, masks=None) -> dict:
     """Result nodes for the Slicer panel: metrics table, TRE table and error vectors, and one distance heat-map
-    model per segment (``heatmaps``: {segment name: model node}, hidden until the panel shows them)."""
+    model per segment (``heatmap:<segment name>``, hidden until the panel shows them)."""
     from . import io
 
     nodes = {}
@@ -825,11 +825,10 @@ def _scene_outputs(ctx, report, landmarks, masks=None) -> dict:
 
         f_src, _before, after, by = masks["label_sources"]
         spacing = masks["fixed_union"].GetSpacing()
-        nodes["heatmaps"] = {
-            name: heatmap.heatmap_model_node(ctx, poly, f"heat map: {name}", heatmap.legend_range(values, spacing),
-                                             visible=False)
-            for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by)
-            if poly is not None}
+        for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by):
+            if poly is not None:
+                nodes[f"heatmap:{name}"] = heatmap.heatmap_model_node(
+                    ctx, poly, f"heat map: {name}", heatmap.legend_range(values, spacing), visible=False)
     return nodes
 
 
