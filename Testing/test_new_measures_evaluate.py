@@ -111,3 +111,53 @@ def test_heat_maps_in_the_report_and_in_the_scene_with_the_panel_toggle(ctx, cas
     assert model.GetDisplayNode().GetVisibility()
     table = panel.heatmap_table_node(ctx, model)
     assert table.GetTable().GetNumberOfRows() == model.GetPolyData().GetNumberOfPoints()
+
+
+def _report_with_new_figures():
+    seg = lambda nsd_b, nsd_a, dice, shift2: {  # noqa: E731
+        "before": {"nsd_1mm": nsd_b, "nsd_3mm": nsd_b + 0.1, "dice": 0.3},
+        "after": {"nsd_1mm": nsd_a, "nsd_3mm": min(1.0, nsd_a + 0.1), "dice": dice,
+                  "signed_distance": {"mean_mm": -0.4, "p5_mm": -2.0, "p95_mm": 1.5, "max_outward_mm": 3.25,
+                                      "max_inward_mm": 2.5, "voxels": 10,
+                                      "histogram": {"edges_mm": [-2.5, -1.5, -0.5, 0.5, 1.5], "counts": [1, 0, 6, 3]}},
+                  "shifted_self_dice": {"1mm": 0.97, "2mm": shift2}}}
+    return {"options": {"nsd_tolerances_mm": [1.0, 3.0], "percentile": 95.0},
+            "segments": [dict(name="big", label=1, **seg(0.2, 0.6, 0.93, 0.95)),
+                         dict(name="small", label=2, **seg(0.1, 0.8, 0.9, 0.7))],
+            "landmarks": {"before": {"mean_mm": 5.0, "max_mm": 9.0, "worst30_mean_mm": 8.5, "count": 4},
+                          "after": {"mean_mm": 1.0, "max_mm": 2.0, "worst30_mean_mm": 1.75, "count": 4,
+                                    "improved_fraction": 0.75}},
+            "deformation": {"region": "whole image", "jacobian": {"min": 0.5, "max": 1.5, "folding_percent": 0.0,
+                                                                  "ndv_percent": 0.0125, "ndv_cc": 0.002,
+                                                                  "sdlogj_learn2reg": 0.0321}},
+            "checks": []}
+
+
+def test_panel_rows_cohort_columns_and_the_surface_section_carry_the_new_figures(tmp_path):
+    import re
+
+    from RegistrationQualityLib import cohort, panel
+    from RegistrationQualityLib.report.surface_section import signed_distance_histogram_svg, surface_section
+
+    report = _report_with_new_figures()
+    rows = {(r["measure"], r["subject"]): r for r in panel.summary_rows(report)}
+    assert rows[("NSD 1 mm", "big")]["before"] == "0.200" and rows[("NSD 1 mm", "big")]["after"] == "0.600"
+    assert rows[("NSD 3 mm", "small")]["after"] == "0.900"
+    assert rows[("Dice of itself shifted 2 mm", "small")]["after"] == "0.700"
+    assert rows[("TRE worst 30 % mean", "4 landmarks")]["after"] == "1.75"
+    assert rows[("Landmarks improved", "4 landmarks")]["after"] == "75"
+    assert rows[("Non-diffeomorphic volume", "whole image")]["after"] == "0.013"
+    assert rows[("SDlogJ (Learn2Reg)", "whole image")]["after"] == "0.032"
+    row = cohort.summary_row("c1", report, tmp_path / "c1" / "report.html", tmp_path)
+    assert row["min_nsd_before"] == 0.1 and row["min_nsd_after"] == 0.6  # the first (smallest) tolerance
+    assert row["tre_worst30_after_mm"] == 1.75 and row["tre_improved_fraction"] == 0.75
+    assert row["ndv_percent"] == 0.0125 and row["sdlogj_learn2reg"] == 0.0321
+    assert set(row) <= set(cohort.SUMMARY_COLUMNS)
+    page = surface_section(report)
+    text = re.sub(r"<[^>]+>", " ", page)
+    assert "NSD 1 mm" in text and "NSD 3 mm" in text
+    assert "3.25 mm / 2.50 mm" in text  # largest outward / inward
+    # big: Dice 0.93 is no higher than its 2 mm-shift Dice 0.95 -> highlighted; small (0.9 > 0.7) is not
+    assert page.count('class="worse" title="the Dice after registration') == 1
+    svg = signed_distance_histogram_svg([-2.5, -1.5, -0.5, 0.5, 1.5], [1, 0, 6, 3], "x")
+    assert svg.count("<rect") == 3  # empty bins are not drawn

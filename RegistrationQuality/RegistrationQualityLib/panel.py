@@ -281,6 +281,16 @@ def summary_rows(report: dict) -> list[dict]:
             "mm", 2, _check_text(checks, "max_hausdorff", name))
         add("Mean surface distance", name, b.get("mean_surface_distance_mm"), a.get("mean_surface_distance_mm"),
             "mm", 2)
+        for key in sorted((k for k in a if k.startswith("nsd_") and k.endswith("mm")),
+                          key=lambda k: float(k[4:-2].replace("_", "."))):
+            add(f"NSD {key[4:-2].replace('_', '.')} mm", name, b.get(key), a.get(key), "", 3)
+        signed = a.get("signed_distance") or {}
+        if signed.get("mean_mm") is not None:
+            add("Signed distance mean", name, (b.get("signed_distance") or {}).get("mean_mm"), signed["mean_mm"],
+                "mm", 2)
+        shifted = (a.get("shifted_self_dice") or {}).get("2mm")
+        if shifted is not None:
+            add("Dice of itself shifted 2 mm", name, None, shifted, "", 3, single_stage=True)
     landmarks = report.get("landmarks")
     if landmarks:
         b, a = landmarks.get("before") or {}, landmarks.get("after") or {}
@@ -288,6 +298,10 @@ def summary_rows(report: dict) -> list[dict]:
         add("TRE mean", subject, b.get("mean_mm"), a.get("mean_mm"), "mm", 2,
             _check_text(checks, "max_tre", "mean TRE after"))
         add("TRE max", subject, b.get("max_mm"), a.get("max_mm"), "mm", 2)
+        if "worst30_mean_mm" in a:
+            add("TRE worst 30 % mean", subject, b.get("worst30_mean_mm"), a.get("worst30_mean_mm"), "mm", 2)
+        if a.get("improved_fraction") is not None:
+            add("Landmarks improved", subject, None, 100 * a["improved_fraction"], "%", 0, single_stage=True)
     deformation = report.get("deformation")
     if deformation:
         jac = deformation.get("jacobian") or {}
@@ -296,6 +310,10 @@ def summary_rows(report: dict) -> list[dict]:
         add("Jacobian max", region, None, jac.get("max"), "", 3, single_stage=True)
         add("Folding (J ≤ 0)", region, None, jac.get("folding_percent"), "%", 3,
             _check_text(checks, "max_folding", "folding (J <= 0) percent"), single_stage=True)
+        if "ndv_percent" in jac:
+            add("Non-diffeomorphic volume", region, None, jac.get("ndv_percent"), "%", 3, single_stage=True)
+        if "sdlogj_learn2reg" in jac:
+            add("SDlogJ (Learn2Reg)", region, None, jac.get("sdlogj_learn2reg"), "", 3, single_stage=True)
     similarity = report.get("similarity")
     if similarity:
         b, a = similarity.get("before") or {}, similarity.get("after") or {}
