@@ -203,6 +203,7 @@ class RegistrationQualityParameterNode:
     showDifference: bool = False
     showJacobian: bool = False
     showTreVectors: bool = True
+    showHeatmaps: bool = False
     # Results of the last computation
     resultStatus: str = ""
     resultReport: str = ""
@@ -413,9 +414,15 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             return
         lo, hi = defaults["bounds"]
         widget = self._thresholdWidget(side)
-        widget.decimals = defaults["decimals"]
-        widget.singleStep = defaults["step"]
-        widget.setRange(lo, hi if hi > lo else lo + defaults["step"])
+        # ctkRangeWidget::setDecimals / setRange re-clamp and round the shown values and emit valuesChanged, which
+        # the GUI connector writes into the parameter node: keep the node's exact values (set below when needed)
+        wasBlocked = widget.blockSignals(True)
+        try:
+            widget.decimals = defaults["decimals"]
+            widget.singleStep = defaults["step"]
+            widget.setRange(lo, hi if hi > lo else lo + defaults["step"])
+        finally:
+            widget.blockSignals(wasBlocked)
         field = side + "Threshold"
         current = getattr(p, field)
         degenerate = current.minimum >= current.maximum or current.minimum < lo or current.maximum > hi
@@ -506,6 +513,7 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         p = self._parameterNode
         self._setRunning(True)
         try:
+            self.logic.ensureNumba(announce=self._onProgress)  # first use: installs the compiled kernels' package
             result = self.logic.compute(p, progress=self._onProgress, cancel=lambda: self._cancelRequested)
         except InterruptedError:
             p.resultStatus = _("Cancelled: the previous results are kept.")
@@ -534,7 +542,7 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         nodes = (p.fixedVolume, p.resultCheckerboard, p.resultDifference, p.resultJacobian, p.resultTreVectors,
                  p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter)
         state = (tuple(n.GetID() if n else None for n in nodes), p.showContours, p.contoursAfter,
-                 p.showCheckerboard, p.showDifference, p.showJacobian, p.showTreVectors)
+                 p.showCheckerboard, p.showDifference, p.showJacobian, p.showTreVectors, p.showHeatmaps)
         self._displayState = state
         # entering the module only records the state: the views change when the user (or a computation) asks
         if force or (previous is not None and state != previous):
@@ -571,8 +579,28 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
         from RegistrationQualityLib.context import Context
 
         if self._context is None or self._context.scene is not slicer.mrmlScene:
+            self.ensureNumba()
             self._context = Context.from_application(slicer)
         return self._context
+
+    # numba compiles the library's per-voxel kernels; the same pin as the package's pyproject.toml
+    NUMBA_REQUIREMENT = "numba==0.68.1"
+
+    def ensureNumba(self, announce=None):
+        """Install numba into Slicer's Python on first use (``slicer.util.pip_install``); True when it installed.
+
+        ``announce(text, fraction)``: shows the message (the panel's progress bar) before the download starts.
+        """
+        import importlib.util
+
+        if importlib.util.find_spec("numba") is not None:
+            return False
+        message = _("Installing numba (compiled kernels of the evaluation; first use only)...")
+        logging.info(message)
+        if announce is not None:
+            announce(message, 0.0)
+        slicer.util.pip_install(self.NUMBA_REQUIREMENT)
+        return True
 
     def loadSampleCase(self, registrations=None):
         """Load the sample case; returns nodes by role.
@@ -679,6 +707,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
         p = parameterNode
         inputs, options = self.evaluationRequest(p)
         ctx = self.context()
+        previous_heatmaps = panel.heatmap_models(ctx)  # replaced by this computation's (not parameters)
         result = evaluate(ctx, inputs, options, progress=progress, cancel=cancel)
         created = list(result.nodes.values())
         try:
@@ -698,6 +727,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             ctx.remove_nodes(created)  # nothing half made stays in the scene
             raise
         self.removeResultNodes(p)
+        ctx.remove_nodes(previous_heatmaps)
         verdict = {"pass": _("PASS"), "fail": _("FAIL"), "no checks": _("no checks requested")}[result.verdict]
         failed = summary_lines(result)[1:]
         wasModified = p.StartModify()
@@ -739,7 +769,8 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             jacobian=p.resultJacobian, tre_vectors=p.resultTreVectors,
             contours=(p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter),
             show_contours=p.showContours, contours_after=p.contoursAfter, show_checkerboard=p.showCheckerboard,
-            show_difference=p.showDifference, show_jacobian=p.showJacobian, show_tre_vectors=p.showTreVectors)
+            show_difference=p.showDifference, show_jacobian=p.showJacobian, show_tre_vectors=p.showTreVectors,
+            show_heatmaps=p.showHeatmaps)
 
     def saveReport(self, parameterNode, folder):
         """Write the last computation's report folder (report.html, report.json, metrics.csv); returns its path.
