@@ -72,7 +72,7 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
         max_hausdorff=getattr(args, "max_hausdorff", None), max_tre=getattr(args, "max_tre", None),
         max_folding=getattr(args, "max_folding", None), snapshots=not getattr(args, "no_snapshots", False),
         nsd_tolerances=check_tolerances(getattr(args, "nsd_tolerance", None)),
-        threshold_cleanup=cleanup_from_args(args),
+        threshold_cleanup=cleanup_from_args(args), same_modality=bool(getattr(args, "same_modality", False)),
     )
     return inputs, options
 
