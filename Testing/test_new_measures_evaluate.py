@@ -161,3 +161,28 @@ def test_panel_rows_cohort_columns_and_the_surface_section_carry_the_new_figures
     assert page.count('class="worse" title="the Dice after registration') == 1
     svg = signed_distance_histogram_svg([-2.5, -1.5, -0.5, 0.5, 1.5], [1, 0, 6, 3], "x")
     assert svg.count("<rect") == 3  # empty bins are not drawn
+
+
+def test_min_nsd_and_max_ndv_checks_through_the_cli(case, tmp_path):
+    out = tmp_path / "out"
+    res = run_cli("evaluate", "--fixed", case / "fixed.nrrd", "--moving", case / "moving.nrrd", "--transform",
+                  case / "identity.tfm", "--fixed-segmentation", case / "fixed_labels.nrrd", "--moving-segmentation",
+                  case / "moving_labels.nrrd", "--nsd-tolerance", "2", "--nsd-tolerance", "20", "--min-nsd", "0.9",
+                  "--max-ndv", "0", "--no-snapshots", "--output", out)
+    assert res.returncode == 1, res.stderr
+    rep = json.loads((out / "report.json").read_text())
+    checks = {(c["name"], c["subject"]): c for c in rep["checks"]}
+    seg = rep["segments"][0]["after"]
+    low, high = checks[("min_nsd", "3 (NSD 2 mm)")], checks[("min_nsd", "3 (NSD 20 mm)")]
+    assert low["value"] == pytest.approx(seg["nsd_2mm"]) and not low["passed"]  # 8 mm off: NSD at 2 mm is low
+    assert high["value"] == 1.0 and high["passed"]  # everything is within 20 mm
+    ndv_check = [c for c in rep["checks"] if c["name"] == "max_ndv"]
+    assert len(ndv_check) == 1 and ndv_check[0]["passed"] and ndv_check[0]["value"] == 0.0
+    assert rep["options"]["min_nsd"] == 0.9 and rep["options"]["max_ndv"] == 0.0
+    assert "FAILED min_nsd [3 (NSD 2 mm)]" in res.stdout
+    bad = run_cli("evaluate", "--fixed", case / "fixed.nrrd", "--moving", case / "moving.nrrd", "--transform",
+                  case / "good.tfm", "--min-nsd", "0.5", "--no-snapshots", "--output", tmp_path / "bad")
+    assert bad.returncode == 2 and "--min-nsd: needs segmentations" in bad.stderr
+    bad = run_cli("evaluate", "--fixed", case / "fixed.nrrd", "--moving", case / "moving.nrrd", "--registered",
+                  case / "fixed.nrrd", "--max-ndv", "1", "--no-snapshots", "--output", tmp_path / "bad")
+    assert bad.returncode == 2 and "--max-ndv: needs a transform" in bad.stderr

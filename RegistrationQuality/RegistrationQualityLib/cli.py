@@ -150,6 +150,10 @@ def add_check_arguments(p) -> None:
     p.add_argument("--max-hausdorff", type=_positive, metavar="MM", help="check: Hausdorff (percentile) <= MM")
     p.add_argument("--max-tre", type=_positive, metavar="MM", help="check: mean landmark TRE after <= MM")
     p.add_argument("--max-folding", type=_positive, metavar="PCT", help="check: folding (J<=0) percent <= PCT")
+    p.add_argument("--min-nsd", type=_positive, help="check: every segment's normalised surface Dice after "
+                   "registration >= X, at each --nsd-tolerance")
+    p.add_argument("--max-ndv", type=_positive, metavar="PCT", help="check: non-diffeomorphic volume (Liu et al. "
+                   "2024, 10 stencils) percent of the region <= PCT")
 
 
 # ---------------------------------------------------------------------------------------------------

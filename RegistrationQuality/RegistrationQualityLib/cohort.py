@@ -25,7 +25,7 @@ from .surface import tolerance_key
 
 PATH_COLUMNS = ("fixed", "moving", "transform", "elastix_dir", "registered", "fixed_segmentation",
                 "moving_segmentation", "fixed_landmarks", "moving_landmarks")
-NUMBER_COLUMNS = ("percentile", "min_dice", "max_hausdorff", "max_tre", "max_folding")
+NUMBER_COLUMNS = ("percentile", "min_dice", "max_hausdorff", "max_tre", "max_folding", "min_nsd", "max_ndv")
 LIST_COLUMNS = ("threshold", "labels")  # one value for both images or two separated by ';' (fixed; moving)
 COLUMNS = ("case_id", *PATH_COLUMNS, *LIST_COLUMNS, *NUMBER_COLUMNS)
 REQUIRED = ("case_id", "fixed", "moving")

@@ -25,7 +25,7 @@ import numpy as np
 from . import __version__
 from .context import TemporaryNodes
 from .errors import BadInputError
-from .surface import dice_hiding_warnings
+from .surface import dice_hiding_warnings, tolerance_key
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs and options
@@ -64,6 +64,8 @@ class EvaluationOptions:
     max_hausdorff: float | None = None
     max_tre: float | None = None
     max_folding: float | None = None
+    min_nsd: float | None = None  # every segment's NSD after registration, at each NSD tolerance
+    max_ndv: float | None = None  # non-diffeomorphic volume, % of the region
     snapshots: bool = True
     scene_outputs: bool = False  # create result nodes in the scene (the Slicer panel)
     jacobian_histogram_bins: int = 60
@@ -99,6 +101,8 @@ CHECK_OPTIONS = {
     "max_hausdorff": "--max-hausdorff",
     "max_tre": "--max-tre",
     "max_folding": "--max-folding",
+    "min_nsd": "--min-nsd",
+    "max_ndv": "--max-ndv",
 }
 
 
@@ -305,11 +309,14 @@ def validate_inputs(inputs: EvaluationInputs, options: EvaluationOptions) -> Non
         raise BadInputError("--percentile", f"{options.percentile:g} is outside 0-100")
     has_segments = inputs.fixed_segmentation is not None or inputs.threshold is not None
     needs = {"min_dice": has_segments, "max_hausdorff": has_segments,
-             "max_tre": inputs.fixed_landmarks is not None, "max_folding": has_transform}
+             "max_tre": inputs.fixed_landmarks is not None, "max_folding": has_transform,
+             "min_nsd": has_segments, "max_ndv": has_transform}
     what = {"min_dice": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
             "max_hausdorff": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
             "max_tre": "landmarks (--fixed-landmarks/--moving-landmarks)",
-            "max_folding": "a transform (--transform or --elastix-dir)"}
+            "max_folding": "a transform (--transform or --elastix-dir)",
+            "min_nsd": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
+            "max_ndv": "a transform (--transform or --elastix-dir)"}
     for key, option in CHECK_OPTIONS.items():
         limit = getattr(options, key)
         if limit is None:
@@ -471,7 +478,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "options": {"percentile": float(options.percentile),
                         "nsd_tolerances_mm": [float(t) for t in options.nsd_tolerances], "min_dice": options.min_dice,
                         "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
-                        "max_folding": options.max_folding,
+                        "max_folding": options.max_folding, "min_nsd": options.min_nsd, "max_ndv": options.max_ndv,
                         "threshold_cleanup": _cleanup_dict(options) if inputs.threshold else None,
                         "same_modality": bool(options.same_modality)},
             "segments": segments["entries"] if segments else [],
@@ -782,7 +789,7 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
                        "comparison": comparison})
 
     if not report.get("segments"):  # requested but nothing to check (e.g. labelmaps without labels): fail
-        for key, comparison in (("min_dice", ">="), ("max_hausdorff", "<=")):
+        for key, comparison in (("min_dice", ">="), ("max_hausdorff", "<="), ("min_nsd", ">=")):
             if getattr(options, key) is not None:
                 add(key, "no segment to check", None, getattr(options, key), comparison)
     for entry in report.get("segments") or []:
@@ -791,6 +798,9 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
             add("min_dice", entry["name"], after.get("dice"), options.min_dice, ">=")
         if options.max_hausdorff is not None:
             add("max_hausdorff", entry["name"], after.get("hausdorff_percentile_mm"), options.max_hausdorff, "<=")
+        if options.min_nsd is not None:
+            for t in options.nsd_tolerances:
+                add("min_nsd", f"{entry['name']} (NSD {t:g} mm)", after.get(tolerance_key(t)), options.min_nsd, ">=")
     if options.max_tre is not None and report.get("landmarks"):
         lm = report["landmarks"]
         unmatched = lm.get("unmatched") or {}
@@ -802,6 +812,10 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
         jac = report["deformation"].get("jacobian") or {}
         add("max_folding", f"Jacobian, {jac.get('region') or 'whole image'}", jac.get("folding_percent"),
             options.max_folding, "<=")
+    if options.max_ndv is not None and report.get("deformation"):
+        jac = report["deformation"].get("jacobian") or {}
+        add("max_ndv", f"non-diffeomorphic volume, {jac.get('region') or 'whole image'}", jac.get("ndv_percent"),
+            options.max_ndv, "<=")
     return checks
 
 

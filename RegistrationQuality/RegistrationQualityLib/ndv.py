@@ -39,63 +39,92 @@ LEARN2REG_BORDER = 2
 
 
 @njit(inline="always", cache=True)
-def det3(a0, a1, a2, b0, b1, b2, c0, c1, c2):
-    """det of the 3×3 matrix with columns a, b, c."""
-    return a0 * (b1 * c2 - b2 * c1) - b0 * (a1 * c2 - a2 * c1) + c0 * (a1 * b2 - a2 * b1)
+def _cross(b0, b1, b2, c0, c1, c2):
+    return b1 * c2 - b2 * c1, b2 * c0 - b0 * c2, b0 * c1 - b1 * c0
+
+
+@njit(inline="always", cache=True)
+def _neg(d):
+    return -d if d < 0.0 else 0.0
 
 
 @njit(parallel=True, cache=True)
 def _ndv_kernel(u, first, count, nk_total, k_offset, a_mat, det_a, out):
     """Per-voxel NDV (voxels, float64) of slices ``first .. first+count-1`` of ``u`` ((slices, nj, ni, 3) LPS
-    mm with a one-slice halo where the grid has one; ``k_offset`` = the global k index of ``u[0]``)."""
+    mm with a one-slice halo where the grid has one; ``k_offset`` = the global k index of ``u[0]``).
+
+    Scalar form: the six one-sided difference columns of φ = x + u, then det[x, y, z] = x · (y × z) with the four
+    (y, z) cross products shared by the eight one-sided stencils, and the two star stencils."""
     nj, ni = u.shape[1], u.shape[2]
+    a00, a01, a02 = a_mat[0, 0], a_mat[0, 1], a_mat[0, 2]
+    a10, a11, a12 = a_mat[1, 0], a_mat[1, 1], a_mat[1, 2]
+    a20, a21, a22 = a_mat[2, 0], a_mat[2, 1], a_mat[2, 2]
+    inv = 1.0 / det_a
     for kk in prange(count):
         s = first + kk
         k = k_offset + s
         km = max(k - 1, 0) - k_offset
         kp = min(k + 1, nk_total - 1) - k_offset
-        fw = np.empty((3, 3))  # fw[:, d] = φ(p + e_d) − φ(p); bw[:, d] = φ(p) − φ(p − e_d)
-        bw = np.empty((3, 3))
-        s1 = np.empty((3, 3))
-        s2 = np.empty((3, 3))
         for j in range(nj):
             jm, jp = max(j - 1, 0), min(j + 1, nj - 1)
             for i in range(ni):
                 im, ip = max(i - 1, 0), min(i + 1, ni - 1)
-                for c in range(3):
-                    u0 = np.float64(u[s, j, i, c])
-                    fw[c, 0] = a_mat[c, 0] + np.float64(u[s, j, ip, c]) - u0
-                    fw[c, 1] = a_mat[c, 1] + np.float64(u[s, jp, i, c]) - u0
-                    fw[c, 2] = a_mat[c, 2] + np.float64(u[kp, j, i, c]) - u0
-                    bw[c, 0] = a_mat[c, 0] + u0 - np.float64(u[s, j, im, c])
-                    bw[c, 1] = a_mat[c, 1] + u0 - np.float64(u[s, jm, i, c])
-                    bw[c, 2] = a_mat[c, 2] + u0 - np.float64(u[km, j, i, c])
-                    # 1*: (−i−j), (−i−k), (−j−k); 2*: (+i+j), (+j+k), (+i+k)
-                    s1[c, 0] = -a_mat[c, 0] - a_mat[c, 1] + np.float64(u[s, jm, im, c]) - u0
-                    s1[c, 1] = -a_mat[c, 0] - a_mat[c, 2] + np.float64(u[km, j, im, c]) - u0
-                    s1[c, 2] = -a_mat[c, 1] - a_mat[c, 2] + np.float64(u[km, jm, i, c]) - u0
-                    s2[c, 0] = a_mat[c, 0] + a_mat[c, 1] + np.float64(u[s, jp, ip, c]) - u0
-                    s2[c, 1] = a_mat[c, 1] + a_mat[c, 2] + np.float64(u[kp, jp, i, c]) - u0
-                    s2[c, 2] = a_mat[c, 0] + a_mat[c, 2] + np.float64(u[kp, j, ip, c]) - u0
+                c0, c1, c2 = np.float64(u[s, j, i, 0]), np.float64(u[s, j, i, 1]), np.float64(u[s, j, i, 2])
+                # forward (f) and backward (b) differences of φ along i (x), j (y), k (z): columns of A + ΔU
+                fx0 = a00 + u[s, j, ip, 0] - c0
+                fx1 = a10 + u[s, j, ip, 1] - c1
+                fx2 = a20 + u[s, j, ip, 2] - c2
+                bx0 = a00 + c0 - u[s, j, im, 0]
+                bx1 = a10 + c1 - u[s, j, im, 1]
+                bx2 = a20 + c2 - u[s, j, im, 2]
+                fy0 = a01 + u[s, jp, i, 0] - c0
+                fy1 = a11 + u[s, jp, i, 1] - c1
+                fy2 = a21 + u[s, jp, i, 2] - c2
+                by0 = a01 + c0 - u[s, jm, i, 0]
+                by1 = a11 + c1 - u[s, jm, i, 1]
+                by2 = a21 + c2 - u[s, jm, i, 2]
+                fz0 = a02 + u[kp, j, i, 0] - c0
+                fz1 = a12 + u[kp, j, i, 1] - c1
+                fz2 = a22 + u[kp, j, i, 2] - c2
+                bz0 = a02 + c0 - u[km, j, i, 0]
+                bz1 = a12 + c1 - u[km, j, i, 1]
+                bz2 = a22 + c2 - u[km, j, i, 2]
                 total = 0.0
-                for si in range(2):
-                    x = fw if si == 0 else bw
-                    for sj in range(2):
-                        y = fw if sj == 0 else bw
-                        for sk in range(2):
-                            z = fw if sk == 0 else bw
-                            d = det3(x[0, 0], x[1, 0], x[2, 0], y[0, 1], y[1, 1], y[2, 1],
-                                     z[0, 2], z[1, 2], z[2, 2]) / det_a
-                            if d < 0.0:
-                                total -= d
-                d = det3(s1[0, 0], s1[1, 0], s1[2, 0], s1[0, 1], s1[1, 1], s1[2, 1],
-                         s1[0, 2], s1[1, 2], s1[2, 2]) / det_a
-                if d < 0.0:
-                    total -= d
-                d = det3(s2[0, 0], s2[1, 0], s2[2, 0], s2[0, 1], s2[1, 1], s2[2, 1],
-                         s2[0, 2], s2[1, 2], s2[2, 2]) / det_a
-                if d < 0.0:
-                    total -= d
+                for yz in range(4):
+                    if yz == 0:
+                        y0, y1, y2, z0, z1, z2 = fy0, fy1, fy2, fz0, fz1, fz2
+                    elif yz == 1:
+                        y0, y1, y2, z0, z1, z2 = fy0, fy1, fy2, bz0, bz1, bz2
+                    elif yz == 2:
+                        y0, y1, y2, z0, z1, z2 = by0, by1, by2, fz0, fz1, fz2
+                    else:
+                        y0, y1, y2, z0, z1, z2 = by0, by1, by2, bz0, bz1, bz2
+                    x0, x1, x2 = _cross(y0, y1, y2, z0, z1, z2)
+                    total += _neg((fx0 * x0 + fx1 * x1 + fx2 * x2) * inv)
+                    total += _neg((bx0 * x0 + bx1 * x1 + bx2 * x2) * inv)
+                # star stencils: 1* = [(−i−j), (−i−k), (−j−k)], 2* = [(+i+j), (+j+k), (+i+k)] (each 2 for the identity)
+                p0 = -a00 - a01 + u[s, jm, im, 0] - c0
+                p1 = -a10 - a11 + u[s, jm, im, 1] - c1
+                p2 = -a20 - a21 + u[s, jm, im, 2] - c2
+                q0 = -a00 - a02 + u[km, j, im, 0] - c0
+                q1 = -a10 - a12 + u[km, j, im, 1] - c1
+                q2 = -a20 - a22 + u[km, j, im, 2] - c2
+                r0 = -a01 - a02 + u[km, jm, i, 0] - c0
+                r1 = -a11 - a12 + u[km, jm, i, 1] - c1
+                r2 = -a21 - a22 + u[km, jm, i, 2] - c2
+                x0, x1, x2 = _cross(q0, q1, q2, r0, r1, r2)
+                total += _neg((p0 * x0 + p1 * x1 + p2 * x2) * inv)
+                p0 = a00 + a01 + u[s, jp, ip, 0] - c0
+                p1 = a10 + a11 + u[s, jp, ip, 1] - c1
+                p2 = a20 + a21 + u[s, jp, ip, 2] - c2
+                q0 = a01 + a02 + u[kp, jp, i, 0] - c0
+                q1 = a11 + a12 + u[kp, jp, i, 1] - c1
+                q2 = a21 + a22 + u[kp, jp, i, 2] - c2
+                r0 = a00 + a02 + u[kp, j, ip, 0] - c0
+                r1 = a10 + a12 + u[kp, j, ip, 1] - c1
+                r2 = a20 + a22 + u[kp, j, ip, 2] - c2
+                x0, x1, x2 = _cross(q0, q1, q2, r0, r1, r2)
+                total += _neg((p0 * x0 + p1 * x1 + p2 * x2) * inv)
                 out[kk, j, i] = 0.5 * total / 6.0
 
 

@@ -451,7 +451,8 @@ def _warnings_section(report: Mapping) -> str:
 def _options_section(report: Mapping) -> str:
     options = report.get("options") or {}
     titles = {"percentile": "Hausdorff percentile", "min_dice": "Minimum Dice", "max_hausdorff":
-              "Maximum Hausdorff (mm)", "max_tre": "Maximum TRE (mm)", "max_folding": "Maximum folding (%)"}
+              "Maximum Hausdorff (mm)", "max_tre": "Maximum TRE (mm)", "max_folding": "Maximum folding (%)",
+              "min_nsd": "Minimum NSD", "max_ndv": "Maximum non-diffeomorphic volume (%)"}
     rows = [(_e(titles.get(k, k.replace("_", " "))), "not requested" if v is None else _fmt(v))
             for k, v in options.items()]
     if not rows:
