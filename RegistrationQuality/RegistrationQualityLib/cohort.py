@@ -23,10 +23,11 @@ import re
 from pathlib import Path
 
 from .errors import BadInputError
+from .surface import tolerance_key
 
 PATH_COLUMNS = ("fixed", "moving", "transform", "elastix_dir", "registered", "fixed_segmentation",
                 "moving_segmentation", "fixed_landmarks", "moving_landmarks")
-NUMBER_COLUMNS = ("percentile", "min_dice", "max_hausdorff", "max_tre", "max_folding")
+NUMBER_COLUMNS = ("percentile", "min_dice", "max_hausdorff", "max_tre", "max_folding", "min_nsd", "max_ndv")
 LIST_COLUMNS = ("threshold", "labels")  # one value for both images or two separated by ';' (fixed; moving)
 CLEANUP_COLUMNS = ("fill_holes", "largest_component", "min_island_cc", "closing_mm")  # segmentation.Cleanup
 BOOL_COLUMNS = ("fill_holes", "largest_component", "same_modality")  # true/false, yes/no, 1/0
@@ -36,9 +37,10 @@ REQUIRED = ("case_id", "fixed", "moving")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 SUMMARY_COLUMNS = ["case_id", "status", "verdict", "error", "segments", "min_dice_before", "min_dice_after",
-                   "max_hausdorff_percentile_after_mm", "mean_tre_before_mm", "mean_tre_after_mm",
-                   "max_tre_after_mm", "folding_percent", "sdlogj", "ncc_before", "ncc_after", "failed_checks",
-                   "report"]
+                   "max_hausdorff_percentile_after_mm", "min_nsd_before", "min_nsd_after", "mean_tre_before_mm",
+                   "mean_tre_after_mm", "max_tre_after_mm", "tre_worst30_before_mm", "tre_worst30_after_mm",
+                   "tre_improved_fraction", "folding_percent", "ndv_percent", "sdlogj", "sdlogj_learn2reg",
+                   "ncc_before", "ncc_after", "failed_checks", "report"]
 
 
 def read_manifest(path) -> list[dict]:
@@ -181,6 +183,9 @@ def summary_row(case_id: str, report: dict, report_path, output_dir) -> dict:
     segments = report.get("segments") or []
     dice_before, dice_after = _values(segments, "before", "dice"), _values(segments, "after", "dice")
     hd_after = _values(segments, "after", "hausdorff_percentile_mm")
+    tolerances = (report.get("options") or {}).get("nsd_tolerances_mm") or [2.0]
+    nsd_key = tolerance_key(tolerances[0])  # the first (smallest) tolerance
+    nsd_before, nsd_after = _values(segments, "before", nsd_key), _values(segments, "after", nsd_key)
     lm = report.get("landmarks") or {}
     jac = (report.get("deformation") or {}).get("jacobian") or {}
     sim = report.get("similarity") or {}
@@ -191,10 +196,16 @@ def summary_row(case_id: str, report: dict, report_path, output_dir) -> dict:
         "min_dice_before": min(dice_before) if dice_before else None,
         "min_dice_after": min(dice_after) if dice_after else None,
         "max_hausdorff_percentile_after_mm": max(hd_after) if hd_after else None,
+        "min_nsd_before": min(nsd_before) if nsd_before else None,
+        "min_nsd_after": min(nsd_after) if nsd_after else None,
         "mean_tre_before_mm": (lm.get("before") or {}).get("mean_mm"),
         "mean_tre_after_mm": (lm.get("after") or {}).get("mean_mm"),
         "max_tre_after_mm": (lm.get("after") or {}).get("max_mm"),
-        "folding_percent": jac.get("folding_percent"), "sdlogj": jac.get("sdlogj"),
+        "tre_worst30_before_mm": (lm.get("before") or {}).get("worst30_mean_mm"),
+        "tre_worst30_after_mm": (lm.get("after") or {}).get("worst30_mean_mm"),
+        "tre_improved_fraction": (lm.get("after") or {}).get("improved_fraction"),
+        "folding_percent": jac.get("folding_percent"), "ndv_percent": jac.get("ndv_percent"),
+        "sdlogj": jac.get("sdlogj"), "sdlogj_learn2reg": jac.get("sdlogj_learn2reg"),
         "ncc_before": (sim.get("before") or {}).get("ncc"), "ncc_after": (sim.get("after") or {}).get("ncc"),
         "failed_checks": "; ".join(failed),
         "report": os.path.relpath(report_path, output_dir),
