@@ -19,17 +19,25 @@ VERDICT_RANK = {"fail": 1, "no checks": 2, "pass": 3}
 SUMMARY_METRICS = {
     "min_dice_after": ("Lowest Dice", "", True, "min_dice_before"),
     "max_hausdorff_percentile_after_mm": ("Largest Hausdorff percentile", "mm", False, None),
+    "min_nsd_after": ("Lowest NSD (first tolerance)", "", True, "min_nsd_before"),
     "mean_tre_after_mm": ("Mean TRE", "mm", False, "mean_tre_before_mm"),
     "max_tre_after_mm": ("Largest TRE after", "mm", False, None),
+    "tre_worst30_after_mm": ("Mean of the worst 30 % TRE", "mm", False, "tre_worst30_before_mm"),
+    "tre_improved_fraction": ("Landmarks improved (fraction)", "", True, None),
     "folding_percent": ("Folding (J ≤ 0)", "%", False, None),
     "sdlogj": ("SD of log J", "", False, None),
+    "ndv_percent": ("Non-diffeomorphic volume", "%", False, None),
+    "sdlogj_learn2reg": ("SDlogJ (Learn2Reg convention)", "", False, None),
     "ncc_after": ("Normalised cross-correlation", "", True, "ncc_before"),
 }
 # Short table headers (the plots carry the long titles).
 SUMMARY_TITLES = {"segments": "Segments", "min_dice_before": "Dice before", "min_dice_after": "Dice after",
                   "max_hausdorff_percentile_after_mm": "HD pct. after", "mean_tre_before_mm": "TRE before",
                   "mean_tre_after_mm": "TRE after", "max_tre_after_mm": "TRE max after", "folding_percent": "Folding",
-                  "sdlogj": "SD log J", "ncc_before": "NCC before", "ncc_after": "NCC after"}
+                  "sdlogj": "SD log J", "ncc_before": "NCC before", "ncc_after": "NCC after",
+                  "min_nsd_before": "NSD before", "min_nsd_after": "NSD after", "tre_worst30_before_mm": "TRE30 before",
+                  "tre_worst30_after_mm": "TRE30 after", "tre_improved_fraction": "Improved", "ndv_percent": "NDV",
+                  "sdlogj_learn2reg": "SDlogJ L2R"}
 SUMMARY_TEXT_KEYS = ("case_id", "status", "verdict", "report", "error", "failed_checks")
 SUMMARY_NOT_PLOTTED = ("segments",)
 
