@@ -3,7 +3,7 @@
 Manifest: a CSV with a header. Columns are ``case_id`` plus evaluate's long options with ``_`` for ``-``
 (``fixed``, ``moving``, ``transform``, ``elastix_dir``, ``registered``, ``fixed_segmentation``,
 ``moving_segmentation``, ``threshold``, ``fixed_landmarks``, ``moving_landmarks``, and the numeric options
-``percentile``, ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``). An empty cell means the option
+``percentile`` and one limit per check: ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``, ...). An empty cell means the option
 is absent; relative paths resolve against the manifest's folder; ``threshold`` may hold two specs separated by
 ``;`` (fixed; moving). An unknown column, or a missing ``case_id``/``fixed``/``moving`` column, is bad input.
 
@@ -20,19 +20,24 @@ import os
 import re
 from pathlib import Path
 
+from . import checks, measures
 from .errors import BadInputError
 
 PATH_COLUMNS = ("fixed", "moving", "transform", "elastix_dir", "registered", "fixed_segmentation",
                 "moving_segmentation", "fixed_landmarks", "moving_landmarks")
-NUMBER_COLUMNS = ("percentile", "min_dice", "max_hausdorff", "max_tre", "max_folding")
+NUMBER_COLUMNS = ("percentile", *checks.names())  # and one column per check of the check registry
 COLUMNS = ("case_id", *PATH_COLUMNS, "threshold", *NUMBER_COLUMNS)
 REQUIRED = ("case_id", "fixed", "moving")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-SUMMARY_COLUMNS = ["case_id", "status", "verdict", "error", "segments", "min_dice_before", "min_dice_after",
-                   "max_hausdorff_percentile_after_mm", "mean_tre_before_mm", "mean_tre_after_mm",
-                   "max_tre_after_mm", "folding_percent", "sdlogj", "ncc_before", "ncc_after", "failed_checks",
-                   "report"]
+def summary_columns() -> list:
+    """The summary.csv columns: case and verdict, then one column per cohort column of the measure registry
+    (:func:`.measures.cohort_columns`), then the failed checks and the report's path."""
+    return (["case_id", "status", "verdict", "error", "segments"] + [c for c, _m, _s in measures.cohort_columns()]
+            + ["failed_checks", "report"])
+
+
+SUMMARY_COLUMNS = summary_columns()
 
 
 def read_manifest(path) -> list[dict]:
@@ -127,7 +132,9 @@ def run_case(case: dict, output_dir, defaults: dict | None = None) -> dict:
     opts = dict(defaults or {})
     opts.update({k: case[k] for k in NUMBER_COLUMNS if k in case})
     inputs = EvaluationInputs(case_id=case_id, **{k: case.get(k) for k in (*PATH_COLUMNS, "threshold")})
-    options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None})
+    limits = {k: opts.pop(k) for k in checks.names() if k in opts}
+    options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None},
+                                limits={k: v for k, v in limits.items() if v is not None})
     try:
         result = evaluate(Context.headless(), inputs, options, output_dir=folder)
     except BadInputError as exc:
@@ -146,35 +153,14 @@ def _error_row(case_id: str, message: str, error_file: Path) -> dict:
     return {"case_id": case_id, "status": "failed", "verdict": None, "error": message}
 
 
-def _values(segments, stage: str, key: str) -> list:
-    out = []
-    for s in segments:
-        v = (s.get(stage) or {}).get(key)
-        if v is not None:
-            out.append(float(v))
-    return out
-
-
 def summary_row(case_id: str, report: dict, report_path, output_dir) -> dict:
     """One summary row of a case's report (key metrics; None where not computed)."""
     segments = report.get("segments") or []
-    dice_before, dice_after = _values(segments, "before", "dice"), _values(segments, "after", "dice")
-    hd_after = _values(segments, "after", "hausdorff_percentile_mm")
-    lm = report.get("landmarks") or {}
-    jac = (report.get("deformation") or {}).get("jacobian") or {}
-    sim = report.get("similarity") or {}
     failed = [f"{c['name']}[{c['subject']}]" for c in report.get("checks", []) if not c["passed"]]
     return {
         "case_id": case_id, "status": "ok", "verdict": report.get("verdict"), "error": "",
         "segments": len(segments),
-        "min_dice_before": min(dice_before) if dice_before else None,
-        "min_dice_after": min(dice_after) if dice_after else None,
-        "max_hausdorff_percentile_after_mm": max(hd_after) if hd_after else None,
-        "mean_tre_before_mm": (lm.get("before") or {}).get("mean_mm"),
-        "mean_tre_after_mm": (lm.get("after") or {}).get("mean_mm"),
-        "max_tre_after_mm": (lm.get("after") or {}).get("max_mm"),
-        "folding_percent": jac.get("folding_percent"), "sdlogj": jac.get("sdlogj"),
-        "ncc_before": (sim.get("before") or {}).get("ncc"), "ncc_after": (sim.get("after") or {}).get("ncc"),
+        **{column: measures.cohort_value(m, stage, report) for column, m, stage in measures.cohort_columns()},
         "failed_checks": "; ".join(failed),
         "report": os.path.relpath(report_path, output_dir),
     }
@@ -296,7 +282,7 @@ def write_summary(rows: list[dict], output_dir) -> None:
     from .io import write_csv
 
     out = Path(output_dir)
-    full = [{c: r.get(c) for c in SUMMARY_COLUMNS} for r in rows]
+    full = [{c: r.get(c) for c in summary_columns()} for r in rows]
     tmp = out / ".summary.csv.tmp"
     write_csv(full, tmp)
     os.replace(tmp, out / "summary.csv")

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import cohort, metrics
+from . import checks, cohort, measures, metrics
 from .cli import ArgumentParser, add_evaluate_arguments
 from .context import Context
 from .errors import BadInputError
@@ -64,11 +64,9 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
         moving_landmarks=path(getattr(args, "moving_landmarks", None)),
         case_id=getattr(args, "case_id", None),
     )
-    options = EvaluationOptions(
-        percentile=getattr(args, "percentile", 95.0), min_dice=getattr(args, "min_dice", None),
-        max_hausdorff=getattr(args, "max_hausdorff", None), max_tre=getattr(args, "max_tre", None),
-        max_folding=getattr(args, "max_folding", None), snapshots=not getattr(args, "no_snapshots", False),
-    )
+    options = EvaluationOptions(percentile=getattr(args, "percentile", measures.DEFAULT_PERCENTILE),
+                                snapshots=not getattr(args, "no_snapshots", False),
+                                limits=checks.limits_from_args(args))
     return inputs, options
 
 
@@ -157,8 +155,7 @@ def batch_main(argv, slicer_module, stdout=None, stderr=None) -> int:
 
 
 def run_cohort_cli(args, messages) -> int:
-    defaults = {k: getattr(args, k, None) for k in ("percentile", "min_dice", "max_hausdorff", "max_tre",
-                                                      "max_folding")}
+    defaults = {k: getattr(args, k, None) for k in ("percentile", *checks.names())}
     defaults["snapshots"] = not getattr(args, "no_snapshots", False)
     rows = cohort.run_cohort(args.manifest, args.output, workers=args.workers, scheduler=args.scheduler,
                       defaults=defaults, progress=messages.progress)

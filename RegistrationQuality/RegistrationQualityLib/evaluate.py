@@ -17,12 +17,12 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, checks, measures
 from .context import TemporaryNodes
 from .errors import BadInputError
 
@@ -54,16 +54,49 @@ class EvaluationInputs:
     case_id: str | None = None
 
 
-@dataclass
-class EvaluationOptions:
-    percentile: float = 95.0
-    min_dice: float | None = None
-    max_hausdorff: float | None = None
-    max_tre: float | None = None
-    max_folding: float | None = None
-    snapshots: bool = True
-    scene_outputs: bool = False  # create result nodes in the scene (the Slicer panel)
-    jacobian_histogram_bins: int = 60
+_OPTIONS_DOC = """How to evaluate: ``percentile`` (HD\\ :sub:`p`), one limit field per check of the check registry
+(:mod:`.checks`: ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``, ``max_tre_point``, ...; None =
+not checked), ``limits`` (more limits by check name, e.g. of checks registered after import), ``snapshots``,
+``scene_outputs`` (create result nodes in the scene: the Slicer panel), ``jacobian_histogram_bins``."""
+
+
+def _check_limits(self) -> dict:
+    """{check name: limit} of every requested check (limit fields, then ``limits``; None = not requested)."""
+    out = {}
+    for check in checks.CHECKS:
+        value = getattr(self, check.name, None)
+        if value is None:
+            value = self.limits.get(check.name)
+        if value is not None:
+            out[check.name] = value
+    for name, value in self.limits.items():  # unknown names are kept: validation names them
+        if value is not None:
+            out.setdefault(name, value)
+    return out
+
+
+def _options_post_init(self) -> None:
+    """A limit given in ``limits`` for a check that has its own field goes to the field (one place to read it)."""
+    self.limits = dict(self.limits or {})
+    for name in list(self.limits):
+        if name in self.__dataclass_fields__ and name in checks.names():
+            value = self.limits.pop(name)
+            if value is not None:
+                setattr(self, name, value)
+
+
+def _options_class():
+    """EvaluationOptions, with one ``float | None`` field per registered check (derived, never listed here)."""
+    fields_ = [("percentile", float, field(default=measures.DEFAULT_PERCENTILE))]
+    fields_ += [(c.name, "float | None", field(default=None)) for c in checks.CHECKS]
+    fields_ += [("snapshots", bool, field(default=True)), ("scene_outputs", bool, field(default=False)),
+                ("jacobian_histogram_bins", int, field(default=60)), ("limits", dict, field(default_factory=dict))]
+    return make_dataclass("EvaluationOptions", fields_, namespace={
+        "__doc__": _OPTIONS_DOC, "__module__": __name__, "check_limits": _check_limits,
+        "__post_init__": _options_post_init})
+
+
+EvaluationOptions = _options_class()
 
 
 @dataclass
@@ -84,14 +117,6 @@ class EvaluationResult:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed_checks else 0
-
-
-CHECK_OPTIONS = {
-    "min_dice": "--min-dice",
-    "max_hausdorff": "--max-hausdorff",
-    "max_tre": "--max-tre",
-    "max_folding": "--max-folding",
-}
 
 
 class _Progress:
@@ -255,20 +280,8 @@ def validate_inputs(inputs: EvaluationInputs, options: EvaluationOptions) -> Non
     if not 0.0 <= float(options.percentile) <= 100.0:
         raise BadInputError("--percentile", f"{options.percentile:g} is outside 0-100")
     has_segments = inputs.fixed_segmentation is not None or inputs.threshold is not None
-    needs = {"min_dice": has_segments, "max_hausdorff": has_segments,
-             "max_tre": inputs.fixed_landmarks is not None, "max_folding": has_transform}
-    what = {"min_dice": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
-            "max_hausdorff": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
-            "max_tre": "landmarks (--fixed-landmarks/--moving-landmarks)",
-            "max_folding": "a transform (--transform or --elastix-dir)"}
-    for key, option in CHECK_OPTIONS.items():
-        limit = getattr(options, key)
-        if limit is None:
-            continue
-        if not np.isfinite(limit) or limit < 0:
-            raise BadInputError(option, f"{limit} is not a valid limit")
-        if not needs[key]:
-            raise BadInputError(option, f"needs {what[key]}")
+    checks.validate_limits(options.check_limits(), {"segments": has_segments, "transform": has_transform,
+                                                    "landmarks": inputs.fixed_landmarks is not None})
     for name in ("fixed", "moving", "registered", "fixed_segmentation", "moving_segmentation", "fixed_landmarks",
                  "moving_landmarks", "transform"):
         value = getattr(inputs, name)
@@ -364,20 +377,18 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "inputs": _describe_inputs(inputs, fixed, moving, registered if inputs_registered else None,
                                        transform_node, landmarks),
             "elastix": elastix_info,
-            "options": {"percentile": float(options.percentile), "min_dice": options.min_dice,
-                        "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
-                        "max_folding": options.max_folding},
+            "options": {"percentile": float(options.percentile),
+                        **{name: options.check_limits().get(name) for name in checks.names()}},
             "segments": segments["entries"] if segments else [],
             "segments_source": segments["source"] if segments else None,
             "landmarks": landmarks.as_dict() if landmarks is not None else None,
             "deformation": deformation,
             "similarity": similarity,
-            "definitions": definitions(options.percentile),
+            "definitions": measures.definitions(options.percentile),
             "warnings": warnings,
         }
-        report["checks"] = run_checks(report, options)
-        failed = [c for c in report["checks"] if not c["passed"]]
-        report["verdict"] = "no checks" if not report["checks"] else ("fail" if failed else "pass")
+        report["checks"] = checks.run_checks(report, options.check_limits())
+        report["verdict"] = checks.verdict(report["checks"])
 
         snapshot_files: dict = {}
         if options.snapshots and output_dir is not None:
@@ -570,6 +581,7 @@ def _deformation(ctx, transform_node, fixed, mask, options, warnings, nodes=None
         "jacobian_histogram": _histogram(values, options.jacobian_histogram_bins),
     }
     result["jacobian"]["region"] = result["region"]
+    measures.apply_extra("deformation", result, measures.DeformationSample(jac, m, grid.spacing, u))
     if nodes is not None:
         nodes["jacobian"] = d.jacobian_volume_node(ctx, jac, grid, "Jacobian determinant")
     return result
@@ -633,37 +645,6 @@ def _inside_moving(fixed, moving, displacement) -> np.ndarray:
 
 
 # -- checks --------------------------------------------------------------------------------------------
-def run_checks(report: dict, options: EvaluationOptions) -> list:
-    """Pass/fail checks requested by the options. A value that could not be computed fails its check."""
-    checks = []
-
-    def add(name, subject, value, limit, comparison):
-        if value is None:
-            passed = False
-        else:
-            passed = value >= limit if comparison == ">=" else value <= limit
-        checks.append({"name": name, "subject": subject, "passed": bool(passed),
-                       "value": None if value is None else float(value), "limit": float(limit),
-                       "comparison": comparison})
-
-    if not report.get("segments"):  # requested but nothing to check (e.g. labelmaps without labels): fail
-        for key, comparison in (("min_dice", ">="), ("max_hausdorff", "<=")):
-            if getattr(options, key) is not None:
-                add(key, "no segment to check", None, getattr(options, key), comparison)
-    for entry in report.get("segments") or []:
-        after = entry.get("after") or {}
-        if options.min_dice is not None:
-            add("min_dice", entry["name"], after.get("dice"), options.min_dice, ">=")
-        if options.max_hausdorff is not None:
-            add("max_hausdorff", entry["name"], after.get("hausdorff_percentile_mm"), options.max_hausdorff, "<=")
-    if options.max_tre is not None and report.get("landmarks"):
-        add("max_tre", "mean TRE after", report["landmarks"]["after"].get("mean_mm"), options.max_tre, "<=")
-    if options.max_folding is not None and report.get("deformation"):
-        jac = report["deformation"].get("jacobian") or {}
-        add("max_folding", "folding (J <= 0) percent", jac.get("folding_percent"), options.max_folding, "<=")
-    return checks
-
-
 # -- snapshots -----------------------------------------------------------------------------------------
 def _snapshots(ctx, fixed, registered, masks, report, warnings):
     """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries)."""
@@ -828,34 +809,6 @@ def software_versions() -> dict:
     except ImportError:  # pragma: no cover
         pass
     return versions
-
-
-def definitions(percentile: float) -> dict:
-    p = f"{percentile:g}"
-    return {
-        "dice": "Dice = 2|A∩B| / (|A|+|B|) over voxels of the common (fixed) grid; null when both are empty",
-        "jaccard": "Jaccard = |A∩B| / |A∪B|",
-        "boundary": "boundary voxels: voxels of the segment with a 6-connected neighbour outside it (image edge "
-                    "counts as outside)",
-        "hausdorff_mm": "max of the two directed maxima of boundary-to-nearest-boundary Euclidean distances "
-                        "between voxel centres (mm)",
-        "hausdorff_percentile_mm": f"HD{p}: max of the two directed {p}th percentiles (numpy linear "
-                                   "interpolation); equals MONAI compute_hausdorff_distance(percentile=…) with "
-                                   "spacing. SlicerRT/plastimatch's '95% Hausdorff' is the mean of the two "
-                                   "directed percentiles instead",
-        "mean_surface_distance_mm": "ASSD: mean of both directed distance sets pooled together (MONAI "
-                                    "compute_average_surface_distance(symmetric=True))",
-        "tre": "before = |f − m|; after = |T(f) − m|, T = resampling transform fixed→moving, landmarks matched "
-               "by label (DIR-Lab / Learn2Reg convention); std is the population std",
-        "jacobian": "J = det(I + ∂u/∂x), u = T(x) − x sampled on the fixed grid, physical central differences "
-                    "(one-sided at the border); folding = J ≤ 0; SDlogJ = std of log J over voxels with J > 0",
-        "similarity": "NCC = Pearson correlation of intensities; NMI = (H(A)+H(B))/H(A,B) (Studholme), "
-                      "histogram bins as reported; MSE/MAE of intensities; before = moving as loaded resampled "
-                      "to the fixed grid, after = registered",
-        "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for "
-                        "labels) onto the fixed grid; after: through the registration's resampling transform "
-                        "(or elastix's result image for intensities)",
-    }
 
 
 # The command-line runners moved to :mod:`.commands`; these names stay importable from here (the Slicer module,

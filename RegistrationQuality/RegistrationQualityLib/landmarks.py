@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import measures
 from .errors import BadInputError
 from .io import Landmarks, check_unique_labels, landmarks_from_node, parse_coordinate
 
@@ -253,21 +254,12 @@ def transform_domain_flags(transform, ras: np.ndarray) -> np.ndarray:
 # TRE
 # ---------------------------------------------------------------------------------------------------
 def summarize_distances(values) -> dict:
-    """mean, std (population, ddof=0), median, p95 (linear interpolation), max and count, in mm.
+    """Every landmark measure of the registry (:mod:`.measures`: mean, std (population, ddof=0), median, p95
+    (linear interpolation), max and count, in mm) over the finite values.
 
     Empty input gives ``None`` values and count 0 (never a fake zero error).
     """
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return {"mean_mm": None, "std_mm": None, "median_mm": None, "p95_mm": None, "max_mm": None, "count": 0}
-    return {
-        "mean_mm": float(np.mean(v)),
-        "std_mm": float(np.std(v)),
-        "median_mm": float(np.median(v)),
-        "p95_mm": float(np.percentile(v, 95)),
-        "max_mm": float(np.max(v)),
-        "count": int(v.size),
-    }
+    return measures.landmark_statistics(values)
 
 
 @dataclass
