@@ -59,9 +59,9 @@ def test_landmark_measures_compute_analytic_values():
     v = [3.0, 4.0, 5.0, None, float("nan")]
     stats = measures.landmark_statistics(v)
     assert stats == {"mean_mm": 4.0, "std_mm": pytest.approx(np.sqrt(2 / 3)), "median_mm": 4.0,
-                     "p95_mm": pytest.approx(4.9), "max_mm": 5.0, "count": 3}
+                     "p95_mm": pytest.approx(4.9), "max_mm": 5.0, "worst30_mean_mm": 5.0, "count": 3}
     assert measures.landmark_statistics([]) == {"mean_mm": None, "std_mm": None, "median_mm": None, "p95_mm": None,
-                                                "max_mm": None, "count": 0}
+                                                "max_mm": None, "worst30_mean_mm": None, "count": 0}
 
 
 def test_deformation_and_similarity_measures_are_produced_by_the_functions_they_name():
@@ -245,4 +245,5 @@ def test_shift_case_values_unchanged_by_the_registry(ctx, tmp_path):
                    EvaluationOptions(snapshots=False)).report
     shift = float(np.linalg.norm(SHIFT_LPS))
     assert rep["landmarks"]["before"] == pytest.approx({"mean_mm": shift, "std_mm": 0.0, "median_mm": shift,
-                                                        "p95_mm": shift, "max_mm": shift, "count": 3}, abs=1e-6)
+                                                        "p95_mm": shift, "max_mm": shift, "worst30_mean_mm": shift,
+                                                        "count": 3}, abs=1e-6)

@@ -31,6 +31,7 @@ import numpy as np
 from . import measures
 from .errors import BadInputError
 from .io import Landmarks, check_unique_labels, landmarks_from_node, parse_coordinate
+from .measures import WORST_FRACTION, worst_count  # noqa: F401 - defined with the TRE measures
 
 __all__ = [
     "TREResult",
@@ -255,11 +256,19 @@ def transform_domain_flags(transform, ras: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 def summarize_distances(values) -> dict:
     """Every landmark measure of the registry (:mod:`.measures`: mean, std (population, ddof=0), median, p95
-    (linear interpolation), max and count, in mm) over the finite values.
+    (linear interpolation), max, the mean of the worst 30 % (:func:`worst_count` largest errors) and count, in mm)
+    over the finite values.
 
     Empty input gives ``None`` values and count 0 (never a fake zero error).
     """
     return measures.landmark_statistics(values)
+
+
+def improved_fraction(before, after) -> float | None:
+    """Fraction of landmarks whose error decreased (after < before); None without landmarks."""
+    b, a = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    ok = np.isfinite(b) & np.isfinite(a)
+    return None if not ok.any() else float(np.count_nonzero(a[ok] < b[ok]) / np.count_nonzero(ok))
 
 
 @dataclass
@@ -331,7 +340,7 @@ class TREResult:
             "transform": self.transform_name,
             "points": points,
             "before": self.summary("before"),
-            "after": self.summary("after"),
+            "after": dict(self.summary("after"), improved_fraction=improved_fraction(before, after)),
             "unmatched": [dict(u) for u in self.unmatched],
             "skipped": [dict(u) for u in self.skipped],
             "outside_domain_count": int(np.count_nonzero(self.outside_domain)),

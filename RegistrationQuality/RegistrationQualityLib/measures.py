@@ -25,6 +25,7 @@ Built-in deformation and similarity statistics are computed together in one pass
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -194,6 +195,16 @@ def _directed_measures() -> list:
     return out
 
 
+WORST_FRACTION = 0.3
+
+
+def worst_count(n: int, fraction: float = WORST_FRACTION) -> int:
+    """How many landmarks "the worst 30 %" are: ``ceil(0.3·n)`` (at least 1 when n > 0). 0.3·n is rounded up so
+    a single bad landmark of three is in it. (Learn2Reg's own "30" aggregate is ``np.quantile(per-case values,
+    0.3)`` over the cases of a task, MDL-UzL/L2R evaluation/L2RTest/evaluation.py, a different statistic.)"""
+    return 0 if n <= 0 else max(1, math.ceil(fraction * n - 1e-9))
+
+
 def _tre_statistic(function: Callable) -> Callable:
     return lambda v: float(function(v))
 
@@ -254,6 +265,9 @@ MEASURES: list = [
     Measure("tre_max_mm", "landmarks", "max_mm", "maximum TRE (worst single landmark)", "Max TRE", "mm", 2, "lower",
             "largest TRE of any matched landmark", compute=_tre_statistic(np.max), shown=True,
             cohort=(("max_tre_after_mm", "after"),)),
+    Measure("tre_worst30_mean_mm", "landmarks", "worst30_mean_mm", "mean TRE of the worst 30 %", "Worst-30 % TRE",
+            "mm", 2, "lower", "mean of the ceil(0.3·n) largest TREs (at least one landmark)",
+            compute=lambda v: float(np.mean(np.sort(v)[-worst_count(v.size):]))),
     Measure("tre_count", "landmarks", "count", "Matched landmarks", "Landmarks", "", 0, None,
             "number of landmark pairs matched by label with finite TRE", compute=lambda v: int(v.size), empty=0),
     # -- deformation (the transform on the fixed grid, one value per run) -----------------------------
