@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 from . import measures
 from .errors import BadInputError
@@ -33,8 +34,8 @@ class Check:
     """One gate: ``name`` (report.json check name and EvaluationOptions field), ``flag`` (CLI), ``measure``
     (registry key), ``statistic`` ("each" = every subject: each segment; "summary" = the one value of the
     section), ``comparison`` (">=": value must reach the limit, "<=": must not exceed it), ``needs`` (segments /
-    landmarks / transform), ``title`` (what it gates, {p} = percentile), ``subject`` (report.json subject of a
-    summary check), ``metavar``."""
+    landmarks / transform), ``title`` (what it gates, {p} = percentile), ``subject`` / ``subject_of(report)``
+    (report.json subject of a summary check), ``metavar``."""
 
     name: str
     flag: str
@@ -46,6 +47,7 @@ class Check:
     subject: str = ""
     metavar: str = "X"
     stage: str = "after"
+    subject_of: Callable | None = None  # report -> the subject text of a summary check (else ``subject``)
 
     def __post_init__(self):
         if self.comparison not in COMPARISON_SYMBOLS:
@@ -87,6 +89,22 @@ class Check:
         return value >= limit if self.comparison == ">=" else value <= limit
 
 
+def _landmark_subject(what: str) -> Callable:
+    """The subject of a landmark check: "mean TRE after", with "(k of n landmarks)" when some were unmatched."""
+    def subject(report: dict) -> str:
+        lm = report.get("landmarks") or {}
+        unmatched = lm.get("unmatched") or {}
+        n_unmatched = len(unmatched.get("fixed_only") or []) + len(unmatched.get("moving_only") or [])
+        matched = len(lm.get("points") or [])
+        return what + (f" ({matched} of {matched + n_unmatched} landmarks)" if n_unmatched else "")
+    return subject
+
+
+def _jacobian_subject(report: dict) -> str:
+    jac = (report.get("deformation") or {}).get("jacobian") or {}
+    return f"Jacobian, {jac.get('region') or 'whole image'}"
+
+
 CHECKS: list = [
     Check("min_dice", "--min-dice", "dice", "each", ">=", "segments", "Dice"),
     Check("max_hausdorff", "--max-hausdorff", "hausdorff_percentile_mm", "each", "<=", "segments",
@@ -95,12 +113,12 @@ CHECKS: list = [
           "maximum Hausdorff", metavar="MM"),
     Check("max_mean_distance", "--max-mean-distance", "mean_surface_distance_mm", "each", "<=", "segments",
           "mean surface distance (MDA)", metavar="MM"),
-    Check("max_tre", "--max-tre", "tre_mean_mm", "summary", "<=", "landmarks", "mean TRE", "mean TRE after",
-          metavar="MM"),
+    Check("max_tre", "--max-tre", "tre_mean_mm", "summary", "<=", "landmarks", "mean TRE", metavar="MM",
+          subject_of=_landmark_subject("mean TRE after")),
     Check("max_tre_point", "--max-tre-point", "tre_max_mm", "summary", "<=", "landmarks",
-          "maximum TRE (worst single landmark)", "max TRE after", metavar="MM"),
+          "maximum TRE (worst single landmark)", metavar="MM", subject_of=_landmark_subject("max TRE after")),
     Check("max_folding", "--max-folding", "jacobian_folding_percent", "summary", "<=", "transform",
-          "folding (J ≤ 0) percent", "folding (J <= 0) percent", metavar="PCT", stage="-"),
+          "folding (J ≤ 0) percent", metavar="PCT", stage="-", subject_of=_jacobian_subject),
 ]
 
 
@@ -196,7 +214,8 @@ def run_checks(report: dict, limits: dict) -> list:
         if not section:
             continue
         record = section if check.stage == "-" else (section.get(check.stage) or {})
-        out.append(_record(check, check.subject or check.title_for(), measure.value_in(record), limit))
+        subject = check.subject_of(report) if check.subject_of else (check.subject or check.title_for())
+        out.append(_record(check, subject, measure.value_in(record), limit))
     return out
 
 

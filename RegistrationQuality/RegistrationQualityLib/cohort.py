@@ -2,10 +2,10 @@
 
 Manifest: a CSV with a header. Columns are ``case_id`` plus evaluate's long options with ``_`` for ``-``
 (``fixed``, ``moving``, ``transform``, ``elastix_dir``, ``registered``, ``fixed_segmentation``,
-``moving_segmentation``, ``threshold``, ``fixed_landmarks``, ``moving_landmarks``, and the numeric options
+``moving_segmentation``, ``labels``, ``threshold``, ``fixed_landmarks``, ``moving_landmarks``, and the numeric options
 ``percentile`` and one limit per check: ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``, ...). An empty cell means the option
 is absent; relative paths resolve against the manifest's folder; ``threshold`` may hold two specs separated by
-``;`` (fixed; moving). An unknown column, or a missing ``case_id``/``fixed``/``moving`` column, is bad input.
+``;`` (fixed; moving), ``labels`` one label-name table or two (fixed; moving). An unknown column, or a missing ``case_id``/``fixed``/``moving`` column, is bad input.
 
 Output: ``DIR/cases/<case_id>/`` (each case's report, written atomically), ``DIR/summary.csv`` and
 ``DIR/summary.html``. A case that fails (bad input or an error) is reported in the summary and does not stop
@@ -26,7 +26,8 @@ from .errors import BadInputError
 PATH_COLUMNS = ("fixed", "moving", "transform", "elastix_dir", "registered", "fixed_segmentation",
                 "moving_segmentation", "fixed_landmarks", "moving_landmarks")
 NUMBER_COLUMNS = ("percentile", *checks.names())  # and one column per check of the check registry
-COLUMNS = ("case_id", *PATH_COLUMNS, "threshold", *NUMBER_COLUMNS)
+LIST_COLUMNS = ("threshold", "labels")  # one value for both images or two separated by ';' (fixed; moving)
+COLUMNS = ("case_id", *PATH_COLUMNS, *LIST_COLUMNS, *NUMBER_COLUMNS)
 REQUIRED = ("case_id", "fixed", "moving")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -93,6 +94,9 @@ def read_manifest(path) -> list[dict]:
                 case[column] = os.fspath(v if v.is_absolute() else base / v)
             elif column == "threshold":
                 case[column] = [s.strip() for s in value.split(";") if s.strip()]
+            elif column == "labels":
+                case[column] = [os.fspath(Path(v) if Path(v).is_absolute() else base / v)
+                                for v in (s.strip() for s in value.split(";")) if v]
             else:
                 try:
                     case[column] = float(value)
@@ -131,7 +135,7 @@ def run_case(case: dict, output_dir, defaults: dict | None = None) -> dict:
     error_file = Path(output_dir) / "cases" / f"{case_id}.error.json"
     opts = dict(defaults or {})
     opts.update({k: case[k] for k in NUMBER_COLUMNS if k in case})
-    inputs = EvaluationInputs(case_id=case_id, **{k: case.get(k) for k in (*PATH_COLUMNS, "threshold")})
+    inputs = EvaluationInputs(case_id=case_id, **{k: case.get(k) for k in (*PATH_COLUMNS, *LIST_COLUMNS)})
     limits = {k: opts.pop(k) for k in checks.names() if k in opts}
     options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None},
                                 limits={k: v for k, v in limits.items() if v is not None})
