@@ -13,8 +13,8 @@ Adding a measure = one entry in :data:`MEASURES` (or :func:`register`) + its fun
   boundary distances in mm); evaluated for every segment, before and after registration.
 * ``landmarks``: ``compute(distances)`` receives the finite TRE values (mm, 1-D float array, at least one
   value) of one stage; ``empty`` is the value when there is no landmark.
-* ``deformation``: ``compute(sample)`` receives a :class:`DeformationSample` (Jacobian map, region mask,
-  spacing, displacement field) once per run.
+* ``deformation``: ``compute(sample)`` receives a :class:`DeformationSample` (the region's Jacobian values and
+  displacement magnitudes, the grid spacing) once per run.
 * ``similarity``: the built-in statistics only (one chunked pass in :func:`~.similarity.similarity`); a new
   similarity measure is added there, with its registry entry naming it in ``computed_by``.
 
@@ -352,8 +352,10 @@ CONCEPTS = {
                 "as outside)",
     "tre": "TRE (target registration error): before = |f − m|; after = |T(f) − m|, T = resampling transform "
            "fixed→moving, landmarks matched by label (DIR-Lab / Learn2Reg convention); std is the population std",
-    "jacobian": "J = det(I + ∂u/∂x), u = T(x) − x sampled on the fixed grid, physical central differences (one-sided "
-                "at the border); folding = J ≤ 0; SDlogJ = std of log J over voxels with J > 0",
+    "jacobian": "J = det of T's spatial Jacobian at each fixed voxel: analytic for parametric transforms (linear, "
+                "elastix/ITK B-spline chains, as transformix -jac); for displacement fields det(I + ∂u/∂x), "
+                "u = T(x) − x, physical central differences (one-sided at the border); folding = J ≤ 0; SDlogJ = std "
+                "of log J over voxels with J > 0",
     "similarity": "NCC = Pearson correlation of intensities; NMI = (H(A)+H(B))/H(A,B) (Studholme), histogram bins as "
                   "reported; MSE/MAE of intensities; before = moving as loaded resampled to the fixed grid, after = "
                   "registered",
@@ -429,13 +431,13 @@ def landmark_statistics(distances) -> dict:
 
 @dataclass
 class DeformationSample:
-    """What a deformation measure's ``compute`` receives: ``jacobian`` (k, j, i) map, ``mask`` (bool, same shape,
-    or None = whole grid), ``spacing`` (x, y, z mm), ``displacement`` (k, j, i, 3 mm, LPS or RAS as sampled)."""
+    """What a deformation measure's ``compute`` receives (the registration is streamed slab by slab, so the
+    region's values, not the maps): ``jacobian`` (J of every voxel of the region, 1-D float32, non-finite
+    included), ``displacement`` (|u| in mm of the same voxels), ``spacing`` (x, y, z mm of the fixed grid)."""
 
     jacobian: np.ndarray
-    mask: np.ndarray | None
+    displacement: np.ndarray
     spacing: tuple
-    displacement: np.ndarray | None = None
 
 
 def apply_extra(applies_to: str, record: dict, sample) -> dict:
