@@ -236,6 +236,25 @@ def test_a_new_measure_appears_everywhere(ctx, tmp_path, fake_measure, capsys):
     assert panel_rows and panel_rows[0]["measure"] == "Fake cov." and panel_rows[0]["check"].startswith("pass (≥ 0.5")
 
 
+def test_a_new_deformation_measure_is_computed_in_the_streamed_pass(ctx, tmp_path):
+    """A deformation measure with its own function receives the region's J and |u| values."""
+    measures.register(measures.Measure(
+        "fake_u_median_mm", "deformation", "displacement_mm.fake_median", "Median displacement (test)", "|u| median",
+        "mm", 2, None, "median |u| (test only)", compute=lambda sample: float(np.median(sample.displacement)),
+        shown=True))
+    try:
+        case = write_shift_case(tmp_path)
+        result = evaluate(ctx, EvaluationInputs(fixed=case / "fixed.nrrd", moving=case / "moving.nrrd",
+                                                transform=case / "good.tfm"), EvaluationOptions(snapshots=False),
+                          output_dir=tmp_path / "out")
+        value = result.report["deformation"]["displacement_mm"]["fake_median"]
+        assert value == pytest.approx(float(np.linalg.norm(SHIFT_LPS)), abs=1e-3)  # a translation: |u| constant
+        assert "Median displacement (test)" in (tmp_path / "out" / "report.html").read_text()
+        assert any(r["metric"] == "displacement_fake_median_mm" for r in metrics_rows(result.report))
+    finally:
+        measures.unregister("fake_u_median_mm")
+
+
 def test_shift_case_values_unchanged_by_the_registry(ctx, tmp_path):
     """The registry computes what the code computed before: the translation case's analytic values."""
     case = write_shift_case(tmp_path)

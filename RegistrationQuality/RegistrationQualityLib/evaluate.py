@@ -424,9 +424,6 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             deformation = {"region": "whole image" if mask is None else "fixed segmentation",
                            **results["deformation"]}
             deformation["jacobian"]["region"] = deformation["region"]
-            stats = consumers["deformation"]
-            measures.apply_extra("deformation", deformation, measures.DeformationSample(
-                stats.j_values[:stats.filled], stats.u_values[:stats.filled], stats.spacing))
             if options.scene_outputs:
                 from .deformation import jacobian_volume_node
 
