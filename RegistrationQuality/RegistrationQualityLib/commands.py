@@ -67,7 +67,8 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
     )
     options = EvaluationOptions(percentile=getattr(args, "percentile", measures.DEFAULT_PERCENTILE),
                                 snapshots=not getattr(args, "no_snapshots", False),
-                                limits=checks.limits_from_args(args), threshold_cleanup=cleanup_from_args(args))
+                                limits=checks.limits_from_args(args), threshold_cleanup=cleanup_from_args(args),
+                                same_modality=bool(getattr(args, "same_modality", False)))
     return inputs, options
 
 

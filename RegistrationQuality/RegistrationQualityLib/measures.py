@@ -359,9 +359,10 @@ CONCEPTS = {
     "similarity": "NCC = Pearson correlation of intensities; NMI = (H(A)+H(B))/H(A,B) (Studholme), histogram bins as "
                   "reported; MSE/MAE of intensities; before = moving as loaded resampled to the fixed grid, after = "
                   "registered",
-    "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for labels) onto "
-                    "the fixed grid; after: through the registration's resampling transform (or elastix's result "
-                    "image for intensities)",
+    "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for labels and "
+                    "threshold masks, each image thresholded on its own grid) onto the fixed grid; after: the same data "
+                    "through the registration's resampling transform (intensities: the --registered image when given; "
+                    "elastix's result image is not used otherwise)",
 }
 
 

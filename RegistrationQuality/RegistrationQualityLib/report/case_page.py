@@ -15,6 +15,9 @@ from .style import BLUE, CSS, VERMILLION
 
 # Segment metrics shown in the table: key, column title, unit, True if larger is better.
 # (Jaccard = Dice / (2 - Dice) adds nothing at a glance; it is in report.json and metrics.csv.)
+# Intensity differences mean something only between images in the same units: information only (uncoloured)
+# unless the user declares the same modality (evaluate --same-modality, report.json options.same_modality).
+SAME_MODALITY_ONLY = ("mse", "mae")
 
 
 def _capital(text: str) -> str:
@@ -188,6 +191,8 @@ def _threshold_details(report: Mapping) -> str:
         if t.get("volume_cc") is not None:
             text += f" ({g(t['volume_cc'])} cc; raw {g(t.get('raw_volume_cc'))} cc)"
         parts.append(f"{side} {text}")
+    if entry["threshold"].get("after_from"):
+        parts.append(f"after: {entry['threshold']['after_from']}")
     cleanup = entry["threshold"].get("cleanup")
     if isinstance(cleanup, Mapping):
         try:
@@ -326,8 +331,24 @@ def _deformation_section(report: Mapping) -> str:
     out.append('<div class="two"><div>' + _table(("Quantity", "Value"), rows, {1}) + "</div><div>")
     hist = deformation.get("jacobian_histogram") or {}
     out.append(jacobian_histogram_svg(hist.get("edges") or [], hist.get("counts") or []))
-    out.append("</div></div></section>")
+    out.append("</div></div>")
+    out.append(_jacobian_regions_table(deformation.get("jacobian_by_region")))
+    out.append("</section>")
     return "".join(out)
+
+
+def _jacobian_regions_table(by_region) -> str:
+    """The Jacobian in both named regions (moving domain, fixed mask), side by side."""
+    if not isinstance(by_region, Mapping):
+        return ""
+    regions = [r for r in (by_region.get("moving_domain"), by_region.get("fixed_mask")) if isinstance(r, Mapping)]
+    if not regions:
+        return ""
+    shown = [measures.find("deformation", f"jacobian.{key}") for key in (
+        "voxels", "min", "max", "mean", "folding_voxels", "folding_percent", "folding_volume_cc", "sdlogj")]
+    rows = [(_e(m.title), *(_measure_value(m, m.value_in({"jacobian": r})) for r in regions)) for m in shown if m]
+    header = ("Jacobian by region", *(_e(r.get("region") or "") for r in regions))
+    return "<h3>Jacobian in each region</h3>" + _table(header, rows, set(range(1, len(regions) + 1)))
 
 
 def _similarity_section(report: Mapping) -> str:
@@ -335,9 +356,19 @@ def _similarity_section(report: Mapping) -> str:
     if not isinstance(similarity, Mapping):
         return ""
     before, after = similarity.get("before") or {}, similarity.get("after") or {}
-    rows = [(f"{_e(m.title)} ({_e(m.short)})", _e(m.better or "—"),
-             _measure_change(m, m.value_in(before), m.value_in(after))) for m in measures.of("similarity", shown=True)
-            if m.field in before or m.field in after]
+    same_modality = bool((report.get("options") or {}).get("same_modality"))
+    rows = []
+    for m in measures.of("similarity", shown=True):
+        if m.field not in before and m.field not in after:
+            continue
+        if m.key in SAME_MODALITY_ONLY and not same_modality:
+            rows.append((f"{_e(m.title)} ({_e(m.short)})",
+                         '<span class="info" title="the images are not declared to share intensity units">'
+                         "information only (not judged without --same-modality)</span>",
+                         _measure_change(m, m.value_in(before), m.value_in(after), judged=False)))
+        else:
+            rows.append((f"{_e(m.title)} ({_e(m.short)})", _e(m.better or "—"),
+                         _measure_change(m, m.value_in(before), m.value_in(after))))
     details = []
     if similarity.get("region"):
         details.append(f"region: {_e(similarity['region'])}")
