@@ -5,7 +5,9 @@ Manifest: a CSV with a header. Columns are ``case_id`` plus evaluate's long opti
 ``moving_segmentation``, ``labels``, ``threshold``, ``fixed_landmarks``, ``moving_landmarks``, and the numeric options
 ``percentile`` and one limit per check: ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``, ...). An empty cell means the option
 is absent; relative paths resolve against the manifest's folder; ``threshold`` may hold two specs separated by
-``;`` (fixed; moving), ``labels`` one label-name table or two (fixed; moving). An unknown column, or a missing ``case_id``/``fixed``/``moving`` column, is bad input.
+``;`` (fixed; moving), ``labels`` one label-name table or two (fixed; moving); the threshold clean-up columns
+``fill_holes``, ``largest_component`` (true/false), ``min_island_cc``, ``closing_mm`` and ``same_modality``
+(true/false) are evaluate's options of those names. An unknown column, or a missing ``case_id``/``fixed``/``moving`` column, is bad input.
 
 Output: ``DIR/cases/<case_id>/`` (each case's report, written atomically), ``DIR/summary.csv`` and
 ``DIR/summary.html``. A case that fails (bad input or an error) is reported in the summary and does not stop
@@ -27,7 +29,10 @@ PATH_COLUMNS = ("fixed", "moving", "transform", "elastix_dir", "registered", "fi
                 "moving_segmentation", "fixed_landmarks", "moving_landmarks")
 NUMBER_COLUMNS = ("percentile", *checks.names())  # and one column per check of the check registry
 LIST_COLUMNS = ("threshold", "labels")  # one value for both images or two separated by ';' (fixed; moving)
-COLUMNS = ("case_id", *PATH_COLUMNS, *LIST_COLUMNS, *NUMBER_COLUMNS)
+CLEANUP_COLUMNS = ("fill_holes", "largest_component", "min_island_cc", "closing_mm")  # segmentation.Cleanup
+BOOL_COLUMNS = ("fill_holes", "largest_component", "same_modality")  # true/false, yes/no, 1/0
+COLUMNS = ("case_id", *PATH_COLUMNS, *LIST_COLUMNS, *NUMBER_COLUMNS, *CLEANUP_COLUMNS, "same_modality")
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 REQUIRED = ("case_id", "fixed", "moving")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -94,6 +99,11 @@ def read_manifest(path) -> list[dict]:
                 case[column] = os.fspath(v if v.is_absolute() else base / v)
             elif column == "threshold":
                 case[column] = [s.strip() for s in value.split(";") if s.strip()]
+            elif column in BOOL_COLUMNS:
+                if value.strip().lower() not in _BOOLEANS:
+                    raise BadInputError(name, f"line {lineno} (case {case_id}), column {column}: '{value}' is "
+                                        "not true/false")
+                case[column] = _BOOLEANS[value.strip().lower()]
             elif column == "labels":
                 case[column] = [os.fspath(Path(v) if Path(v).is_absolute() else base / v)
                                 for v in (s.strip() for s in value.split(";")) if v]
@@ -135,11 +145,18 @@ def run_case(case: dict, output_dir, defaults: dict | None = None) -> dict:
     error_file = Path(output_dir) / "cases" / f"{case_id}.error.json"
     opts = dict(defaults or {})
     opts.update({k: case[k] for k in NUMBER_COLUMNS if k in case})
+    if "same_modality" in case:
+        opts["same_modality"] = case["same_modality"]
     inputs = EvaluationInputs(case_id=case_id, **{k: case.get(k) for k in (*PATH_COLUMNS, *LIST_COLUMNS)})
     limits = {k: opts.pop(k) for k in checks.names() if k in opts}
-    options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None},
-                                limits={k: v for k, v in limits.items() if v is not None})
     try:
+        if any(k in case for k in CLEANUP_COLUMNS):
+            from .segmentation import Cleanup, cleanup_from_dict
+
+            base = cleanup_from_dict(opts.get("threshold_cleanup")).as_dict()
+            opts["threshold_cleanup"] = Cleanup(**{**base, **{k: case[k] for k in CLEANUP_COLUMNS if k in case}})
+        options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None},
+                                    limits={k: v for k, v in limits.items() if v is not None})
         result = evaluate(Context.headless(), inputs, options, output_dir=folder)
     except BadInputError as exc:
         return _error_row(case_id, f"bad input: {exc}", error_file)

@@ -813,9 +813,14 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None):
         for path in board:
             add(path, "checkerboard of fixed and registered images", "edges should continue across squares")
         if jacobian is not None:
-            folding = ((report.get("deformation") or {}).get("jacobian") or {}).get("folding_voxels")
-            where = "through the largest folding region" if folding else "through the smallest J (nothing folds)"
-            for path in rendering.render_jacobian(ctx, fixed, jacobian, folder):
+            from .segmentation import mask_centroid_ras
+
+            folds = bool(np.any(jacobian <= 0))
+            center = None if folds or "fixed_labels" not in masks else mask_centroid_ras(masks["fixed_labels"])
+            where = "through the largest folding region" if folds else (
+                "through the smallest J (nothing folds)" if center is None else
+                "through the fixed segmentation's centre (nothing folds)")
+            for path in rendering.render_jacobian(ctx, fixed, jacobian, folder, center_ras=center):
                 view = Path(path).stem.replace("jacobian_", "")
                 add(path, f"{view}: Jacobian determinant {where}",
                     "blue = compression (J = 0.5), white = J = 1, red = expansion (J = 2); yellow outline = "
