@@ -22,7 +22,11 @@ from conftest import SHIFT_LPS, run_cli, write_shift_case
 def test_every_measure_has_definition_unit_title_and_a_computation(m):
     assert m.title and m.short and m.definition and isinstance(m.unit, str)
     assert m.applies_to in measures.APPLIES_TO and m.better in ("higher", "lower", None)
-    assert m.compute is not None or m.computed_by.split(".")[0] in ("deformation", "similarity")
+    if m.compute is None:  # computed with others in one pass: the named function exists
+        import importlib
+
+        module, _, name = m.computed_by.partition(".")
+        assert hasattr(importlib.import_module(f"RegistrationQualityLib.{module}"), name), m.computed_by
     assert len([x for x in measures.MEASURES if x.key == m.key]) == 1
 
 
@@ -52,7 +56,8 @@ def test_segment_measures_compute_analytic_values():
     assert values["directed"]["reference_to_compared"]["max_mm"] == pytest.approx(1.0)
     # every segment measure is in the record, at its field
     for measure in measures.of("segment"):
-        assert measure.field.split(".")[0] in values
+        if measure.compute is not None:
+            assert measure.field.split(".")[0] in values
 
 
 def test_landmark_measures_compute_analytic_values():
@@ -73,7 +78,8 @@ def test_deformation_and_similarity_measures_are_produced_by_the_functions_they_
     u[..., 0] = 2.0
     record = {"jacobian": deformation.jacobian_statistics(jac), "displacement_mm": deformation.displacement_statistics(u)}
     for m in measures.of("deformation"):
-        assert m.value_in(record) is not None, m.key
+        if m.computed_by.startswith("deformation."):
+            assert m.value_in(record) is not None, m.key
     assert measures.get("jacobian_folding_percent").value_in(record) == pytest.approx(100 * 2 / 120)
     assert measures.get("displacement_max_mm").value_in(record) == pytest.approx(2.0)
 

@@ -48,6 +48,8 @@ class Check:
     metavar: str = "X"
     stage: str = "after"
     subject_of: Callable | None = None  # report -> the subject text of a summary check (else ``subject``)
+    # per-segment checks measured several ways (NSD at each tolerance): (entry, report) -> [(subject, value)]
+    values_of: Callable | None = None
 
     def __post_init__(self):
         if self.comparison not in COMPARISON_SYMBOLS:
@@ -100,6 +102,19 @@ def _landmark_subject(what: str) -> Callable:
     return subject
 
 
+def _nsd_values(entry: dict, report: dict) -> list:
+    """min_nsd: one value per NSD tolerance of the run (report.json options.nsd_tolerances_mm)."""
+    after = entry.get("after") or {}
+    tolerances = (report.get("options") or {}).get("nsd_tolerances_mm") or [2.0]
+    return [(f"{entry.get('name')} (NSD {float(t):g} mm)", after.get("nsd_" + f"{float(t):g}".replace(".", "_") + "mm"))
+            for t in tolerances]
+
+
+def _ndv_subject(report: dict) -> str:
+    jac = (report.get("deformation") or {}).get("jacobian") or {}
+    return f"non-diffeomorphic volume, {jac.get('region') or 'whole image'}"
+
+
 def _jacobian_subject(report: dict) -> str:
     jac = (report.get("deformation") or {}).get("jacobian") or {}
     return f"Jacobian, {jac.get('region') or 'whole image'}"
@@ -113,12 +128,17 @@ CHECKS: list = [
           "maximum Hausdorff", metavar="MM"),
     Check("max_mean_distance", "--max-mean-distance", "mean_surface_distance_mm", "each", "<=", "segments",
           "mean surface distance (MDA)", metavar="MM"),
+    Check("min_nsd", "--min-nsd", "nsd_2mm", "each", ">=", "segments",
+          "normalised surface Dice (at each --nsd-tolerance)", values_of=_nsd_values),
     Check("max_tre", "--max-tre", "tre_mean_mm", "summary", "<=", "landmarks", "mean TRE", metavar="MM",
           subject_of=_landmark_subject("mean TRE after")),
     Check("max_tre_point", "--max-tre-point", "tre_max_mm", "summary", "<=", "landmarks",
           "maximum TRE (worst single landmark)", metavar="MM", subject_of=_landmark_subject("max TRE after")),
     Check("max_folding", "--max-folding", "jacobian_folding_percent", "summary", "<=", "transform",
           "folding (J ≤ 0) percent", metavar="PCT", stage="-", subject_of=_jacobian_subject),
+    Check("max_ndv", "--max-ndv", "jacobian_ndv_percent", "summary", "<=", "transform",
+          "non-diffeomorphic volume (Liu et al. 2024, 10 stencils) percent", metavar="PCT", stage="-",
+          subject_of=_ndv_subject),
 ]
 
 
@@ -208,7 +228,11 @@ def run_checks(report: dict, limits: dict) -> list:
             if not entries:
                 out.append(_record(check, "no segment to check", None, limit))
             for entry in entries:
-                out.append(_record(check, entry.get("name"), measure.value_in(entry.get(check.stage) or {}), limit))
+                if check.values_of is not None:
+                    out.extend(_record(check, subject, value, limit) for subject, value in check.values_of(entry, report))
+                else:
+                    out.append(_record(check, entry.get("name"), measure.value_in(entry.get(check.stage) or {}),
+                                       limit))
             continue
         section = report.get(measure.section)
         if not section:

@@ -71,6 +71,7 @@ def build_parser() -> ArgumentParser:
                    "when on another grid)")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="p of HDp, the p-th percentile Hausdorff (0-100; default 95)")
     p.add_argument("--json", metavar="PATH", help="write the JSON here instead of stdout")
+    add_nsd_tolerance_argument(p)
     p.set_defaults(handler="RegistrationQualityLib.commands:run_compare_cli")
 
     p = sub.add_parser("evaluate", help="evaluate one registration and write the QA report")
@@ -84,6 +85,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address (optional extra)")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="p of HDp, the p-th percentile Hausdorff (0-100; default 95)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
+    add_nsd_tolerance_argument(p)
     add_check_arguments(p)
     p.set_defaults(handler="RegistrationQualityLib.commands:run_cohort_cli")
 
@@ -122,8 +124,14 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("--same-modality", action="store_true", help="fixed and moving images share intensity units: "
                    "judge MSE/MAE (else they are shown as information only)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
+    add_nsd_tolerance_argument(p)
     add_check_arguments(p)
     p.add_argument("--output", required=True, help="report folder (written atomically)")
+
+
+def add_nsd_tolerance_argument(p) -> None:
+    p.add_argument("--nsd-tolerance", type=_positive, action="append", metavar="MM", dest="nsd_tolerance",
+                   help="tolerance of the normalised surface Dice in mm (default 2; repeat for several)")
 
 
 def add_cleanup_arguments(p) -> None:

@@ -19,11 +19,13 @@ from .context import Context
 from .errors import BadInputError
 from .evaluate import EvaluationInputs, EvaluationOptions, EvaluationResult, evaluate, validate_inputs
 from .samplecase import read_case_spec, sample_case_folder
+from .surface import check_tolerances
 
 
 def run_compare_cli(args, messages) -> int:
     """``registration-quality compare REFERENCE COMPARED [--percentile P] [--json PATH]``."""
-    result = metrics.compare_files(args.reference, args.compared, args.percentile, messages)
+    result = metrics.compare_files(args.reference, args.compared, args.percentile, messages,
+                                   nsd_tolerances=getattr(args, "nsd_tolerance", None))
     text = json.dumps(result, indent=2, allow_nan=False) + "\n"
     if args.json:
         out = Path(args.json)
@@ -67,7 +69,9 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
     )
     options = EvaluationOptions(percentile=getattr(args, "percentile", measures.DEFAULT_PERCENTILE),
                                 snapshots=not getattr(args, "no_snapshots", False),
-                                limits=checks.limits_from_args(args), threshold_cleanup=cleanup_from_args(args),
+                                limits=checks.limits_from_args(args),
+                                nsd_tolerances=check_tolerances(getattr(args, "nsd_tolerance", None)),
+                                threshold_cleanup=cleanup_from_args(args),
                                 same_modality=bool(getattr(args, "same_modality", False)))
     return inputs, options
 
@@ -171,6 +175,8 @@ def batch_main(argv, slicer_module, stdout=None, stderr=None) -> int:
 def run_cohort_cli(args, messages) -> int:
     defaults = {k: getattr(args, k, None) for k in ("percentile", *checks.names())}
     defaults["snapshots"] = not getattr(args, "no_snapshots", False)
+    if getattr(args, "nsd_tolerance", None):
+        defaults["nsd_tolerances"] = check_tolerances(args.nsd_tolerance)
     rows = cohort.run_cohort(args.manifest, args.output, workers=args.workers, scheduler=args.scheduler,
                       defaults=defaults, progress=messages.progress)
     failed = [r for r in rows if r["status"] == "failed"]

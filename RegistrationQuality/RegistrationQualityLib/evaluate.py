@@ -25,6 +25,7 @@ import numpy as np
 from . import __version__, checks, measures
 from .context import TemporaryNodes
 from .errors import BadInputError
+from .surface import dice_hiding_warnings
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs and options
@@ -60,7 +61,7 @@ _OPTIONS_DOC = """How to evaluate: ``percentile`` (HD\\ :sub:`p`), one limit fie
 (:mod:`.checks`: ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``, ``max_tre_point``, ...; None =
 not checked), ``limits`` (more limits by check name, e.g. of checks registered after import), ``snapshots``,
 ``scene_outputs`` (create result nodes in the scene: the Slicer panel), ``jacobian_histogram_bins``,
-``threshold_cleanup`` (segmentation.Cleanup for --threshold masks; None = its default), ``same_modality``
+``nsd_tolerances`` (mm), ``heatmaps`` (distance heat-map pictures), ``threshold_cleanup`` (segmentation.Cleanup for --threshold masks; None = its default), ``same_modality``
 (fixed and moving share intensity units: MSE/MAE are judged)."""
 
 
@@ -94,7 +95,10 @@ def _options_class():
     fields_ = [("percentile", float, field(default=measures.DEFAULT_PERCENTILE))]
     fields_ += [(c.name, "float | None", field(default=None)) for c in checks.CHECKS]
     fields_ += [("snapshots", bool, field(default=True)), ("scene_outputs", bool, field(default=False)),
-                ("jacobian_histogram_bins", int, field(default=60)), ("threshold_cleanup", object, field(default=None)),
+                ("jacobian_histogram_bins", int, field(default=60)),
+                ("nsd_tolerances", tuple, field(default=(2.0,))),  # mm; NSD is reported at each (surface.py)
+                ("heatmaps", int, field(default=3)),  # distance heat-maps in the report: the lowest-Dice segments
+                ("threshold_cleanup", object, field(default=None)),
                 ("same_modality", bool, field(default=False)), ("limits", dict, field(default_factory=dict))]
     return make_dataclass("EvaluationOptions", fields_, namespace={
         "__doc__": _OPTIONS_DOC, "__module__": __name__, "check_limits": _check_limits,
@@ -395,6 +399,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         threshold_after, jacobian = None, None
         if registration is not None:
             from .deformation import DeformationStatistics, JacobianInRegion, mask_array
+            from .ndv import Learn2RegSDlogJ, NonDiffeomorphicVolume
             from .similarity import InsideMoving, domain_mask
             from .transforms import stream
 
@@ -423,8 +428,11 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                 mask_array(thresholds["fixed_mask"], fixed) if thresholds is not None else None)
             if fixed_region is not None:
                 consumers["jacobian_fixed_mask"] = JacobianInRegion(fixed, fixed_region)
+            # the non-diffeomorphic volume (Liu et al. 2024) and Learn2Reg's SDlogJ take the same slabs (ndv.py)
+            consumers["ndv"] = NonDiffeomorphicVolume(fixed, mask)
+            consumers["sdlogj_learn2reg"] = Learn2RegSDlogJ(fixed, mask)
             results = dict(zip(consumers, stream(registration, fixed, list(consumers.values()), need_jacobian=True,
-                                                 progress=lambda f: step.within("align", f))))
+                                                 progress=lambda f: step.within("align", f), halo=True)))
             if "registered" in results:
                 registered = results["registered"]
             threshold_after = results.get("threshold")
@@ -438,6 +446,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                 after_mask = results["inside"]
             deformation = {"region": "whole image" if mask is None else "fixed segmentation",
                            **results["deformation"]}
+            deformation["jacobian"].update(results["sdlogj_learn2reg"])
+            deformation["jacobian"].update(results["ndv"])
             deformation["jacobian"]["region"] = deformation["region"]
             deformation["jacobian_by_region"] = _jacobian_by_region(results, label_pair is not None)
             jacobian = consumers["deformation"].jacobian
@@ -474,6 +484,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                                        transform_node, landmarks),
             "elastix": elastix_info,
             "options": {"percentile": float(options.percentile),
+                        "nsd_tolerances_mm": [float(t) for t in options.nsd_tolerances],
                         **{name: options.check_limits().get(name) for name in checks.names()},
                         "threshold_cleanup": _cleanup_dict(options) if inputs.threshold else None,
                         "same_modality": bool(options.same_modality)},
@@ -486,19 +497,21 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "warnings": warnings + notices,
         }
         report["checks"] = checks.run_checks(report, options.check_limits())
+        report["warnings"].extend(dice_hiding_warnings(report["segments"], options.min_dice))
         report["verdict"] = checks.verdict(report["checks"])
 
         snapshot_files: dict = {}
         if options.snapshots and output_dir is not None:
             step("snapshots")
-            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings, jacobian)
+            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings, jacobian,
+                                                      heatmaps=options.heatmaps)
             report["snapshots"] = snap_entries
         else:
             report["snapshots"] = []
 
         try:
             if options.scene_outputs:
-                nodes.update(_scene_outputs(ctx, report, landmarks, nodes.get("jacobian")))
+                nodes.update(_scene_outputs(ctx, report, landmarks, nodes.get("jacobian"), seg_masks))
 
             out = None
             if output_dir is not None:
@@ -647,7 +660,7 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         f_src, m_src, by = label_pair
         before = _resampled_source(ctx, m_src, fixed, None)
         after = after_source if after_source is not None else _resampled_source(ctx, m_src, fixed, transform_node)
-        kw = {"percentile": options.percentile, "by": by, "lattice": fixed}
+        kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances}
         entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
         if fixed_union is None:
             fixed_union = _fixed_union(ctx, f_src, fixed)
@@ -681,7 +694,8 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         label = 1 + max(used or [0])
         names = {label: "threshold"}
         ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names, labels=[label])
-        kw = {"percentile": options.percentile, "by": "label", "lattice": fixed}
+        kw = {"percentile": options.percentile, "by": "label", "lattice": fixed,
+              "nsd_tolerances": options.nsd_tolerances}
         b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names,
                                                  labels=[label]), **kw)
         a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
@@ -768,8 +782,9 @@ def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, a
 
 # -- checks --------------------------------------------------------------------------------------------
 # -- snapshots -----------------------------------------------------------------------------------------
-def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None):
-    """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries)."""
+def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, heatmaps: int = 0):
+    """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries); with ``heatmaps``,
+    also the distance heat maps of that many segments with the lowest Dice after registration."""
     import shutil
     import tempfile
 
@@ -825,6 +840,8 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None):
                 add(path, f"{view}: Jacobian determinant {where}",
                     "blue = compression (J = 0.5), white = J = 1, red = expansion (J = 2); yellow outline = "
                     "folding (J ≤ 0)")
+        for path, title, caption in _heatmap_pictures(report, masks, folder, heatmaps, warnings):
+            add(path, title, caption)
     except BadInputError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -835,6 +852,40 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None):
     finally:  # the renderer's slice node, composite node and slice model are temporary nodes too
         rendering.close_renderer(ctx)
     return files, entries
+
+
+def _heatmap_names(report, count: int) -> list:
+    """Names of the ``count`` labelmap segments with the lowest Dice after registration."""
+    scored = sorted((e["after"]["dice"], str(e["name"])) for e in report.get("segments") or []
+                    if "threshold" not in e and (e.get("after") or {}).get("dice") is not None)
+    return [name for _dice, name in scored[:max(0, int(count))]]
+
+
+def _heatmap_pictures(report, masks, folder, count: int, warnings) -> list:
+    """[(png path, title, caption)] of distance heat maps (heatmap.py), skipped with a warning when the
+    offscreen renderer is unavailable."""
+    import re
+
+    from . import heatmap
+
+    if not count or "label_sources" not in masks:
+        return []
+    f_src, _before, after, by = masks["label_sources"]
+    names = _heatmap_names(report, count)
+    out = []
+    for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by, names=names):
+        if poly is None:
+            continue
+        value_range = heatmap.legend_range(values, masks["fixed_union"].GetSpacing())
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "segment"
+        path, reason = heatmap.render_png(poly, value_range, Path(folder) / f"heatmap_{safe}.png")
+        if path is None:
+            warnings.append(f"distance heat maps skipped: {reason}")
+            break
+        out.append((path, f"'{name}': fixed surface coloured by its signed distance to the registered segment",
+                    f"red: the registered segment extends beyond the fixed surface, blue: it falls short; "
+                    f"colour range ±{value_range[1]:.1f} mm"))
+    return out
 
 
 def _worst_segment(report, masks):
@@ -874,9 +925,10 @@ def _cleanup_snapshot_temp(snapshot_files: dict) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _scene_outputs(ctx, report, landmarks, jacobian=None) -> dict:
+def _scene_outputs(ctx, report, landmarks, jacobian=None, masks=None) -> dict:
     """Result nodes for the Slicer panel: metrics table, TRE table and error vectors, the folding voxels of the
-    Jacobian volume as a segment."""
+    Jacobian volume as a segment, and one distance heat-map model per segment (``heatmap:<segment name>``, hidden
+    until the panel shows them)."""
     from . import io
 
     nodes = {}
@@ -892,6 +944,15 @@ def _scene_outputs(ctx, report, landmarks, jacobian=None) -> dict:
 
         nodes["tre_table"] = tre_to_table_node(ctx, landmarks)
         nodes["tre_vectors"] = error_vectors_node(ctx, landmarks)
+    if masks and "label_sources" in masks:
+        from . import heatmap
+
+        f_src, _before, after, by = masks["label_sources"]
+        spacing = masks["fixed_union"].GetSpacing()
+        for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by):
+            if poly is not None:
+                nodes[f"heatmap:{name}"] = heatmap.heatmap_model_node(
+                    ctx, poly, f"heat map: {name}", heatmap.legend_range(values, spacing), visible=False)
     return nodes
 
 

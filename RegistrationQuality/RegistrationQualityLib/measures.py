@@ -237,6 +237,19 @@ MEASURES: list = [
             "ASSD: mean of both directed boundary distance sets pooled together (MONAI "
             "compute_average_surface_distance(symmetric=True)); TG-132's mean distance to agreement (MDA)",
             "Heimann T et al., IEEE TMI 28(8):1251-1265, 2009", compute=mean_surface_distance, shown=True),
+    Measure("nsd_2mm", "segment", "nsd_2mm", "Normalised surface Dice at 2 mm", "NSD 2 mm", "", 3, "higher",
+            "boundary voxels of either segment within 2 mm of the other's boundary / all boundary voxels; 0 if one "
+            "side is empty, null if both are (one nsd_<τ>mm key per --nsd-tolerance; 2 mm is the default)",
+            "Nikolov S et al., J Med Internet Res 23(7):e26151, 2021", computed_by="surface.nsd_record", shown=False,
+            panel=True, cohort=(("min_nsd_before", "before"), ("min_nsd_after", "after"))),
+    Measure("signed_distance_mean_mm", "segment", "signed_distance.mean_mm", "Signed distance mean",
+            "Signed distance mean", "mm", 2, None, "mean signed distance of the compared boundary voxels to the "
+            "reference boundary (negative inside the reference)", computed_by="surface.signed_distance_summary",
+            panel=True),
+    Measure("shifted_self_dice_2mm", "segment", "shifted_self_dice.2mm", "Dice of itself shifted 2 mm",
+            "Dice of itself shifted 2 mm", "", 3, None, "Dice of the fixed segment with itself shifted by 2 mm (worst "
+            "of ±x, ±y, ±z): a Dice check above it cannot see an error of that size",
+            computed_by="surface.worst_shifted_dice", panel=True),
     *_directed_measures(),
     Measure("reference_volume_cc", "segment", "reference_volume_cc", "Reference volume", "Reference volume", "cc",
             3, None, "reference voxel count × voxel volume, on its own grid", compute=lambda m: m.reference_cc),
@@ -265,9 +278,14 @@ MEASURES: list = [
     Measure("tre_max_mm", "landmarks", "max_mm", "maximum TRE (worst single landmark)", "Max TRE", "mm", 2, "lower",
             "largest TRE of any matched landmark", compute=_tre_statistic(np.max), shown=True,
             cohort=(("max_tre_after_mm", "after"),)),
-    Measure("tre_worst30_mean_mm", "landmarks", "worst30_mean_mm", "mean TRE of the worst 30 %", "Worst-30 % TRE",
+    Measure("tre_worst30_mean_mm", "landmarks", "worst30_mean_mm", "mean of the worst 30 % TRE", "TRE worst 30 % mean",
             "mm", 2, "lower", "mean of the ceil(0.3·n) largest TREs (at least one landmark)",
-            compute=lambda v: float(np.mean(np.sort(v)[-worst_count(v.size):]))),
+            compute=lambda v: float(np.mean(np.sort(v)[-worst_count(v.size):])), shown=True,
+            cohort=(("tre_worst30_before_mm", "before"), ("tre_worst30_after_mm", "after"))),
+    Measure("tre_improved_fraction", "landmarks", "improved_fraction", "Fraction of landmarks whose error decreased",
+            "Landmarks improved", "", 2, "higher", "share of matched landmarks whose TRE after is below their TRE "
+            "before (after stage only)", computed_by="landmarks.improved_fraction", shown=True,
+            cohort=(("tre_improved_fraction", "after"),)),
     Measure("tre_count", "landmarks", "count", "Matched landmarks", "Landmarks", "", 0, None,
             "number of landmark pairs matched by label with finite TRE", compute=lambda v: int(v.size), empty=0),
     # -- deformation (the transform on the fixed grid, one value per run) -----------------------------
@@ -286,6 +304,16 @@ MEASURES: list = [
             "%", 3, "lower", "100 × voxels with J ≤ 0 / voxels of the region (the transform folds space there)",
             "Christensen GE, Johnson HJ, IEEE TMI 20(7):568-582, 2001", computed_by="deformation.jacobian_statistics",
             shown=True, cohort=(("folding_percent", "-"),)),
+    Measure("jacobian_ndv_percent", "deformation", "jacobian.ndv_percent",
+            "Non-diffeomorphic volume (NDV, 10 stencils)", "NDV", "%", 3, "lower",
+            "Σ over voxels and the 8 one-sided + 2 star finite-difference stencils of −½·min(J_s, 0)/6, % of the "
+            "region", "Liu B et al., Int J Comput Vis 2024", computed_by="ndv.NonDiffeomorphicVolume", shown=True,
+            cohort=(("ndv_percent", "-"),)),
+    Measure("jacobian_ndv_cc", "deformation", "jacobian.ndv_cc", "NDV", "NDV volume", "cc", 3, "lower",
+            "non-diffeomorphic volume in cc", "Liu B et al., Int J Comput Vis 2024", computed_by="ndv.NonDiffeomorphicVolume",
+            shown=True, panel=False),
+    Measure("jacobian_ndv_voxels", "deformation", "jacobian.ndv_voxels", "NDV in voxels", "NDV voxels", "voxels", 3,
+            None, "non-diffeomorphic volume in voxel units", computed_by="ndv.NonDiffeomorphicVolume"),
     Measure("jacobian_folding_voxels", "deformation", "jacobian.folding_voxels", "Folding voxels (J ≤ 0)",
             "Folding voxels", "voxels", 0, "lower", "number of voxels with J ≤ 0",
             computed_by="deformation.jacobian_statistics"),
@@ -296,6 +324,10 @@ MEASURES: list = [
             "standard deviation of log J over the voxels with J > 0 (J ≤ 0 excluded and counted, no clipping)",
             "Leow AD et al., IEEE TMI 26(6):822-832, 2007 (log-Jacobian)",
             computed_by="deformation.jacobian_statistics", shown=True, panel=False, cohort=(("sdlogj", "-"),)),
+    Measure("jacobian_sdlogj_learn2reg", "deformation", "jacobian.sdlogj_learn2reg",
+            "SDlogJ, Learn2Reg convention (log(J + 3))", "SDlogJ (Learn2Reg)", "", 3, "lower",
+            "std(log(clip(J + 3, 1e-9, 1e9))) over the region minus a 2-voxel border (Learn2Reg's evaluation)",
+            computed_by="ndv.Learn2RegSDlogJ", shown=True, cohort=(("sdlogj_learn2reg", "-"),)),
     Measure("jacobian_sdlogj_voxels", "deformation", "jacobian.sdlogj_voxels", "Voxels in SD of log J",
             "SD log J voxels", "voxels", 0, None, "voxels with J > 0 (those SD of log J is computed over)",
             computed_by="deformation.jacobian_statistics"),
@@ -359,6 +391,18 @@ CONCEPTS = {
     "similarity": "NCC = Pearson correlation of intensities; NMI = (H(A)+H(B))/H(A,B) (Studholme), histogram bins as "
                   "reported; MSE/MAE of intensities; before = moving as loaded resampled to the fixed grid, after = "
                   "registered",
+    "nsd": "NSD at τ mm (nsd_<τ>mm): boundary voxels of either segment within τ mm of the other's boundary / all "
+           "boundary voxels (Nikolov et al. 2021, voxel counts = MONAI's default; surface-distance weighs surfel "
+           "areas instead)",
+    "signed_distance": "signed distance of each registered-segment boundary voxel to the fixed boundary, negative "
+                       "inside the fixed segment: mean, p5, p95, largest outward / inward excursion",
+    "shifted_self_dice": "Dice of the fixed segment with itself shifted by 1 or 2 mm (worst of ±x, ±y, ±z): a Dice "
+                         "check above it cannot see an error of that size",
+    "ndv": "non-diffeomorphic volume (Liu et al., IJCV 2024): Σ over voxels and the 8 one-sided + 2 star "
+           "finite-difference stencils of −½·min(J_s, 0)/6, in voxels, % of the region and cc",
+    "sdlogj_learn2reg": "Learn2Reg's SDlogJ: std(log(clip(J + 3, 1e-9, 1e9))) over the region minus a 2-voxel border",
+    "tre_worst30": "mean of the worst 30 % (ceil(0.3 n)) landmark errors; improved_fraction = share of landmarks whose "
+                   "error decreased",
     "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for labels and "
                     "threshold masks, each image thresholded on its own grid) onto the fixed grid; after: the same data "
                     "through the registration's resampling transform (intensities: the --registered image when given; "
@@ -416,6 +460,8 @@ def segment_values(m) -> dict:
     """Every segment measure of one pair (``m``: PairMeasurement), nested by field path."""
     out: dict = {}
     for measure in of("segment"):
+        if measure.compute is None:
+            continue
         value = measure.compute(m)
         set_field(out, measure.field, None if value is None else float(value))
     return out
@@ -426,7 +472,8 @@ def landmark_statistics(distances) -> dict:
     v = np.asarray([x for x in distances if x is not None and np.isfinite(x)], dtype=float)
     out: dict = {}
     for measure in of("landmarks"):
-        set_field(out, measure.field, measure.empty if v.size == 0 else measure.compute(v))
+        if measure.compute is not None:  # improved_fraction needs both stages: landmarks.improved_fraction
+            set_field(out, measure.field, measure.empty if v.size == 0 else measure.compute(v))
     return out
 
 

@@ -124,7 +124,8 @@ def result_dict(m: PairMeasurement, label=None, name=None) -> dict:
     nested by dotted field), status."""
     out: dict = {"label": label, "name": name}
     for measure in measures.of("segment"):
-        measures.set_field(out, measure.field, _round(measure.unit, measure.compute(m)))
+        if measure.compute is not None:  # NSD, signed distances: computed by surface.py below
+            measures.set_field(out, measure.field, _round(measure.unit, measure.compute(m)))
     out.update(surface.nsd_record(m.to_compared, m.to_reference, m.nsd_tolerances, m.n_reference, m.n_compared))
     out["signed_distance"] = surface.signed_distance_summary(
         surface.signed_distances(m.to_reference, m.compared_inside_reference),
@@ -900,7 +901,8 @@ def read_label_source(path) -> tuple[LabelSource, bool]:
     return labelmap_source(read_labelmap(path), _name(path)), False
 
 
-def compare_files(reference_path, compared_path, percentile: float = DEFAULT_PERCENTILE, messages=None) -> dict:
+def compare_files(reference_path, compared_path, percentile: float = DEFAULT_PERCENTILE, messages=None,
+                  nsd_tolerances=None) -> dict:
     """``{"percentile", "reference", "compared", "matched_by", "segments": [...]}`` for two files.
 
     Segments are matched by name when both files are ``.seg.nrrd``, else by label value.
@@ -911,6 +913,6 @@ def compare_files(reference_path, compared_path, percentile: float = DEFAULT_PER
     ref, ref_named = read_label_source(reference_path)
     cmp, cmp_named = read_label_source(compared_path)
     by = "name" if (ref_named and cmp_named) else "label"
-    segments = compare_sources(ref, cmp, percentile, by=by, messages=messages)
+    segments = compare_sources(ref, cmp, percentile, by=by, messages=messages, nsd_tolerances=nsd_tolerances)
     return {"percentile": percentile, "reference": ref.source, "compared": cmp.source, "matched_by": by,
             "segments": segments}

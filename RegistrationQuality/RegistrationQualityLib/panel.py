@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from . import checks, measures
+from . import checks, heatmap, measures
 from .errors import BadInputError
 
 # Slider bounds of the panel's threshold range widgets (the parameter node's RangeBounds): values outside are
@@ -184,7 +184,7 @@ def display_nodes(ctx, fixed, moving, registered=None, transform=None, fixed_thr
 def show_results(ctx, fixed=None, checkerboard=None, difference=None, jacobian=None, tre_vectors=None,
                  contours=(None, None, None), show_contours=True, contours_after=True, show_checkerboard=False,
                  show_difference=False, show_jacobian=False, show_tre_vectors=True, jacobian_opacity=0.5,
-                 folding=None) -> dict:
+                 folding=None, show_heatmaps=None) -> dict:
     """Apply the Display toggles: slice-view layers of every slice composite node of the scene, and the
     visibility of the contour and TRE-vector nodes. Returns ``{"background", "foreground"}`` (nodes or None).
 
@@ -192,7 +192,8 @@ def show_results(ctx, fixed=None, checkerboard=None, difference=None, jacobian=N
     (no change when there is none). Foreground: the Jacobian map at ``jacobian_opacity`` when ticked, else none;
     ``folding`` (the J <= 0 segment, :func:`deformation.folding_segmentation_node`) is shown with it.
     ``contours``: (fixed, moving before, moving after) outline nodes; the moving one shown follows
-    ``contours_after`` (before when there is no "after" node).
+    ``contours_after`` (before when there is no "after" node). ``show_heatmaps`` (True/False; None = leave as
+    is): the distance heat-map models of the scene (heatmap.py; found by their role attribute) and their legends.
     """
     from . import segmentation
 
@@ -220,7 +221,25 @@ def show_results(ctx, fixed=None, checkerboard=None, difference=None, jacobian=N
         folding.GetDisplayNode().SetVisibility(bool(show_jacobian))
     if tre_vectors is not None and tre_vectors.GetDisplayNode() is not None:
         tre_vectors.GetDisplayNode().SetVisibility(bool(show_tre_vectors))
+    if show_heatmaps is not None:
+        for model in heatmap_models(ctx):
+            heatmap.set_visible(model, bool(show_heatmaps))
     return {"background": background, "foreground": foreground}
+
+
+def heatmap_models(ctx) -> list:
+    """The distance heat-map model nodes of the scene (role attribute set by heatmap.heatmap_model_node)."""
+    models = ctx.scene.GetNodesByClass("vtkMRMLModelNode")
+    return [models.GetItemAsObject(i) for i in range(models.GetNumberOfItems())
+            if models.GetItemAsObject(i).GetAttribute("RegistrationQuality.role") == "heatmap"]
+
+
+def heatmap_table_node(ctx, model_node, name: str | None = None):
+    """Export a heat-map model's per-vertex signed distances as a table node (R, A, S, signed distance in mm)."""
+    from .io import rows_to_table_node
+
+    return rows_to_table_node(ctx, heatmap.vertex_rows(model_node.GetPolyData()),
+                              name or f"{model_node.GetName()} vertices")
 
 
 # ---------------------------------------------------------------------------------------------------

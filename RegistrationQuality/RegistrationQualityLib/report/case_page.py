@@ -12,6 +12,7 @@ from .charts import jacobian_histogram_svg, tre_chart_svg
 from .markup import TOOL_NAME, _data_uri, _e, _fmt, _measure_change, _measure_value, _table
 from .rows import _is_number
 from .style import BLUE, CSS, VERMILLION
+from .surface_section import surface_section
 
 # Segment metrics shown in the table: key, column title, unit, True if larger is better.
 # (Jaccard = Dice / (2 - Dice) adds nothing at a glance; it is in report.json and metrics.csv.)
@@ -514,6 +515,7 @@ def render_html(report: Mapping, snapshot_relpaths: Mapping | None = None, base_
         ("snapshots", "Snapshots", _snapshots_section(report, snapshot_relpaths, base_dir)),
         ("checks", "Checks", _checks_section(report)),
         ("segments", "Segments", _segments_section(report)),
+        ("surface", "Surface agreement", surface_section(report)),
         ("landmarks", "Landmarks", _landmarks_section(report)),
         ("deformation", "Deformation", _deformation_section(report)),
         ("similarity", "Similarity", _similarity_section(report)),
