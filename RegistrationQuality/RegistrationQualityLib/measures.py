@@ -58,6 +58,12 @@ class Measure:
     empty: object = None  # landmarks: the value when there is no landmark (count: 0)
     cohort: tuple = ()  # cohort summary columns: (column name, stage); segment measures take the worst segment
     panel: bool | None = None  # in the Slicer panel's compact results table (None: when ``shown``)
+    # a family of fields (NSD at each tolerance): report -> [(field, short title)]; the panel shows each, the
+    # cohort summary the first
+    expand: Callable | None = None
+    panel_scale: float = 1.0  # the panel shows value × scale in ``panel_unit`` (fractions as percent)
+    panel_unit: str | None = None
+    panel_digits: int | None = None
 
     def __post_init__(self):
         if self.applies_to not in APPLIES_TO:
@@ -205,6 +211,12 @@ def worst_count(n: int, fraction: float = WORST_FRACTION) -> int:
     return 0 if n <= 0 else max(1, math.ceil(fraction * n - 1e-9))
 
 
+def _nsd_fields(report: dict) -> list:
+    """NSD's fields in a report: one per tolerance of the run (options.nsd_tolerances_mm, default 2 mm)."""
+    tolerances = (report.get("options") or {}).get("nsd_tolerances_mm") or [2.0]
+    return [("nsd_" + f"{float(t):g}".replace(".", "_") + "mm", f"NSD {float(t):g} mm") for t in tolerances]
+
+
 def _tre_statistic(function: Callable) -> Callable:
     return lambda v: float(function(v))
 
@@ -241,7 +253,7 @@ MEASURES: list = [
             "boundary voxels of either segment within 2 mm of the other's boundary / all boundary voxels; 0 if one "
             "side is empty, null if both are (one nsd_<τ>mm key per --nsd-tolerance; 2 mm is the default)",
             "Nikolov S et al., J Med Internet Res 23(7):e26151, 2021", computed_by="surface.nsd_record", shown=False,
-            panel=True, cohort=(("min_nsd_before", "before"), ("min_nsd_after", "after"))),
+            panel=True, expand=_nsd_fields, cohort=(("min_nsd_before", "before"), ("min_nsd_after", "after"))),
     Measure("signed_distance_mean_mm", "segment", "signed_distance.mean_mm", "Signed distance mean",
             "Signed distance mean", "mm", 2, None, "mean signed distance of the compared boundary voxels to the "
             "reference boundary (negative inside the reference)", computed_by="surface.signed_distance_summary",
@@ -284,7 +296,8 @@ MEASURES: list = [
             cohort=(("tre_worst30_before_mm", "before"), ("tre_worst30_after_mm", "after"))),
     Measure("tre_improved_fraction", "landmarks", "improved_fraction", "Fraction of landmarks whose error decreased",
             "Landmarks improved", "", 2, "higher", "share of matched landmarks whose TRE after is below their TRE "
-            "before (after stage only)", computed_by="landmarks.improved_fraction", shown=True,
+            "before (after stage only)", computed_by="landmarks.improved_fraction", shown=True, panel_scale=100.0,
+            panel_unit="%", panel_digits=0,
             cohort=(("tre_improved_fraction", "after"),)),
     Measure("tre_count", "landmarks", "count", "Matched landmarks", "Landmarks", "", 0, None,
             "number of landmark pairs matched by label with finite TRE", compute=lambda v: int(v.size), empty=0),
@@ -305,7 +318,7 @@ MEASURES: list = [
             "Christensen GE, Johnson HJ, IEEE TMI 20(7):568-582, 2001", computed_by="deformation.jacobian_statistics",
             shown=True, cohort=(("folding_percent", "-"),)),
     Measure("jacobian_ndv_percent", "deformation", "jacobian.ndv_percent",
-            "Non-diffeomorphic volume (NDV, 10 stencils)", "NDV", "%", 3, "lower",
+            "Non-diffeomorphic volume (NDV, 10 stencils)", "Non-diffeomorphic volume", "%", 3, "lower",
             "Σ over voxels and the 8 one-sided + 2 star finite-difference stencils of −½·min(J_s, 0)/6, % of the "
             "region", "Liu B et al., Int J Comput Vis 2024", computed_by="ndv.NonDiffeomorphicVolume", shown=True,
             cohort=(("ndv_percent", "-"),)),
@@ -509,6 +522,11 @@ def cohort_value(measure: Measure, stage: str, report: dict):
     segment's (lowest when higher is better, else highest); None when not computed."""
     section = report.get(measure.section)
     if measure.applies_to == "segment":
+        if measure.expand is not None:  # a family (NSD per tolerance): the first field
+            fields = measure.expand(report)
+            measure = Measure(measure.key, measure.applies_to, fields[0][0] if fields else measure.field,
+                              measure.title, measure.short, measure.unit, measure.digits, measure.better,
+                              measure.definition, computed_by=measure.computed_by or "family")
         values = [measure.value_in(s.get(stage) or {}) for s in section or []]
         values = [float(v) for v in values if v is not None]
         if not values:

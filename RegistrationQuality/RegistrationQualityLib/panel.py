@@ -279,10 +279,13 @@ def summary_rows(report: dict) -> list[dict]:
     percentile = (report.get("options") or {}).get("percentile", measures.DEFAULT_PERCENTILE)
     rows = []
 
-    def add(m, subject, before, after, check="", single_stage=False):
-        rows.append({"key": m.key, "measure": m.short_for(percentile), "subject": str(subject),
-                     "before": "" if single_stage else _fmt(before, m.digits), "after": _fmt(after, m.digits),
-                     "unit": m.unit, "check": check})
+    def add(m, subject, before, after, check="", single_stage=False, title=None):
+        digits = m.digits if m.panel_digits is None else m.panel_digits
+        if m.panel_scale != 1.0:
+            before, after = (None if v is None else v * m.panel_scale for v in (before, after))
+        rows.append({"key": m.key, "measure": title or m.short_for(percentile), "subject": str(subject),
+                     "before": "" if single_stage else _fmt(before, digits), "after": _fmt(after, digits),
+                     "unit": m.unit if m.panel_unit is None else m.panel_unit, "check": check})
 
     def check_column(m, subject):
         return "; ".join(t for t in (_check_text(records, c, subject) for c in checks.CHECKS if c.measure == m.key)
@@ -294,7 +297,15 @@ def summary_rows(report: dict) -> list[dict]:
         b, a = entry.get("before") or {}, entry.get("after") or {}
         reason = "; ".join(sorted({str(s.get("status")) for s in (b, a) if s.get("status") not in (None, "ok")}))
         for i, m in enumerate(x for x in panel_measures if x.applies_to == "segment"):
-            add(m, name, m.value_in(b), m.value_in(a), check_column(m, name) or (reason if i == 0 else ""))
+            if m.expand is not None:  # NSD at each tolerance
+                for field_, title in m.expand(report):
+                    if field_ in a or field_ in b:
+                        add(m, name, b.get(field_), a.get(field_), title=title)
+                continue
+            if m.value_in(a) is None and m.value_in(b) is None and m.computed_by.startswith("surface."):
+                continue  # surface figures not computed for this segment
+            add(m, name, m.value_in(b), m.value_in(a), check_column(m, name) or (reason if i == 0 else ""),
+                single_stage=m.key == "shifted_self_dice_2mm")
     landmarks = report.get("landmarks")
     if landmarks:
         b, a = landmarks.get("before") or {}, landmarks.get("after") or {}
