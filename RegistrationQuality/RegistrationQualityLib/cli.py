@@ -1,4 +1,4 @@
-"""Command line: ``registration-quality {compare,evaluate,cohort,info,demo}``.
+"""Command line: ``registration-quality {compare,evaluate,cohort,review,info,demo}``.
 
 Contract (DEVELOPERS.md): stdout holds results (pure JSON where a command prints JSON); bad input gives
 exit status 2 and exactly one stderr line naming the file/option and the problem, never a traceback;
@@ -82,8 +82,17 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address (optional extra)")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (default 95)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
+    p.add_argument("--ratings", metavar="CSV", help="merge human ratings (ratings.csv exported from review.html) "
+                   "into summary.csv/summary.html and write agreement.csv")
     add_check_arguments(p)
     p.set_defaults(handler="RegistrationQualityLib.cohort:run_cohort_cli")
+
+    p = sub.add_parser("review", help="(re)write summary.html and review.html of an existing cohort folder, "
+                       "optionally merging human ratings")
+    p.add_argument("cohort_dir", help="a cohort output folder (holds summary.csv)")
+    p.add_argument("--ratings", metavar="CSV", help="ratings.csv exported from review.html: merged into "
+                   "summary.csv/summary.html, agreement written to agreement.csv")
+    p.set_defaults(handler="RegistrationQualityLib.cohort:run_review_cli")
 
     p = sub.add_parser("info", help="print what a file holds (geometry, transform type, landmarks) as JSON")
     p.add_argument("files", nargs="+", help="images, labelmaps, transforms, landmark files")

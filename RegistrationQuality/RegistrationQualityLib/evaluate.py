@@ -709,6 +709,12 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings):
                                               if "fixed_labels" in masks else ())
         for path in board:
             add(path, "checkerboard of fixed and registered images", "edges should continue across squares")
+        # the fixed and the registered image on the same slice (the review page flickers between them)
+        outline = [(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")] if "fixed_labels" in masks else []
+        for image, prefix, title in ((fixed, "fixed_", "fixed image"), (registered, "registered_", "registered image")):
+            for path in rendering.render_snapshots(ctx, image, outline, folder, views=("axial",), montage=False,
+                                                   prefix=prefix, title=title):
+                add(path, f"axial: {title}", "same slice as the other one of the pair; blue = fixed outline")
     except BadInputError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -967,10 +973,16 @@ def run_demo_cli(args, messages) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise BadInputError("--output", f"{os.fspath(out)} is an existing file; a folder is needed")
+    done = []
     for name, inputs, options in demo_cases(case_dir):
         messages.info(f"evaluating the {name} registration of the sample case")
         result = evaluate(Context.headless(), inputs, options, output_dir=out / name, progress=messages.progress)
         sys.stdout.write(f"{name}: " + "; ".join(summary_lines(result)) + "\n")
+        done.append((name, inputs, options, result.output_dir))
+    from .cohort import demo_cohort
+
+    cohort = demo_cohort(out / "cohort", done)
+    sys.stdout.write(f"cohort (the registrations as two methods of one case): {os.fspath(cohort / 'review.html')}\n")
     return 0
 
 

@@ -1,0 +1,223 @@
+"""The cohort review page, ``review.html``: one case at a time, rated with the keyboard (docs/report.md).
+
+:func:`page_data` turns summary rows (``cohort.SUMMARY_COLUMNS``, numbers or numeric text) into the JSON both
+cohort pages embed once: per registration its ids, verdict, failing checks, outliers, links, which snapshot files
+exist (a bit mask, so 5,000 cases cost no file names), and its numbers in the order of ``columns``; the rows come in
+review order (:func:`review_order`). :func:`review_html` writes the page; pictures are files next to it, loaded
+when a case is shown (never base64), so the page stays small at any cohort size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .cohort_stats import evaluated, number
+from .report import CSS, SUMMARY_METRICS, SUMMARY_TITLES
+from .review_assets import COMMON_CSS, COMMON_JS, REVIEW_CSS, REVIEW_JS
+
+# Snapshot files the review page shows, by bit: the worst structure's and the whole image's before|after outline
+# views, and the fixed and registered image on the same slice (flicker / fade).
+SNAPSHOT_BITS = (("worst_before_after_axial.png", 1), ("before_after_axial.png", 2), ("fixed_axial.png", 4),
+                 ("registered_axial.png", 8))
+THUMBNAIL = "before_after_axial.png"
+# Columns that are never plotted or tabled as numbers (text, or a count).
+TEXT_COLUMNS = ("case_id", "method", "status", "verdict", "error", "failed_checks", "report", "worst_segment",
+                "outlier_columns", "human_rating", "human_note", "reviewer", "rated_at", "rating_agrees")
+NOT_PLOTTED = ("segments", "review_seconds", "method_rank")
+# The review page's key figures (after registration, with the before value when there is one).
+FIGURES = ("min_dice_after", "max_hausdorff_percentile_after_mm", "mean_tre_after_mm", "max_tre_after_mm",
+           "folding_percent", "sdlogj", "ncc_after")
+_OUTLIER = re.compile(r"([A-Za-z0-9_.]+) \(z=")
+
+
+def _unit(key: str) -> str:
+    for suffix, unit in (("_mm", "mm"), ("_cc", "cc"), ("_percent", "%"), ("_s", "s")):
+        if key.endswith(suffix):
+            return unit
+    return ""
+
+
+def _digits(unit: str):
+    return {"mm": 2, "cc": 3, "%": 3, "": 3}.get(unit)
+
+
+def numeric_columns(rows: Sequence[Mapping]) -> list:
+    """The columns holding a number in at least one row, in first-seen order."""
+    columns: list = []
+    for row in rows:
+        for key, value in row.items():
+            if key not in TEXT_COLUMNS and key not in columns and number(value) is not None:
+                columns.append(key)
+    return columns
+
+
+def column_specs(columns: Sequence[str]) -> list:
+    """Per numeric column: key, title, short title, unit, higher-is-better, paired before column, digits and
+    where it is shown (``plot``, ``table``, ``figure``)."""
+    paired = {spec[3] for key, spec in SUMMARY_METRICS.items() if spec[3] and key in columns}
+    out = []
+    for key in columns:
+        title, unit, higher, before = SUMMARY_METRICS.get(key, (key.replace("_", " "), _unit(key), None, None))
+        out.append({"key": key, "title": title, "short": SUMMARY_TITLES.get(key, title), "unit": unit,
+                    "higher": higher, "before": before if before in columns else None,
+                    "digits": 0 if key in ("segments", "method_rank") else _digits(unit),
+                    "plot": key not in NOT_PLOTTED and key not in paired, "table": True,
+                    "figure": key in FIGURES})
+    return out
+
+
+def review_group(row: Mapping) -> int:
+    """0 not evaluated, 1 failing, 2 review, 3 outlier, 4 the rest."""
+    if not evaluated(row):
+        return 0
+    verdict = row.get("verdict")
+    if verdict == "fail":
+        return 1
+    if verdict == "review":
+        return 2
+    if row.get("outlier_columns"):
+        return 3
+    return 4
+
+
+def _row_key(row: Mapping):
+    dice = number(row.get("min_dice_after"))
+    failed = len([c for c in str(row.get("failed_checks") or "").split(";") if c.strip()])
+    return review_group(row), -failed, 2.0 if dice is None else dice
+
+
+def review_order(rows: Sequence[Mapping]) -> list:
+    """Row indices in review order: cases that could not be evaluated, then failing, review and outlier cases,
+    then the rest (lowest Dice after registration first within a group); the registrations (methods) of one case
+    stay together, in their given order, placed by their worst member."""
+    by_case: dict = {}
+    for i, row in enumerate(rows):
+        by_case.setdefault(row.get("case_id"), []).append(i)
+    cases = sorted(by_case.values(), key=lambda members: min(_row_key(rows[i]) for i in members))
+    return [i for members in cases for i in members]
+
+
+def _href(target, folder: Path):
+    if not target:
+        return None
+    path = Path(os.fspath(target))
+    if path.is_absolute():
+        try:
+            path = Path(os.path.relpath(path, folder))
+        except ValueError:  # another drive on Windows
+            return path.as_uri()
+    return path.as_posix()
+
+
+def page_data(rows: Sequence[Mapping], folder, order: Sequence[int] | None = None) -> dict:
+    """The JSON both cohort pages embed (rows in ``order``, default :func:`review_order`)."""
+    folder = Path(os.path.abspath(os.fspath(folder)))
+    columns = numeric_columns(rows)
+    order = review_order(rows) if order is None else order
+    out_rows = []
+    for i in order:
+        row = rows[i]
+        href = _href(row.get("report"), folder)
+        case_dir = href.rsplit("/", 1)[0] if href and "/" in href else None
+        bits = 0
+        if case_dir and not case_dir.startswith("file:"):
+            snaps = folder / case_dir / "snapshots"
+            for name, bit in SNAPSHOT_BITS:
+                if (snaps / name).is_file():
+                    bits |= bit
+        out = {"id": str(row.get("case_id") or ""), "m": str(row.get("method") or ""), "ev": int(evaluated(row)),
+               "v": row.get("verdict") or "", "x": [number(row.get(c)) for c in columns], "img": bits}
+        for key, name in (("error", "err"), ("failed_checks", "fc"), ("outlier_columns", "out"),
+                          ("worst_segment", "w"), ("human_rating", "hr"), ("human_note", "hn")):
+            if row.get(key):
+                out[name] = str(row[key])
+        if out.get("out"):
+            out["outcols"] = _OUTLIER.findall(out["out"])
+        if href:
+            out["href"] = href
+        if case_dir:
+            out["dir"] = case_dir
+            if bits & 2:
+                out["thumb"] = f"{case_dir}/snapshots/{THUMBNAIL}"
+        rank = number(row.get("method_rank"))
+        if rank is not None:
+            out["rk"] = rank if not rank.is_integer() else int(rank)
+        if str(row.get("rating_agrees") or "") == "no":
+            out["dis"] = 1
+        out_rows.append(out)
+    methods = len({str(r.get("method") or "") for r in rows}) > 1 or any(r.get("method") for r in rows)
+    return {"folder": os.fspath(folder), "columns": column_specs(columns), "rows": out_rows,
+            "methods": bool(methods), "rated": any(r.get("human_rating") for r in rows)}
+
+
+def script_json(data) -> str:
+    """JSON safe inside ``<script type="application/json">`` (every ``<`` escaped)."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+
+
+def _e(value) -> str:
+    import html
+
+    return "" if value is None else html.escape(str(value), quote=True)
+
+
+KEYS = (("→  or  j", "next registration (the methods of a case come one after the other)"),
+        ("←  or  k", "previous registration"), ("1 / 2 / 3", "rate pass / review / fail (0 clears)"),
+        ("n", "write a note (Enter saves, Shift+Enter new line, Esc cancels)"),
+        ("f", "flicker between the fixed and the registered image (again: stop)"), ("/", "search a case id"),
+        ("u", "unrated only on / off"), ("?", "this help"), ("Esc", "close a dialog"))
+
+
+def review_html(rows: Sequence[Mapping], output_path, title: str = "Registration quality: review") -> Path:
+    """Write ``review.html`` (atomically) for the summary ``rows`` and return its path."""
+    output_path = Path(os.path.abspath(os.fspath(output_path)))
+    data = page_data(rows, output_path.parent)
+    keys = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in KEYS)
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{CSS}{COMMON_CSS}{REVIEW_CSS}</style></head><body><main>"
+        f'<header class="bar"><h1>{_e(title)}</h1><span id="progress"></span><span class="grow"></span>'
+        '<label><input type="checkbox" id="unrated-only"> unrated only (u)</label>'
+        '<label><input type="checkbox" id="advance"> next after rating</label>'
+        '<button id="who-btn">reviewer…</button><button id="export">Export ratings.csv</button>'
+        '<button id="help-btn">keys (?)</button></header>'
+        '<noscript><p class="reason">This page needs JavaScript (it runs locally; nothing is sent anywhere).</p>'
+        "</noscript>"
+        '<div class="casehead"><h2 id="case-id"></h2><span id="case-meta"></span>'
+        '<a href="summary.html">cohort summary</a></div>'
+        '<div id="case"></div>'
+        '<h3>Where the case lies in the cohort</h3><div id="cohort-plots" class="plots mini"></div>'
+        '<div class="tip" id="tip"></div>'
+        '<div class="overlay" id="help"><div class="dialog"><h3>Keys</h3><table class="keys"><tbody>'
+        f"{keys}</tbody></table><p class=\"hint\">Ratings, notes, the reviewer's name and the seconds spent on each "
+        "registration stay in this browser (localStorage, one store per cohort folder) and survive a reload; "
+        "Export downloads them as ratings.csv.</p></div></div>"
+        '<div class="overlay" id="who"><div class="dialog"><h3>Reviewer</h3><p>Your name or initials (asked once, '
+        'kept in this browser, written to ratings.csv):</p><input id="who-input" autocomplete="off"></div></div>'
+        '<div class="overlay" id="note-dialog"><div class="dialog"><h3>Note</h3><textarea id="note-input">'
+        "</textarea></div></div>"
+        '<div class="overlay" id="search-dialog"><div class="dialog"><h3>Go to case</h3>'
+        '<input id="search-input" autocomplete="off" placeholder="case id (or part of it), Enter">'
+        '<p class="hint" id="search-info"></p></div></div>'
+        f'<script type="application/json" id="rq-data">{script_json(data)}</script>'
+        f"<script>{COMMON_JS}{REVIEW_JS}</script></main></body></html>\n"
+    )
+    return write_text_atomic(output_path, page)
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
