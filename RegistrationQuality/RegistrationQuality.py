@@ -7,7 +7,6 @@ the Python console and batch mode (``RegistrationQualityLogic``, whose library c
 application with ``Context.from_application(slicer)``), and the self-test (``RegistrationQualityTest``).
 """
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -66,20 +65,17 @@ class RegistrationQuality(ScriptedLoadableModule):
 
 
 def sampleCaseFolder():
-    """The sample case folder (with ``case.json``) or None.
+    """The sample case folder (with ``case.json``) or None (the library finds it: installed extension or source
+    tree)."""
+    from RegistrationQualityLib.samplecase import find_sample_case
 
-    Installed extension: ``<module dir>/Resources/SampleCase``; source tree (module added as an additional module
-    path): ``<repository>/Resources/SampleCase``.
-    """
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "Resources" / "SampleCase", here.parent / "Resources" / "SampleCase"):
-        if (candidate / "case.json").is_file():
-            return candidate
-    return None
+    return find_sample_case()
 
 
 def sampleCaseSpec(folder):
-    return json.loads((Path(folder) / "case.json").read_text(encoding="utf-8"))
+    from RegistrationQualityLib.samplecase import read_case_spec
+
+    return read_case_spec(folder)
 
 
 def registerSampleData():

@@ -83,3 +83,14 @@ def write_case_files(folder, rows, snapshots=SNAPSHOTS, link: bool = True) -> No
                 except OSError:
                     pass
             target.write_bytes(source.read_bytes())
+
+
+def page_data(path) -> dict:
+    """The JSON a cohort page embeds (``<script type="application/json" id="rq-data">``)."""
+    import json
+    import re
+
+    text = Path(path).read_text(encoding="utf-8")
+    match = re.search(r'<script type="application/json" id="rq-data">(.*?)</script>', text, flags=re.S)
+    assert match, f"{path}: no embedded data"
+    return json.loads(match.group(1))

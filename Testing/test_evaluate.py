@@ -123,7 +123,7 @@ def fake_slicer_application(ctx):
 
 
 def test_slicer_batch_mode_shares_the_cli_arguments(ctx, case, tmp_path, capsys):
-    from RegistrationQualityLib.evaluate import batch_main
+    from RegistrationQualityLib.commands import batch_main
 
     fake = fake_slicer_application(ctx)
     before = ctx.scene.GetNumberOfNodes()

@@ -216,7 +216,7 @@ def _color_nodes(ctx, ids):
 LATE_STAGES = [  # (function to break, its error, snapshots on)
     ("RegistrationQualityLib.evaluate._similarity", RuntimeError("injected failure in the similarity stage"), False),
     ("RegistrationQualityLib.evaluate._deformation", BadInputError("transform", "injected bad input late"), False),
-    ("RegistrationQualityLib.report.render_html", RuntimeError("injected failure while writing the report"), True),
+    ("RegistrationQualityLib.report.folder.render_html", RuntimeError("injected failure while writing the report"), True),
 ]
 
 

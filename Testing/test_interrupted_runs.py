@@ -24,9 +24,9 @@ import bad_inputs
 PAUSING_CLI = textwrap.dedent(
     """
     import os, sys, time
-    from RegistrationQualityLib import report
+    from RegistrationQualityLib.report import folder
 
-    write_metrics = report._write_metrics_csv
+    write_metrics = folder._write_metrics_csv
 
     def pause_after(rows, path):
         write_metrics(rows, path)
@@ -34,7 +34,7 @@ PAUSING_CLI = textwrap.dedent(
             f.write(str(path))
         time.sleep(300)
 
-    report._write_metrics_csv = pause_after
+    folder._write_metrics_csv = pause_after
     from RegistrationQualityLib.cli import main
     sys.exit(main(sys.argv[1:]))
     """
@@ -116,7 +116,7 @@ def test_failure_inside_report_writing_keeps_previous_report(ctx, case, tmp_path
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report, "render_html", broken)
+    monkeypatch.setattr(report.folder, "render_html", broken)
     with pytest.raises(OSError, match="No space left"):
         _run_evaluate(ctx, case, out, min_dice=0.5, snapshots=False)
     assert _snapshot(out) == previous

@@ -20,7 +20,10 @@ SAMPLE_CASE = ROOT / "Resources" / "SampleCase"
 # The library's modules (one concern each); every one must exist and be listed in the module's CMakeLists.
 LIBRARY_FILES = ["__init__.py", "__main__.py", "errors.py", "context.py", "io.py", "cli.py", "resample.py",
                  "metrics.py", "elastix.py", "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
-                 "similarity.py", "report.py", "evaluate.py", "cohort.py"]
+                 "similarity.py", "evaluate.py", "cohort.py", "samplecase.py", "commands.py", "report/__init__.py",
+                 "report/folder.py", "report/rows.py", "report/style.py", "report/markup.py", "report/charts.py",
+                 "report/case_page.py", "report/cohort_page.py", "report/cohort_data.py", "report/cohort_script.py",
+                 "report/review_page.py", "cohort_stats.py"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -70,7 +73,7 @@ def test_module_cmake_lists_existing_files():
 
 def test_every_library_file_is_listed_and_exists():
     scripts = set(module_cmake()["MODULE_PYTHON_SCRIPTS"])
-    on_disk = {f"RegistrationQualityLib/{p.name}" for p in LIB_DIR.glob("*.py")}
+    on_disk = {f"RegistrationQualityLib/{p.relative_to(LIB_DIR).as_posix()}" for p in LIB_DIR.rglob("*.py")}
     expected = {f"RegistrationQualityLib/{name}" for name in LIBRARY_FILES}
     assert not (expected - on_disk), f"library modules not written yet: {sorted(expected - on_disk)}"
     assert not (on_disk - scripts), f"library files missing from MODULE_PYTHON_SCRIPTS: {sorted(on_disk - scripts)}"
@@ -205,10 +208,13 @@ def test_library_is_qt_free_and_uses_no_application_globals():
 
 def test_library_imports_without_slicer_gui_in_a_fresh_interpreter():
     """Importing every library module pulls in neither qt nor ctk (nor the Slicer application)."""
-    modules = [p.stem for p in sorted(LIB_DIR.glob("*.py")) if p.stem not in ("__main__",)]
+    modules = sorted("RegistrationQualityLib." + ".".join(p.relative_to(LIB_DIR).with_suffix("").parts)
+                     for p in LIB_DIR.rglob("*.py") if p.stem != "__main__")
+    modules = [m[: -len(".__init__")] if m.endswith(".__init__") else m for m in modules]
+    assert "RegistrationQualityLib.report.folder" in modules
     code = ("import importlib, sys\n"
             f"for m in {modules!r}:\n"
-            "    importlib.import_module('RegistrationQualityLib' + ('' if m == '__init__' else '.' + m))\n"
+            "    importlib.import_module(m)\n"
             "bad = [m for m in ('qt', 'ctk', 'slicer.ScriptedLoadableModule') if m in sys.modules]\n"
             "print(','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -303,3 +309,23 @@ def test_ruff_clean():
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
     out = subprocess.run([ruff, "check", "--no-cache", str(ROOT)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+
+
+def test_moved_names_keep_their_old_import_paths():
+    """The report package and the commands module re-export what scripts, the module file and docs import."""
+    from RegistrationQualityLib import commands, evaluate, report, samplecase
+    from RegistrationQualityLib.report import case_page, cohort_page, folder, rows
+
+    assert report.write_report is folder.write_report and report.render_html is case_page.render_html
+    assert report.metrics_rows is rows.metrics_rows and report.summary_html is cohort_page.summary_html
+    for name in report.__all__:
+        assert hasattr(report, name), name
+    for name in ("inputs_from_args", "summary_lines", "run_evaluate_cli", "run_demo_cli", "batch_main", "demo_cases",
+                 "DEMO_LIMITS"):
+        assert getattr(evaluate, name) is getattr(commands, name), name
+    assert evaluate.sample_case_folder is samplecase.sample_case_folder
+    with pytest.raises(AttributeError):
+        evaluate.no_such_name  # noqa: B018
+    # the one sample-case finder: the repository's Resources/SampleCase from the source tree
+    assert samplecase.find_sample_case() == SAMPLE_CASE
+    assert samplecase.read_case_spec(SAMPLE_CASE)["registrations"]

@@ -69,11 +69,11 @@ def build_parser() -> ArgumentParser:
                    "when on another grid)")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (0-100; default 95)")
     p.add_argument("--json", metavar="PATH", help="write the JSON here instead of stdout")
-    p.set_defaults(handler="RegistrationQualityLib.metrics:run_compare_cli")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_compare_cli")
 
     p = sub.add_parser("evaluate", help="evaluate one registration and write the QA report")
     add_evaluate_arguments(p)
-    p.set_defaults(handler="RegistrationQualityLib.evaluate:run_evaluate_cli")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_evaluate_cli")
 
     p = sub.add_parser("cohort", help="evaluate many registrations listed in a CSV manifest")
     p.add_argument("manifest", help="CSV with case_id, fixed, moving and evaluate's options as columns")
@@ -85,14 +85,14 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--ratings", metavar="CSV", help="merge human ratings (ratings.csv exported from review.html) "
                    "into summary.csv/summary.html and write agreement.csv")
     add_check_arguments(p)
-    p.set_defaults(handler="RegistrationQualityLib.cohort:run_cohort_cli")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_cohort_cli")
 
     p = sub.add_parser("review", help="(re)write summary.html and review.html of an existing cohort folder, "
                        "optionally merging human ratings")
     p.add_argument("cohort_dir", help="a cohort output folder (holds summary.csv)")
     p.add_argument("--ratings", metavar="CSV", help="ratings.csv exported from review.html: merged into "
                    "summary.csv/summary.html, agreement written to agreement.csv")
-    p.set_defaults(handler="RegistrationQualityLib.cohort:run_review_cli")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_review_cli")
 
     p = sub.add_parser("info", help="print what a file holds (geometry, transform type, landmarks) as JSON")
     p.add_argument("files", nargs="+", help="images, labelmaps, transforms, landmark files")
@@ -101,7 +101,7 @@ def build_parser() -> ArgumentParser:
     p = sub.add_parser("demo", help="run evaluate on the bundled sample case (good and imperfect registration)")
     p.add_argument("--output", default="rq-demo", help="output folder (default ./rq-demo)")
     p.add_argument("--case", help="sample case folder (default: the repository's Resources/SampleCase)")
-    p.set_defaults(handler="RegistrationQualityLib.evaluate:run_demo_cli")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_demo_cli")
     return parser
 
 

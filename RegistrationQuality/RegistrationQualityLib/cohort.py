@@ -26,8 +26,8 @@ from pathlib import Path
 
 from . import cohort_stats
 from .errors import BadInputError
-from .report import summary_html
-from .review import numeric_columns, review_html
+from .report import review_html, summary_html
+from .report.cohort_data import numeric_columns
 
 PATH_COLUMNS = ("fixed", "moving", "transform", "elastix_dir", "registered", "fixed_segmentation",
                 "moving_segmentation", "fixed_landmarks", "moving_landmarks")
@@ -477,59 +477,6 @@ def run_review(output_dir, ratings=None) -> list[dict]:
             for column in RATING_COLUMNS:
                 row.pop(column, None)
     return write_summary(rows, output_dir, read_ratings(ratings) if ratings else None)
-
-
-def _agreement_lines(rows) -> list:
-    if not any(r.get("human_rating") for r in rows):
-        return []
-    result = cohort_stats.confusion(rows)
-    kappa = "n/a" if result["kappa"] is None else f"{result['kappa']:.3f}"
-    lines = [f"ratings: {result['rated']} rated; automated verdict agrees on {result['agreeing']} of "
-             f"{result['compared']} compared (Cohen's kappa {kappa})"]
-    for r in rows:
-        if r.get("rating_agrees") == "no":
-            name = r["case_id"] + (f" ({r['method']})" if r.get("method") else "")
-            lines.append(f"DISAGREES {name}: automated {r.get('verdict')}, human {r['human_rating']}")
-    return lines
-
-
-def run_cohort_cli(args, messages) -> int:
-    import sys
-
-    defaults = {k: getattr(args, k, None) for k in ("percentile", "min_dice", "max_hausdorff", "max_tre",
-                                                      "max_folding")}
-    defaults["snapshots"] = not getattr(args, "no_snapshots", False)
-    rows = run_cohort(args.manifest, args.output, workers=args.workers, scheduler=args.scheduler,
-                      defaults=defaults, progress=messages.progress, ratings=getattr(args, "ratings", None))
-    failed = [r for r in rows if r["status"] == "failed"]
-    failing = [r for r in rows if r.get("verdict") == "fail"]
-    sys.stdout.write(f"{len(rows)} case(s): {len(rows) - len(failed)} evaluated, {len(failed)} failed to run, "
-                     f"{len(failing)} failed checks; summary: {os.fspath(Path(args.output) / 'summary.html')}; "
-                     f"review: {os.fspath(Path(args.output) / 'review.html')}\n")
-    for r in failed:
-        sys.stdout.write(f"FAILED TO RUN {_name(r)}: {r['error']}\n")
-    for r in failing:
-        sys.stdout.write(f"FAILED CHECKS {_name(r)}: {r['failed_checks']}\n")
-    for line in _agreement_lines(rows):
-        sys.stdout.write(line + "\n")
-    return 1 if failed or failing else 0
-
-
-def _name(row) -> str:
-    return row["case_id"] + (f" ({row['method']})" if row.get("method") else "")
-
-
-def run_review_cli(args, messages) -> int:
-    import sys
-
-    rows = run_review(args.cohort_dir, ratings=args.ratings)
-    outliers = [r for r in rows if r.get("outlier_columns")]
-    sys.stdout.write(f"{len(rows)} registration(s), {len(outliers)} outlier(s); review: "
-                     f"{os.fspath(Path(args.cohort_dir) / 'review.html')}; summary: "
-                     f"{os.fspath(Path(args.cohort_dir) / 'summary.html')}\n")
-    for line in _agreement_lines(rows):
-        sys.stdout.write(line + "\n")
-    return 0
 
 
 def demo_cohort(output_dir, results: list) -> Path:

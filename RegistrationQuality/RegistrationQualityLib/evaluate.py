@@ -864,153 +864,19 @@ def definitions(percentile: float) -> dict:
     }
 
 
-# ---------------------------------------------------------------------------------------------------
-# CLI and batch
-# ---------------------------------------------------------------------------------------------------
-def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, EvaluationOptions]:
-    """EvaluationInputs/Options from parsed evaluate arguments (CLI, Slicer batch script, cohort rows)."""
-
-    def path(value):
-        if value in (None, ""):
-            return None
-        p = Path(value).expanduser()
-        if base is not None and not p.is_absolute():
-            p = base / p
-        return os.fspath(p)
-
-    inputs = EvaluationInputs(
-        fixed=path(args.fixed), moving=path(args.moving), transform=path(getattr(args, "transform", None)),
-        elastix_dir=path(getattr(args, "elastix_dir", None)), registered=path(getattr(args, "registered", None)),
-        fixed_segmentation=path(getattr(args, "fixed_segmentation", None)),
-        moving_segmentation=path(getattr(args, "moving_segmentation", None)),
-        threshold=list(args.threshold) if getattr(args, "threshold", None) else None,
-        fixed_landmarks=path(getattr(args, "fixed_landmarks", None)),
-        moving_landmarks=path(getattr(args, "moving_landmarks", None)),
-        case_id=getattr(args, "case_id", None),
-    )
-    options = EvaluationOptions(
-        percentile=getattr(args, "percentile", 95.0), min_dice=getattr(args, "min_dice", None),
-        max_hausdorff=getattr(args, "max_hausdorff", None), max_tre=getattr(args, "max_tre", None),
-        max_folding=getattr(args, "max_folding", None), snapshots=not getattr(args, "no_snapshots", False),
-    )
-    return inputs, options
+# The command-line runners moved to :mod:`.commands`; these names stay importable from here (the Slicer module,
+# scripts and user code written against ``evaluate.summary_lines`` / ``evaluate.batch_main`` keep working).
+_MOVED_TO_COMMANDS = ("inputs_from_args", "summary_lines", "run_evaluate_cli", "run_demo_cli", "batch_main",
+                      "demo_cases", "DEMO_LIMITS")
 
 
-def summary_lines(result: EvaluationResult) -> list:
-    lines = [f"verdict: {result.verdict}"]
-    for c in result.failed_checks:
-        value = "n/a" if c["value"] is None else f"{c['value']:.3f}"
-        lines.append(f"FAILED {c['name']} [{c['subject']}]: {value} {'<' if c['comparison'] == '>=' else '>'} "
-                     f"limit {c['limit']:g}")
-    if result.output_dir is not None:
-        lines.append(f"report: {os.fspath(Path(result.output_dir) / 'report.html')}")
-    return lines
+def __getattr__(name):  # PEP 562: resolved on first use, so importing evaluate does not import the CLI
+    if name in _MOVED_TO_COMMANDS:
+        from . import commands
 
+        return getattr(commands, name)
+    if name == "sample_case_folder":
+        from .samplecase import sample_case_folder
 
-def run_evaluate_cli(args, messages) -> int:
-    import sys
-
-    from .context import Context
-
-    inputs, options = inputs_from_args(args)
-    validate_inputs(inputs, options)
-    ctx = Context.headless()
-    result = evaluate(ctx, inputs, options, output_dir=args.output, progress=messages.progress)
-    for line in summary_lines(result):
-        sys.stdout.write(line + "\n")
-    return result.exit_code
-
-
-def sample_case_folder(explicit=None) -> Path:
-    """The bundled sample case: ``explicit``, else ``Resources/SampleCase`` of the source tree."""
-    if explicit:
-        folder = Path(explicit)
-        if not (folder / "case.json").is_file():
-            raise BadInputError("--case", f"{os.fspath(folder)} holds no case.json (not a sample case folder)")
-        return folder
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "Resources" / "SampleCase"
-        if (candidate / "case.json").is_file():
-            return candidate
-    raise BadInputError("--case", "the sample case folder was not found (give --case DIR)")
-
-
-# The limits the README's demo uses: the good registration passes them, the imperfect one does not.
-DEMO_LIMITS = {"min_dice": 0.8, "max_hausdorff": 5.0, "max_tre": 2.0, "max_folding": 0.1}
-
-
-def demo_cases(case_dir: Path) -> list:
-    """(name, EvaluationInputs, EvaluationOptions) for each registration of the sample case (case.json)."""
-    import json
-
-    spec = json.loads((case_dir / "case.json").read_text(encoding="utf-8"))
-
-    def path(key):
-        return os.fspath(case_dir / spec[key]) if spec.get(key) else None
-
-    cases = []
-    for name, reg in spec.get("registrations", {}).items():
-        inputs = EvaluationInputs(
-            fixed=path("fixed"), moving=path("moving"), elastix_dir=os.fspath(case_dir / reg["elastix_dir"]),
-            fixed_segmentation=path("fixed_segmentation") or path("fixed_labels"),
-            moving_segmentation=path("moving_segmentation") or path("moving_labels"),
-            fixed_landmarks=path("fixed_landmarks"), moving_landmarks=path("moving_landmarks"),
-            case_id=f"sample-{name}",
-        )
-        cases.append((name, inputs, EvaluationOptions(**DEMO_LIMITS)))
-    if not cases:
-        raise BadInputError(os.fspath(case_dir / "case.json"), "lists no registrations")
-    return cases
-
-
-def run_demo_cli(args, messages) -> int:
-    import sys
-
-    from .context import Context
-
-    case_dir = sample_case_folder(args.case)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise BadInputError("--output", f"{os.fspath(out)} is an existing file; a folder is needed")
-    done = []
-    for name, inputs, options in demo_cases(case_dir):
-        messages.info(f"evaluating the {name} registration of the sample case")
-        result = evaluate(Context.headless(), inputs, options, output_dir=out / name, progress=messages.progress)
-        sys.stdout.write(f"{name}: " + "; ".join(summary_lines(result)) + "\n")
-        done.append((name, inputs, options, result.output_dir))
-    from .cohort import demo_cohort
-
-    cohort = demo_cohort(out / "cohort", done)
-    sys.stdout.write(f"cohort (the registrations as two methods of one case): {os.fspath(cohort / 'review.html')}\n")
-    return 0
-
-
-def batch_main(argv, slicer_module, stdout=None, stderr=None) -> int:
-    """Slicer batch mode: ``Slicer --no-main-window --python-script batch_evaluate.py -- ARGS``.
-
-    ARGS are the CLI's ``evaluate`` options (same parser, :func:`cli.add_evaluate_arguments`); the evaluation
-    runs on the application's own scene with its module logics, via
-    :meth:`Context.from_application`. Returns the CLI's exit status (0 pass, 1 a check failed, 2 bad input).
-    """
-    import sys
-
-    from .cli import ArgumentParser, add_evaluate_arguments
-    from .context import Context
-
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    parser = ArgumentParser(prog="batch_evaluate.py")
-    add_evaluate_arguments(parser)
-    try:
-        args = parser.parse_args(list(argv))
-        inputs, options = inputs_from_args(args)
-        validate_inputs(inputs, options)
-        ctx = Context.from_application(slicer_module)
-        result = evaluate(ctx, inputs, options, output_dir=args.output)
-    except BadInputError as exc:
-        err.write(f"batch_evaluate.py: error: {exc}\n")
-        return 2
-    for line in summary_lines(result):
-        out.write(line + "\n")
-    return result.exit_code
+        return sample_case_folder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,7 +20,7 @@ Pinned definitions (docs/metrics.md has the long form; every metric below carrie
 
 Public API: :func:`compare_masks` (one boolean pair on one grid), :func:`compare_labelmaps` (SimpleITK labelmaps,
 every label), :func:`compare_segments` (MRML segmentation / labelmap nodes, parent transforms honoured, result
-table), :func:`compare_files` and :func:`run_compare_cli` (``registration-quality compare``). :data:`METRICS` is
+table), :func:`compare_files` (``registration-quality compare``, run by ``commands.run_compare_cli``). :data:`METRICS` is
 the registry of metric definitions (key, column title with unit, definition).
 
 Speed: one run-length pass per input finds every label's bounding box and voxel count
@@ -990,29 +990,3 @@ def compare_files(reference_path, compared_path, percentile: float = DEFAULT_PER
     segments = compare_sources(ref, cmp, percentile, by=by, messages=messages)
     return {"percentile": percentile, "reference": ref.source, "compared": cmp.source, "matched_by": by,
             "segments": segments}
-
-
-def run_compare_cli(args, messages) -> int:
-    """``registration-quality compare REFERENCE COMPARED [--percentile P] [--json PATH]``."""
-    import json
-    import sys
-    from pathlib import Path
-
-    result = compare_files(args.reference, args.compared, args.percentile, messages)
-    text = json.dumps(result, indent=2, allow_nan=False) + "\n"
-    if args.json:
-        out = Path(args.json)
-        if out.is_dir():
-            raise BadInputError(args.json, "--json: is a folder; a file path is needed")
-        try:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(out)
-        except OSError as exc:
-            raise BadInputError(args.json, f"--json: cannot write ({exc.strerror or exc})") from None
-        messages.info(f"wrote {out}")
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    return 0

@@ -4,7 +4,7 @@
         --fixed fixed.nrrd --moving moving.nrrd --elastix-dir elastix-out \\
         --fixed-landmarks fixed.mrk.json --moving-landmarks moving.mrk.json --max-tre 2 --output qa-report
 
-The evaluation runs on Slicer's own scene and module logics (``RegistrationQualityLib.evaluate.batch_main``);
+The evaluation runs on Slicer's own scene and module logics (``RegistrationQualityLib.commands.batch_main``);
 the exit status is the CLI's: 0 every requested check passed, 1 a check failed, 2 bad input (one stderr line).
 """
 
@@ -19,7 +19,7 @@ def main():
     module_dir = os.path.dirname(os.path.dirname(here))  # <module dir>/Resources/Scripts -> <module dir>
     if module_dir not in sys.path:
         sys.path.insert(0, module_dir)
-    from RegistrationQualityLib.evaluate import batch_main
+    from RegistrationQualityLib.commands import batch_main
 
     args = sys.argv[1:]
     if args and args[0] == "--":

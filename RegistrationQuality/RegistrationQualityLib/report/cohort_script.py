@@ -28,6 +28,7 @@ COMMON_CSS = r"""
 .toolbar button { font-size: 14px; padding: 4px 10px; cursor: pointer; }
 img.thumb { width: 150px; height: auto; background: #000; display: block; }
 tr.hit td { outline: 2px solid #CC79A7; }
+.toolbar .grow { flex: 1 1 auto; }
 """
 
 COMMON_JS = r"""

@@ -1,10 +1,10 @@
-"""The cohort review page, ``review.html``: one case at a time, rated with the keyboard (docs/report.md).
+"""The data both cohort pages (``summary.html``, ``review.html``) embed once as JSON, and the review order.
 
 :func:`page_data` turns summary rows (``cohort.SUMMARY_COLUMNS``, numbers or numeric text) into the JSON both
 cohort pages embed once: per registration its ids, verdict, failing checks, outliers, links, which snapshot files
 exist (a bit mask, so 5,000 cases cost no file names), and its numbers in the order of ``columns``; the rows come in
-review order (:func:`review_order`). :func:`review_html` writes the page; pictures are files next to it, loaded
-when a case is shown (never base64), so the page stays small at any cohort size.
+review order (:func:`review_order`). Pictures stay files next to the pages, loaded when shown (never base64), so
+the pages stay small at any cohort size.
 """
 
 from __future__ import annotations
@@ -16,10 +16,26 @@ import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .cohort_stats import evaluated, number
-from .report import CSS, SUMMARY_METRICS, SUMMARY_TITLES
-from .review_assets import COMMON_CSS, COMMON_JS, REVIEW_CSS, REVIEW_JS
+from ..cohort_stats import evaluated, number
+from .rows import _unit
 
+# Known summary columns (cohort.SUMMARY_COLUMNS): title, unit, True if higher is better, the matching "before"
+# column drawn in the same plot. Other numeric columns get a plot titled by their key.
+SUMMARY_METRICS = {
+    "min_dice_after": ("Lowest Dice", "", True, "min_dice_before"),
+    "max_hausdorff_percentile_after_mm": ("Largest Hausdorff percentile", "mm", False, None),
+    "mean_tre_after_mm": ("Mean TRE", "mm", False, "mean_tre_before_mm"),
+    "max_tre_after_mm": ("Largest TRE after", "mm", False, None),
+    "folding_percent": ("Folding (J ≤ 0)", "%", False, None),
+    "sdlogj": ("SD of log J", "", False, None),
+    "ncc_after": ("Normalised cross-correlation", "", True, "ncc_before"),
+}
+# Short table headers (the plots carry the long titles).
+SUMMARY_TITLES = {"segments": "Segments", "min_dice_before": "Dice before", "min_dice_after": "Dice after",
+                  "max_hausdorff_percentile_after_mm": "HD pct. after", "mean_tre_before_mm": "TRE before",
+                  "mean_tre_after_mm": "TRE after", "max_tre_after_mm": "TRE max after", "folding_percent": "Folding",
+                  "sdlogj": "SD log J", "ncc_before": "NCC before", "ncc_after": "NCC after",
+                  "method_rank": "Rank in case", "review_seconds": "Review s"}
 # Snapshot files the review page shows, by bit: the worst structure's and the whole image's before|after outline
 # views, and the fixed and registered image on the same slice (flicker / fade).
 SNAPSHOT_BITS = (("worst_before_after_axial.png", 1), ("before_after_axial.png", 2), ("fixed_axial.png", 4),
@@ -33,13 +49,6 @@ NOT_PLOTTED = ("segments", "review_seconds", "method_rank")
 FIGURES = ("min_dice_after", "max_hausdorff_percentile_after_mm", "mean_tre_after_mm", "max_tre_after_mm",
            "folding_percent", "sdlogj", "ncc_after")
 _OUTLIER = re.compile(r"([A-Za-z0-9_.]+) \(z=")
-
-
-def _unit(key: str) -> str:
-    for suffix, unit in (("_mm", "mm"), ("_cc", "cc"), ("_percent", "%"), ("_s", "s")):
-        if key.endswith(suffix):
-            return unit
-    return ""
 
 
 def _digits(unit: str):
@@ -160,58 +169,8 @@ def script_json(data) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
 
 
-def _e(value) -> str:
-    import html
-
-    return "" if value is None else html.escape(str(value), quote=True)
-
-
-KEYS = (("→  or  j", "next registration (the methods of a case come one after the other)"),
-        ("←  or  k", "previous registration"), ("1 / 2 / 3", "rate pass / review / fail (0 clears)"),
-        ("n", "write a note (Enter saves, Shift+Enter new line, Esc cancels)"),
-        ("f", "flicker between the fixed and the registered image (again: stop)"), ("/", "search a case id"),
-        ("u", "unrated only on / off"), ("?", "this help"), ("Esc", "close a dialog"))
-
-
-def review_html(rows: Sequence[Mapping], output_path, title: str = "Registration quality: review") -> Path:
-    """Write ``review.html`` (atomically) for the summary ``rows`` and return its path."""
-    output_path = Path(os.path.abspath(os.fspath(output_path)))
-    data = page_data(rows, output_path.parent)
-    keys = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in KEYS)
-    page = (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{CSS}{COMMON_CSS}{REVIEW_CSS}</style></head><body><main>"
-        f'<header class="bar"><h1>{_e(title)}</h1><span id="progress"></span><span class="grow"></span>'
-        '<label><input type="checkbox" id="unrated-only"> unrated only (u)</label>'
-        '<label><input type="checkbox" id="advance"> next after rating</label>'
-        '<button id="who-btn">reviewer…</button><button id="export">Export ratings.csv</button>'
-        '<button id="help-btn">keys (?)</button></header>'
-        '<noscript><p class="reason">This page needs JavaScript (it runs locally; nothing is sent anywhere).</p>'
-        "</noscript>"
-        '<div class="casehead"><h2 id="case-id"></h2><span id="case-meta"></span>'
-        '<a href="summary.html">cohort summary</a></div>'
-        '<div id="case"></div>'
-        '<h3>Where the case lies in the cohort</h3><div id="cohort-plots" class="plots mini"></div>'
-        '<div class="tip" id="tip"></div>'
-        '<div class="overlay" id="help"><div class="dialog"><h3>Keys</h3><table class="keys"><tbody>'
-        f"{keys}</tbody></table><p class=\"hint\">Ratings, notes, the reviewer's name and the seconds spent on each "
-        "registration stay in this browser (localStorage, one store per cohort folder) and survive a reload; "
-        "Export downloads them as ratings.csv.</p></div></div>"
-        '<div class="overlay" id="who"><div class="dialog"><h3>Reviewer</h3><p>Your name or initials (asked once, '
-        'kept in this browser, written to ratings.csv):</p><input id="who-input" autocomplete="off"></div></div>'
-        '<div class="overlay" id="note-dialog"><div class="dialog"><h3>Note</h3><textarea id="note-input">'
-        "</textarea></div></div>"
-        '<div class="overlay" id="search-dialog"><div class="dialog"><h3>Go to case</h3>'
-        '<input id="search-input" autocomplete="off" placeholder="case id (or part of it), Enter">'
-        '<p class="hint" id="search-info"></p></div></div>'
-        f'<script type="application/json" id="rq-data">{script_json(data)}</script>'
-        f"<script>{COMMON_JS}{REVIEW_JS}</script></main></body></html>\n"
-    )
-    return write_text_atomic(output_path, page)
-
-
 def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a hidden temporary renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
     try:
