@@ -6,7 +6,8 @@ the strip plots on ``<canvas>`` (one base layer with every dot, drawn once, and 
 highlighted case, so highlighting 5,000-case plots costs one small redraw); :data:`SUMMARY_JS` pages the cases
 table and searches; :data:`REVIEW_JS` is the one-case-at-a-time reviewer with keyboard rating, flicker and the
 ratings kept in ``localStorage``. When a page has drawn itself it sets ``document.documentElement.dataset.ready``
-and ``window.rqReadyMs`` (milliseconds since navigation start; the benchmark reads it).
+and ``window.rqReadyMs`` (milliseconds since navigation start), and ``window.rqPaintedMs`` after the next frame
+(the benchmark reads both).
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ function findRows(query) {
 function markReady() {
   window.rqReadyMs = performance.now();
   document.documentElement.dataset.ready = "1";
+  requestAnimationFrame(() => setTimeout(() => { window.rqPaintedMs = performance.now(); }, 0));
 }
 """
 
@@ -261,8 +263,6 @@ header.bar .grow { flex: 1 1 auto; }
 .method .mhead { display: flex; gap: 10px; align-items: baseline; flex-wrap: wrap; font-size: 15px; margin-bottom: 4px; }
 .method .mhead b { font-size: 18px; }
 .cols { display: grid; grid-template-columns: minmax(0, 1fr) 360px; gap: 16px; align-items: start; }
-.methods.many .cols { grid-template-columns: minmax(0, 1fr); }
-.methods.many .side { order: -1; }
 .view { margin: 0 0 10px; }
 .view img { display: block; max-width: 100%; height: auto; background: #000; border: 1px solid var(--rule); }
 .view figcaption { font-size: 14px; }
@@ -280,7 +280,7 @@ header.bar .grow { flex: 1 1 auto; }
 .ratebar button.on.pass { background: var(--pass); color: #fff; border-color: var(--pass); }
 .ratebar button.on.review { background: #E69F00; border-color: #E69F00; }
 .ratebar button.on.fail { background: var(--fail); color: #fff; border-color: var(--fail); }
-.note { font-size: 14px; white-space: pre-wrap; background: #f5f6f7; padding: 4px 8px; border-radius: 4px; min-height: 1.5em; }
+.note { font-size: 14px; white-space: pre-wrap; background: #f5f6f7; padding: 4px 8px; border-radius: 4px; min-height: 2.1em; }
 .placeholder { padding: 24px; border: 2px dashed var(--rule); color: var(--muted); text-align: center; font-size: 14px; }
 .overlay { position: fixed; inset: 0; background: rgba(0,0,0,0.45); display: none; align-items: center;
            justify-content: center; z-index: 30; }
@@ -353,10 +353,10 @@ REVIEW_JS = r"""
         '<img class="bottom" alt="fixed image" src="' + esc(fixed) + '"><img class="top" alt="registered image" src="' + esc(reg) + '"></div>' +
         '<figcaption>fixed and registered image on the same slice: fade with the slider, flicker with f</figcaption></figure>';
     } else views += '<div class="placeholder view">no fixed / registered snapshots for flicker</div>';
-    let side = "";
-    side += '<div class="ratebar">' + ["pass", "review", "fail"].map((v, k) =>
+    let rate = '<div class="ratebar">' + ["pass", "review", "fail"].map((v, k) =>
       '<button data-rate="' + v + '" class="' + v + (it.r === v ? " on" : "") + '">' + (k + 1) + " " + v + "</button>").join("") + "</div>";
-    side += '<div class="hint">note (n):</div><div class="note">' + esc(it.n || "") + "</div>";
+    rate += '<div class="hint">note (n):</div><div class="note">' + esc(it.n || "") + "</div>";
+    let side = "";
     if (r.hr) side += '<p class="hint">rating in summary.csv: <span class="badge rating ' + esc(r.hr) + '">' + esc(r.hr) + "</span></p>";
     side += "<h3>Key figures</h3>" + figuresHtml(r);
     const fc = r.fc ? r.fc.split("; ") : [];
@@ -366,8 +366,10 @@ REVIEW_JS = r"""
     side += r.href ? '<p><a class="full" href="' + esc(r.href) + '">full report \u2192</a></p>' : "";
     const head = '<div class="mhead">' + (many ? "<b>" + esc(r.m) + "</b>" : "") + verdictBadge(r) +
       (it.r ? ' <span class="badge rating ' + esc(it.r) + '">rated ' + esc(it.r) + "</span>" : "") + "</div>";
-    return '<section class="method' + (i === cur ? " focus" : "") + '" data-row="' + i + '">' + head +
-      '<div class="cols"><div class="views">' + views + '</div><div class="side">' + side + "</div></div></section>";
+    // several methods: rating on top, the pictures aligned across the columns, the figures below
+    const body = many ? rate + '<div class="views">' + views + '</div><div class="side">' + side + "</div>"
+      : '<div class="cols"><div class="views">' + views + '</div><div class="side">' + rate + side + "</div></div>";
+    return '<section class="method' + (i === cur ? " focus" : "") + '" data-row="' + i + '">' + head + body + "</section>";
   }
   function show() {
     stopFlicker();
