@@ -25,7 +25,14 @@ from slicer import (
 )
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import Default, FloatRange, RangeBounds, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import (
+    Default,
+    FloatRange,
+    RangeBounds,
+    SlicerParameterNamePropertyName,
+    WithinRange,
+    parameterNodeWrapper,
+)
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -36,6 +43,7 @@ from slicer.util import VTKObservationMixin
 
 SAMPLE_CATEGORY = "Registration Quality"
 SAMPLE_NAME = "RegistrationQualityHeadPhantom"
+DOCS_URL = "https://github.com/RegistrationQuality/SlicerRegistrationQuality/blob/main/docs/"
 
 
 #
@@ -56,7 +64,10 @@ class RegistrationQuality(ScriptedLoadableModule):
             "determinant, folding) and shows contour overlays. The same logic runs headless: "
             "<code>registration-quality evaluate</code>."
         )
-        self.parent.helpText += self.getDefaultModuleDocumentationLink()
+        # the project's own documentation (getDefaultModuleDocumentationLink() points at Slicer's documentation
+        # site, which has no page for an extension module)
+        self.parent.helpText += "<p>" + _('Documentation: <a href="{url}">the panel</a>, <a href="{index}">all '
+                                          "pages</a>.").format(url=DOCS_URL + "panel.md", index=DOCS_URL + "index.md") + "</p>"
         self.parent.acknowledgementText = _(
             "Built on 3D Slicer's MRML and module logics (slicer-core), SimpleITK and VTK. elastix result files "
             "are read directly; no registration is run by this module."
@@ -97,18 +108,55 @@ def registerSampleData():
         ("fixed_landmarks", "RQ fixed landmarks", "MarkupsFile"),
         ("moving_landmarks", "RQ moving landmarks", "MarkupsFile"),
     ]
+    paths = [folder / spec[key] for key, _name, _type in entries]
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category=SAMPLE_CATEGORY,
         sampleName=SAMPLE_NAME,
         # local files: SampleData copies them into its cache with urllib (file:// URIs) and loads them
-        uris=[(folder / spec[key]).as_uri() for key, _name, _type in entries],
-        fileNames=["RQ-" + Path(spec[key]).name for key, _name, _type in entries],
+        uris=[path.as_uri() for path in paths],
+        fileNames=["RQ-" + path.name for path in paths],
         nodeNames=[name for _key, name, _type in entries],
-        loadFileType=[file_type for _key, _name, file_type in entries],
+        loadFileTypes=[file_type for _key, _name, file_type in entries],
+        # a cached copy is used only while its checksum matches: an updated sample case is copied again
+        checksums=["SHA256:" + fileSha256(path) for path in paths],
         thumbnailFileName=os.path.join(os.path.dirname(__file__), "Resources", "Icons", "RegistrationQuality.png"),
         # the button loads the whole case through the library, including the two elastix registrations
-        customDownloader=lambda source: RegistrationQualityLogic().loadSampleCase(),
+        customDownloader=downloadSampleCase,
     )
+
+
+def fileSha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def downloadSampleCase(source=None):
+    """Sample Data's button: load the sample case and show the fixed image in the slice views (fitted), as the
+    other Sample Data entries do. Returns the loaded nodes by role."""
+    nodes = RegistrationQualityLogic().loadSampleCase()
+    slicer.util.setSliceViewerLayers(background=nodes["fixed"], foreground=None, fit=True)
+    return nodes
+
+
+def connectParameterNodeGui(parameterNode, ui):
+    """Bind the widgets of ``ui`` whose ``SlicerParameterName`` property names a field; return the tag to pass to
+    ``parameterNode.disconnectGui``.
+
+    The same widgets as ``connectGui(ui)`` binds (for a non-widget ``ui``: its attributes that have the property),
+    through ``connectParametersToGui``, which returns the tag in every Slicer version; ``connectGui`` itself returns
+    None before 5.10 (``disconnectGui(None)`` then leaves the connection in place).
+    """
+    mapping = {}
+    for widget in vars(ui).values():
+        name = widget.property(SlicerParameterNamePropertyName) if hasattr(widget, "property") else None
+        if name:
+            mapping[name] = widget
+    return parameterNode.connectParametersToGui(mapping)
 
 
 #
@@ -128,8 +176,10 @@ class RegistrationQualityParameterNode:
     movingVolume: vtkMRMLScalarVolumeNode
     registeredVolume: vtkMRMLScalarVolumeNode
     transform: vtkMRMLTransformNode
-    fixedSegmentation: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
-    movingSegmentation: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]
+    # a union of node types must include None (its default): Slicer's UnionSerializer writes every default when the
+    # wrapper is built and no node member accepts None (see Testing/test_module_panel.py, node unions need None)
+    fixedSegmentation: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]
+    movingSegmentation: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]
     fixedLandmarks: vtkMRMLMarkupsFiducialNode
     movingLandmarks: vtkMRMLMarkupsFiducialNode
     # Threshold (each image in its own units; bounds: RegistrationQualityLib.panel.THRESHOLD_LIMIT)
@@ -180,7 +230,7 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
     """
 
     def __init__(self, parent=None):
-        ScriptedLoadableModuleWidget.__init__(self, parent)
+        # attributes first: without a parent, ScriptedLoadableModuleWidget.__init__ calls setup() itself
         VTKObservationMixin.__init__(self)  # parameter node and scene observation
         self.logic = None
         self.ui = None
@@ -192,6 +242,7 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self._updating = False
         self._running = False
         self._cancelRequested = False
+        ScriptedLoadableModuleWidget.__init__(self, parent)
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -218,19 +269,30 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.initializeParameterNode()
 
     def cleanup(self):
+        self.disconnectParameterNode()
         self.removeObservers()
+
+    def onReload(self):
+        """Developer mode's Reload: also reload ``RegistrationQualityLib`` (Slicer reloads only the module file).
+
+        The library's modules are dropped from ``sys.modules``: the module file imports them inside functions, so
+        the next use imports the edited source.
+        """
+        import sys
+
+        for name in [n for n in sys.modules if n == "RegistrationQualityLib" or n.startswith("RegistrationQualityLib.")]:
+            del sys.modules[name]
+        ScriptedLoadableModuleWidget.onReload(self)
 
     def enter(self):
         self.initializeParameterNode()
 
     def exit(self):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, self._modifiedEvent(), self.onParameterNodeModified)
+        self.disconnectParameterNode()
 
     def onSceneStartClose(self, caller, event):
         self.setParameterNode(None)
+        self.ui.resultsTableView.setMRMLTableNode(None)  # the table node is removed with the scene
 
     def onSceneEndClose(self, caller, event):
         if self.parent.isEntered:
@@ -247,19 +309,32 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         self.setParameterNode(self.logic.getParameterNode())
 
     def setParameterNode(self, inputParameterNode):
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, self._modifiedEvent(), self.onParameterNodeModified)
+        """Show ``inputParameterNode`` (a wrapper from ``logic.getParameterNode()``, one per node) in the panel.
+
+        The GUI is connected once per entering the module: connecting the same node again while connected would
+        bind every widget twice, and the second binding writes each widget's rounded value back.
+        """
+        if inputParameterNode is self._parameterNode and (inputParameterNode is None or
+                                                          self._parameterNodeGuiTag is not None):
+            return
+        self.disconnectParameterNode()
         self._parameterNode = inputParameterNode
         self._volumeIDs = {"fixed": None, "moving": None}
         self._movingID = None
         self._displayState = None
         if self._parameterNode:
             # every bound widget has a "SlicerParameterName" dynamic property in the .ui
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self._parameterNodeGuiTag = connectParameterNodeGui(self._parameterNode, self.ui)
             self.addObserver(self._parameterNode, self._modifiedEvent(), self.onParameterNodeModified)
             self.ui.resultsTableView.setMRMLTableNode(self._parameterNode.resultSummaryTable)
         self.onParameterNodeModified()
+
+    def disconnectParameterNode(self):
+        """Disconnect the GUI from the parameter node (it stays the panel's node until another is set)."""
+        if self._parameterNode is not None and self._parameterNodeGuiTag is not None:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, self._modifiedEvent(), self.onParameterNodeModified)
+        self._parameterNodeGuiTag = None
 
     def onParameterNodeModified(self, caller=None, event=None):
         """Follow the inputs: SlicerElastix auto-fill, threshold slider ranges, display, button states."""
@@ -482,9 +557,14 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         self._context = None
         self._thresholdCache = {}
+        self._parameterNodeWrapper = None
 
     def getParameterNode(self):
-        return RegistrationQualityParameterNode(super().getParameterNode())
+        """The typed wrapper of the scene's parameter node; the same wrapper as long as the node is the same."""
+        node = super().getParameterNode()
+        if self._parameterNodeWrapper is None or self._parameterNodeWrapper.parameterNode is not node:
+            self._parameterNodeWrapper = RegistrationQualityParameterNode(node)
+        return self._parameterNodeWrapper
 
     def context(self):
         """The library's Context on the application's scene and module logics (rebuilt if the scene changed)."""
@@ -731,7 +811,6 @@ class RegistrationQualityTest(ScriptedLoadableModuleTest):
         """The Compute button's code path on the sample case: inputs from the parameter node, result nodes and
         the results table in the scene, display toggles, pass/fail limits, save report."""
         import tempfile
-        from pathlib import Path
 
         self.delayDisplay("Computing the sample case through the panel")
         spec = sampleCaseSpec(sampleCaseFolder())

@@ -111,14 +111,173 @@ def parameter_fields() -> dict:
     return fields
 
 
+# ---------------------------------------------------------------------------------------------------
+# Slicer's parameter node serializers, modelled (Base/Python/slicer/parameterNodeWrapper, same rules at v5.8.1 and
+# v5.10.0; line numbers "5.8.1/5.10.0"). The wrapper writes every field's default when it is built
+# (wrapper.py _initMethod, line 138/138), and every write goes through the field's validators, so a default that
+# its serializer rejects makes the class unusable. Testing/test_slicer_wrapper.py runs Slicer's real code.
+# ---------------------------------------------------------------------------------------------------
+class Range:
+    """Stand-in for slicer.parameterNodeWrapper.FloatRange (a parameterPack of two floats)."""
+
+    def __init__(self, minimum=0.0, maximum=0.0):
+        self.minimum, self.maximum = minimum, maximum
+
+    def __eq__(self, other):
+        return isinstance(other, Range) and (self.minimum, self.maximum) == (other.minimum, other.maximum)
+
+    def __repr__(self):
+        return f"Range({self.minimum}, {self.maximum})"
+
+
+class _Annotation:
+    def __init__(self, *args):
+        self.args = args
+
+
+class WithinRange(_Annotation):
+    """validators.py WithinRange.validate (line 93/93): minimum <= value <= maximum."""
+
+    def validate(self, value):
+        if not self.args[0] <= value <= self.args[1]:
+            raise ValueError(f"Value must be within range [{self.args[0]}, {self.args[1]}], is {value}")
+
+
+class RangeBounds(_Annotation):
+    pass
+
+
+class Default(_Annotation):
+    pass
+
+
+class SlicerSerializer:
+    """What Slicer's serializer of one annotation accepts: ``can(type)`` (``canSerialize``), ``validate(value)``
+    (the ValidatedSerializer's validators), ``default`` (``Serializer.default()``)."""
+
+    def __init__(self, can, validators, default):
+        self.can, self.validators, self.default = can, list(validators), default
+
+    def validate(self, value):
+        for validator in self.validators:
+            validator(value)
+
+    def write(self, value):
+        """ValidatedSerializer.write (serializers.py line 159/162): validate, then write."""
+        self.validate(value)
+
+
+def _is_instance(classes):  # validators.py IsInstance.validate (line 78/78): None passes
+    def check(value):
+        if value is not None and not isinstance(value, classes):
+            raise TypeError(f"Value must be of type '{classes}', is type '{type(value)}' value '{value}'")
+    return check
+
+
+def _not_none(value):  # validators.py NotNone (line 58/58)
+    if value is None:
+        raise ValueError("Value must not be None")
+
+
+def _is_none(value):  # validators.py IsNone (line 47/47)
+    if value is not None:
+        raise ValueError("Value must be None")
+
+
+def slicer_serializer(tp) -> SlicerSerializer:
+    """The serializer Slicer builds for the (evaluated) annotation ``tp`` (serializers.py createSerializer,
+    line 216/219), or an exception where Slicer raises one."""
+    import typing
+
+    import slicer
+
+    if typing.get_origin(tp) is typing.Annotated:
+        base, *extras = typing.get_args(tp)
+        inner = slicer_serializer(base)
+        checks = [a.validate for a in extras if isinstance(a, WithinRange)]
+        return SlicerSerializer(inner.can, inner.validators + checks, inner.default)
+    if tp in (int, float):  # NumberSerializer (line 233/236): NotNone, IsInstance, default 0
+        return SlicerSerializer(lambda t: t in (int, float), [_not_none, _is_instance((int, float) if tp is float
+                                                                                       else int)], 0)
+    if tp is bool:  # BoolSerializer (line 348/351): default False
+        return SlicerSerializer(lambda t: t is bool, [_not_none, _is_instance(bool)], False)
+    if tp is str:  # StringSerializer (line 272/275): default ""
+        return SlicerSerializer(lambda t: t is str, [_not_none, _is_instance(str)], "")
+    if tp is Range:  # FloatRange: a parameterPack (stand-in)
+        return SlicerSerializer(lambda t: t is Range, [_not_none, _is_instance(Range)], Range())
+    if tp is type(None):  # NoneSerializer (line 828/899): canSerialize isinstance(None, type_), IsNone
+        return SlicerSerializer(lambda t: isinstance(None, t), [_is_none], {})
+    if isinstance(tp, type) and issubclass(tp, slicer.vtkMRMLNode):
+        # NodeSerializer (line 382/385): canSerialize issubclass(type_, vtkMRMLNode), IsInstance only, default None
+        return SlicerSerializer(lambda t: isinstance(t, type) and issubclass(t, slicer.vtkMRMLNode),
+                                [_is_instance(tp)], None)
+    if typing.get_origin(tp) is typing.Union:  # UnionSerializer (line 871/942)
+        members = [slicer_serializer(arg) for arg in typing.get_args(tp)]
+        # default (line 897/977): None for Optional[X] (two members, the second None), else the first member's
+        if len(members) == 2 and typing.get_args(tp)[1] is type(None):
+            default = None
+        else:
+            default = members[0].default
+
+        def find_best(value):  # _findBestSerializer (line 916/996)
+            raised = None
+            for member in members:
+                if member.can(type(value)):
+                    try:
+                        member.validate(value)
+                        return
+                    except Exception as error:
+                        raised = error
+            if raised is not None:
+                raise raised
+            raise TypeError(f"Unable to write value '{value}' of type '{type(value)}'")
+
+        return SlicerSerializer(lambda t: True, [find_best], default)
+    raise Exception(f"Unable to create serializer for type: {tp}")  # _makeAppropriateSerializer (line 213/216)
+
+
+def annotation_namespace() -> dict:
+    import typing
+
+    import slicer
+
+    names = {name: getattr(slicer, name) for name in dir(slicer) if name.startswith("vtkMRML")}
+    return {**names, "Union": typing.Union, "Optional": typing.Optional, "Annotated": typing.Annotated,
+            "FloatRange": Range, "WithinRange": WithinRange, "RangeBounds": RangeBounds, "Default": Default}
+
+
+def evaluated(annotation: str):
+    return eval(annotation, annotation_namespace())  # noqa: S307 - the module file's own annotations
+
+
+def field_default(annotation: str, default):
+    """The default the wrapper writes (wrapper.py _processClass, line 312/316): the class attribute, else a
+    Default(...) annotation, else the serializer's default."""
+    if default is not None:
+        return default
+    found = re.search(r"Default\(FloatRange\(([-\d.e+]+), ([-\d.e+]+)\)\)", annotation)
+    if found:
+        return Range(float(found.group(1)), float(found.group(2)))
+    return slicer_serializer(evaluated(annotation)).default
+
+
 def field_kind(annotation: str) -> str:
-    base = annotation
-    m = re.match(r"Annotated\[(\w+),", annotation)
-    if m:
-        base = m.group(1)
-    if base in ("bool", "float", "str", "FloatRange", "int"):
-        return base
-    assert re.fullmatch(r"vtkMRML\w+|Union\[(vtkMRML\w+, )*vtkMRML\w+\]", base), f"unexpected field type {annotation}"
+    """bool / float / int / str / FloatRange / node (a node class or a union of node classes and None)."""
+    import typing
+
+    tp = evaluated(annotation)
+    if typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    for kind, python_type in (("bool", bool), ("float", float), ("int", int), ("str", str), ("FloatRange", Range)):
+        if tp is python_type:
+            return kind
+    import slicer
+
+    members = typing.get_args(tp) if typing.get_origin(tp) is typing.Union else (tp,)
+    # guiConnectors' node combo box connector requires util.isNodeOrUnionOfNodes (util.py line 56/56): node
+    # classes and None only
+    assert all(m is type(None) or (isinstance(m, type) and issubclass(m, slicer.vtkMRMLNode)) for m in members), (
+        f"unexpected field type {annotation}")
     return "node"
 
 
@@ -272,7 +431,10 @@ def test_methods_the_widget_calls_exist():
             assert node.func.attr in own | inherited, f"line {node.lineno}: self.{node.func.attr}() does not exist"
 
 
-WRAPPER_ATTRIBUTES = {"StartModify", "EndModify", "connectGui", "disconnectGui", "GetID", "allParameters"}
+# what the wrapper class adds (wrapper.py _processClass, lines 333-350 at v5.8.1 and 337-354 at v5.10.0) and its
+# instance attribute parameterNode (_initMethod); GetID: `p` is also a node in a few places
+WRAPPER_ATTRIBUTES = {"StartModify", "EndModify", "connectGui", "connectParametersToGui", "disconnectGui",
+                      "parameterNode", "GetID", "allParameters"}
 
 
 def test_parameter_fields_the_code_reads_exist():
@@ -304,20 +466,26 @@ def test_compute_sets_every_result_field():
 # The logic's methods, executed headless (compiled from the module file; the Slicer wrapper is replaced by an
 # attribute bag with the dataclass's fields and defaults)
 # ---------------------------------------------------------------------------------------------------
-class Range:
-    def __init__(self, minimum=0.0, maximum=0.0):
-        self.minimum, self.maximum = minimum, maximum
-
-
 class ParameterBag(SimpleNamespace):
-    """The parameterNodeWrapper's attribute access, without Slicer: fields with their defaults."""
+    """The parameterNodeWrapper's attribute access, without Slicer: fields with their defaults, written through the
+    serializer rules above (a default or a value Slicer's serializer rejects raises here as it does in Slicer)."""
 
     allParameters = parameter_fields()
 
     def __init__(self, **values):
-        defaults = {k: (Range() if "FloatRange" in a else d) for k, (a, d) in self.allParameters.items()}
-        super().__init__(**{**defaults, **values})
+        object.__setattr__(self, "_serializers", {k: slicer_serializer(evaluated(a))
+                                                  for k, (a, _d) in self.allParameters.items()})
+        super().__init__()
+        for name, (annotation, default) in self.allParameters.items():
+            setattr(self, name, field_default(annotation, default))  # _initMethod writes every default
+        for name, value in values.items():
+            setattr(self, name, value)
         self.modifications = 0
+
+    def __setattr__(self, name, value):
+        if name in self.allParameters:
+            self._serializers[name].write(value)
+        super().__setattr__(name, value)
 
     def StartModify(self):
         return 0
@@ -647,3 +815,112 @@ def test_panel_compute_on_the_sample_case(ctx):
     result = logic.compute(p)
     assert result.report["landmarks"]["after"]["mean_mm"] == pytest.approx(measured["imperfect"]["mean"], abs=0.05)
     assert result.verdict == "fail"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Slicer rules the module file must follow (each models Slicer's source; Testing/test_slicer_wrapper.py runs the
+# real wrapper code when a Slicer source checkout is given)
+# ---------------------------------------------------------------------------------------------------
+def test_node_unions_need_none():
+    """Node unions need None. Base/Python/slicer/parameterNodeWrapper/serializers.py: the UnionSerializer's
+    default is its first member's (``default``, line 897 at v5.8.1 / 977 at v5.10.0), a NodeSerializer's is None
+    (line 396 / 399), and ``_findBestSerializer`` (line 916 / 996) finds no node member whose ``canSerialize``
+    takes NoneType, so writing the default at construction (wrapper.py ``_initMethod`` line 138 / 138) raises
+    ``TypeError: Unable to write value 'None'``. A NoneSerializer member (line 828 / 899) takes it; util.py
+    ``isNodeOrUnionOfNodes`` (line 56 / 56): "Union[NodeType1, NodeType2, ..., None] ... the None is necessary"."""
+    bad = "Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode]"
+    with pytest.raises(TypeError, match="Unable to write value 'None'"):
+        slicer_serializer(evaluated(bad)).write(field_default(bad, None))
+    good = "Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]"
+    serializer = slicer_serializer(evaluated(good))
+    import slicer
+
+    for value in (None, slicer.vtkMRMLSegmentationNode(), slicer.vtkMRMLLabelMapVolumeNode()):
+        serializer.write(value)
+    with pytest.raises(TypeError):  # a scalar volume is neither member (IsInstance, validators.py line 78 / 78)
+        serializer.write(slicer.vtkMRMLScalarVolumeNode())
+    # every field of the module's class: its default passes its serializer (ParameterBag builds them all)
+    unions = [name for name, (a, _d) in parameter_fields().items() if a.startswith("Union[")]
+    assert unions == ["fixedSegmentation", "movingSegmentation"]
+    bag = ParameterBag()
+    assert bag.fixedSegmentation is None and bag.fixedThreshold == Range(0, 0) and bag.percentile == 95.0
+    with pytest.raises(ValueError):  # WithinRange (validators.py line 93 / 93)
+        bag.minDice = 1.5
+    with pytest.raises(TypeError):
+        bag.fixedVolume = slicer.vtkMRMLSegmentationNode()
+
+
+NATIVE_WARNINGS_PROBE = r"""
+import json, sys
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, sys.argv[1])  # Testing/
+import SimpleITK as sitk
+import slicer
+from vtkmodules.vtkCommonCore import vtkLogger, vtkObject
+
+from conftest import write_shift_case
+from RegistrationQualityLib import elastix, io
+from RegistrationQualityLib.context import LOGIC_CLASSES, Context
+from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
+
+
+def state():
+    return [vtkObject.GetGlobalWarningDisplay(), vtkLogger.GetCurrentVerbosityCutoff(),
+            bool(sitk.ProcessObject.GetGlobalWarningDisplay())]
+
+
+# the application's scene, application logic and module logics (slicer-core's classes stand in for them)
+scene = slicer.vtkMRMLScene()
+app = slicer.vtkSlicerApplicationLogic()
+app.SetMRMLScene(scene)
+colors = app.GetColorLogic()
+colors.SetMRMLScene(scene)
+colors.AddDefaultColorNodes()
+app.SetModuleLogic("Colors", colors)
+modules = {"colors": SimpleNamespace(logic=lambda: colors)}
+for name, class_name in LOGIC_CLASSES.items():
+    logic = getattr(slicer, class_name)()
+    logic.SetMRMLApplicationLogic(app)
+    logic.SetMRMLScene(scene)
+    app.SetModuleLogic(name, logic)
+    modules[name.lower()] = SimpleNamespace(logic=lambda logic=logic: logic)
+application = SimpleNamespace(mrmlScene=scene, app=SimpleNamespace(applicationLogic=lambda: app),
+                              modules=SimpleNamespace(**modules))
+out = {"start": state()}
+ctx = Context.from_application(application)
+case = write_shift_case(Path(sys.argv[2]))
+io._sitk(), elastix._sitk()
+result = evaluate(ctx, EvaluationInputs(fixed=str(case / "fixed.nrrd"), moving=str(case / "moving.nrrd"),
+                                         transform=str(case / "good.tfm")), EvaluationOptions(snapshots=False))
+out["application"] = state()
+out["verdict"] = result.verdict
+Context.headless()
+out["headless"] = state()
+print(json.dumps(out))
+"""
+
+
+def test_no_process_wide_silencing_in_the_application(tmp_path):
+    """The Error Log: Slicer's application routes VTK's output window and vtkLogger into the Error Log for every
+    module, so the library must not switch them off process-wide when it runs in the application. Here, in a fresh
+    process: a whole evaluation on a context from ``Context.from_application`` (loading through io and the elastix
+    helpers' SimpleITK) leaves VTK's global warning display, vtkLogger's verbosity cutoff (its stderr sink) and SimpleITK's global
+    warning display as they were; ``Context.headless()`` (a headless entry point) turns them off."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ}
+    env.pop("RQ_NATIVE_WARNINGS", None)
+    done = subprocess.run([sys.executable, "-c", NATIVE_WARNINGS_PROBE, str(ROOT / "Testing"), str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    from vtkmodules.vtkCommonCore import vtkLogger
+
+    assert out["start"][0] == 1 and out["start"][2] is True and out["start"][1] != vtkLogger.VERBOSITY_OFF
+    assert out["application"] == out["start"], out
+    assert out["verdict"] in ("pass", "no checks")
+    assert out["headless"] == [0, vtkLogger.VERBOSITY_OFF, False]

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 
+from .context import silence_native_warnings
 from .errors import BadInputError
 
 PROG = "registration-quality"
@@ -201,6 +202,7 @@ def _resolve(handler: str):
 
 def main(argv=None) -> int:
     """Entry point of the console script; returns the exit status."""
+    silence_native_warnings()  # a headless entry point (never inside the Slicer application)
     with native_stderr_silenced() as err:
         messages = Messages(err, verbose=argv is not None and ("-v" in argv or "--verbose" in argv))
         debug = "--debug" in (sys.argv[1:] if argv is None else argv)

@@ -133,7 +133,12 @@ _SILENCED = False
 
 
 def silence_native_warnings() -> None:
-    """Keep VTK's and ITK's warning/error logging off stderr (the CLI also redirects fd 2)."""
+    """Keep VTK's and ITK's warning/error logging off stderr (the CLI also redirects fd 2).
+
+    Process-wide (VTK's global warning display, vtkLogger's stderr, SimpleITK's global warning display), so only
+    the headless entry points call it: the CLI, cohort workers and :meth:`Context.headless`. Never inside the
+    Slicer application (:meth:`Context.from_application`), whose Error Log shows those messages for every module.
+    """
     global _SILENCED
     if _SILENCED or os.environ.get("RQ_NATIVE_WARNINGS"):
         return

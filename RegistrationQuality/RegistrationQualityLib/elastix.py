@@ -684,11 +684,8 @@ class _Frame:
 # SimpleITK equivalent (fast, multithreaded resampling)
 # ---------------------------------------------------------------------------------------------------
 def _sitk():
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # warnings are silenced by the headless entry points only (context.py)
 
-    from .context import silence_native_warnings
-
-    silence_native_warnings()
     return sitk
 
 

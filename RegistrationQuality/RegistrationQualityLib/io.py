@@ -35,11 +35,8 @@ MAX_IMAGE_BYTES = 8 * 1024**3
 
 
 def _sitk():
-    import SimpleITK as sitk
+    import SimpleITK as sitk  # warnings are silenced by the headless entry points only (context.py)
 
-    from .context import silence_native_warnings
-
-    silence_native_warnings()
     return sitk
 
 
