@@ -245,11 +245,20 @@ def test_compare_masks_matches_labelmap_path():
 
 
 def test_metric_registry_documents_every_result_key():
-    r = metrics.compare_masks(np.ones((2, 2, 2), bool), np.ones((2, 2, 2), bool))
+    from RegistrationQualityLib import surface
+
+    r = metrics.compare_masks(np.ones((2, 2, 2), bool), np.ones((2, 2, 2), bool), nsd_tolerances=[1, 2.5])
+    surface_keys = {"nsd_1mm", "nsd_2_5mm", "signed_distance", "shifted_self_dice"}
     flat = set()
     for key, value in r.items():
+        if key in surface_keys:
+            continue
         flat |= {f"{key}.{k}.{kk}" for k, v in value.items() for kk in v} if isinstance(value, dict) else {key}
     assert flat - {"label", "name", "status"} == {m.key for m in metrics.METRICS}
+    documented = {k.replace("{t}", "1").replace("{d}", "1") for k in surface.DEFINITIONS}
+    got = {"nsd_1mm"} | {f"signed_distance.{k}" for k in r["signed_distance"]} | \
+        {f"shifted_self_dice.{k}" for k in r["shifted_self_dice"] if k != "2mm"}
+    assert got == documented and surface.tolerance_key(2.5) in r
     for m in metrics.METRICS:
         assert m.definition and (m.unit == "" or f"({m.unit})" in m.column)
 

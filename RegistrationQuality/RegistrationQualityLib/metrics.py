@@ -35,6 +35,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import surface
 from .errors import BadInputError
 
 DEFAULT_PERCENTILE = 95.0
@@ -59,7 +60,9 @@ class PairMeasurement:
 
     Counts are on the comparison grid (voxel volume ``voxel_cc``); ``reference_cc`` / ``compared_cc`` are the
     volumes on each input's own grid. ``to_compared`` = distances (mm) from each reference boundary voxel to
-    the compared boundary (``D(A→B)``); ``to_reference`` = ``D(B→A)``; ``None`` when a side is empty.
+    the compared boundary (``D(A→B)``); ``to_reference`` = ``D(B→A)``; ``None`` when a side is empty. Both are in
+    the C order of their boundary voxels; ``compared_inside_reference[n]`` tells whether the compared boundary voxel
+    of ``to_reference[n]`` lies in the reference segment (the sign of the signed distances, see surface.py).
     """
 
     n_reference: int
@@ -70,7 +73,9 @@ class PairMeasurement:
     compared_cc: float
     to_compared: np.ndarray | None = None
     to_reference: np.ndarray | None = None
+    compared_inside_reference: np.ndarray | None = None
     percentile: float = DEFAULT_PERCENTILE
+    nsd_tolerances: tuple = surface.DEFAULT_NSD_TOLERANCES_MM
     status: str = "ok"
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -221,6 +226,10 @@ def result_dict(m: PairMeasurement, label=None, name=None) -> dict:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
         node[parts[-1]] = _round(metric.key, metric.compute(m))
+    out.update(surface.nsd_record(m.to_compared, m.to_reference, m.nsd_tolerances, m.n_reference, m.n_compared))
+    out["signed_distance"] = surface.signed_distance_summary(
+        surface.signed_distances(m.to_reference, m.compared_inside_reference),
+        None if m.status == "ok" else m.status)
     out["status"] = m.status
     return out
 
@@ -236,6 +245,15 @@ def result_row(result: dict, percentile: float) -> dict:
         for part in metric.key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         row[metric.column_title(percentile)] = value
+    for key in sorted((k for k in result if k.startswith("nsd_")), key=lambda k: float(k[4:-2].replace("_", "."))):
+        row[f"NSD {key[4:-2].replace('_', '.')} mm"] = result[key]
+    signed = result.get("signed_distance") or {}
+    for key, title in (("mean_mm", "Signed distance mean (mm)"), ("max_outward_mm", "Largest outward (mm)"),
+                       ("max_inward_mm", "Largest inward (mm)")):
+        if key in signed:
+            row[title] = signed[key]
+    for key, value in (result.get("shifted_self_dice") or {}).items():
+        row[f"Dice of reference shifted {key[:-2].replace('_', '.')} mm"] = value
     row["Status"] = result.get("status")
     return row
 
@@ -293,6 +311,7 @@ def _measure(a: np.ndarray, b: np.ndarray, spacing, voxel_cc, reference_cc, comp
     m = PairMeasurement(n_a, n_b, n_both, voxel_cc, reference_cc, compared_cc, percentile=percentile)
     if n_a and n_b:
         m.to_compared, m.to_reference = directed_surface_distances(a, b, spacing)
+        m.compared_inside_reference = a[boundary_voxels(b)]
     elif n_a or n_b:
         side = "compared" if n_a else "reference"
         m.status = status_hint or f"{side} segment is empty: distances undefined"
@@ -302,12 +321,13 @@ def _measure(a: np.ndarray, b: np.ndarray, spacing, voxel_cc, reference_cc, comp
 
 
 def compare_masks(reference_mask, compared_mask, spacing=(1.0, 1.0, 1.0), percentile: float = DEFAULT_PERCENTILE,
-                  label=None, name=None) -> dict:
+                  label=None, name=None, nsd_tolerances=None) -> dict:
     """Compare two boolean (k, j, i) masks on one grid with voxel ``spacing`` (x, y, z) mm -> result dict.
 
-    The array edge counts as outside. Volumes are counted on this grid.
+    The array edge counts as outside. Volumes are counted on this grid. ``nsd_tolerances``: mm (default 2).
     """
     percentile = check_percentile(percentile)
+    tolerances = surface.check_tolerances(nsd_tolerances)
     a = np.asarray(reference_mask, dtype=bool)
     b = np.asarray(compared_mask, dtype=bool)
     if a.shape != b.shape or a.ndim != 3:
@@ -324,7 +344,10 @@ def compare_masks(reference_mask, compared_mask, spacing=(1.0, 1.0, 1.0), percen
         b_crop = np.pad(b[sl], 1)
         m = _measure(a_crop, b_crop, spacing, voxel_cc, np.count_nonzero(a) * voxel_cc,
                      np.count_nonzero(b) * voxel_cc, percentile)
-    return result_dict(m, label, name)
+    m.nsd_tolerances = tolerances
+    out = result_dict(m, label, name)
+    out["shifted_self_dice"] = surface.worst_shifted_dice(a, spacing)
+    return out
 
 
 def _mask_box(mask):
@@ -574,15 +597,16 @@ def match_segments(reference: LabelSource, compared: LabelSource, by: str = "lab
 
 def compare_sources(reference: LabelSource, compared: LabelSource, percentile: float = DEFAULT_PERCENTILE,
                     by: str = "label", lattice=None, messages=None, reference_volumes=None,
-                    compared_volumes=None, pairs=None) -> list[dict]:
+                    compared_volumes=None, pairs=None, nsd_tolerances=None) -> list[dict]:
     """Compare every matched segment pair of two label sources; the comparison grid is ``lattice``'s voxel lattice
     (default: the reference's), extended as needed so that no voxel of either input is lost.
 
     ``pairs``: explicit ``(label, name, reference Segment | None, compared Segment | None)`` list (default:
     :func:`match_segments` by ``by``). ``reference_volumes`` / ``compared_volumes``: optional {segment name: cc}
-    overriding own-grid volumes.
+    overriding own-grid volumes. ``nsd_tolerances``: NSD tolerances in mm (default 2).
     """
     percentile = check_percentile(percentile)
+    tolerances = surface.check_tolerances(nsd_tolerances)
     lattice = reference.geometry if lattice is None else lattice
     spacing = lattice.GetSpacing()
     voxel_cc = _voxel_cc(lattice)
@@ -613,13 +637,16 @@ def compare_sources(reference: LabelSource, compared: LabelSource, percentile: f
         if lo is None:
             empty = np.zeros((0, 0, 0), bool)
             m = _measure(empty, empty, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
+            a = empty
         else:
             lo = np.array(lo) - 1
             hi = np.array(hi) + 1
             a = _crop(ref, rseg.layer, rseg.label, lo, hi) if r_stat else np.zeros(tuple(hi - lo), bool)
             b = _crop(cmp, cseg.layer, cseg.label, lo, hi) if c_stat else np.zeros(tuple(hi - lo), bool)
             m = _measure(a, b, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
+        m.nsd_tolerances = tolerances
         results.append(result_dict(m, label, name))
+        results[-1]["shifted_self_dice"] = surface.worst_shifted_dice(a, spacing, lattice.GetDirection())
     return results
 
 
@@ -632,7 +659,7 @@ def _own_volume(src: LabelSource, seg, own: list, overrides) -> float:
 
 
 def compare_labelmaps(reference_image, compared_image, percentile: float = DEFAULT_PERCENTILE, labels=None,
-                      names: dict | None = None, messages=None) -> list[dict]:
+                      names: dict | None = None, messages=None, nsd_tolerances=None) -> list[dict]:
     """Compare two integer labelmaps (SimpleITK images, LPS) label by label -> list of result dicts.
 
     Every non-zero label of either image is reported (``labels`` restricts to these values); ``names`` maps label
@@ -641,7 +668,7 @@ def compare_labelmaps(reference_image, compared_image, percentile: float = DEFAU
     """
     ref = labelmap_source(reference_image, "reference", names, labels)
     cmp = labelmap_source(compared_image, "compared", names, labels)
-    return compare_sources(ref, cmp, percentile, by="label", messages=messages)
+    return compare_sources(ref, cmp, percentile, by="label", messages=messages, nsd_tolerances=nsd_tolerances)
 
 
 # ---------------------------------------------------------------------------------------------------
