@@ -201,7 +201,7 @@ def test_rigid_large_rotation_tre_is_the_known_residual(ctx):
     s = np.sort(norms)  # type-7 percentile by hand: position 0.95 * (n - 1) = 6.65
     assert d["after"]["p95_mm"] == pytest.approx(s[6] + 0.65 * (s[7] - s[6]), abs=1e-9)
     assert d["after"]["count"] == d["before"]["count"] == 8
-    assert d["unmatched"] == []
+    assert d["unmatched"] == {"fixed_only": [], "moving_only": []}
     assert [p["label"] for p in d["points"]] == _labels(8)
     json.dumps(d)  # plain JSON
 
@@ -294,9 +294,10 @@ def test_unmatched_labels_are_reported_on_both_sides(ctx):
     m = io.Landmarks(["c", "new", "a", "b", "other"], _random_points(5, 2))
     result = lmk.compute_tre(f, m)
     assert result.labels == ["a", "b", "c"]
-    assert result.as_dict()["unmatched"] == [
-        {"label": "only-fixed", "only_in": "fixed"}, {"label": "new", "only_in": "moving"},
-        {"label": "other", "only_in": "moving"}]
+    assert result.as_dict()["unmatched"] == {"fixed_only": ["only-fixed"], "moving_only": ["new", "other"]}
+    assert result.unmatched_warning() == ("landmarks: 3 matched by label, 1 only in the fixed landmarks "
+                                          "(only-fixed); 2 only in the moving landmarks (new, other): those are "
+                                          "left out of TRE")
     np.testing.assert_allclose(result.before_mm[2], np.linalg.norm(f.ras[2] - m.ras[0]))
     with pytest.raises(BadInputError, match=r"^landmarks: no label in common between fixed \(a, b\) and moving \(x\)$"):
         lmk.compute_tre(io.Landmarks(["a", "b"], f.ras[:2]), io.Landmarks(["x"], m.ras[:1]))
@@ -339,7 +340,7 @@ def test_markups_nodes_are_read_in_world_space_and_not_modified(ctx):
     d = lmk.compute_tre(fixed_node, moving_node, _linear_node(ctx, rot, t)).as_dict()
     assert [p["label"] for p in d["points"]] == ["L00", "L02", "L03"]
     assert d["skipped"] == [{"label": "L01", "side": "fixed"}]
-    assert d["unmatched"] == [{"label": "L01", "only_in": "moving"}]
+    assert d["unmatched"] == {"fixed_only": [], "moving_only": ["L01"]}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -730,8 +731,14 @@ def test_evaluate_cli_reports_tre_matched_by_label(tmp_path):
                                atol=1e-6)
     assert rep["after"]["mean_mm"] == pytest.approx(np.linalg.norm(e_lps, axis=1).mean(), abs=1e-6)
     assert set(rep["before"]) >= {"mean_mm", "std_mm", "median_mm", "p95_mm", "max_mm", "count"}
-    assert rep["unmatched"] == [{"label": "only-fixed", "only_in": "fixed"},
-                                {"label": "only-moving", "only_in": "moving"}]
+    assert rep["unmatched"] == {"fixed_only": ["only-fixed"], "moving_only": ["only-moving"]}
+    warning = ("landmarks: 4 matched by label, 1 only in the fixed landmarks (only-fixed); 1 only in the moving "
+               "landmarks (only-moving): those are left out of TRE")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert warning in report["warnings"]
+    assert res.stderr == f"registration-quality: warning: {warning}\n"
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "only-fixed" in html and "only_in" not in html and "{'" not in html
     # duplicate labels: exit 2, one stderr line naming the file and the label
     (tmp_path / "dup.csv").write_text("label,x,y,z\nA,1,2,3\nB,4,5,6\nA,7,8,9\n")
     res = run_cli(*common, "--moving-landmarks", "dup.csv", "--output", tmp_path / "out2", cwd=tmp_path)

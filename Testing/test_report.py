@@ -99,8 +99,17 @@ def make_report(verdict="fail"):
                    "fixed_landmarks": {"path": "/data/case 07/fixed.mrk.json", "count": 5},
                    "moving_landmarks": {"path": "/data/case 07/moving.fcsv", "count": 6},
                    "threshold": None},
-        "elastix": {"version": "5.0.1", "metric": "AdvancedMattesMutualInformation",
-                    "final_metric_values": [-0.61, -0.74], "iterations": [250, 500], "run_time_s": 41.3,
+        "elastix": {"elastix_version": "5.0.1", "fixed_image": "fixed.nrrd", "moving_image": "moving.nrrd",
+                    "transform_parameters": "/data/case 07/TransformParameters.1.txt", "result_image": None,
+                    "total_seconds": 41.3,
+                    "stages": [{"index": 0, "transform": "BSplineTransform",
+                                "metric": "AdvancedMattesMutualInformation",
+                                "optimizer": "AdaptiveStochasticGradientDescent", "final_metric": -0.74,
+                                "seconds": 40.1, "resolutions": [
+                                    {"resolution": 0, "iterations": 250, "final_metric": -0.61, "seconds": 12.5,
+                                     "stop": "Maximum number of iterations has been reached."},
+                                    {"resolution": 1, "iterations": 500, "final_metric": -0.74, "seconds": 27.6,
+                                     "stop": "Maximum number of iterations has been reached."}]}],
                     "warnings": ["too many samples map outside moving image buffer <resolution 0>"]},
         "options": {"percentile": 95.0, "min_dice": 0.8, "max_hausdorff": None, "max_tre": 2.0, "max_folding": 0.1},
         "segments": [
@@ -184,7 +193,12 @@ def test_write_report_folder_json_round_trip_and_csv(tmp_path, snapshot_png):
     assert index[("deformation", "whole image", "jacobian_folding_percent", "-")]["unit"] == "%"
     assert float(index[("deformation", "whole image", "displacement_p95_mm", "-")]["value"]) == 7.7
     assert float(index[("similarity", "fixed image", "ncc", "before")]["value"]) == 0.62
-    assert float(index[("elastix", "resolution 1", "final_metric_value", "-")]["value"]) == -0.74
+    assert float(index[("elastix", "stage 0 BSplineTransform resolution 1", "final_metric_value", "-")]["value"]) \
+        == -0.74
+    assert index[("elastix", "stage 0 BSplineTransform resolution 0", "iterations", "-")]["value"] == "250"
+    assert index[("elastix", "stage 0 BSplineTransform", "final_metric_value", "-")]["note"] == \
+        "AdvancedMattesMutualInformation"
+    assert float(index[("elastix", "", "total_seconds", "-")]["value"]) == 41.3
     check = index[("checks", "lesion <3>", "min_dice", "-")]
     assert float(check["value"]) == 0.62 and check["note"].startswith("failed")
     # every number of the JSON's segments and landmark points is in the CSV, and the CSV reader inverts the writer

@@ -132,19 +132,43 @@ def test_post_processing_islands_largest_component_and_holes():
     arr[15:17, 15:17, 15:18] = 100  # island of 12 voxels
     arr[15, 2, 2] = 100  # island of 1 voxel
     img = make_image(arr, spacing=(1.0, 1.0, 2.0))  # voxel = 2 mm3
-    _, info = seg.threshold_image(img, lower=50)
-    assert info["voxels"] == 1000 - 8 + 12 + 1
-    _, info = seg.threshold_image(img, lower=50, min_island_voxels=2)
-    assert info["voxels"] == 992 + 12
-    _, info = seg.threshold_image(img, lower=50, min_island_mm3=24.0)  # 12 voxels = 24 mm3: kept
-    assert info["voxels"] == 992 + 12
-    _, info = seg.threshold_image(img, lower=50, min_island_mm3=24.5)  # 13 voxels needed: dropped
-    assert info["voxels"] == 992
-    _, info = seg.threshold_image(img, lower=50, largest_component=True)
-    assert info["voxels"] == 992
-    mask, info = seg.threshold_image(img, lower=50, largest_component=True, fill_holes=True)
-    assert info["voxels"] == 1000
+
+    def voxels(**kw):
+        return seg.threshold_image(img, lower=50, cleanup=seg.Cleanup(**{"fill_holes": False,
+                                                                          "largest_component": False, **kw}))[1]
+
+    raw = seg.threshold_image(img, lower=50)[1]  # the library default is the raw threshold
+    assert raw["voxels"] == 1000 - 8 + 12 + 1 and raw["raw_volume_cc"] == raw["volume_cc"]
+    assert voxels(min_island_cc=0.002)["voxels"] == 992 + 12 + 1  # 1 voxel = 2 mm3 = 0.002 cc: kept
+    assert voxels(min_island_cc=0.003)["voxels"] == 992 + 12  # 2 voxels needed: the single voxel goes
+    assert voxels(min_island_cc=0.024)["voxels"] == 992 + 12  # 12 voxels = 24 mm3: kept
+    assert voxels(min_island_cc=0.0245)["voxels"] == 992  # 13 voxels needed: dropped
+    assert voxels(largest_component=True)["voxels"] == 992
+    mask, info = seg.threshold_image(img, lower=50, cleanup=seg.Cleanup())  # the default clean-up
+    assert info["voxels"] == 1000 and info["raw_volume_cc"] == pytest.approx(1005 * 0.002)
+    assert info["cleanup"] == {"fill_holes": True, "largest_component": True, "min_island_cc": 0.0,
+                               "closing_mm": 0.0}
     assert sitk.GetArrayFromImage(mask)[2:12, 2:12, 2:12].all()
+    assert str(seg.Cleanup()) == "largest component, holes filled"
+    assert str(seg.NO_CLEANUP) == "none (raw threshold)"
+
+
+def test_closing_bridges_gaps_narrower_than_its_diameter_in_mm():
+    # blocks 3 mm and 6 mm apart along x (1 mm voxels): a closing with a 2 mm ball (2 voxels along x and y, 1
+    # along z's 2.5 mm) bridges the 3 mm gap and leaves the 6 mm gap open
+    arr = np.zeros((12, 12, 30), np.uint8)
+    arr[2:10, 2:10, 2:10] = 1
+    arr[2:10, 2:10, 13:20] = 1  # 3 voxels = 3 mm gap (x 10..12)
+    arr[2:10, 2:10, 26:29] = 1  # 6 mm gap (x 20..25)
+    img = make_image(arr, spacing=(1.0, 1.0, 2.5), direction=OBLIQUE)
+    assert seg.closing_radius_voxels(img, 2.0) == [2, 2, 1]
+    out = sitk.GetArrayFromImage(seg.clean_mask(img, seg.Cleanup(False, False, 0.0, 2.0)))
+    assert out[5, 5, 10:13].all() and not out[5, 5, 20:26].any()
+    assert out[arr > 0].all()  # closing never removes foreground
+    with pytest.raises(BadInputError, match="--closing-mm"):
+        seg.Cleanup(closing_mm=-1.0)
+    with pytest.raises(BadInputError, match="--min-island-cc"):
+        seg.Cleanup(min_island_cc=float("nan"))
 
 
 @pytest.mark.parametrize(

@@ -118,14 +118,30 @@ def add_evaluate_arguments(p) -> None:
                    "result.0.nrrd)")
     p.add_argument("--fixed-segmentation", help="labelmap or .seg.nrrd on the fixed image")
     p.add_argument("--moving-segmentation", help="labelmap or .seg.nrrd on the moving image")
+    p.add_argument("--labels", action="append", metavar="FILE",
+                   help="label names of the labelmaps: Slicer colour table (.ctbl/.txt), ITK-SNAP label "
+                   "description file or CSV value,name (give twice for fixed then moving)")
     p.add_argument("--threshold", action="append", metavar="LO[:HI]|otsu",
                    help="threshold segmentation of both images (give twice for fixed then moving ranges)")
+    add_cleanup_arguments(p)
     p.add_argument("--fixed-landmarks", help=".mrk.json, .fcsv or CSV label,x,y,z (LPS)")
     p.add_argument("--moving-landmarks", help="landmarks on the moving image, matched by label")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (default 95)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
     add_check_arguments(p)
     p.add_argument("--output", required=True, help="report folder (written atomically)")
+
+
+def add_cleanup_arguments(p) -> None:
+    """Clean-up of --threshold masks (segmentation.Cleanup); each image on its own grid."""
+    p.add_argument("--fill-holes", action=argparse.BooleanOptionalAction, default=None,
+                   help="fill 3D holes of the threshold masks (default: on)")
+    p.add_argument("--largest-component", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only the largest connected component of each threshold mask (default: on)")
+    p.add_argument("--min-island-cc", type=_positive, metavar="CC",
+                   help="remove threshold islands smaller than CC cubic centimetres (default 0: none)")
+    p.add_argument("--closing-mm", type=_positive, metavar="MM",
+                   help="morphological closing of the threshold masks with a ball of radius MM (default 0: none)")
 
 
 def add_check_arguments(p) -> None:
@@ -235,34 +251,73 @@ def main(argv=None) -> int:
 def run_info_cli(args, messages) -> int:
     import json
 
-    from . import io
-    from .context import Context
-
-    ctx = None
-    out = []
-    for path in args.files:
-        ext = io.file_extension(path)
-        entry = {"path": path}
-        if ext in (".mrk.json", ".json", ".fcsv", ".csv"):
-            lm = io.read_landmarks(path)
-            entry.update(kind="landmarks", count=len(lm), labels=lm.labels,
-                         lps_mm=[[round(v, 4) for v in p] for p in lm.lps.tolist()])
-        elif ext in (".tfm", ".h5", ".hdf5", ".mat") or (ext == ".txt" and io.is_elastix_parameter_file(path)):
-            ctx = ctx or Context.headless()
-            node = io.load_transform(ctx, path)
-            entry.update(kind="transform", mrml_class=node.GetClassName(), linear=bool(node.IsLinear()))
-        else:
-            from pathlib import Path
-
-            # a DICOM folder has no header-only read: read the series itself
-            reader = io.read_image(path, scalar=False) if Path(path).is_dir() else io.read_image_information(path)
-            dim, comps = io.describe_dimension(reader)
-            entry.update(kind="image", dimension=dim, components=comps, size=list(reader.GetSize()),
-                         spacing_mm=list(reader.GetSpacing()), origin_lps_mm=list(reader.GetOrigin()),
-                         direction=list(reader.GetDirection()))
-        out.append(entry)
+    out = [describe_file(path) for path in args.files]
     sys.stdout.write(json.dumps(out if len(out) > 1 else out[0], indent=2) + "\n")
     return 0
+
+
+def _grid(reader) -> dict:
+    return {"size": list(reader.GetSize()), "spacing_mm": list(reader.GetSpacing()),
+            "origin_lps_mm": list(reader.GetOrigin()), "direction": list(reader.GetDirection())}
+
+
+def describe_file(path) -> dict:
+    """What ``registration-quality info`` prints for one path: landmarks, transforms (elastix: the chain),
+    elastix output folders (stages, metric, iterations, fixed grid), ``.seg.nrrd`` segments, images (pixel type)."""
+    from pathlib import Path
+
+    from . import io
+
+    entry = {"path": os.fspath(path)}
+    ext = io.file_extension(path)
+    if Path(path).is_dir() and any(Path(path).glob("TransformParameters.*.txt")):
+        return {**entry, **_describe_elastix_folder(path)}
+    if ext in (".mrk.json", ".json", ".fcsv", ".csv"):
+        lm = io.read_landmarks(path)
+        entry.update(kind="landmarks", count=len(lm), labels=lm.labels,
+                     lps_mm=[[round(v, 4) for v in p] for p in lm.lps.tolist()])
+    elif ext == ".txt" and io.is_elastix_parameter_file(path):
+        from .elastix import LinearComponent, describe_chain, read_transform_chain
+        from .elastix_inputs import parameter_file_grid
+
+        chain = read_transform_chain(path)
+        entry.update(kind="transform", format="elastix TransformParameters", chain=describe_chain(chain),
+                     files=[c.source for c in chain], linear=all(isinstance(c, LinearComponent) for c in chain),
+                     fixed_grid=parameter_file_grid(path))
+    elif ext in (".tfm", ".h5", ".hdf5", ".mat"):
+        from .context import Context
+
+        node = io.load_transform(Context.headless(), path)
+        entry.update(kind="transform", mrml_class=node.GetClassName(), linear=bool(node.IsLinear()))
+    elif ext in (".seg.nrrd", ".seg.nhdr"):
+        from .metrics import read_segmentation_file
+
+        src = read_segmentation_file(path)
+        entry.update(kind="segmentation", segments=[{"name": s.name, "label": s.label, "layer": s.layer}
+                                                    for s in src.segments], **_grid(src.geometry))
+    else:
+        # a DICOM folder has no header-only read: read the series itself
+        reader = io.read_image(path, scalar=False) if Path(path).is_dir() else io.read_image_information(path)
+        dim, comps = io.describe_dimension(reader)
+        pixel = reader.GetPixelIDTypeAsString() if hasattr(reader, "GetPixelIDTypeAsString") else \
+            io._sitk().GetPixelIDValueAsString(reader.GetPixelID())
+        entry.update(kind="image", dimension=dim, components=comps, pixel_type=pixel, **_grid(reader))
+    return entry
+
+
+def _describe_elastix_folder(path) -> dict:
+    from .elastix import describe_chain, find_elastix_result, read_transform_chain
+    from .elastix_inputs import parameter_file_grid
+
+    res = find_elastix_result(path)
+    prov = res.provenance()
+    final = res.transform_parameters
+    return {"kind": "elastix output folder", "elastix_version": prov.get("elastix_version"),
+            "fixed_image": res.fixed_image, "moving_image": res.moving_image,
+            "transform_parameters": final, "chain": describe_chain(read_transform_chain(final)) if final else None,
+            "stages": prov.get("stages", []),
+            "fixed_grid": parameter_file_grid(final) if final else None, "result_image": res.final_result_image,
+            "warnings": res.warnings}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,12 +2,13 @@
 
 Manifest: a CSV with a header. Columns are ``case_id`` plus evaluate's long options with ``_`` for ``-``
 (``fixed``, ``moving``, ``transform``, ``elastix_dir``, ``registered``, ``fixed_segmentation``,
-``moving_segmentation``, ``threshold``, ``fixed_landmarks``, ``moving_landmarks``, and the numeric options
+``moving_segmentation``, ``labels``, ``threshold``, ``fixed_landmarks``, ``moving_landmarks``, and the numeric options
 ``percentile``, ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``). An empty cell means the option
 is absent; relative paths resolve against the manifest's folder; ``threshold`` may hold two specs separated by
-``;`` (fixed; moving). An unknown column, or a missing ``case_id``/``fixed``/``moving`` column, is bad input.
-An optional ``method`` column names the registration method: several rows may then share a ``case_id`` (one per
-method; the pair must be unique), and the summary compares the methods.
+``;`` (fixed; moving), ``labels`` one label-name table or two (fixed; moving). An unknown column, or a missing
+``case_id``/``fixed``/``moving`` column, is bad input. An optional ``method`` column names the registration method:
+several rows may then share a ``case_id`` (one per method; the pair must be unique), and the summary compares the
+methods.
 
 Output: ``DIR/cases/<case_id>/`` (each case's report, written atomically; ``DIR/cases/<case_id>/<method>/`` with
 a method column), ``DIR/summary.csv``, ``DIR/summary.html`` and ``DIR/review.html`` (the reviewer page). A case
@@ -32,7 +33,8 @@ from .report.cohort_data import numeric_columns
 PATH_COLUMNS = ("fixed", "moving", "transform", "elastix_dir", "registered", "fixed_segmentation",
                 "moving_segmentation", "fixed_landmarks", "moving_landmarks")
 NUMBER_COLUMNS = ("percentile", "min_dice", "max_hausdorff", "max_tre", "max_folding")
-COLUMNS = ("case_id", "method", *PATH_COLUMNS, "threshold", *NUMBER_COLUMNS)
+LIST_COLUMNS = ("threshold", "labels")  # one value for both images or two separated by ';' (fixed; moving)
+COLUMNS = ("case_id", "method", *PATH_COLUMNS, *LIST_COLUMNS, *NUMBER_COLUMNS)
 REQUIRED = ("case_id", "fixed", "moving")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -111,6 +113,9 @@ def read_manifest(path) -> list[dict]:
                 case[column] = os.fspath(v if v.is_absolute() else base / v)
             elif column == "threshold":
                 case[column] = [s.strip() for s in value.split(";") if s.strip()]
+            elif column == "labels":
+                case[column] = [os.fspath(Path(v) if Path(v).is_absolute() else base / v)
+                                for v in (s.strip() for s in value.split(";")) if v]
             else:
                 try:
                     case[column] = float(value)
@@ -159,7 +164,7 @@ def run_case(case: dict, output_dir, defaults: dict | None = None) -> dict:
     error_file = _error_file(output_dir, case_id, method)
     opts = dict(defaults or {})
     opts.update({k: case[k] for k in NUMBER_COLUMNS if k in case})
-    inputs = EvaluationInputs(case_id=case_id, **{k: case.get(k) for k in (*PATH_COLUMNS, "threshold")})
+    inputs = EvaluationInputs(case_id=case_id, **{k: case.get(k) for k in (*PATH_COLUMNS, *LIST_COLUMNS)})
     options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None})
     try:
         result = evaluate(Context.headless(), inputs, options, output_dir=folder)

@@ -59,6 +59,7 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
         elastix_dir=path(getattr(args, "elastix_dir", None)), registered=path(getattr(args, "registered", None)),
         fixed_segmentation=path(getattr(args, "fixed_segmentation", None)),
         moving_segmentation=path(getattr(args, "moving_segmentation", None)),
+        labels=[path(v) for v in args.labels] if getattr(args, "labels", None) else None,
         threshold=list(args.threshold) if getattr(args, "threshold", None) else None,
         fixed_landmarks=path(getattr(args, "fixed_landmarks", None)),
         moving_landmarks=path(getattr(args, "moving_landmarks", None)),
@@ -68,8 +69,19 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
         percentile=getattr(args, "percentile", 95.0), min_dice=getattr(args, "min_dice", None),
         max_hausdorff=getattr(args, "max_hausdorff", None), max_tre=getattr(args, "max_tre", None),
         max_folding=getattr(args, "max_folding", None), snapshots=not getattr(args, "no_snapshots", False),
+        threshold_cleanup=cleanup_from_args(args),
     )
     return inputs, options
+
+
+def cleanup_from_args(args):
+    """The threshold clean-up of parsed ``--fill-holes/--largest-component/--min-island-cc/--closing-mm`` (each
+    defaults to :class:`segmentation.Cleanup`'s field when not given)."""
+    from .segmentation import Cleanup
+
+    default = Cleanup().as_dict()
+    given = {k: getattr(args, k, None) for k in default}
+    return Cleanup(**{k: default[k] if v is None or v == "" else v for k, v in given.items()})
 
 
 def summary_lines(result: EvaluationResult) -> list:
@@ -88,6 +100,8 @@ def run_evaluate_cli(args, messages) -> int:
     validate_inputs(inputs, options)
     ctx = Context.headless()
     result = evaluate(ctx, inputs, options, output_dir=args.output, progress=messages.progress)
+    for notice in result.notices:
+        messages.error(f"registration-quality: warning: {notice}")
     for line in summary_lines(result):
         sys.stdout.write(line + "\n")
     return result.exit_code

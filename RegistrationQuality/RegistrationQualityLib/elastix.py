@@ -927,6 +927,8 @@ class ElastixResult:
         """Plain-JSON summary for reports."""
         return {
             "elastix_version": self.elastix_version,
+            "fixed_image": self.fixed_image,
+            "moving_image": self.moving_image,
             "transform_parameters": self.transform_parameters,
             "result_image": self.final_result_image,
             "total_seconds": self.total_seconds,

@@ -38,7 +38,8 @@ class EvaluationInputs:
     ``transform``: the registration's resampling transform (fixed -> moving): ITK/elastix file or transform
     node. ``elastix_dir``: an elastix output folder (its final TransformParameters file and result image).
     ``registered``: the moving image already resampled onto the fixed grid. ``threshold``: list of one spec
-    (both images) or two (fixed, moving): ``"LO[:HI]"`` or ``"otsu"``.
+    (both images) or two (fixed, moving): ``"LO[:HI]"`` or ``"otsu"``. ``labels``: list of one label-name table
+    (both labelmaps) or two (fixed, moving), see :func:`io.read_label_table`.
     """
 
     fixed: object = None
@@ -48,6 +49,7 @@ class EvaluationInputs:
     registered: object = None
     fixed_segmentation: object = None
     moving_segmentation: object = None
+    labels: list | None = None
     threshold: list | None = None
     fixed_landmarks: object = None
     moving_landmarks: object = None
@@ -64,6 +66,7 @@ class EvaluationOptions:
     snapshots: bool = True
     scene_outputs: bool = False  # create result nodes in the scene (the Slicer panel)
     jacobian_histogram_bins: int = 60
+    threshold_cleanup: object = None  # segmentation.Cleanup for --threshold masks (None = its default)
 
 
 @dataclass
@@ -72,6 +75,7 @@ class EvaluationResult:
     output_dir: Path | None = None
     nodes: dict = field(default_factory=dict)  # scene outputs by role (when options.scene_outputs)
     snapshot_files: dict = field(default_factory=dict)
+    notices: list = field(default_factory=list)  # warnings the CLI also prints on stderr (in report warnings too)
 
     @property
     def verdict(self) -> str:
@@ -174,6 +178,29 @@ def _load_labels(ctx, value, option: str):
     return read_label_source(value)
 
 
+def _apply_label_tables(tables, *sources_named, warnings=None):
+    """Name the segments of labelmap sources from ``--labels`` tables (one for both or fixed, moving); returns
+    whether each source is now named. A segmentation file keeps its own names (warned)."""
+    from .io import read_label_table
+
+    read = [read_label_table(t) for t in tables]
+    out = []
+    for (src, named), table, path in zip(sources_named, [read[0], read[-1]], [tables[0], tables[-1]]):
+        if named:
+            warnings.append(f"--labels {os.fspath(path)}: {src.source} names its own segments; the table is not "
+                            "used for it")
+            out.append(True)
+            continue
+        for seg in src.segments:
+            seg.name = table.get(seg.label, seg.name)
+        missing = sorted(seg.label for seg in src.segments if seg.label not in table)
+        if missing:
+            shown = ", ".join(str(v) for v in missing[:5]) + (" ..." if len(missing) > 5 else "")
+            warnings.append(f"--labels {os.fspath(path)}: no name for label(s) {shown} of {src.source}")
+        out.append(True)
+    return tuple(out)
+
+
 def _resampled_source(ctx, src, reference, transform_node):
     """The label source's layers resampled (nearest neighbour) onto ``reference`` through the transform."""
     from .metrics import LabelSource
@@ -243,6 +270,16 @@ def validate_inputs(inputs: EvaluationInputs, options: EvaluationOptions) -> Non
     if inputs.moving_segmentation is not None and not has_transform:
         raise BadInputError("--moving-segmentation", "mapping the moving segmentation after registration needs "
                             "--transform or --elastix-dir")
+    if inputs.labels is not None:
+        tables = list(inputs.labels)
+        if not 1 <= len(tables) <= 2:
+            raise BadInputError("--labels", f"given {len(tables)} times; give it once (both labelmaps) or twice "
+                                "(fixed, then moving)")
+        if inputs.fixed_segmentation is None:
+            raise BadInputError("--labels", "names the labels of --fixed-segmentation/--moving-segmentation; "
+                                "give those too")
+        for t in tables:
+            _check_path(t, "--labels")
     if inputs.threshold is not None:
         from .segmentation import parse_threshold_spec
 
@@ -309,6 +346,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         fixed = _nonfinite_as_missing(_load_image(inputs.fixed, "--fixed"), inputs.fixed, warnings)
         moving = _nonfinite_as_missing(_load_image(inputs.moving, "--moving"), inputs.moving, warnings)
         transform_node, elastix_info, registered_path = _load_registration(ctx, inputs, moving, tmp, warnings)
+        notices = _check_registered_images(inputs, elastix_info, fixed, moving)
         if elastix_info is not None and inputs.registered is None:
             inputs_registered = registered_path
         else:
@@ -347,6 +385,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         if inputs.fixed_landmarks is not None:
             step("landmarks")
             landmarks = _landmarks(inputs, transform_node)
+            if landmarks.unmatched_warning():
+                notices.append(landmarks.unmatched_warning())
 
         deformation = None
         if transform_node is not None:
@@ -366,14 +406,15 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "elastix": elastix_info,
             "options": {"percentile": float(options.percentile), "min_dice": options.min_dice,
                         "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
-                        "max_folding": options.max_folding},
+                        "max_folding": options.max_folding,
+                        "threshold_cleanup": _cleanup_dict(options) if inputs.threshold else None},
             "segments": segments["entries"] if segments else [],
             "segments_source": segments["source"] if segments else None,
             "landmarks": landmarks.as_dict() if landmarks is not None else None,
             "deformation": deformation,
             "similarity": similarity,
             "definitions": definitions(options.percentile),
-            "warnings": warnings,
+            "warnings": warnings + notices,
         }
         report["checks"] = run_checks(report, options)
         failed = [c for c in report["checks"] if not c["passed"]]
@@ -399,7 +440,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                 out = write_report(report, output_dir, snapshot_files)
         finally:  # also when writing fails or the run is cancelled: no snapshot folder left in the temp dir
             _cleanup_snapshot_temp(snapshot_files)
-        return EvaluationResult(report=report, output_dir=out, nodes=nodes, snapshot_files=snapshot_files)
+        return EvaluationResult(report=report, output_dir=out, nodes=nodes, snapshot_files=snapshot_files,
+                                notices=notices)
 
 
 def _nonfinite_as_missing(image, source, warnings):
@@ -445,6 +487,23 @@ def _load_registration(ctx, inputs, moving, tmp, warnings):
         None, None
 
 
+def _check_registered_images(inputs, elastix_info, fixed, moving) -> list:
+    """Swapped/wrong images against the elastix parameter file's fixed grid and log (:mod:`.elastix_inputs`)."""
+    from . import io
+    from .elastix_inputs import check_registered_images
+
+    if elastix_info is not None:
+        tp, log_f, log_m = elastix_info.get("transform_parameters"), elastix_info.get("fixed_image"), \
+            elastix_info.get("moving_image")
+    elif isinstance(inputs.transform, (str, os.PathLike)) and io.file_extension(inputs.transform) == ".txt" \
+            and io.is_elastix_parameter_file(inputs.transform):
+        tp, log_f, log_m = inputs.transform, None, None
+    else:
+        return []
+    return check_registered_images(tp, fixed, moving, _describe_source(inputs.fixed), _describe_source(inputs.moving),
+                                   log_f, log_m)
+
+
 # -- segments ------------------------------------------------------------------------------------------
 def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings):
     """Compare segments before and after: ({"source", "entries"} or None, display masks on the fixed grid).
@@ -460,6 +519,9 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
     if inputs.fixed_segmentation is not None:
         f_src, f_named = _load_labels(ctx, inputs.fixed_segmentation, "--fixed-segmentation")
         m_src, m_named = _load_labels(ctx, inputs.moving_segmentation, "--moving-segmentation")
+        if inputs.labels:
+            f_named, m_named = _apply_label_tables(inputs.labels, (f_src, f_named), (m_src, m_named),
+                                                   warnings=warnings)
         if not _overlaps(f_src.geometry, fixed):
             raise BadInputError(f_src.source, "fixed segmentation does not overlap the fixed image")
         if not _overlaps(m_src.geometry, moving):
@@ -477,17 +539,18 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
                      label_sources=(f_src, before, after, by))
         sources.append("labelmaps")
     if inputs.threshold is not None:
-        from .segmentation import parse_threshold_spec, threshold_image
+        from .segmentation import clean_mask, cleanup_from_dict, parse_threshold_spec, threshold_image
 
         specs = [parse_threshold_spec(s) for s in inputs.threshold]
         f_spec, m_spec = specs[0], specs[-1]
-        f_mask, f_info = threshold_image(fixed, f_spec.lower, f_spec.upper, f_spec.method, name="fixed image")
-        m_mask, m_info = threshold_image(moving, m_spec.lower, m_spec.upper, m_spec.method, name="moving image")
+        cleanup = cleanup_from_dict(options.threshold_cleanup)
+        f_mask, f_info = threshold_image(fixed, f_spec.lower, f_spec.upper, f_spec.method, cleanup, "fixed image")
+        m_mask, m_info = threshold_image(moving, m_spec.lower, m_spec.upper, m_spec.method, cleanup, "moving image")
         if m_spec.method == "otsu" and m_info.get("lower") is not None:
             # the moving image's Otsu level (its own units) is reused on the registered image
-            a_mask = _strictly_above(registered, m_info["lower"])
+            a_mask = clean_mask(_strictly_above(registered, m_info["lower"]), cleanup)
         else:
-            a_mask, _ = threshold_image(registered, m_spec.lower, m_spec.upper, "range", name="registered image")
+            a_mask, _ = threshold_image(registered, m_spec.lower, m_spec.upper, "range", cleanup, "registered image")
         before_mask = resample_image(ctx, m_mask, fixed, None, "nearest")
         used = [e["label"] for e in entries if isinstance(e.get("label"), int)]
         label = 1 + max(used or [0])
@@ -499,7 +562,9 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
                                                  labels=[label]), **kw)
         for entry in _pair_entries(b, a):
-            entry["threshold"] = {"fixed": f_info, "moving": m_info}
+            entry["threshold"] = {"fixed": {k: v for k, v in f_info.items() if k != "cleanup"},
+                                  "moving": {k: v for k, v in m_info.items() if k != "cleanup"},
+                                  "cleanup": cleanup.as_dict()}
             entries.append(entry)
         masks.setdefault("fixed_labels", f_mask)
         masks.setdefault("moving_before_labels", before_mask)
@@ -509,6 +574,12 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
     if not sources:
         return None, masks
     return {"source": "+".join(sources), "entries": entries}, masks
+
+
+def _cleanup_dict(options) -> dict:
+    from .segmentation import cleanup_from_dict
+
+    return cleanup_from_dict(options.threshold_cleanup).as_dict()
 
 
 def _strictly_above(image, t):
@@ -657,10 +728,16 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
         if options.max_hausdorff is not None:
             add("max_hausdorff", entry["name"], after.get("hausdorff_percentile_mm"), options.max_hausdorff, "<=")
     if options.max_tre is not None and report.get("landmarks"):
-        add("max_tre", "mean TRE after", report["landmarks"]["after"].get("mean_mm"), options.max_tre, "<=")
+        lm = report["landmarks"]
+        unmatched = lm.get("unmatched") or {}
+        n_unmatched = len(unmatched.get("fixed_only") or []) + len(unmatched.get("moving_only") or [])
+        matched = len(lm.get("points") or [])
+        subject = "mean TRE after" + (f" ({matched} of {matched + n_unmatched} landmarks)" if n_unmatched else "")
+        add("max_tre", subject, lm["after"].get("mean_mm"), options.max_tre, "<=")
     if options.max_folding is not None and report.get("deformation"):
         jac = report["deformation"].get("jacobian") or {}
-        add("max_folding", "folding (J <= 0) percent", jac.get("folding_percent"), options.max_folding, "<=")
+        add("max_folding", f"Jacobian, {jac.get('region') or 'whole image'}", jac.get("folding_percent"),
+            options.max_folding, "<=")
     return checks
 
 
@@ -813,11 +890,19 @@ def _describe_inputs(inputs, fixed, moving, registered, transform_node, landmark
         "registered": entry(inputs.registered, registered) if inputs.registered is not None else None,
         "fixed_segmentation": entry(inputs.fixed_segmentation),
         "moving_segmentation": entry(inputs.moving_segmentation),
-        "fixed_landmarks": entry(inputs.fixed_landmarks),
-        "moving_landmarks": entry(inputs.moving_landmarks),
+        "labels": [_describe_source(t) for t in inputs.labels] if inputs.labels else None,
+        "fixed_landmarks": _landmark_entry(entry(inputs.fixed_landmarks), landmarks, "fixed_only"),
+        "moving_landmarks": _landmark_entry(entry(inputs.moving_landmarks), landmarks, "moving_only"),
         "threshold": [str(s) for s in inputs.threshold] if inputs.threshold else None,
     }
     return out
+
+
+def _landmark_entry(item, landmarks, only_key):
+    """The input entry of a landmark set with its ``count`` (matched + on this side only)."""
+    if item is not None and landmarks is not None:
+        item["count"] = len(landmarks.labels) + len(landmarks.unmatched[only_key])
+    return item
 
 
 def software_versions() -> dict:

@@ -18,6 +18,7 @@ import csv
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -772,6 +773,92 @@ def _parse_csv(text, source, cs: str) -> Landmarks:
         labels.append(label or str(len(labels) + 1))
         points.append(xyz)
     return _finish_landmarks(labels, points, source, cs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Label-name tables (--labels)
+# ---------------------------------------------------------------------------------------------------
+LABEL_TABLE_FORMATS = "a Slicer colour table (.ctbl/.txt: value name r g b a), an ITK-SNAP label description " \
+    "file (value r g b a vis mesh \"name\") or CSV value,name"
+_MAX_LABEL = 2**31 - 1
+
+
+def _label_value(text, source, lineno) -> int:
+    t = str(text).strip()
+    if not re.fullmatch(r"\+?\d{1,10}", t) or int(t) > _MAX_LABEL:
+        raise BadInputError(source, f"line {lineno}: label value '{t[:20]}' is not an integer 0..{_MAX_LABEL}")
+    return int(t)
+
+
+def _label_name(text, source, lineno) -> str:
+    name = " ".join(str(text).split())
+    if not name:
+        raise BadInputError(source, f"line {lineno}: empty label name")
+    if len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise BadInputError(source, f"line {lineno}: label name is not plain text of at most 200 characters")
+    return name
+
+
+def read_label_table(path) -> dict:
+    """``{label value: name}`` from a label-name table (``--labels``); value 0 (background) is dropped.
+
+    Formats (detected from the content): CSV ``value,name`` (an optional header row naming the columns, e.g.
+    Slicer's ``LabelValue,Name,...`` colour-table CSV); an ITK-SNAP label description file (``IDX R G B A VIS
+    MSH "LABEL"``, ``#`` comments); a Slicer colour table ``.ctbl``/``.txt`` (``value name r g b a``, ``#``
+    comments). BadInputError ``path: line N: ...`` for anything else (duplicate values, non-integer values,
+    empty names, no labels).
+    """
+    p = check_file(path, "label table")
+    source = _name(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise BadInputError(source, "not a text file (cannot decode as UTF-8)") from None
+    if "\x00" in text:
+        raise BadInputError(source, "not a text file (NUL bytes)")
+    lines = [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1)]
+    lines = [(n, line) for n, line in lines if line and not line.startswith("#")]
+    if not lines:
+        raise BadInputError(source, f"no labels; expected {LABEL_TABLE_FORMATS}")
+    table: dict = {}
+
+    def put(value, name, lineno):
+        if value in table:
+            raise BadInputError(source, f"line {lineno}: label value {value} appears twice")
+        table[value] = name
+
+    first = lines[0][1]
+    if "," in first and '"' not in first.split(",")[0]:  # CSV
+        rows = list(csv.reader([line for _, line in lines]))
+        value_col, name_col, start = 0, 1, 0
+        header = [c.strip().lower() for c in rows[0]]
+        if not re.fullmatch(r"\+?\d+", header[0] if header else ""):
+            values = [i for i, c in enumerate(header) if c in ("value", "labelvalue", "label_value", "label", "id")]
+            names = [i for i, c in enumerate(header) if c in ("name", "label_name", "labelname", "structure")]
+            if not values or not names:
+                raise BadInputError(source, f"line {lines[0][0]}: CSV header needs a value and a name column "
+                                    "(e.g. value,name)")
+            value_col, name_col, start = values[0], names[0], 1
+        for (lineno, _), row in zip(lines[start:], rows[start:]):
+            if len(row) <= max(value_col, name_col):
+                raise BadInputError(source, f"line {lineno}: expected value,name")
+            put(_label_value(row[value_col], source, lineno), _label_name(row[name_col], source, lineno), lineno)
+    elif '"' in first:  # ITK-SNAP label description
+        for lineno, line in lines:
+            m = re.fullmatch(r'(\S+)((?:\s+\S+){6})\s+"([^"]*)"', line)
+            if m is None:
+                raise BadInputError(source, f"line {lineno}: expected ITK-SNAP 'IDX R G B A VIS MSH \"LABEL\"'")
+            put(_label_value(m.group(1), source, lineno), _label_name(m.group(3), source, lineno), lineno)
+    else:  # Slicer colour table
+        for lineno, line in lines:
+            cells = line.split()
+            if len(cells) < 2:
+                raise BadInputError(source, f"line {lineno}: expected Slicer colour table 'value name r g b a'")
+            put(_label_value(cells[0], source, lineno), _label_name(cells[1], source, lineno), lineno)
+    table.pop(0, None)
+    if not table:
+        raise BadInputError(source, "no labels other than 0 (background)")
+    return table
 
 
 def landmarks_to_node(ctx, landmarks: Landmarks, name: str = "landmarks"):

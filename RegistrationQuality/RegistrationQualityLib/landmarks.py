@@ -302,7 +302,7 @@ class TREResult:
     moving_mapped_ras: np.ndarray | None = None  # T^-1(m): moving landmark mapped into fixed space (display)
     inverse_residual_mm: np.ndarray | None = None  # |T(T^-1(m)) - m|: how well Slicer's inverse converged
     fixed_space_variant: bool = False
-    unmatched: list = field(default_factory=list)  # [{"label", "only_in": "fixed"|"moving"}]
+    unmatched: dict = field(default_factory=lambda: {"fixed_only": [], "moving_only": []})  # labels per side
     skipped: list = field(default_factory=list)  # [{"label", "side"}]: markups points without a position
     transform_name: str | None = None
     fixed_source: str = ""
@@ -332,8 +332,22 @@ class TREResult:
         values = {"before": self.before_mm, "after": self.after_mm, "fixed_space": self.fixed_space_mm}[which]
         return summarize_distances([] if values is None else values)
 
+    def unmatched_warning(self) -> str | None:
+        """One line naming the labels used on neither side (at most five per side), or None."""
+        parts = []
+        for key, side in (("fixed_only", "fixed"), ("moving_only", "moving")):
+            labels = self.unmatched[key]
+            if labels:
+                shown = ", ".join(labels[:5]) + (" ..." if len(labels) > 5 else "")
+                parts.append(f"{len(labels)} only in the {side} landmarks ({shown})")
+        if not parts:
+            return None
+        return (f"landmarks: {len(self.labels)} matched by label, " + "; ".join(parts) +
+                ": those are left out of TRE")
+
     def as_dict(self) -> dict:
-        """Plain JSON: ``{"points": [...], "before": {...}, "after": {...}, "unmatched": [...], ...}``."""
+        """Plain JSON: ``{"points": [...], "before": {...}, "after": {...}, "unmatched": {"fixed_only", "moving_only"},
+        ...}``."""
         before, after, vec = self.before_mm, self.after_mm, self.error_vectors_ras
         fixed_space = self.fixed_space_mm if self.fixed_space_variant else None
         points = []
@@ -360,7 +374,8 @@ class TREResult:
             "points": points,
             "before": self.summary("before"),
             "after": dict(self.summary("after"), improved_fraction=improved_fraction(before, after)),
-            "unmatched": [dict(u) for u in self.unmatched],
+            "unmatched": {"fixed_only": list(self.unmatched["fixed_only"]),
+                          "moving_only": list(self.unmatched["moving_only"])},
             "skipped": [dict(u) for u in self.skipped],
             "outside_domain_count": int(np.count_nonzero(self.outside_domain)),
         }
@@ -421,8 +436,8 @@ def compute_tre(fixed, moving, transform_node=None, fixed_space_variant: bool = 
     m_index = {label: i for i, label in enumerate(m_lm.labels)}
     f_set = set(f_lm.labels)
     common = [label for label in f_lm.labels if label in m_index]
-    unmatched = [{"label": label, "only_in": "fixed"} for label in f_lm.labels if label not in m_index]
-    unmatched += [{"label": label, "only_in": "moving"} for label in m_lm.labels if label not in f_set]
+    unmatched = {"fixed_only": [label for label in f_lm.labels if label not in m_index],
+                 "moving_only": [label for label in m_lm.labels if label not in f_set]}
     skipped = [{"label": str(label), "side": side} for side, lm in (("fixed", f_lm), ("moving", m_lm))
                for label in lm.skipped]
     if not common:

@@ -102,7 +102,10 @@ def metrics_rows(report: Mapping) -> list[dict]:
             unit = "%" if key == "folding_percent" else ("" if key == "sdlogj_excluded_voxels" else None)
             add("deformation", region, f"jacobian_{key}", "-", value, unit)
         for key, value in _flatten(deformation.get("displacement_mm") or {}):
-            add("deformation", region, f"displacement_{key}_mm", "-", value, "mm")
+            if key == "voxels":  # a count, not a length
+                add("deformation", region, "displacement_voxels", "-", value, "")
+            else:
+                add("deformation", region, f"displacement_{key}_mm", "-", value, "mm")
 
     similarity = report.get("similarity")
     if isinstance(similarity, Mapping):
@@ -111,11 +114,22 @@ def metrics_rows(report: Mapping) -> list[dict]:
                 add("similarity", similarity.get("region") or "", key, stage, value, "")
 
     elastix = report.get("elastix")
-    if isinstance(elastix, Mapping):
-        for i, value in enumerate(elastix.get("final_metric_values") or []):
-            add("elastix", f"resolution {i}", "final_metric_value", "-", value, "", elastix.get("metric") or "")
-        if elastix.get("run_time_s") is not None:
-            add("elastix", "", "run_time_s", "-", elastix.get("run_time_s"), "s")
+    if isinstance(elastix, Mapping):  # elastix.ElastixResult.provenance(): one row per stage (and resolution)
+        for stage in elastix.get("stages") or []:
+            if not isinstance(stage, Mapping):
+                continue
+            subject = f"stage {stage.get('index')}" + (f" {stage['transform']}" if stage.get("transform") else "")
+            note = stage.get("metric") or ""
+            add("elastix", subject, "final_metric_value", "-", stage.get("final_metric"), "", note)
+            add("elastix", subject, "seconds", "-", stage.get("seconds"), "s")
+            for r in stage.get("resolutions") or []:
+                if not isinstance(r, Mapping):
+                    continue
+                sub = f"{subject} resolution {r.get('resolution')}"
+                add("elastix", sub, "final_metric_value", "-", r.get("final_metric"), "", note)
+                add("elastix", sub, "iterations", "-", r.get("iterations"), "", r.get("stop") or "")
+                add("elastix", sub, "seconds", "-", r.get("seconds"), "s")
+        add("elastix", "", "total_seconds", "-", elastix.get("total_seconds"), "s")
 
     for check in report.get("checks") or []:
         name = check.get("name", "")
