@@ -924,3 +924,191 @@ def test_no_process_wide_silencing_in_the_application(tmp_path):
     assert out["application"] == out["start"], out
     assert out["verdict"] in ("pass", "no checks")
     assert out["headless"] == [0, vtkLogger.VERBOSITY_OFF, False]
+
+
+class LayoutManagerModel:
+    """Which view nodes Slicer's layout manager makes view widgets for (Libs/MRML/Widgets):
+
+    - a view node added outside a batch process, without a parent layout node: qMRMLLayoutManager.cxx
+      ``qMRMLLayoutManagerPrivate::onNodeAddedEvent`` (lines 495-533 at v5.8.1, 485-521 at v5.10.0: "No explicit
+      parent layout node means that view is handled by the main Slicer layout") and qMRMLLayoutViewFactory.cxx
+      ``onNodeAdded`` (lines 351-367 / 338-355);
+    - at the end of every batch process (scene load, import, close), every view node of the scene, parent or not:
+      qMRMLLayoutViewFactory.cxx ``onSceneModified`` (lines 449-465 / 435-449), connected to
+      ``vtkMRMLScene::EndBatchProcessEvent`` (lines 269-270 / 257).
+    """
+
+    def __init__(self, scene):
+        import vtk
+
+        self.scene = scene
+        self.views: set = set()
+
+        @vtk.calldata_type(vtk.VTK_OBJECT)
+        def node_added(caller, event, node):
+            if scene.IsBatchProcessing():
+                return
+            if node.IsA("vtkMRMLAbstractViewNode") and not node.GetParentLayoutNode():
+                self.views.add(node.GetID())
+
+        def scene_modified(caller, event):
+            for i in range(scene.GetNumberOfNodes()):
+                node = scene.GetNthNode(i)
+                if node.IsA("vtkMRMLAbstractViewNode"):
+                    self.views.add(node.GetID())
+
+        self._callbacks = (node_added, scene_modified)
+        self.tags = [scene.AddObserver(scene.NodeAddedEvent, node_added),
+                     scene.AddObserver(scene.EndBatchProcessEvent, scene_modified)]
+
+    def remove(self):
+        for tag in self.tags:
+            self.scene.RemoveObserver(tag)
+
+
+def test_snapshot_renderer_views_never_join_the_main_layout(ctx, shift_nodes):
+    """The snapshot renderer's slice node gets no view widget from the layout manager (rules in
+    :class:`LayoutManagerModel`): it has a parent layout node when it is added, and it leaves the scene when a batch
+    process starts (so none exists when one ends); snapshots still work after a scene close."""
+    import slicer
+
+    from RegistrationQualityLib import rendering
+
+    layout = LayoutManagerModel(ctx.scene)
+    try:
+        control = slicer.vtkMRMLSliceLogic()
+        control.SetMRMLScene(ctx.scene)
+        red = control.AddSliceNode("Red")  # a main-layout view, for comparison: the model sees it
+        assert red.GetID() in layout.views
+        n = shift_nodes
+        centre = [0.5 * (a + b) for a, b in zip(*[iter(n.fixed.GetImageData().GetBounds())] * 2)]
+        renderer = rendering.get_renderer(ctx)
+        pixels = renderer.render_slice(n.fixed, "axial", centre, 64, 48)
+        assert pixels.shape == (48, 64, 3) and pixels.max() > 0
+        own = set(renderer.own_node_ids)
+        assert renderer.slice_node.GetID() in own and renderer.slice_node.GetParentLayoutNode() is not None
+        assert not own & layout.views
+        ctx.scene.StartState(ctx.scene.BatchProcessState)  # a scene load / import
+        ctx.scene.EndState(ctx.scene.BatchProcessState)
+        assert not own & layout.views and all(ctx.scene.GetNodeByID(i) is None for i in own)
+        again = rendering.get_renderer(ctx)
+        assert again is not renderer
+        assert np.array_equal(again.render_slice(n.fixed, "axial", centre, 64, 48), pixels)
+        ctx.scene.Clear(0)  # File / Close scene: slice nodes are singletons and would survive it
+        assert not set(again.own_node_ids) & layout.views
+        assert not {i for i in layout.views if ctx.scene.GetNodeByID(i) is not None
+                    and ctx.scene.GetNodeByID(i).GetLayoutName().startswith("RQSnapshot")}
+    finally:
+        layout.remove()
+        rendering.close_renderer(ctx)
+
+
+# SampleDataLogic.registerCustomSampleDataSource's parameters, identical at both tags
+# (Modules/Scripted/SampleData/SampleData.py line 457 at v5.8.1, line 510 at v5.10.0); loadFileType is the
+# deprecated spelling of loadFileTypes ("deprecated, use loadFileTypes instead", line 475 / 528).
+REGISTER_SAMPLE_DATA_PARAMETERS = ("category", "sampleName", "uris", "fileNames", "nodeNames", "customDownloader",
+                                   "thumbnailFileName", "loadFileTypes", "loadFiles", "loadFileProperties",
+                                   "checksums", "loadFileType")
+
+
+def sample_data_registration(ctx, parameters=REGISTER_SAMPLE_DATA_PARAMETERS):
+    """Run the module file's registerSampleData() against a SampleData stand-in whose
+    registerCustomSampleDataSource has exactly ``parameters`` (keyword arguments, all defaulted); returns the
+    arguments it got and the calls the custom downloader made to slicer.util.setSliceViewerLayers."""
+    import inspect
+    import sys
+
+    recorded, layers = {}, []
+    signature = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)
+                                   for name in parameters])
+
+    def register(*args, **kwargs):
+        recorded.update(signature.bind(*args, **kwargs).arguments)  # TypeError on an unknown argument
+
+    stand_in = SimpleNamespace(SampleDataLogic=SimpleNamespace(registerCustomSampleDataSource=register))
+    wanted = {"sampleCaseFolder", "sampleCaseSpec", "registerSampleData", "fileSha256", "downloadSampleCase"}
+    body = [n for n in module_tree().body if (isinstance(n, ast.FunctionDef) and n.name in wanted)
+            or (isinstance(n, ast.Assign) and ast.unparse(n.targets[0]) in ("SAMPLE_CATEGORY", "SAMPLE_NAME"))]
+    namespace = {"__file__": str(MODULE_FILE), "os": __import__("os"), "logging": __import__("logging"),
+                 "RegistrationQualityLogic": lambda: headless_logic(ctx),
+                 "slicer": SimpleNamespace(util=SimpleNamespace(
+                     setSliceViewerLayers=lambda **kwargs: layers.append(kwargs)))}
+    exec(compile(ast.Module(body=body, type_ignores=[]), str(MODULE_FILE), "exec"), namespace)
+    saved = sys.modules.get("SampleData")
+    sys.modules["SampleData"] = stand_in
+    try:
+        namespace["registerSampleData"]()
+    finally:
+        if saved is None:
+            del sys.modules["SampleData"]
+        else:
+            sys.modules["SampleData"] = saved
+    return recorded, layers
+
+
+@pytest.mark.skipif(not (SAMPLE_CASE / "case.json").is_file(), reason="sample case not generated")
+def test_sample_data_registration_matches_slicer(ctx):
+    """Sample Data: the arguments bind to registerCustomSampleDataSource's signature (above); SampleDataSource
+    requires as many file names, node names, file types and checksums as URIs (SampleData.py line 205 / 205);
+    checksums are ``SHA256:<digest>`` of the files (``<algo>:<digest>``, line 474 / 527, checked against the cached
+    copy by downloadFile, line 957-969 / 1106-1118); the current ``loadFileTypes`` is used. The button runs the
+    custom downloader (``s.customDownloader(s)``, line 393 / 446), which must show the fixed image and fit it, as
+    Sample Data does for its own entries."""
+    import hashlib
+    from urllib.parse import unquote, urlparse
+
+    args, layers = sample_data_registration(ctx)
+    assert "loadFileType" not in args and "loadFileTypes" in args
+    uris = args["uris"]
+    assert len(uris) == len(args["fileNames"]) == len(args["nodeNames"]) == len(args["loadFileTypes"]) == len(
+        args["checksums"]) == 6
+    for uri, checksum in zip(uris, args["checksums"]):
+        path = Path(unquote(urlparse(uri).path))
+        assert path.is_file() and path.parent == SAMPLE_CASE
+        assert checksum == "SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    assert set(args["loadFileTypes"]) == {"VolumeFile", "SegmentationFile", "MarkupsFile"}
+    assert Path(args["thumbnailFileName"]).is_file()
+    nodes = args["customDownloader"](SimpleNamespace(sampleName=args["sampleName"]))
+    assert nodes["fixed"].GetName() == "RQ fixed DWI"
+    assert layers == [{"background": nodes["fixed"], "foreground": None, "fit": True}]
+    # an argument the signature lacks fails (the stand-in binds like Python calls the real function)
+    with pytest.raises(TypeError):
+        sample_data_registration(ctx, parameters=tuple(p for p in REGISTER_SAMPLE_DATA_PARAMETERS if p != "checksums"))
+
+
+def test_widget_sets_its_attributes_before_slicer_runs_setup():
+    """ScriptedLoadableModuleWidget.__init__ calls ``self.setup()`` itself when built without a parent
+    (Base/Python/slicer/ScriptedLoadableModule.py lines 106-107 at v5.8.1 and v5.10.0), so every attribute the
+    widget's own __init__ sets must be set before that call, or it would undo what setup() made."""
+    init = next(n for n in module_class("RegistrationQualityWidget").body
+                if isinstance(n, ast.FunctionDef) and n.name == "__init__")
+    calls = [i for i, stmt in enumerate(init.body) if "ScriptedLoadableModuleWidget.__init__" in ast.unparse(stmt)]
+    assignments = [i for i, stmt in enumerate(init.body) if isinstance(stmt, ast.Assign)
+                   and ast.unparse(stmt.targets[0]).startswith("self.")]
+    assert len(calls) == 1 and assignments and max(assignments) < calls[0] == len(init.body) - 1
+    assigned = {ast.unparse(init.body[i].targets[0]) for i in assignments}
+    assert {"self.logic", "self.ui", "self._parameterNode", "self._parameterNodeGuiTag"} <= assigned
+
+
+def test_reload_also_reloads_the_library():
+    """Developer mode's Reload (ScriptedLoadableModuleWidget.onReload -> slicer.util.reloadScriptedModule, util.py
+    line 1399 at v5.8.1 / 1398 at v5.10.0) re-executes only the module file; the widget's onReload drops every
+    RegistrationQualityLib module first, so the lazily imported library is read again."""
+    import sys
+
+    calls = []
+    fn = next(n for n in module_class("RegistrationQualityWidget").body
+              if isinstance(n, ast.FunctionDef) and n.name == "onReload")
+    namespace = {"ScriptedLoadableModuleWidget": SimpleNamespace(onReload=lambda self: calls.append(
+        sorted(n for n in sys.modules if n.split(".")[0] == "RegistrationQualityLib")))}
+    exec(compile(ast.Module(body=[fn], type_ignores=[]), str(MODULE_FILE), "exec"), namespace)
+    import RegistrationQualityLib.panel  # noqa: F401 - loaded, so there is something to drop
+
+    saved = {n: m for n, m in sys.modules.items() if n.split(".")[0] == "RegistrationQualityLib"}
+    sys.modules["RegistrationQualityLibX"] = SimpleNamespace()  # a name that only starts alike stays
+    try:
+        namespace["onReload"](SimpleNamespace())
+        assert calls == [[]] and "RegistrationQualityLibX" in sys.modules
+    finally:
+        sys.modules.update(saved)
+        del sys.modules["RegistrationQualityLibX"]

@@ -440,7 +440,8 @@ class SnapshotRenderer:
     read directly (no OpenGL). The outlines are resliced here with the same XY->RAS matrix and painted on those
     pixels, so only the requested overlays appear whatever else the scene holds; text is drawn by VTK's FreeType
     renderer. Created lazily by :func:`get_renderer`; it adds one hidden slice node (and its composite node) to
-    the scene, which :meth:`close` removes.
+    the scene, which :meth:`close` removes. The slice node has a parent layout node, so Slicer's layout manager
+    makes no view for it (see ``__init__``).
     """
 
     _count = 0
@@ -459,20 +460,45 @@ class SnapshotRenderer:
             sl.SetMRMLApplicationLogic(ctx.app)
         before = _node_ids(ctx.scene)
         sl.SetMRMLScene(ctx.scene)
-        self.slice_node = sl.AddSliceNode(self.layout_name)
-        self.slice_node.SetHideFromEditors(True)
+        # Keep the view out of the application's layout. Slicer's layout manager makes a view widget for every view
+        # node added without a parent layout node (qMRMLLayoutManager.cxx onNodeAddedEvent, qMRMLLayoutViewFactory
+        # .cxx onNodeAdded) and, when a batch process ends, for every view node of the scene
+        # (qMRMLLayoutViewFactory::onSceneModified). So the slice node gets a parent layout node before it is added
+        # (vtkMRMLSliceLogic::AddSliceNode adds it at once), and the renderer removes its nodes when the scene
+        # starts a batch process (loading or closing a scene); get_renderer() then builds a new one.
+        self._batch_observer = None
+        self.owner_node = ctx.add_node("vtkMRMLScriptedModuleNode", f"{self.layout_name} view owner")
+        self.owner_node.SetHideFromEditors(True)
+        # as vtkMRMLSliceLogic::AddSliceNode (the scene's default slice node brings the orientation presets), with
+        # the parent set first; CreateNodeByClass returns a reference the caller owns
+        sn = ctx.scene.CreateNodeByClass("vtkMRMLSliceNode")
+        sn.UnRegister(None)
+        sn.SetName(self.layout_name)
+        sn.SetLayoutName(self.layout_name)
+        sn.SetHideFromEditors(True)
+        sn.SetAndObserveParentLayoutNodeID(self.owner_node.GetID())
+        self.slice_node = ctx.scene.AddNode(sn)
+        sl.SetSliceNode(self.slice_node)
+        sl.UpdateSliceNodeFromLayout()
         self.composite_node = sl.GetSliceCompositeNode()
         self.composite_node.SetHideFromEditors(True)
         self.last_absent: set = set()  # labels of the overlays the last view did not cross
-        # the slice node, its composite node and the slice model the logic makes for 3D views: removed by close()
+        # owner, slice node, its composite node and the slice model the logic makes for 3D views: removed by close()
         self.own_node_ids = [i for i in _node_ids(ctx.scene) if i not in before]
+        self._batch_observer = ctx.scene.AddObserver(ctx.scene.StartBatchProcessEvent, self._on_batch_start)
 
     def is_valid(self) -> bool:
         node = self.slice_node
         return node is not None and self.ctx.scene.GetNodeByID(node.GetID() or "") is node
 
+    def _on_batch_start(self, caller=None, event=None) -> None:
+        self.close()
+
     def close(self) -> None:
-        """Remove the slice node, its composite node and its slice model from the scene."""
+        """Remove the slice node, its composite node, its slice model and their owner node from the scene."""
+        if self._batch_observer is not None:
+            self.ctx.scene.RemoveObserver(self._batch_observer)
+            self._batch_observer = None
         if self.composite_node is not None:
             self.composite_node.SetBackgroundVolumeID(None)
         self.slice_logic.SetMRMLScene(None)
@@ -481,7 +507,7 @@ class SnapshotRenderer:
             if node is not None:
                 self.ctx.scene.RemoveNode(node)
         self.own_node_ids = []
-        self.slice_node = self.composite_node = None
+        self.slice_node = self.composite_node = self.owner_node = None
 
     def place(self, background_node, view: str, point_ras, width: int, height: int, snap: bool = True) -> np.ndarray:
         """Set the view up (orientation, whole background in view, plane through ``point_ras``).
