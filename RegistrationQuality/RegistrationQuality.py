@@ -506,6 +506,7 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         p = self._parameterNode
         self._setRunning(True)
         try:
+            self.logic.ensureNumba(announce=self._onProgress)  # first use: installs the compiled kernels' package
             result = self.logic.compute(p, progress=self._onProgress, cancel=lambda: self._cancelRequested)
         except InterruptedError:
             p.resultStatus = _("Cancelled: the previous results are kept.")
@@ -571,8 +572,28 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
         from RegistrationQualityLib.context import Context
 
         if self._context is None or self._context.scene is not slicer.mrmlScene:
+            self.ensureNumba()
             self._context = Context.from_application(slicer)
         return self._context
+
+    # numba compiles the library's per-voxel kernels; the same pin as the package's pyproject.toml
+    NUMBA_REQUIREMENT = "numba==0.68.1"
+
+    def ensureNumba(self, announce=None):
+        """Install numba into Slicer's Python on first use (``slicer.util.pip_install``); True when it installed.
+
+        ``announce(text, fraction)``: shows the message (the panel's progress bar) before the download starts.
+        """
+        import importlib.util
+
+        if importlib.util.find_spec("numba") is not None:
+            return False
+        message = _("Installing numba (compiled kernels of the evaluation; first use only)...")
+        logging.info(message)
+        if announce is not None:
+            announce(message, 0.0)
+        slicer.util.pip_install(self.NUMBA_REQUIREMENT)
+        return True
 
     def loadSampleCase(self, registrations=None):
         """Load the sample case; returns nodes by role.

@@ -215,7 +215,7 @@ def _color_nodes(ctx, ids):
 # -- failing half way ---------------------------------------------------------------------------------------------
 LATE_STAGES = [  # (function to break, its error, snapshots on)
     ("RegistrationQualityLib.evaluate._similarity", RuntimeError("injected failure in the similarity stage"), False),
-    ("RegistrationQualityLib.evaluate._deformation", BadInputError("transform", "injected bad input late"), False),
+    ("RegistrationQualityLib.deformation.DeformationStatistics.finish", BadInputError("transform", "injected bad input late"), False),
     ("RegistrationQualityLib.report.folder.render_html", RuntimeError("injected failure while writing the report"), True),
 ]
 

@@ -357,3 +357,23 @@ def test_renderer_is_reused_and_cheap_after_the_first_snapshot(rctx, tmp_path):
     assert first.last_absent == {"far"}  # the legend says "far (not in this slice)"
     with pytest.raises(BadInputError, match="unknown view 'oblique'"):
         rendering.render_snapshots(rctx, img, [], tmp_path, views=("oblique",))
+
+
+@pytest.mark.parametrize("shape, squares", [((13, 17, 19), 8), ((20, 9, 31), (3, 4, 5)), ((7, 7, 7), 2)])
+def test_checkerboard_equals_itk_checkerboard_filter_of_the_normalised_images(shape, squares):
+    from RegistrationQualityLib.rendering import _normalized
+
+    rng = np.random.default_rng(0)
+    fa = sitk.GetImageFromArray(rng.normal(100, 20, shape).astype(np.int16))
+    fa.SetSpacing((0.7, 0.8, 2.0))
+    fb = sitk.GetImageFromArray(rng.normal(3, 1, shape).astype(np.float32))
+    fb.CopyInformation(fa)
+    pattern = [min(p, n) for p, n in zip([squares] * 3 if np.isscalar(squares) else squares, fa.GetSize())]
+    for normalize in (True, False):
+        a = _normalized(fa) if normalize else sitk.Cast(fa, sitk.sitkFloat32)
+        b = _normalized(fb) if normalize else sitk.Cast(fb, sitk.sitkFloat32)
+        b.CopyInformation(a)
+        reference = sitk.GetArrayFromImage(sitk.CheckerBoard(a, b, pattern))
+        ours = rendering.checkerboard_image(fa, fb, squares, normalize)
+        assert np.array_equal(sitk.GetArrayFromImage(ours), reference)
+        assert ours.GetSpacing() == fa.GetSpacing()

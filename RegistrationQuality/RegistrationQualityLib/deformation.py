@@ -562,6 +562,67 @@ def inverse_consistency(ctx, forward_node, backward_node, reference_image, mask=
     return _magnitude_statistics(err, m)
 
 
+def jacobian_histogram(values: np.ndarray, bins: int) -> dict:
+    """Histogram of Jacobian values. Range: the 0.5th..99.5th percentiles widened to show [0.5, 1.5], and down
+    to the most negative value (at most -2) when anything folds; values outside are counted, not binned."""
+    if values.size == 0:
+        return {"edges": [], "counts": [], "clipped_below": 0, "clipped_above": 0}
+    p_lo, p_hi = np.percentile(values, [0.5, 99.5])
+    lo, hi = min(float(p_lo), 0.5), max(float(p_hi), 1.5)
+    vmin = float(values.min())
+    if vmin <= 0:
+        lo = min(lo, max(vmin, -2.0), -0.05)
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
+            "clipped_below": int(np.count_nonzero(values < lo)), "clipped_above": int(np.count_nonzero(values > hi))}
+
+
+class DeformationStatistics:
+    """Consumer of :func:`transforms.stream`: Jacobian determinant and |u| over ``mask`` (whole grid when None).
+
+    Per slab it keeps only the values inside the mask (float32), so memory grows with the mask, not with a
+    vector field. ``finish()`` returns ``{"jacobian", "displacement_mm", "jacobian_histogram"}`` (statistics of
+    :func:`jacobian_statistics`, :func:`displacement_statistics`, :func:`jacobian_histogram`); with
+    ``keep_jacobian`` the whole J map is kept in ``self.jacobian`` (for a scene volume).
+    """
+
+    def __init__(self, fixed_image, mask=None, bins: int = 60, keep_jacobian: bool = False):
+        grid = reference_grid(fixed_image)
+        self.spacing = grid.spacing
+        self.bins = int(bins)
+        self.mask = None if mask is None else np.asarray(mask, dtype=bool)
+        n = int(np.prod(grid.shape)) if self.mask is None else int(np.count_nonzero(self.mask))
+        self.j_values = np.empty(n, np.float32)
+        self.u_values = np.empty(n, np.float32)
+        self.filled = 0
+        self.jacobian = np.empty(grid.shape, np.float32) if keep_jacobian else None
+
+    def consume(self, slab) -> None:
+        from .kernels import magnitude_slab
+
+        det = slab.jacobian()
+        mag = np.empty(det.shape, np.float32)
+        magnitude_slab(slab.u, mag)
+        if self.jacobian is not None:
+            self.jacobian[slab.k0:slab.k1] = det
+        if self.mask is not None:
+            m = self.mask[slab.k0:slab.k1]
+            det, mag = det[m], mag[m]
+        n = det.size
+        self.j_values[self.filled:self.filled + n] = det.reshape(-1)
+        self.u_values[self.filled:self.filled + n] = mag.reshape(-1)
+        self.filled += n
+
+    def finish(self) -> dict:
+        values = self.j_values[: self.filled]
+        result = {"jacobian": jacobian_statistics(values, None, spacing=self.spacing),
+                  "displacement_mm": _magnitude_statistics(self.u_values[: self.filled], None)}
+        finite = values[np.isfinite(values)]
+        result["jacobian_histogram"] = jacobian_histogram(finite, self.bins)
+        self.j_values = self.u_values = None
+        return result
+
+
 # ---------------------------------------------------------------------------------------------------
 # One call for the report
 # ---------------------------------------------------------------------------------------------------

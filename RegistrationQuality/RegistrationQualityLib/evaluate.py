@@ -105,6 +105,14 @@ class _Progress:
         self.callback = callback
         self.cancel = cancel
 
+    def within(self, stage: str, fraction: float) -> None:
+        """Progress inside a stage (slab fractions); checks Cancel too."""
+        if self.cancel is not None and self.cancel():
+            raise InterruptedError("evaluation cancelled")
+        if self.callback is not None:
+            i = self.STAGES.index(stage) if stage in self.STAGES else 0
+            self.callback(f"{stage}: {100 * fraction:.0f}%", (i + min(max(fraction, 0.0), 1.0)) / len(self.STAGES))
+
     def __call__(self, stage: str, detail: str = "") -> None:
         if self.cancel is not None and self.cancel():
             raise InterruptedError("evaluation cancelled")
@@ -345,7 +353,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         step("load", "images")
         fixed = _nonfinite_as_missing(_load_image(inputs.fixed, "--fixed"), inputs.fixed, warnings)
         moving = _nonfinite_as_missing(_load_image(inputs.moving, "--moving"), inputs.moving, warnings)
-        transform_node, elastix_info, registered_path = _load_registration(ctx, inputs, moving, tmp, warnings)
+        registration, elastix_info, registered_path = _load_registration(ctx, inputs, moving, fixed, tmp, warnings)
         notices = _check_registered_images(inputs, elastix_info, fixed, moving)
         if elastix_info is not None and inputs.registered is None:
             inputs_registered = registered_path
@@ -359,27 +367,63 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                 raise BadInputError(_describe_source(inputs_registered),
                                     f"registered image grid {list(registered.GetSize())} differs from the fixed "
                                     f"image's {list(fixed.GetSize())}; it must be on the fixed grid")
+        label_pair = _load_label_pair(ctx, inputs, fixed, moving, warnings) if inputs.fixed_segmentation is not None else None
+        fixed_union = _fixed_union(ctx, label_pair[0], fixed) if label_pair is not None else None
 
         step("align")
-        from .resample import resample_image, sampled_transform_node
+        from .resample import Warp, resample_image
 
-        # A non-linear registration is evaluated once, at the fixed voxel centres, and that exact sampling is
-        # reused for every resampling onto the fixed grid and for the Jacobian; landmarks use T itself.
-        displacement, on_grid = None, transform_node
-        if transform_node is not None and not transform_node.IsTransformToWorldLinear():
-            from .deformation import displacement_field
-            from .resample import elastix_displacement_field
-
-            displacement = elastix_displacement_field(transform_node, fixed, moving_image=moving)
-            if displacement is None:
-                displacement = displacement_field(ctx, transform_node, fixed)
-            on_grid = tmp.add(sampled_transform_node(ctx, transform_node, fixed, displacement))
+        # The registration is sampled once on the fixed grid, slab by slab, and every consumer (warped image and
+        # labelmaps, moving-domain mask, Jacobian and displacement statistics) takes its slab in the same pass.
         moving_before = resample_image(ctx, moving, fixed, None, "linear")
+        transform_node, after_source, after_mask, deformation = None, None, None, None
+        if registration is not None:
+            from .deformation import DeformationStatistics, mask_array
+            from .similarity import InsideMoving
+            from .transforms import stream
+
+            nonlinear = not registration.linear
+            if not nonlinear:
+                transform_node = registration.node(ctx)
+            consumers = {}
+            if registered is None and nonlinear:
+                consumers["registered"] = Warp(moving, fixed, "linear")
+            if label_pair is not None and nonlinear:
+                for n, layer in enumerate(label_pair[1].layers):
+                    consumers[f"layer{n}"] = Warp(layer, fixed, "nearest")
+            if nonlinear:
+                consumers["inside"] = InsideMoving(moving, fixed)
+            mask = mask_array(fixed_union, fixed) if fixed_union is not None else None
+            consumers["deformation"] = DeformationStatistics(fixed, mask, options.jacobian_histogram_bins,
+                                                             keep_jacobian=options.scene_outputs)
+            results = dict(zip(consumers, stream(registration, fixed, list(consumers.values()), need_jacobian=True,
+                                                 progress=lambda f: step.within("align", f))))
+            if "registered" in results:
+                registered = results["registered"]
+            if label_pair is not None and nonlinear:
+                from .metrics import LabelSource
+
+                m_src = label_pair[1]
+                after_source = LabelSource(m_src.source, [results[f"layer{n}"] for n in range(len(m_src.layers))],
+                                           list(m_src.segments))
+            after_mask = results.get("inside")
+            deformation = {"region": "whole image" if mask is None else "fixed segmentation",
+                           **results["deformation"]}
+            deformation["jacobian"]["region"] = deformation["region"]
+            if options.scene_outputs:
+                from .deformation import jacobian_volume_node
+
+                nodes["jacobian"] = jacobian_volume_node(ctx, consumers["deformation"].jacobian, fixed,
+                                                         "Jacobian determinant")
+            del consumers, results
+            if transform_node is None:  # built after the pass: a displacement field's node shares its memory
+                transform_node = registration.node(ctx)
         if registered is None:
-            registered = resample_image(ctx, moving, fixed, on_grid, "linear")
+            registered = resample_image(ctx, moving, fixed, transform_node, "linear")
 
         step("segments")
-        segments, seg_masks = _segments(ctx, inputs, options, fixed, moving, registered, on_grid, warnings)
+        segments, seg_masks = _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings,
+                                        label_pair, fixed_union, after_source)
 
         landmarks = None
         if inputs.fixed_landmarks is not None:
@@ -388,14 +432,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             if landmarks.unmatched_warning():
                 notices.append(landmarks.unmatched_warning())
 
-        deformation = None
-        if transform_node is not None:
-            step("deformation")
-            deformation = _deformation(ctx, transform_node, fixed, seg_masks.get("fixed_union"), options, warnings,
-                                       nodes if options.scene_outputs else None, displacement)
-
         step("similarity")
-        similarity = _similarity(ctx, fixed, moving, moving_before, registered, on_grid, displacement)
+        similarity = _similarity(ctx, fixed, moving, moving_before, registered, transform_node, after_mask)
 
         report = {
             "tool": software_versions(),
@@ -465,26 +503,30 @@ def _nonfinite_as_missing(image, source, warnings):
     return out
 
 
-def _load_registration(ctx, inputs, moving, tmp, warnings):
-    """(transform node or None, elastix provenance or None, elastix result image path or None)."""
-    from . import io
+def _load_registration(ctx, inputs, moving, fixed, tmp, warnings):
+    """(transforms.Registration or None, elastix provenance or None, elastix result image path or None).
+
+    The registration is read for computation from its source (elastix parameters, ITK B-spline, displacement
+    field); a Slicer transform node is made only when asked for (:meth:`transforms.Registration.node`)."""
+    from .transforms import load_registration
 
     if inputs.elastix_dir is not None:
-        from .elastix import load_elastix_folder
+        from .elastix import find_elastix_result
 
-        node, result = load_elastix_folder(ctx, inputs.elastix_dir, moving_image=moving, name="elastix transform")
-        tmp.add(node)
+        result = find_elastix_result(inputs.elastix_dir, moving_image=moving)
+        if result.transform_parameters is None:
+            raise BadInputError(os.fspath(inputs.elastix_dir), "no TransformParameters.N.txt in the elastix output "
+                                "folder")
         warnings.extend(result.warnings)
-        info = result.provenance()
-        return node, info, result.final_result_image
+        registration = load_registration(ctx, result.transform_parameters, moving_image=moving, fixed_image=fixed,
+                                         name="elastix transform", tmp=tmp)
+        return registration, result.provenance(), result.final_result_image
     if inputs.transform is None:
         return None, None, None
-    if _is_node(inputs.transform):
-        if not inputs.transform.IsA("vtkMRMLTransformNode"):
-            raise BadInputError("--transform", f"node '{inputs.transform.GetName()}' is not a transform")
-        return inputs.transform, None, None
-    return tmp.add(io.load_transform(ctx, inputs.transform, name="registration transform", moving_image=moving)), \
-        None, None
+    if _is_node(inputs.transform) and not inputs.transform.IsA("vtkMRMLTransformNode"):
+        raise BadInputError("--transform", f"node '{inputs.transform.GetName()}' is not a transform")
+    return load_registration(ctx, inputs.transform, moving_image=moving, fixed_image=fixed,
+                             name="registration transform", tmp=tmp), None, None
 
 
 def _check_registered_images(inputs, elastix_info, fixed, moving) -> list:
@@ -505,35 +547,50 @@ def _check_registered_images(inputs, elastix_info, fixed, moving) -> list:
 
 
 # -- segments ------------------------------------------------------------------------------------------
-def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings):
+def _load_label_pair(ctx, inputs, fixed, moving, warnings):
+    """(fixed LabelSource, moving LabelSource, match by "name"|"label") of the given segmentations."""
+    f_src, f_named = _load_labels(ctx, inputs.fixed_segmentation, "--fixed-segmentation")
+    m_src, m_named = _load_labels(ctx, inputs.moving_segmentation, "--moving-segmentation")
+    if inputs.labels:
+        f_named, m_named = _apply_label_tables(inputs.labels, (f_src, f_named), (m_src, m_named), warnings=warnings)
+    if not _overlaps(f_src.geometry, fixed):
+        raise BadInputError(f_src.source, "fixed segmentation does not overlap the fixed image")
+    if not _overlaps(m_src.geometry, moving):
+        raise BadInputError(m_src.source, "moving segmentation does not overlap the moving image")
+    return f_src, m_src, "name" if f_named and m_named else "label"
+
+
+def _fixed_union(ctx, f_src, fixed):
+    """0/1 mask of every fixed segment on the fixed grid (the deformation statistics' region)."""
+    from .resample import resample_image
+
+    union = _union_of(f_src)
+    if not _same_grid(union, fixed):
+        union = resample_image(ctx, union, fixed, None, "nearest")
+    return union
+
+
+def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings, label_pair=None,
+              fixed_union=None, after_source=None):
     """Compare segments before and after: ({"source", "entries"} or None, display masks on the fixed grid).
 
     Comparison grid: the fixed image's. Before: the moving segments as loaded, resampled (nearest neighbour,
-    world space) onto it; after: resampled through the resampling transform. Segments are matched by name when
-    both inputs name them (.seg.nrrd, segmentation nodes), else by label value.
+    world space) onto it; after: resampled through the resampling transform (``after_source`` when the streamed
+    pass already warped them). Segments are matched by name when both inputs name them (.seg.nrrd,
+    segmentation nodes), else by label value.
     """
     from .metrics import compare_sources, labelmap_source
     from .resample import resample_image
 
     entries, masks, sources = [], {}, []
-    if inputs.fixed_segmentation is not None:
-        f_src, f_named = _load_labels(ctx, inputs.fixed_segmentation, "--fixed-segmentation")
-        m_src, m_named = _load_labels(ctx, inputs.moving_segmentation, "--moving-segmentation")
-        if inputs.labels:
-            f_named, m_named = _apply_label_tables(inputs.labels, (f_src, f_named), (m_src, m_named),
-                                                   warnings=warnings)
-        if not _overlaps(f_src.geometry, fixed):
-            raise BadInputError(f_src.source, "fixed segmentation does not overlap the fixed image")
-        if not _overlaps(m_src.geometry, moving):
-            raise BadInputError(m_src.source, "moving segmentation does not overlap the moving image")
-        by = "name" if f_named and m_named else "label"
+    if label_pair is not None:
+        f_src, m_src, by = label_pair
         before = _resampled_source(ctx, m_src, fixed, None)
-        after = _resampled_source(ctx, m_src, fixed, transform_node)
+        after = after_source if after_source is not None else _resampled_source(ctx, m_src, fixed, transform_node)
         kw = {"percentile": options.percentile, "by": by, "lattice": fixed}
         entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
-        fixed_union = _union_of(f_src)
-        if not _same_grid(fixed_union, fixed):
-            fixed_union = resample_image(ctx, fixed_union, fixed, None, "nearest")
+        if fixed_union is None:
+            fixed_union = _fixed_union(ctx, f_src, fixed)
         masks.update(fixed_labels=fixed_union, moving_before_labels=_union_of(before),
                      moving_after_labels=_union_of(after), fixed_union=fixed_union,
                      label_sources=(f_src, before, after, by))
@@ -624,83 +681,21 @@ def _landmarks(inputs, transform_node):
                        load(inputs.moving_landmarks, "--moving-landmarks"), transform_node)
 
 
-def _deformation(ctx, transform_node, fixed, mask, options, warnings, nodes=None, displacement=None) -> dict:
-    """Jacobian and displacement statistics on the fixed grid inside ``mask`` (whole image when None)."""
-    from . import deformation as d
-
-    grid = d.reference_grid(fixed)
-    m = d.mask_array(mask, fixed) if mask is not None else None
-    u = d.displacement_field(ctx, transform_node, grid) if displacement is None else displacement
-    jac = d.jacobian_determinant(u, grid)
-    values = jac if m is None else jac[m]
-    values = values[np.isfinite(values)]
-    result = {
-        "region": "whole image" if m is None else "fixed segmentation",
-        "jacobian": d.jacobian_statistics(jac, m, spacing=grid.spacing),
-        "displacement_mm": d.displacement_statistics(u, m),
-        "jacobian_histogram": _histogram(values, options.jacobian_histogram_bins),
-    }
-    result["jacobian"]["region"] = result["region"]
-    if nodes is not None:
-        nodes["jacobian"] = d.jacobian_volume_node(ctx, jac, grid, "Jacobian determinant")
-    return result
-
-
-def _histogram(values: np.ndarray, bins: int) -> dict:
-    """Histogram of Jacobian values. Range: the 0.5th..99.5th percentiles widened to show [0.5, 1.5], and down
-    to the most negative value (at most -2) when anything folds; values outside are counted, not binned."""
-    if values.size == 0:
-        return {"edges": [], "counts": [], "clipped_below": 0, "clipped_above": 0}
-    p_lo, p_hi = np.percentile(values, [0.5, 99.5])
-    lo, hi = min(float(p_lo), 0.5), max(float(p_hi), 1.5)
-    vmin = float(values.min())
-    if vmin <= 0:
-        lo = min(lo, max(vmin, -2.0), -0.05)
-    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
-            "clipped_below": int(np.count_nonzero(values < lo)), "clipped_above": int(np.count_nonzero(values > hi))}
-
-
-def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, displacement=None) -> dict:
+def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, after_mask=None) -> dict:
     """Intensity similarity of fixed vs moving before and after registration.
 
     Region: the whole fixed image, restricted at each stage to the voxels whose sample point lies inside the
     moving image (so the zero padding outside the moving field of view is not compared with tissue).
+    ``after_mask``: that mask for the registration when the streamed pass computed it.
     """
     from .similarity import domain_mask, similarity
 
     before = similarity(fixed, moving_before, mask=domain_mask(ctx, moving, fixed, None))
-    if displacement is not None:
-        after_mask = _inside_moving(fixed, moving, displacement)
-    elif transform_node is not None:
+    if after_mask is None and transform_node is not None:
         after_mask = domain_mask(ctx, moving, fixed, transform_node)
-    else:
-        after_mask = None
     after = similarity(fixed, registered, mask=after_mask)
     return {"before": before, "after": after, "bins": before.get("bins"),
             "region": "fixed image voxels that sample inside the moving image"}
-
-
-def _inside_moving(fixed, moving, displacement) -> np.ndarray:
-    """(k, j, i) mask of fixed voxels x whose T(x) = x + u(x) falls in a moving voxel (nearest neighbour)."""
-    from .io import image_ijk_to_ras
-
-    lps = np.diag([-1.0, -1.0, 1.0, 1.0])
-    fixed_ijk_to_lps = lps @ image_ijk_to_ras(fixed)
-    lps_to_moving = np.linalg.inv(lps @ image_ijk_to_ras(moving))
-    ni, nj, nk = fixed.GetSize()
-    upper = np.array(moving.GetSize(), float) - 0.5
-    ii = np.arange(ni, dtype=np.float64)[None, :, None]
-    jj = np.arange(nj, dtype=np.float64)[:, None, None]
-    m = fixed_ijk_to_lps
-    plane = m[:3, 3] + ii * m[:3, 0] + jj * m[:3, 1]
-    out = np.empty((nk, nj, ni), bool)
-    a, t = lps_to_moving[:3, :3], lps_to_moving[:3, 3]
-    for k in range(nk):
-        y = plane + k * m[:3, 2] + displacement[k]
-        idx = y @ a.T + t
-        out[k] = np.all((idx >= -0.5) & (idx < upper), axis=-1)
-    return out
 
 
 # -- checks --------------------------------------------------------------------------------------------
@@ -938,8 +933,10 @@ def definitions(percentile: float) -> dict:
                                     "compute_average_surface_distance(symmetric=True))",
         "tre": "before = |f − m|; after = |T(f) − m|, T = resampling transform fixed→moving, landmarks matched "
                "by label (DIR-Lab / Learn2Reg convention); std is the population std",
-        "jacobian": "J = det(I + ∂u/∂x), u = T(x) − x sampled on the fixed grid, physical central differences "
-                    "(one-sided at the border); folding = J ≤ 0; SDlogJ = std of log J over voxels with J > 0",
+        "jacobian": "J = det of T's spatial Jacobian at each fixed voxel: analytic for parametric transforms "
+                    "(linear, elastix/ITK B-spline chains, as transformix -jac); for displacement fields "
+                    "det(I + ∂u/∂x), u = T(x) − x, physical central differences (one-sided at the border); "
+                    "folding = J ≤ 0; SDlogJ = std of log J over voxels with J > 0",
         "similarity": "NCC = Pearson correlation of intensities; NMI = (H(A)+H(B))/H(A,B) (Studholme), "
                       "histogram bins as reported; MSE/MAE of intensities; before = moving as loaded resampled "
                       "to the fixed grid, after = registered",

@@ -168,10 +168,27 @@ def checkerboard_image(fixed, registered, squares=8, normalize: bool = True):
     pattern = [int(squares)] * 3 if np.isscalar(squares) else [int(s) for s in squares]
     require(len(pattern) == 3 and all(s >= 1 for s in pattern), "squares", f"{squares!r}: need 1 or more per axis")
     pattern = [min(s, n) for s, n in zip(pattern, fixed.GetSize())]
-    a = _normalized(fixed) if normalize else sitk.Cast(fixed, sitk.sitkFloat32)
-    b = _normalized(registered) if normalize else sitk.Cast(registered, sitk.sitkFloat32)
-    b.CopyInformation(a)
-    return sitk.CheckerBoard(a, b, pattern)
+    # ITK's CheckerBoardImageFilter pattern (block = index // (size // pattern), even block sum -> fixed), built
+    # slice by slice into one float32 array: no normalised float copies of the two whole volumes
+    a = sitk.GetArrayViewFromImage(fixed)
+    b = sitk.GetArrayViewFromImage(registered)
+    ranges = (percentile_range(fixed), percentile_range(registered)) if normalize else None
+    ni, nj, nk = fixed.GetSize()
+    block = [max(1, n // p) for n, p in zip((ni, nj, nk), pattern)]
+    plane = (np.arange(nj)[:, None] // block[1] + np.arange(ni)[None, :] // block[0])
+    out = np.empty((nk, nj, ni), np.float32)
+    for k in range(nk):
+        take_fixed = (plane + k // block[2]) % 2 == 0
+        fa, fb = a[k].astype(np.float32), b[k].astype(np.float32)
+        if ranges is not None:
+            for arr, (lo, hi) in ((fa, ranges[0]), (fb, ranges[1])):
+                arr -= np.float32(lo)
+                if hi > lo:
+                    arr /= np.float32(hi - lo)
+        np.copyto(out[k], np.where(take_fixed, fa, fb))
+    board = sitk.GetImageFromArray(out)
+    board.CopyInformation(fixed)
+    return board
 
 
 def difference_image(fixed, registered, normalize: bool = False):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io import _sitk, image_ijk_to_ras, matrix_to_vtk, vtk_to_matrix
+from .io import _sitk, image_ijk_to_ras, vtk_to_matrix
 
 LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -107,141 +107,46 @@ def _resample_nonlinear(moving_image, reference_image, transform_node, linear: b
     return result
 
 
-SAMPLED_ATTRIBUTE = "RegistrationQuality.SampledFrom"
-
-
-def sampled_transform_node(ctx, transform_node, reference_image, displacement=None, name: str | None = None):
-    """A grid transform node holding ``transform_node``'s resampling transform sampled at the reference voxels.
-
-    At every reference voxel centre x the new node's FromParent gives exactly T(x) (float32 displacements), so
-    resampling onto the reference grid through it equals resampling through T, while T itself (a B-spline
-    chain, a composite) is evaluated only once: evaluate() samples the registration once and reuses it for
-    images, labels, domain masks and the Jacobian. ``displacement``: (k, j, i, 3) LPS field u = T(x) - x when
-    already computed. The caller owns (and removes) the node.
-    """
-    import slicer
-    from vtkmodules.util.numpy_support import numpy_to_vtk
-    from vtkmodules.vtkCommonDataModel import vtkImageData
-    from vtkmodules.vtkCommonMath import vtkMatrix4x4
-
-    from .deformation import displacement_field
-
-    if displacement is None:
-        displacement = displacement_field(ctx, transform_node, reference_image)
-    ras = np.ascontiguousarray(displacement, dtype=np.float32).reshape(-1, 3) * np.float32([-1.0, -1.0, 1.0])
-    ijk_to_ras = image_ijk_to_ras(reference_image)
-    spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
-    data = vtkImageData()
-    data.SetDimensions(*reference_image.GetSize())
-    data.SetSpacing(*spacing)
-    data.SetOrigin(*ijk_to_ras[:3, 3])
-    data.GetPointData().SetScalars(numpy_to_vtk(ras, deep=1))
-    direction = vtkMatrix4x4()
-    for r in range(3):
-        for c in range(3):
-            direction.SetElement(r, c, float(ijk_to_ras[r, c] / spacing[c]))
-    grid = slicer.vtkOrientedGridTransform()
-    grid.SetDisplacementGridData(data)
-    grid.SetGridDirectionMatrix(direction)
-    grid.SetInterpolationModeToLinear()
-    node = ctx.add_node("vtkMRMLGridTransformNode", name or f"{transform_node.GetName()} (sampled)")
-    node.SetAndObserveTransformFromParent(grid)
-    node.SetAttribute(SAMPLED_ATTRIBUTE, transform_node.GetID() or "")
-    return node
-
-
 # ---------------------------------------------------------------------------------------------------
-# Fast exact sampling of elastix chains on a grid
+# Streamed warping (a consumer of transforms.stream)
 # ---------------------------------------------------------------------------------------------------
-def _reslice_bspline(coefficients: np.ndarray, index_map: np.ndarray, size) -> np.ndarray:
-    """Evaluate a cubic B-spline (coefficients (3, nz, ny, nx)) at ``index_map @ (i, j, k, 1)`` for every voxel
-    of a grid of ``size`` (i, j, k); returns (k, j, i, 3) float32. VTK's B-spline interpolator evaluates the
-    tensor-product spline exactly (the input *is* the coefficient image) and vtkImageReslice walks the output
-    rows incrementally on all cores."""
-    from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
-    from vtkmodules.vtkCommonDataModel import vtkImageData
-    from vtkmodules.vtkImagingCore import vtkImageBSplineInterpolator, vtkImageReslice
+class Warp:
+    """Consumer of :func:`transforms.stream`: ``image`` sampled at T(x) for every fixed voxel x (linear for
+    intensities, nearest neighbour for labelmaps), written slab by slab into an array on the fixed grid;
+    ``finish()`` returns it as a SimpleITK image of the input's pixel type.
 
-    nz, ny, nx = coefficients.shape[1:]
-    coef = vtkImageData()
-    coef.SetDimensions(nx, ny, nz)
-    values = np.ascontiguousarray(np.moveaxis(coefficients, 0, -1), dtype=np.float64).reshape(-1, 3)
-    coef.GetPointData().SetScalars(numpy_to_vtk(values, deep=1))
-    interpolator = vtkImageBSplineInterpolator()
-    interpolator.SetSplineDegree(3)
-    interpolator.SetBorderModeToClamp()
-    reslice = vtkImageReslice()
-    reslice.SetInputData(coef)
-    reslice.SetInterpolator(interpolator)
-    reslice.SetResliceAxes(matrix_to_vtk(index_map))
-    reslice.SetOutputOrigin(0.0, 0.0, 0.0)
-    reslice.SetOutputSpacing(1.0, 1.0, 1.0)
-    reslice.SetOutputExtent(0, size[0] - 1, 0, size[1] - 1, 0, size[2] - 1)
-    reslice.SetOutputScalarType(10)  # VTK_FLOAT
-    reslice.Update()
-    out = reslice.GetOutput()
-    return vtk_to_numpy(out.GetPointData().GetScalars()).reshape(size[2], size[1], size[0], 3).copy()
-
-
-def elastix_displacement_field(transform_node, reference_image, moving_image=None):
-    """u(x) = T(x) - x (LPS, (k, j, i, 3) float32) of an elastix-file node at the reference voxel centres, or
-    None when the node is not an elastix chain of the form linear* -> one B-spline -> linear*.
-
-    Exact: equals elastix's evaluation (identity outside the B-spline's valid region 1 <= index < n-2, as
-    transformix does) up to float32 rounding, computed in one multithreaded pass (see :func:`_reslice_bspline`).
+    Semantics as VTK's reslice used before (Slicer's resampling of non-linear transforms): a sample point within
+    half a voxel of the image's voxel centres is inside (border voxels extended), elsewhere ``background``;
+    integer images round the interpolated value to the nearest integer.
     """
-    from pathlib import Path
 
-    from .elastix import NODE_SOURCE_ATTRIBUTE, BSplineComponent, LinearComponent, _merge_linear, read_transform_chain
+    def __init__(self, image, fixed_image, interpolation: str = "linear", background: float = 0.0):
+        from .transforms import image_ijk_to_lps
 
-    if transform_node is None or transform_node.GetParentTransformNode() is not None:
-        return None
-    path = transform_node.GetAttribute(NODE_SOURCE_ATTRIBUTE)
-    if not path or not Path(path).is_file():
-        return None
-    parts = _merge_linear(read_transform_chain(path, moving_image=moving_image))
-    splines = [i for i, p in enumerate(parts) if isinstance(p, BSplineComponent)]
-    if len(splines) != 1 or not all(isinstance(p, (LinearComponent, BSplineComponent)) for p in parts):
-        return None
-    b = parts[splines[0]]
-    pre, post = np.eye(4), np.eye(4)
-    for p in parts[: splines[0]]:
-        pre = p.matrix @ pre
-    for p in parts[splines[0] + 1:]:
-        post = p.matrix @ post
-    size = reference_image.GetSize()
-    ijk_to_lps = np.eye(4)
-    d = np.array(reference_image.GetDirection()).reshape(3, 3)
-    ijk_to_lps[:3, :3] = d @ np.diag(reference_image.GetSpacing())
-    ijk_to_lps[:3, 3] = reference_image.GetOrigin()
-    grid_to_lps = np.eye(4)
-    grid_to_lps[:3, :3] = b.direction @ np.diag(b.spacing)
-    grid_to_lps[:3, 3] = b.origin
-    ijk_to_pre = pre @ ijk_to_lps  # y = A_pre x
-    index_map = np.linalg.inv(grid_to_lps) @ ijk_to_pre  # continuous B-spline index of y
-    u_b = _reslice_bspline(b.coefficients, index_map, size)  # (k, j, i, 3), float32
-    # T(x) - x = (P_post P_pre - I) x + p + P_post (inside(y) * u_B(y)): the affine part and the B-spline index
-    # are affine in (i, j, k): build one slice plane and step it along k
-    affine = post @ pre @ ijk_to_lps - ijk_to_lps
-    ni, nj, nk = size
-    ii = np.arange(ni, dtype=np.float64)[None, :, None]
-    jj = np.arange(nj, dtype=np.float64)[:, None, None]
+        sitk = _sitk()
+        if interpolation not in ("linear", "nearest"):
+            raise ValueError(f"interpolation must be 'linear' or 'nearest', not {interpolation!r}")
+        self.image, self.fixed = image, fixed_image
+        self.array = sitk.GetArrayViewFromImage(image)
+        self.linear = interpolation == "linear"
+        self.background = float(background)
+        self.lps_to_index = np.ascontiguousarray(np.linalg.inv(image_ijk_to_lps(image)))
+        self.ijk_to_lps = np.ascontiguousarray(image_ijk_to_lps(fixed_image))
+        self.out = np.empty(fixed_image.GetSize()[::-1], dtype=self.array.dtype)
+        integer = np.issubdtype(self.array.dtype, np.integer)
+        info = np.iinfo(self.array.dtype) if integer else None
+        self.rounding = bool(integer and self.linear)
+        self.clip = (float(info.min), float(info.max)) if integer else (0.0, 0.0)
 
-    def plane(m, dtype):
-        return (m[:3, 3] + jj * m[:3, 1] + ii * m[:3, 0]).astype(dtype), m[:3, 2].astype(dtype)
+    def consume(self, slab) -> None:
+        from .kernels import warp_slab
 
-    lin0, lin_k = plane(affine, np.float32)
-    g0, g_k = plane(index_map, np.float64)  # the valid-region test in double, as elastix
-    lo, hi = 1.0, b.size.astype(np.float64) - 2.0
-    rotate = not np.allclose(post[:3, :3], np.eye(3))
-    out = u_b
-    for k in range(nk):
-        g = g0 + k * g_k
-        outside = ~np.all((g >= lo) & (g < hi), axis=-1)
-        slab = out[k]
-        slab[outside] = 0.0
-        if rotate:
-            slab[...] = slab @ post[:3, :3].T.astype(np.float32)
-        slab += lin0
-        slab += np.float32(k) * lin_k
-    return out
+        warp_slab(slab.u, slab.k0, self.ijk_to_lps, self.lps_to_index, self.array, self.linear, self.background,
+                  self.rounding, self.clip[0], self.clip[1], self.out[slab.k0:slab.k1])
+
+    def finish(self):
+        sitk = _sitk()
+        result = sitk.GetImageFromArray(self.out)
+        result.CopyInformation(self.fixed)
+        self.out = None
+        return result

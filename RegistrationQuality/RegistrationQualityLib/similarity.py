@@ -14,7 +14,7 @@ NaN/inf are left out and counted):
 
 ``before`` = the moving image resampled onto the fixed grid in world space without the registration,
 ``after`` = resampled through the registration's resampling transform (:func:`resample.resample_image`).
-Computed with numpy (SimpleITK only to read voxels).
+Computed by two compiled passes over the voxels (:func:`kernels.similarity_pass1`/``2``), in float64.
 """
 
 from __future__ import annotations
@@ -55,15 +55,6 @@ def _entropy(counts: np.ndarray, total: int) -> float:
     return float(-(p * np.log(p)).sum())
 
 
-def _bin_index(values: np.ndarray, bins: int, lo: float, hi: float) -> np.ndarray:
-    """Equal-width bin of each value over [lo, hi] (hi falls in the last bin); all in bin 0 when lo == hi."""
-    if hi <= lo:
-        return np.zeros(values.shape, dtype=np.int64)
-    idx = ((values - lo) * (bins / (hi - lo))).astype(np.int64)
-    np.clip(idx, 0, bins - 1, out=idx)
-    return idx
-
-
 def similarity(fixed_image, moving_on_fixed_grid, mask=None, bins: int = DEFAULT_BINS) -> dict:
     """NCC, NMI, MI, MSE and MAE between two images on the same grid, over ``mask`` (whole image when None).
 
@@ -92,32 +83,23 @@ def similarity(fixed_image, moving_on_fixed_grid, mask=None, bins: int = DEFAULT
         require(m.shape == shape, "mask", f"shape {m.shape} differs from the images' {shape}")
         m = m.reshape(-1)
     out: dict = dict.fromkeys(KEYS)
-    stats = _Pass1()
-    for sa, sb in _chunks(a, b, m):
-        stats.add(sa, sb)
+    from .kernels import similarity_pass1, similarity_pass2
+
+    use_mask = m is not None
+    mflat = m if use_mask else np.zeros(1, bool)
+    blocks = max(1, min(256, a.size // (1 << 16)))
+    p1 = similarity_pass1(a, b, mflat, use_mask, blocks)
+    stats = _Pass1(p1)
     out.update({"voxels": stats.n, "nonfinite_voxels": stats.nonfinite, "bins": bins})
     if stats.n == 0:
         out["reason"] = "empty mask" if stats.nonfinite == 0 else "no voxel with finite intensities in the mask"
         return out
     ma, mb = stats.sum_a / stats.n, stats.sum_b / stats.n
     # second pass: centred products, differences and the joint histogram (each image's own [min, max])
-    saa = sbb = sab = sdd = sad = 0.0
-    joint = np.zeros(bins * bins, np.int64)
-    for sa, sb in _chunks(a, b, m):
-        fa, fb = sa.astype(np.float64), sb.astype(np.float64)
-        ok = np.isfinite(fa) & np.isfinite(fb)
-        if not ok.all():
-            fa, fb = fa[ok], fb[ok]
-        da, db = fa - ma, fb - mb
-        saa += float(np.dot(da, da))
-        sbb += float(np.dot(db, db))
-        sab += float(np.dot(da, db))
-        diff = fa - fb
-        sdd += float(np.dot(diff, diff))
-        sad += float(np.abs(diff).sum())
-        ia = _bin_index(fa, bins, stats.min_a, stats.max_a)
-        ib = _bin_index(fb, bins, stats.min_b, stats.max_b)
-        joint += np.bincount(ia * bins + ib, minlength=bins * bins)
+    sums, joints = similarity_pass2(a, b, mflat, use_mask, blocks, ma, mb, bins, stats.min_a, stats.max_a,
+                                    stats.min_b, stats.max_b)
+    saa, sbb, sab, sdd, sad = (float(v) for v in sums.sum(axis=0))
+    joint = joints.sum(axis=0)
     n = stats.n
     out["mse"] = sdd / n
     out["mae"] = sad / n
@@ -140,43 +122,16 @@ def similarity(fixed_image, moving_on_fixed_grid, mask=None, bins: int = DEFAULT
     return out
 
 
-CHUNK = 1 << 22  # voxels per chunk: bounded temporaries whatever the image size
-
-
-def _chunks(a: np.ndarray, b: np.ndarray, m):
-    """(a, b) pieces of at most CHUNK voxels, restricted to the mask when given."""
-    for start in range(0, a.size, CHUNK):
-        sa, sb = a[start:start + CHUNK], b[start:start + CHUNK]
-        if m is not None:
-            sm = m[start:start + CHUNK]
-            sa, sb = sa[sm], sb[sm]
-        yield sa, sb
-
-
 class _Pass1:
-    """Count, sums and per-image min/max of the voxels where both images are finite."""
+    """Count, sums and per-image min/max of the voxels where both images are finite (from the kernel's blocks)."""
 
-    def __init__(self):
-        self.n = self.nonfinite = 0
-        self.sum_a = self.sum_b = 0.0
-        self.min_a = self.min_b = math.inf
-        self.max_a = self.max_b = -math.inf
-
-    def add(self, sa: np.ndarray, sb: np.ndarray) -> None:
-        if sa.size == 0:
-            return
-        fa, fb = sa.astype(np.float64), sb.astype(np.float64)
-        ok = np.isfinite(fa) & np.isfinite(fb)
-        if not ok.all():
-            self.nonfinite += int(ok.size - np.count_nonzero(ok))
-            fa, fb = fa[ok], fb[ok]
-        if fa.size == 0:
-            return
-        self.n += int(fa.size)
-        self.sum_a += float(fa.sum())
-        self.sum_b += float(fb.sum())
-        self.min_a, self.max_a = min(self.min_a, float(fa.min())), max(self.max_a, float(fa.max()))
-        self.min_b, self.max_b = min(self.min_b, float(fb.min())), max(self.max_b, float(fb.max()))
+    def __init__(self, blocks: np.ndarray):
+        self.n = int(blocks[:, 0].sum())
+        self.nonfinite = int(blocks[:, 1].sum())
+        self.sum_a = float(blocks[:, 2].sum())
+        self.sum_b = float(blocks[:, 3].sum())
+        self.min_a, self.max_a = float(blocks[:, 4].min()), float(blocks[:, 5].max())
+        self.min_b, self.max_b = float(blocks[:, 6].min()), float(blocks[:, 7].max())
 
 
 def domain_mask(ctx, moving_image, reference_image, transform_node=None) -> np.ndarray:
@@ -244,3 +199,24 @@ def similarity_rows(result: dict, subject: str = "") -> list[dict]:
                          "value": value, "unit": UNITS.get(key, ""),
                          "note": stats.get("reason", "") if value is None else ""})
     return rows
+
+
+class InsideMoving:
+    """Consumer of :func:`transforms.stream`: the (k, j, i) mask of fixed voxels x whose T(x) falls in a moving
+    voxel (nearest neighbour: continuous index ``-0.5 <= g < n - 0.5`` on every axis)."""
+
+    def __init__(self, moving_image, fixed_image):
+        from .transforms import image_ijk_to_lps
+
+        self.lps_to_index = np.ascontiguousarray(np.linalg.inv(image_ijk_to_lps(moving_image)))
+        self.ijk_to_lps = np.ascontiguousarray(image_ijk_to_lps(fixed_image))
+        self.size = np.array(moving_image.GetSize(), np.float64)
+        self.out = np.empty(fixed_image.GetSize()[::-1], dtype=bool)
+
+    def consume(self, slab) -> None:
+        from .kernels import inside_slab
+
+        inside_slab(slab.u, slab.k0, self.ijk_to_lps, self.lps_to_index, self.size, self.out[slab.k0:slab.k1])
+
+    def finish(self) -> np.ndarray:
+        return self.out

@@ -1,0 +1,446 @@
+"""The transforms layer: a registration's resampling transform T (fixed -> moving, LPS) as something that can be
+*sampled on the fixed grid slab by slab*, and the one LPS <-> RAS flip.
+
+Below deformation, resample, similarity and evaluate. A registration is read for computation straight from its
+source, never through Slicer's transform logic:
+
+* elastix ``TransformParameters`` chains and ITK ``BSplineTransform`` files -> :class:`Chain`: the parsed
+  components (linear matrices, cubic B-spline coefficient grids) evaluated per point by a compiled kernel
+  (:func:`kernels.chain_slab`) with elastix's semantics — components applied in order (``Compose``), a
+  B-spline moves a point only inside its valid region ``1 <= index < n - 2`` — together with the analytic
+  spatial Jacobian (what ``transformix -jac all`` writes);
+* a displacement-field image on the fixed grid -> :class:`FieldOnGrid` (read with SimpleITK; its vectors are u);
+* anything else (a transform node: grid elsewhere, composite, inverse) -> :class:`NodeSampler`, through VTK's
+  ``TransformPoints`` one slab at a time.
+
+A Slicer transform node is made only when something needs one (landmarks' inverse mapping, the panel, saving):
+:meth:`Registration.node`.
+
+Streaming (:func:`stream`): the fixed grid is cut into z-slabs; for each slab the registration is sampled once
+(``u = T(x) - x``, float32, plus its Jacobian determinant: analytic for a :class:`Chain`, central differences
+with a one-slice halo otherwise) and handed to every *consumer*. A consumer is any object with
+
+* ``consume(slab)`` — called once per slab in increasing k; ``slab`` is a :class:`Slab` (``k0``, ``k1``,
+  ``u`` (k1-k0, nj, ni, 3) float32, ``jacobian()`` -> (k1-k0, nj, ni) float32 computed on first use and shared;
+  with ``stream(..., halo=True)`` also ``u_halo`` = the slab plus one slice either side where the grid has one,
+  ``first`` = index of slice k0 in ``u_halo``, ``k_offset`` = global k of ``u_halo[0]``, ``nk`` = slices of the
+  grid: what a finite-difference stencil such as :mod:`ndv` needs); it must not keep references to the arrays
+  (the buffers are reused);
+* ``finish()`` — called once after the last slab; returns the consumer's result.
+
+Memory therefore grows with the slab, not with the volume (besides what a consumer keeps).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .elastix import (
+    NODE_SOURCE_ATTRIBUTE,
+    BSplineComponent,
+    LinearComponent,
+    _merge_linear,
+    _node_moving_frame,
+    read_transform_chain,
+)
+from .errors import BadInputError
+
+# The one LPS <-> RAS flip (x and y negated; its own inverse).
+LPS_RAS = np.diag([-1.0, -1.0, 1.0])
+LPS_RAS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+# Voxels per slab (≈ 1.5 M: 512×512×6 slices; 18 MB of float32 vectors).
+SLAB_VOXELS = 3 << 19
+
+
+def image_ijk_to_lps(image) -> np.ndarray:
+    """4×4 voxel index (i, j, k) -> LPS of a SimpleITK image."""
+    m = np.eye(4)
+    d = np.array(image.GetDirection(), float).reshape(3, 3)
+    m[:3, :3] = d @ np.diag(image.GetSpacing())
+    m[:3, 3] = image.GetOrigin()
+    return m
+
+
+def _kernels():
+    from . import kernels
+
+    return kernels
+
+
+# ---------------------------------------------------------------------------------------------------
+# Samplers
+# ---------------------------------------------------------------------------------------------------
+class Chain:
+    """Linear and cubic B-spline components applied in order to a fixed point (LPS)."""
+
+    analytic_jacobian = True
+    halo = 0
+
+    def __init__(self, components: list, description: str = ""):
+        parts = _merge_linear(list(components))
+        kinds, mats, coefs, offsets, sizes = [], [], [], [], []
+        offset = 0
+        for comp in parts:
+            if isinstance(comp, LinearComponent):
+                kinds.append(0)
+                mats.append(np.asarray(comp.matrix, float))
+                offsets.append(0)
+                sizes.append((0, 0, 0))
+            elif isinstance(comp, BSplineComponent):
+                grid_to_lps = np.eye(4)
+                grid_to_lps[:3, :3] = np.asarray(comp.direction, float) @ np.diag(comp.spacing)
+                grid_to_lps[:3, 3] = comp.origin
+                kinds.append(1)
+                m = np.eye(4)
+                m[:3, :3] = np.linalg.inv(grid_to_lps[:3, :3])
+                m[:3, 3] = comp.origin
+                mats.append(m)
+                c = np.ascontiguousarray(comp.coefficients, dtype=np.float64)
+                coefs.append(c.ravel())
+                offsets.append(offset)
+                offset += c.size
+                sizes.append(tuple(int(n) for n in comp.size))
+            else:
+                raise TypeError(f"not a linear or B-spline component: {comp!r}")
+        self.components = parts
+        self.description = description
+        self.kinds = np.array(kinds, np.int64)
+        self.mats = np.array(mats, float).reshape(-1, 4, 4)
+        self.coef = np.concatenate(coefs) if coefs else np.zeros(1)
+        self.offsets = np.array(offsets, np.int64)
+        self.sizes = np.array(sizes, np.int64).reshape(-1, 3)
+
+    @property
+    def linear(self) -> bool:
+        return bool(np.all(self.kinds == 0))
+
+    def sample(self, ijk_to_lps, ni, nj, k0, k1, want_det, out_u, out_det):
+        _kernels().chain_slab(k0, k1, ni, nj, np.ascontiguousarray(ijk_to_lps, float), self.kinds, self.mats,
+                              self.coef, self.offsets, self.sizes, bool(want_det), out_u, out_det)
+
+    def map_points_lps(self, points) -> np.ndarray:
+        """T of an (N, 3) LPS array (float64), the same kernel as the grid sampling."""
+        pts = np.asarray(points, float).reshape(-1, 3)
+        out = pts.copy()
+        one = np.empty((1, 1, 1, 3), np.float32)
+        det = np.empty((1, 1, 1), np.float32)
+        m = np.eye(4)
+        for n, p in enumerate(pts):  # each point as the origin of a one-voxel grid
+            m[:3, 3] = p
+            self.sample(m, 1, 1, 0, 1, False, one, det)
+            out[n] = p + one[0, 0, 0].astype(float)
+        return out
+
+
+class FieldOnGrid:
+    """A displacement field (LPS vectors u = T(x) - x) defined on the fixed grid itself."""
+
+    analytic_jacobian = False
+    halo = 1
+    linear = False
+
+    def __init__(self, field_image, source: str):
+        import SimpleITK as sitk
+
+        self.image = field_image
+        self.source = source
+        self.u = sitk.GetArrayViewFromImage(field_image)  # (k, j, i, 3), float32, no copy
+        self.ijk_to_lps = image_ijk_to_lps(field_image)
+        self.flipped_to_ras = False
+
+    def on_grid(self, ijk_to_lps, size) -> bool:
+        scale = max(1.0, float(np.abs(ijk_to_lps).max()))
+        return tuple(self.image.GetSize()) == tuple(size) and np.allclose(self.ijk_to_lps, ijk_to_lps, rtol=0,
+                                                                         atol=1e-6 * scale)
+
+    def sample(self, ijk_to_lps, ni, nj, k0, k1, want_det, out_u, out_det):
+        if self.flipped_to_ras:  # pragma: no cover - the node is built after streaming
+            raise RuntimeError("the field was handed to a Slicer node (RAS vectors)")
+        out_u[...] = self.u[k0:k1]
+
+    def node(self, ctx, name):
+        """A grid transform node sharing the field's memory (vectors flipped to RAS in place: after the
+        streaming pass the LPS values are no longer needed)."""
+        import slicer
+        from vtkmodules.util.numpy_support import numpy_to_vtk
+        from vtkmodules.vtkCommonDataModel import vtkImageData
+        from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+        if self.u.dtype != np.float32 or not self.u.flags.writeable:
+            self.u = np.array(self.u, dtype=np.float32)
+        if not self.flipped_to_ras:
+            self.u[..., 0] *= -1.0
+            self.u[..., 1] *= -1.0
+            self.flipped_to_ras = True
+        ijk_to_ras = LPS_RAS4 @ self.ijk_to_lps
+        spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
+        data = vtkImageData()
+        data.SetDimensions(*self.image.GetSize())
+        data.SetSpacing(*spacing)
+        data.SetOrigin(*ijk_to_ras[:3, 3])
+        self._vtk_array = numpy_to_vtk(self.u.reshape(-1, 3), deep=0)
+        data.GetPointData().SetScalars(self._vtk_array)
+        direction = vtkMatrix4x4()
+        for r in range(3):
+            for c in range(3):
+                direction.SetElement(r, c, float(ijk_to_ras[r, c] / spacing[c]))
+        grid = slicer.vtkOrientedGridTransform()
+        grid.SetDisplacementGridData(data)
+        grid.SetGridDirectionMatrix(direction)
+        grid.SetInterpolationModeToLinear()
+        node = ctx.add_node("vtkMRMLGridTransformNode", name)
+        node.SetAndObserveTransformFromParent(grid)
+        return node
+
+
+class NodeSampler:
+    """Any transform node's FromWorld transform through VTK, one slab at a time (the general fallback)."""
+
+    analytic_jacobian = False
+    halo = 1
+
+    def __init__(self, node):
+        from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
+
+        self.node = node
+        self.transform = vtkGeneralTransform()
+        node.GetTransformFromWorld(self.transform)
+        self.linear = bool(node.IsTransformToWorldLinear())
+
+    def sample(self, ijk_to_lps, ni, nj, k0, k1, want_det, out_u, out_det):
+        from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+        from vtkmodules.vtkCommonCore import vtkPoints
+
+        m = ijk_to_lps
+        kk = np.arange(k0, k1, dtype=float)[:, None, None, None]
+        jj = np.arange(nj, dtype=float)[None, :, None, None]
+        ii = np.arange(ni, dtype=float)[None, None, :, None]
+        x = m[:3, 3] + ii * m[:3, 0] + jj * m[:3, 1] + kk * m[:3, 2]
+        ras = np.ascontiguousarray((x * np.diag(LPS_RAS)).reshape(-1, 3))
+        src = vtkPoints()
+        src.SetData(numpy_to_vtk(ras, deep=0))
+        dst = vtkPoints()
+        dst.SetDataTypeToDouble()
+        self.transform.TransformPoints(src, dst)
+        y = vtk_to_numpy(dst.GetData()).reshape(x.shape) * np.diag(LPS_RAS)
+        del src
+        out_u[...] = y - x
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading a registration for computation
+# ---------------------------------------------------------------------------------------------------
+class Registration:
+    """The registration's resampling transform: a sampler for computation and a lazily built Slicer node."""
+
+    def __init__(self, sampler, source, kind: str, node=None, node_factory=None, chain_description=None):
+        self.sampler = sampler
+        self.source = source
+        self.kind = kind
+        self.chain_description = chain_description
+        self._node = node
+        self._node_factory = node_factory
+
+    @property
+    def linear(self) -> bool:
+        return bool(self.sampler.linear)
+
+    def node(self, ctx):
+        """The transform node (built on first call, into the ``tmp`` given to :func:`load_registration`)."""
+        if self._node is None and self._node_factory is not None:
+            self._node = self._node_factory(ctx)
+        return self._node
+
+
+def _itk_bspline_component(t, source) -> BSplineComponent | None:
+    """BSplineComponent of a SimpleITK BSplineTransform (ITK's v4 file form), else None."""
+    import SimpleITK as sitk
+
+    try:
+        b = sitk.BSplineTransform(t)
+    except (RuntimeError, TypeError):
+        return None
+    if b.GetOrder() != 3:
+        return None
+    images = b.GetCoefficientImages()
+    first = images[0]
+    coef = np.stack([sitk.GetArrayFromImage(img) for img in images]).astype(np.float64)  # (3, nz, ny, nx)
+    return BSplineComponent(size=np.array(first.GetSize(), float), origin=np.array(first.GetOrigin(), float),
+                            spacing=np.array(first.GetSpacing(), float),
+                            direction=np.array(first.GetDirection(), float).reshape(3, 3), coefficients=coef,
+                            source=source, kind="ITK BSplineTransform")
+
+
+def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str = "registration transform",
+                      elastix_file=None, tmp=None):
+    """A :class:`Registration` of a transform file (elastix, ITK, displacement-field image) or a transform node.
+
+    ``elastix_file``: the final TransformParameters file of an elastix folder (``--elastix-dir``). ``tmp``: a
+    :class:`context.TemporaryNodes` that takes every node made here or later by :meth:`Registration.node`.
+    """
+    from . import io
+
+    if elastix_file is not None:
+        value = elastix_file
+    if hasattr(value, "GetID") and hasattr(value, "IsA"):  # a node
+        path = value.GetAttribute(NODE_SOURCE_ATTRIBUTE)
+        if path and Path(path).is_file() and value.GetParentTransformNode() is None:
+            chain = read_transform_chain(path, moving_image or _node_moving_frame(value))
+            if all(isinstance(c, (LinearComponent, BSplineComponent)) for c in chain):
+                return Registration(Chain(chain), value, "elastix", node=value)
+        return _from_node(value, value)
+    path = os.fspath(value)
+    ext = io.file_extension(path)
+
+    def node_factory(c):
+        node = io.load_transform(c, path, name=name, moving_image=moving_image)
+        if tmp is not None:
+            tmp.add(node)
+        return node
+
+    if ext == ".txt" and io.is_elastix_parameter_file(path):
+        from .elastix import describe_chain
+
+        chain = read_transform_chain(path, moving_image)
+        if all(isinstance(c, (LinearComponent, BSplineComponent)) for c in chain):
+            return Registration(Chain(chain, describe_chain(chain)), path, "elastix", node_factory=node_factory,
+                                chain_description=describe_chain(chain))
+        reg = _from_node(node_factory(ctx), path, "elastix")
+        reg.chain_description = describe_chain(chain)
+        return reg
+    if ext in io.IMAGE_EXTENSIONS:
+        reader = io.read_image_information(path)
+        dim, comps = io.describe_dimension(reader)
+        if comps != dim or dim != 3:
+            raise BadInputError(io._name(path), f"not a displacement field ({dim}D image with {comps} "
+                                "component(s)); a 3D image with 3 components is needed")
+        import SimpleITK as sitk
+
+        image = io.read_image(path, scalar=False)
+        if image.GetPixelID() != sitk.sitkVectorFloat32:
+            image = sitk.Cast(image, sitk.sitkVectorFloat32)
+        field = FieldOnGrid(image, path)
+        if fixed_image is not None and field.on_grid(image_ijk_to_lps(fixed_image), fixed_image.GetSize()):
+            def field_node(c):
+                node = field.node(c, name)
+                if tmp is not None:
+                    tmp.add(node)
+                return node
+
+            return Registration(field, path, "displacement field", node_factory=field_node)
+        del field, image
+        return _from_node(node_factory(ctx), path, "displacement field")
+    if ext in io.TRANSFORM_EXTENSIONS and ext != ".h5":
+        import SimpleITK as sitk
+
+        try:
+            t = sitk.ReadTransform(path)
+        except RuntimeError:
+            t = None
+        comp = _itk_bspline_component(t, path) if t is not None else None
+        if comp is not None:
+            return Registration(Chain([comp], "BSplineTransform"), path, "B-spline", node_factory=node_factory)
+    return _from_node(node_factory(ctx), path)
+
+
+def _from_node(node, source, kind="node"):
+    """A node's registration: linear -> its matrix (a one-component :class:`Chain`), else :class:`NodeSampler`."""
+    if node.IsTransformToWorldLinear():
+        from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+        m = vtkMatrix4x4()
+        node.GetMatrixTransformFromWorld(m)
+        ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+        lps = LPS_RAS4 @ ras @ LPS_RAS4
+        return Registration(Chain([LinearComponent(lps, str(source), "linear")]), source, kind, node=node)
+    return Registration(NodeSampler(node), source, kind, node=node)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Streaming
+# ---------------------------------------------------------------------------------------------------
+class Slab:
+    """One z-slab of the fixed grid with the registration sampled on it (see the module docstring)."""
+
+    def __init__(self, k0, k1, u, jacobian_fn, u_halo=None, first=0, k_offset=0, nk=0):
+        self.k0, self.k1, self.u = k0, k1, u
+        self.u_halo, self.first, self.k_offset, self.nk = u_halo, first, k_offset, nk
+        self._jacobian_fn = jacobian_fn
+        self._jacobian = None
+
+    def jacobian(self) -> np.ndarray:
+        if self._jacobian is None:
+            self._jacobian = self._jacobian_fn()
+        return self._jacobian
+
+
+def slab_ranges(size, slab_voxels: int = SLAB_VOXELS):
+    ni, nj, nk = size
+    step = max(1, int(slab_voxels) // max(1, ni * nj))
+    return [(k0, min(nk, k0 + step)) for k0 in range(0, nk, step)]
+
+
+def stream(registration, fixed_image, consumers, need_jacobian: bool = False, progress=None,
+           slab_voxels: int = SLAB_VOXELS, halo: bool = False) -> list:
+    """Sample ``registration`` on the fixed grid slab by slab and feed every consumer; returns their results.
+
+    ``need_jacobian``: slabs can give J (analytic, or central differences: then the halo is sampled anyway).
+    ``halo``: consumers get ``slab.u_halo`` (see the module docstring). ``progress(fraction)`` is called after
+    each slab (it may raise to cancel the run).
+    """
+    k = _kernels()
+    sampler = registration.sampler if isinstance(registration, Registration) else registration
+    ijk_to_lps = image_ijk_to_lps(fixed_image)
+    ni, nj, nk = fixed_image.GetSize()
+    a_mat = np.ascontiguousarray(ijk_to_lps[:3, :3])
+    det_a = float(np.linalg.det(a_mat))
+    ranges = slab_ranges((ni, nj, nk), slab_voxels)
+    step = ranges[0][1] - ranges[0][0]
+    halo = 1 if halo or (need_jacobian and not sampler.analytic_jacobian) else 0
+    buf = np.empty((step + 2 * halo, nj, ni, 3), np.float32)
+    det_buf = np.empty((step, nj, ni), np.float32)
+    carry = None  # (global k, slice) of the last computed halo slice, to avoid sampling it twice
+    for k0, k1 in ranges:
+        lo, hi = max(0, k0 - halo), min(nk, k1 + halo)
+        u_all = buf[: hi - lo]
+        start = lo
+        if carry is not None and halo:
+            # slices lo .. (previous hi - 1) were computed by the previous slab: copy them
+            prev_lo, prev = carry
+            n_copy = prev_lo + len(prev) - lo
+            if n_copy > 0:
+                u_all[:n_copy] = prev[lo - prev_lo:]
+                start = lo + n_copy
+        analytic = need_jacobian and sampler.analytic_jacobian
+        if analytic and halo:  # the analytic J of the slab's own slices (halo slices only give u)
+            sampler.sample(ijk_to_lps, ni, nj, k0, k1, True, u_all[k0 - lo: k1 - lo], det_buf[: k1 - k0])
+            for a, b in ((max(start, lo), k0), (max(start, k1), hi)):
+                if a < b:
+                    sampler.sample(ijk_to_lps, ni, nj, a, b, False, u_all[a - lo: b - lo], det_buf)
+        elif start < hi:
+            sampler.sample(ijk_to_lps, ni, nj, start, hi, analytic, u_all[start - lo:],
+                           det_buf[: hi - start] if sampler.analytic_jacobian else det_buf)
+        if halo and hi < nk:
+            tail_lo = max(lo, hi - 2 * halo)
+            carry = (tail_lo, u_all[tail_lo - lo:].copy())
+        u = u_all[k0 - lo: k1 - lo]
+        if sampler.analytic_jacobian:
+            det = det_buf[: k1 - k0]
+
+            def jac(det=det):
+                return det
+        else:
+            def jac(u_all=u_all, first=k0 - lo, count=k1 - k0, lo=lo):
+                out = det_buf[:count]
+                k.fd_jacobian_slab(u_all, first, count, nk, lo, a_mat, det_a, out)
+                return out
+        slab = Slab(k0, k1, u, jac, u_all, k0 - lo, lo, nk)
+        for c in consumers:
+            c.consume(slab)
+        if progress is not None:
+            progress(k1 / nk)
+    return [c.finish() for c in consumers]

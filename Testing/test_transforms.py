@@ -1,0 +1,196 @@
+"""The transforms layer and its compiled kernels against independent tools: SimpleITK's TransformPoint (elastix
+chains, ITK B-spline files), transformix -jac all (analytic spatial Jacobian), numpy finite differences and VTK's
+reslice (warping)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from test_deformation import _elastix_bspline_file, oblique_reference
+
+from RegistrationQualityLib import transforms
+from RegistrationQualityLib.elastix import to_sitk_transform
+from RegistrationQualityLib.transforms import image_ijk_to_lps, load_registration, stream
+
+from conftest import OBLIQUE, make_image
+
+
+class Collect:
+    """Consumer keeping u and J of every slab."""
+
+    def __init__(self):
+        self.u, self.j = [], []
+
+    def consume(self, slab):
+        self.u.append(slab.u.copy())
+        self.j.append(slab.jacobian().copy())
+
+    def finish(self):
+        return np.concatenate(self.u), np.concatenate(self.j)
+
+
+def _bspline_case(tmp_path, size=(24, 20, 12), seed=2, with_euler=True):
+    ref = oblique_reference(size=size)
+    grid_spacing = 12.0
+    extent = np.array(ref.GetSpacing()) * (np.array(ref.GetSize()) - 1)
+    grid_size = (np.ceil(extent / grid_spacing).astype(int) + 3)[::-1]
+    coefficients = np.random.default_rng(seed).normal(0, 1.5, (3, *grid_size))
+    tp = _elastix_bspline_file(tmp_path / "TransformParameters.1.txt", ref, grid_spacing, coefficients)
+    if with_euler:
+        text = tp.read_text().replace('(InitialTransformParametersFileName "NoInitialTransform")',
+                                      f'(InitialTransformParametersFileName "{tmp_path / "TransformParameters.0.txt"}")')
+        tp.write_text(text)
+        (tmp_path / "TransformParameters.0.txt").write_text(
+            '(Transform "EulerTransform")\n(NumberOfParameters 6)\n(TransformParameters 0.05 -0.03 0.08 2.0 -1.0 3.0)\n'
+            '(InitialTransformParametersFileName "NoInitialTransform")\n(HowToCombineTransforms "Compose")\n'
+            "(CenterOfRotationPoint 1.0 2.0 3.0)\n(FixedImageDimension 3)\n(MovingImageDimension 3)\n"
+            '(UseDirectionCosines "true")\n')
+    return ref, tp
+
+
+def test_chain_kernel_equals_simpleitk_transform_point(tmp_path):
+    ref, tp = _bspline_case(tmp_path)
+    reg = load_registration(None, tp, fixed_image=ref)
+    assert not reg.linear and reg.sampler.analytic_jacobian
+    (u, _j), = stream(reg, ref, [Collect()], need_jacobian=True, slab_voxels=24 * 20 * 5)  # 3 slabs
+    truth = sitk.GetArrayFromImage(sitk.TransformToDisplacementField(
+        to_sitk_transform(tp), sitk.sitkVectorFloat64, ref.GetSize(), ref.GetOrigin(), ref.GetSpacing(),
+        ref.GetDirection()))
+    assert np.abs(truth).max() > 1.0  # a real deformation
+    assert np.abs(u - truth).max() < 1e-5
+    # arbitrary points, inside and outside the control grid's support (unmoved by the B-spline there)
+    pts = np.random.default_rng(5).uniform(-60, 60, (300, 3))
+    t = to_sitk_transform(tp)
+    expected = np.array([t.TransformPoint(tuple(p)) for p in pts])
+    assert np.abs(reg.sampler.map_points_lps(pts) - expected).max() < 1e-6
+
+
+def test_itk_bspline_file_kernel_equals_simpleitk(tmp_path):
+    ref = oblique_reference(size=(20, 16, 10))
+    mesh = [4, 3, 3]
+    b = sitk.BSplineTransformInitializer(ref, mesh, 3)
+    params = np.random.default_rng(1).normal(0, 2.0, b.GetNumberOfParameters())
+    b.SetParameters(params.tolist())
+    path = tmp_path / "b.tfm"
+    sitk.WriteTransform(b, str(path))
+    reg = load_registration(None, path, fixed_image=ref)
+    assert reg.kind == "B-spline"
+    pts = np.random.default_rng(6).uniform(-40, 40, (500, 3))
+    t = sitk.ReadTransform(str(path))
+    expected = np.array([t.TransformPoint(tuple(p)) for p in pts])
+    assert np.abs(expected - pts).max() > 0.5
+    assert np.abs(reg.sampler.map_points_lps(pts) - expected).max() < 1e-6
+
+
+@pytest.mark.elastix
+def test_analytic_jacobian_equals_transformix_jac(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("transformix") is None:
+        pytest.skip("transformix executable not on PATH")
+    ref, tp = _bspline_case(tmp_path, with_euler=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.run(["transformix", "-jac", "all", "-out", str(out), "-tp", str(tp)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "spatialJacobian.mha")))
+    (_u, jac), = stream(load_registration(None, tp, fixed_image=ref), ref, [Collect()], need_jacobian=True)
+    assert np.ptp(reference) > 0.1
+    assert np.abs(jac - reference).max() < 1e-4  # every voxel, border included (no finite-difference error)
+
+
+def test_field_jacobian_kernel_equals_numpy_central_differences(tmp_path):
+    from RegistrationQualityLib.deformation import jacobian_determinant
+
+    ref, tp = _bspline_case(tmp_path, with_euler=False)
+    field = sitk.TransformToDisplacementField(to_sitk_transform(tp), sitk.sitkVectorFloat32, ref.GetSize(),
+                                              ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection())
+    path = tmp_path / "field.nrrd"
+    sitk.WriteImage(field, str(path))
+    reg = load_registration(None, path, fixed_image=ref)
+    assert isinstance(reg.sampler, transforms.FieldOnGrid)
+    (u, jac), = stream(reg, ref, [Collect()], need_jacobian=True, slab_voxels=24 * 20 * 4)  # halos cross slabs
+    assert np.array_equal(u, sitk.GetArrayFromImage(field))
+    assert np.allclose(jac, jacobian_determinant(u, ref), rtol=0, atol=1e-6)
+
+
+def test_warp_equals_simpleitk_resample_through_the_chain(ctx, tmp_path):
+    from RegistrationQualityLib.resample import Warp
+
+    ref, tp = _bspline_case(tmp_path, size=(30, 26, 14))
+    rng = np.random.default_rng(3)
+    moving = make_image(rng.normal(100, 30, (16, 28, 32)).astype(np.float32), spacing=(0.9, 1.1, 2.2),
+                        origin=(-14.0, -12.0, -16.0), direction=OBLIQUE)
+    labels = make_image(rng.integers(0, 4, (16, 28, 32)).astype(np.uint8), spacing=(0.9, 1.1, 2.2),
+                        origin=(-14.0, -12.0, -16.0), direction=OBLIQUE)
+    reg = load_registration(ctx, tp, fixed_image=ref)
+    warped, warped_labels = stream(reg, ref, [Warp(moving, ref, "linear"), Warp(labels, ref, "nearest")])
+    t = to_sitk_transform(tp)
+    old = sitk.GetArrayFromImage(sitk.Resample(moving, ref, t, sitk.sitkLinear, 0.0, moving.GetPixelID()))
+    old_labels = sitk.GetArrayFromImage(sitk.Resample(labels, ref, t, sitk.sitkNearestNeighbor, 0, labels.GetPixelID()))
+    new, new_labels = sitk.GetArrayFromImage(warped), sitk.GetArrayFromImage(warped_labels)
+    assert warped.GetPixelID() == moving.GetPixelID() and warped_labels.GetPixelID() == labels.GetPixelID()
+    inside = (old != 0) & (new != 0)
+    assert inside.sum() > 500
+    assert np.abs(new[inside] - old[inside]).max() < 1e-3
+    assert np.mean((new != 0) != (old != 0)) < 0.01  # the same half-voxel border rule but at ties
+    assert np.mean(new_labels != old_labels) < 0.01
+
+
+def test_linear_node_is_a_one_matrix_chain(ctx):
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    ref = oblique_reference()
+    node = ctx.add_node("vtkMRMLLinearTransformNode", "t")
+    m = vtkMatrix4x4()
+    m.SetElement(0, 3, 5.0)
+    m.SetElement(0, 1, 0.1)
+    node.SetMatrixTransformFromParent(m)
+    reg = load_registration(ctx, node, fixed_image=ref)
+    assert reg.linear and reg.node(ctx) is node
+    (u, jac), = stream(reg, ref, [Collect()], need_jacobian=True)
+    x = image_ijk_to_lps(ref) @ np.array([2, 3, 4, 1.0])
+    ras = np.diag([-1, -1, 1.0]) @ x[:3]
+    moved_ras = np.array([ras[0] + 0.1 * ras[1] + 5.0, ras[1], ras[2]])
+    assert np.allclose(x[:3] + u[4, 3, 2], np.diag([-1, -1, 1.0]) @ moved_ras, atol=1e-4)
+    assert np.allclose(jac, 1.0, atol=1e-6)
+
+
+class CollectHalo:
+    """Consumer checking the halo view against the whole field."""
+
+    def __init__(self, whole):
+        self.whole, self.checked = whole, 0
+
+    def consume(self, slab):
+        lo = slab.k_offset
+        assert np.array_equal(slab.u_halo[slab.first: slab.first + slab.k1 - slab.k0], slab.u)
+        assert np.array_equal(slab.u_halo, self.whole[lo: lo + len(slab.u_halo)])
+        assert lo == max(0, slab.k0 - 1) and lo + len(slab.u_halo) == min(slab.nk, slab.k1 + 1)
+        self.checked += 1
+
+    def finish(self):
+        return self.checked
+
+
+@pytest.mark.parametrize("form", ["chain", "field"])
+def test_halo_slabs_for_stencil_consumers(tmp_path, form):
+    ref, tp = _bspline_case(tmp_path, with_euler=False)
+    whole_reg = load_registration(None, tp, fixed_image=ref)
+    (whole, jac_whole), = stream(whole_reg, ref, [Collect()], need_jacobian=True)
+    if form == "field":
+        image = sitk.GetImageFromArray(whole, isVector=True)
+        image.CopyInformation(ref)
+        sitk.WriteImage(image, str(tmp_path / "f.nrrd"))
+        reg = load_registration(None, tmp_path / "f.nrrd", fixed_image=ref)
+    else:
+        reg = whole_reg
+    collect = Collect()
+    checked, (u, jac) = stream(reg, ref, [CollectHalo(whole), collect], need_jacobian=True, halo=True,
+                               slab_voxels=24 * 20 * 3)
+    assert checked == 4 and np.array_equal(u, whole)
+    if form == "chain":
+        assert np.array_equal(jac, jac_whole)  # the analytic J is unchanged by the halo
