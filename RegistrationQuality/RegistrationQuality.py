@@ -413,9 +413,15 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
             return
         lo, hi = defaults["bounds"]
         widget = self._thresholdWidget(side)
-        widget.decimals = defaults["decimals"]
-        widget.singleStep = defaults["step"]
-        widget.setRange(lo, hi if hi > lo else lo + defaults["step"])
+        # ctkRangeWidget::setDecimals / setRange re-clamp and round the shown values and emit valuesChanged, which
+        # the GUI connector writes into the parameter node: keep the node's exact values (set below when needed)
+        wasBlocked = widget.blockSignals(True)
+        try:
+            widget.decimals = defaults["decimals"]
+            widget.singleStep = defaults["step"]
+            widget.setRange(lo, hi if hi > lo else lo + defaults["step"])
+        finally:
+            widget.blockSignals(wasBlocked)
         field = side + "Threshold"
         current = getattr(p, field)
         degenerate = current.minimum >= current.maximum or current.minimum < lo or current.maximum > hi

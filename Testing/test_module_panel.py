@@ -29,11 +29,15 @@ SAMPLE_CASE = ROOT / "Resources" / "SampleCase"
 
 # widget classes that hold no state and do nothing: they need no code (layout helpers and static text)
 CONTAINERS = {"qMRMLWidget", "ctkCollapsibleButton", "QGroupBox", "QWidget", "QFrame"}
-BINDABLE = {  # field type -> widget classes Slicer 5.8's GUI connectors accept
-    "bool": {"QCheckBox", "ctkCheckBox", "QPushButton"},
-    "float": {"QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget", "qMRMLSliderWidget", "qMRMLSpinBox"},
+BINDABLE = {  # field type -> widget classes the GUI connectors accept at v5.8.1 (guiConnectors.py canRepresent:
+    # lines 159, 192, 228, 292, 358 (QComboBox/ctkComboBox: int, float, str, bool), 455, 486, 519, 551, 680). v5.10.0
+    # accepts more (ctkCheckablePushButton for bool, the float widgets for int): 5.8.1's lists work on both.
+    "bool": {"QCheckBox", "ctkCheckBox", "QPushButton", "QComboBox", "ctkComboBox"},
+    "int": {"QSlider", "QSpinBox", "QComboBox", "ctkComboBox"},
+    "float": {"QDoubleSpinBox", "ctkDoubleSpinBox", "ctkSliderWidget", "qMRMLSliderWidget", "qMRMLSpinBox",
+              "ctkDoubleSlider", "QComboBox", "ctkComboBox"},
     "FloatRange": {"ctkRangeWidget", "ctkDoubleRangeSlider", "qMRMLRangeWidget"},
-    "str": {"QLabel", "QLineEdit", "QTextEdit"},
+    "str": {"QLabel", "QLineEdit", "QTextEdit", "QComboBox", "ctkComboBox"},
     "node": {"qMRMLNodeComboBox"},
 }
 
@@ -143,7 +147,47 @@ class WithinRange(_Annotation):
             raise ValueError(f"Value must be within range [{self.args[0]}, {self.args[1]}], is {value}")
 
 
+class Minimum(_Annotation):
+    """validators.py Minimum (line 98/98)."""
+
+    def validate(self, value):
+        if value < self.args[0]:
+            raise ValueError(f"Value must be greater than {self.args[0]}, is {value}")
+
+
+class Maximum(_Annotation):
+    """validators.py Maximum (line 112/112)."""
+
+    def validate(self, value):
+        if value > self.args[0]:
+            raise ValueError(f"Value must be less than {self.args[0]}, is {value}")
+
+
+class Choice(_Annotation):
+    """validators.py Choice (line 126/126)."""
+
+    def validate(self, value):
+        if value not in self.args[0]:
+            raise ValueError(f"Value is {value}, but must be in one of the following: {self.args[0]}")
+
+
+class Exclude(_Annotation):
+    """validators.py Exclude (line 140/140)."""
+
+    def validate(self, value):
+        if value in self.args[0]:
+            raise ValueError(f"Value is {value}, but must not be an excluded value")
+
+
 class RangeBounds(_Annotation):
+    pass
+
+
+class Decimals(_Annotation):  # guiConnectors.py display annotations: no validation
+    pass
+
+
+class SingleStep(_Annotation):
     pass
 
 
@@ -194,7 +238,7 @@ def slicer_serializer(tp) -> SlicerSerializer:
     if typing.get_origin(tp) is typing.Annotated:
         base, *extras = typing.get_args(tp)
         inner = slicer_serializer(base)
-        checks = [a.validate for a in extras if isinstance(a, WithinRange)]
+        checks = [a.validate for a in extras if isinstance(a, (WithinRange, Minimum, Maximum, Choice, Exclude))]
         return SlicerSerializer(inner.can, inner.validators + checks, inner.default)
     if tp in (int, float):  # NumberSerializer (line 233/236): NotNone, IsInstance, default 0
         return SlicerSerializer(lambda t: t in (int, float), [_not_none, _is_instance((int, float) if tp is float
@@ -243,7 +287,9 @@ def annotation_namespace() -> dict:
 
     names = {name: getattr(slicer, name) for name in dir(slicer) if name.startswith("vtkMRML")}
     return {**names, "Union": typing.Union, "Optional": typing.Optional, "Annotated": typing.Annotated,
-            "FloatRange": Range, "WithinRange": WithinRange, "RangeBounds": RangeBounds, "Default": Default}
+            "FloatRange": Range, "WithinRange": WithinRange, "RangeBounds": RangeBounds, "Default": Default,
+            "Minimum": Minimum, "Maximum": Maximum, "Choice": Choice, "Exclude": Exclude, "Decimals": Decimals,
+            "SingleStep": SingleStep}
 
 
 def evaluated(annotation: str):
