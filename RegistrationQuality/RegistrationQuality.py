@@ -211,6 +211,7 @@ class RegistrationQualityParameterNode:
     resultTreTable: vtkMRMLTableNode
     resultTreVectors: vtkMRMLModelNode
     resultJacobian: vtkMRMLScalarVolumeNode
+    resultFolding: vtkMRMLSegmentationNode  # the J <= 0 voxels of resultJacobian as a segment
     resultCheckerboard: vtkMRMLScalarVolumeNode
     resultDifference: vtkMRMLScalarVolumeNode
     resultContoursFixed: vtkMRMLSegmentationNode
@@ -538,8 +539,8 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
                 p.showCheckerboard = False
         self.ui.contoursAfterButton.text = (_("Showing: after registration") if p.contoursAfter else
                                             _("Showing: before registration"))
-        nodes = (p.fixedVolume, p.resultCheckerboard, p.resultDifference, p.resultJacobian, p.resultTreVectors,
-                 p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter)
+        nodes = (p.fixedVolume, p.resultCheckerboard, p.resultDifference, p.resultJacobian, p.resultFolding,
+                 p.resultTreVectors, p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter)
         state = (tuple(n.GetID() if n else None for n in nodes), p.showContours, p.contoursAfter,
                  p.showCheckerboard, p.showDifference, p.showJacobian, p.showTreVectors)
         self._displayState = state
@@ -734,6 +735,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             p.resultTreTable = result.nodes.get("tre_table")
             p.resultTreVectors = result.nodes.get("tre_vectors")
             p.resultJacobian = result.nodes.get("jacobian")
+            p.resultFolding = result.nodes.get("folding")
             p.resultCheckerboard = display["checkerboard"]
             p.resultDifference = display["difference"]
             p.resultContoursFixed = display["contours_fixed"]
@@ -763,7 +765,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
         p = parameterNode
         return panel.show_results(
             self.context(), fixed=p.fixedVolume, checkerboard=p.resultCheckerboard, difference=p.resultDifference,
-            jacobian=p.resultJacobian, tre_vectors=p.resultTreVectors,
+            jacobian=p.resultJacobian, tre_vectors=p.resultTreVectors, folding=p.resultFolding,
             contours=(p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter),
             show_contours=p.showContours, contours_after=p.contoursAfter, show_checkerboard=p.showCheckerboard,
             show_difference=p.showDifference, show_jacobian=p.showJacobian, show_tre_vectors=p.showTreVectors)

@@ -277,12 +277,38 @@ def test_html_is_self_contained_and_escaped(tmp_path, snapshot_png):
     assert '7.00 → <span class="worse" title="worse">7.90 ▲' in segments  # HD95 of the lesion got worse
     assert "empty reference segment" in segments and "HD95<br><small>mm</small>" in segments
     similarity = page[page.index('<section id="similarity">'):]
-    assert '5400 → <span class="better" title="improved">1200 ▼' in similarity
+    assert '5400 → 1200</td>' in similarity  # MSE without --same-modality: information only, no verdict colour
     text = html_text_content(page)
     for words in ("Inputs", "fixed.nrrd", "256 × 256 × 120", "elastix B-spline chain", "AdvancedMattesMutualInformation",
                   "Definitions", "Dice = 2|A∩B|/(|A|+|B|)", "Software versions", "5.13.31053.0", "Warnings",
                   "Lowest Dice after", "Mean TRE after", "Folding (J ≤ 0)"):
         assert words in text, words
+
+
+def _similarity_rows(page: str) -> dict:
+    """{metric title: (better-when cell text, judgement class or None)} of the page's similarity table."""
+    section = page[page.index('<section id="similarity">'):page.index("</section>", page.index('id="similarity"'))]
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", section, re.S)[1:]:
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        judged = re.search(r'class="(better|worse|same)"', cells[2])
+        rows[re.sub(r"<[^>]+>", "", cells[0])] = (re.sub(r"<[^>]+>", "", cells[1]), judged and judged.group(1))
+    return rows
+
+
+def test_mse_and_mae_are_judged_only_for_the_same_modality():
+    report = make_report("pass")
+    report["similarity"] = {"before": {"ncc": 0.62, "nmi": 1.10, "mse": 5400.0, "mae": 61.0},
+                            "after": {"ncc": 0.91, "nmi": 1.25, "mse": 1200.0, "mae": 22.0}, "region": "r"}
+    rows = _similarity_rows(rq_report.render_html(report))
+    assert rows["Normalised cross-correlation (NCC)"] == ("higher", "better")
+    assert rows["Normalised mutual information (NMI)"] == ("higher", "better")
+    for title in ("Mean squared error (MSE)", "Mean absolute error (MAE)"):
+        assert rows[title][0].startswith("information only") and rows[title][1] is None
+    report["options"]["same_modality"] = True
+    rows = _similarity_rows(rq_report.render_html(report))
+    assert rows["Mean squared error (MSE)"] == ("lower", "better")
+    assert rows["Mean absolute error (MAE)"] == ("lower", "better")
 
 
 def test_html_verdicts_and_missing_sections():

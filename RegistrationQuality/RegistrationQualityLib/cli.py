@@ -127,6 +127,8 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("--fixed-landmarks", help=".mrk.json, .fcsv or CSV label,x,y,z (LPS)")
     p.add_argument("--moving-landmarks", help="landmarks on the moving image, matched by label")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (default 95)")
+    p.add_argument("--same-modality", action="store_true", help="fixed and moving images share intensity units: "
+                   "judge MSE/MAE (else they are shown as information only)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
     add_check_arguments(p)
     p.add_argument("--output", required=True, help="report folder (written atomically)")

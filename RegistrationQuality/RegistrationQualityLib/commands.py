@@ -69,7 +69,7 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
         percentile=getattr(args, "percentile", 95.0), min_dice=getattr(args, "min_dice", None),
         max_hausdorff=getattr(args, "max_hausdorff", None), max_tre=getattr(args, "max_tre", None),
         max_folding=getattr(args, "max_folding", None), snapshots=not getattr(args, "no_snapshots", False),
-        threshold_cleanup=cleanup_from_args(args),
+        threshold_cleanup=cleanup_from_args(args), same_modality=bool(getattr(args, "same_modality", False)),
     )
     return inputs, options
 

@@ -381,6 +381,32 @@ def jacobian_volume_node(ctx, jacobian: np.ndarray, reference_image, name: str =
     return node
 
 
+FOLDING_SEGMENT_COLOR = "#F0E442"  # Okabe & Ito yellow, as the report's Jacobian snapshot
+
+
+def folding_segmentation_node(ctx, jacobian_node, name: str = "Folding (J <= 0)"):
+    """Segmentation node with one segment "folding (J <= 0)": the voxels of a Jacobian volume node (as made by
+    :func:`jacobian_volume_node`) with J <= 0, outlined in :data:`FOLDING_SEGMENT_COLOR`; an empty segment when
+    nothing folds. Attribute ``RegistrationQuality.FoldingVoxels`` holds the count. The Jacobian node is not
+    modified."""
+    from .io import labelmap_image_to_segmentation, volume_to_image
+    from .segmentation import show_outlines
+
+    sitk = _sitk()
+    jac = volume_to_image(jacobian_node)
+    arr = sitk.GetArrayViewFromImage(jac)
+    folded = (np.isfinite(arr) & (arr <= 0)).astype(np.uint8)
+    mask = sitk.GetImageFromArray(folded)
+    mask.CopyInformation(jac)
+    segment = "folding (J <= 0)"
+    seg = labelmap_image_to_segmentation(ctx, mask, name, {1: segment})
+    if seg.GetSegmentation().GetNumberOfSegments() == 0:
+        seg.GetSegmentation().AddEmptySegment(segment, segment)
+    seg.SetAttribute("RegistrationQuality.FoldingVoxels", str(int(folded.sum())))
+    show_outlines(ctx, seg, FOLDING_SEGMENT_COLOR)
+    return seg
+
+
 # ---------------------------------------------------------------------------------------------------
 # Masks and statistics
 # ---------------------------------------------------------------------------------------------------
@@ -621,6 +647,26 @@ class DeformationStatistics:
         result["jacobian_histogram"] = jacobian_histogram(finite, self.bins)
         self.j_values = self.u_values = None
         return result
+
+
+class JacobianInRegion:
+    """Consumer of :func:`transforms.stream`: :func:`jacobian_statistics` over a region of the fixed grid given
+    as a (k, j, i) boolean array or, when it is made in the same pass, as ``region(slab) -> slab mask`` (e.g. the
+    slab of a :class:`similarity.InsideMoving` consumer fed before this one). Keeps only the values inside."""
+
+    def __init__(self, fixed_image, region):
+        self.spacing = reference_grid(fixed_image).spacing
+        self.region = region
+        self.parts: list = []
+
+    def consume(self, slab) -> None:
+        m = self.region(slab) if callable(self.region) else np.asarray(self.region[slab.k0:slab.k1], dtype=bool)
+        self.parts.append(np.array(slab.jacobian()[m], dtype=np.float32))
+
+    def finish(self) -> dict:
+        values = np.concatenate(self.parts) if self.parts else np.empty(0, np.float32)
+        self.parts = []
+        return jacobian_statistics(values, None, spacing=self.spacing)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -67,6 +67,7 @@ class EvaluationOptions:
     scene_outputs: bool = False  # create result nodes in the scene (the Slicer panel)
     jacobian_histogram_bins: int = 60
     threshold_cleanup: object = None  # segmentation.Cleanup for --threshold masks (None = its default)
+    same_modality: bool = False  # fixed and moving share intensity units: MSE/MAE are judged (coloured)
 
 
 @dataclass
@@ -353,12 +354,11 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         step("load", "images")
         fixed = _nonfinite_as_missing(_load_image(inputs.fixed, "--fixed"), inputs.fixed, warnings)
         moving = _nonfinite_as_missing(_load_image(inputs.moving, "--moving"), inputs.moving, warnings)
-        registration, elastix_info, registered_path = _load_registration(ctx, inputs, moving, fixed, tmp, warnings)
+        registration, elastix_info, _result_image = _load_registration(ctx, inputs, moving, fixed, tmp, warnings)
         notices = _check_registered_images(inputs, elastix_info, fixed, moving)
-        if elastix_info is not None and inputs.registered is None:
-            inputs_registered = registered_path
-        else:
-            inputs_registered = inputs.registered
+        # elastix's result image (cubic, maybe rounded to an integer type) is used only when given as --registered:
+        # otherwise "after" is built like "before", from the moving data through T (a folder = its parameter file)
+        inputs_registered = inputs.registered
         registered = None
         if inputs_registered is not None:
             registered = _nonfinite_as_missing(_load_image(inputs_registered, "--registered"), inputs_registered,
@@ -369,6 +369,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                                     f"image's {list(fixed.GetSize())}; it must be on the fixed grid")
         label_pair = _load_label_pair(ctx, inputs, fixed, moving, warnings) if inputs.fixed_segmentation is not None else None
         fixed_union = _fixed_union(ctx, label_pair[0], fixed) if label_pair is not None else None
+        thresholds = _threshold_masks(inputs, options, fixed, moving) if inputs.threshold is not None else None
 
         step("align")
         from .resample import Warp, resample_image
@@ -377,39 +378,55 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         # labelmaps, moving-domain mask, Jacobian and displacement statistics) takes its slab in the same pass.
         moving_before = resample_image(ctx, moving, fixed, None, "linear")
         transform_node, after_source, after_mask, deformation = None, None, None, None
+        threshold_after, jacobian = None, None
         if registration is not None:
-            from .deformation import DeformationStatistics, mask_array
-            from .similarity import InsideMoving
+            from .deformation import DeformationStatistics, JacobianInRegion, mask_array
+            from .similarity import InsideMoving, domain_mask
             from .transforms import stream
 
             nonlinear = not registration.linear
             if not nonlinear:
                 transform_node = registration.node(ctx)
+                after_mask = domain_mask(ctx, moving, fixed, transform_node)
             consumers = {}
             if registered is None and nonlinear:
                 consumers["registered"] = Warp(moving, fixed, "linear")
             if label_pair is not None and nonlinear:
                 for n, layer in enumerate(label_pair[1].layers):
                     consumers[f"layer{n}"] = Warp(layer, fixed, "nearest")
+            if thresholds is not None and nonlinear:  # the moving threshold mask through T, like the labelmaps
+                consumers["threshold"] = Warp(thresholds["moving_mask"], fixed, "nearest")
             if nonlinear:
                 consumers["inside"] = InsideMoving(moving, fixed)
             mask = mask_array(fixed_union, fixed) if fixed_union is not None else None
+            keep = options.scene_outputs or (options.snapshots and output_dir is not None)  # the Jacobian picture
             consumers["deformation"] = DeformationStatistics(fixed, mask, options.jacobian_histogram_bins,
-                                                             keep_jacobian=options.scene_outputs)
+                                                             keep_jacobian=keep)
+            inside = consumers.get("inside")
+            consumers["jacobian_moving_domain"] = JacobianInRegion(
+                fixed, after_mask if inside is None else (lambda slab, c=inside: c.out[slab.k0:slab.k1]))
+            fixed_region = mask if mask is not None else (
+                mask_array(thresholds["fixed_mask"], fixed) if thresholds is not None else None)
+            if fixed_region is not None:
+                consumers["jacobian_fixed_mask"] = JacobianInRegion(fixed, fixed_region)
             results = dict(zip(consumers, stream(registration, fixed, list(consumers.values()), need_jacobian=True,
                                                  progress=lambda f: step.within("align", f))))
             if "registered" in results:
                 registered = results["registered"]
+            threshold_after = results.get("threshold")
             if label_pair is not None and nonlinear:
                 from .metrics import LabelSource
 
                 m_src = label_pair[1]
                 after_source = LabelSource(m_src.source, [results[f"layer{n}"] for n in range(len(m_src.layers))],
                                            list(m_src.segments))
-            after_mask = results.get("inside")
+            if inside is not None:
+                after_mask = results["inside"]
             deformation = {"region": "whole image" if mask is None else "fixed segmentation",
                            **results["deformation"]}
             deformation["jacobian"]["region"] = deformation["region"]
+            deformation["jacobian_by_region"] = _jacobian_by_region(results, label_pair is not None)
+            jacobian = consumers["deformation"].jacobian
             if options.scene_outputs:
                 from .deformation import jacobian_volume_node
 
@@ -423,7 +440,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
 
         step("segments")
         segments, seg_masks = _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings,
-                                        label_pair, fixed_union, after_source)
+                                        label_pair, fixed_union, after_source, thresholds, threshold_after)
 
         landmarks = None
         if inputs.fixed_landmarks is not None:
@@ -445,7 +462,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "options": {"percentile": float(options.percentile), "min_dice": options.min_dice,
                         "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
                         "max_folding": options.max_folding,
-                        "threshold_cleanup": _cleanup_dict(options) if inputs.threshold else None},
+                        "threshold_cleanup": _cleanup_dict(options) if inputs.threshold else None,
+                        "same_modality": bool(options.same_modality)},
             "segments": segments["entries"] if segments else [],
             "segments_source": segments["source"] if segments else None,
             "landmarks": landmarks.as_dict() if landmarks is not None else None,
@@ -461,14 +479,14 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         snapshot_files: dict = {}
         if options.snapshots and output_dir is not None:
             step("snapshots")
-            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings)
+            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings, jacobian)
             report["snapshots"] = snap_entries
         else:
             report["snapshots"] = []
 
         try:
             if options.scene_outputs:
-                nodes.update(_scene_outputs(ctx, report, landmarks))
+                nodes.update(_scene_outputs(ctx, report, landmarks, nodes.get("jacobian")))
 
             out = None
             if output_dir is not None:
@@ -570,8 +588,38 @@ def _fixed_union(ctx, f_src, fixed):
     return union
 
 
+JACOBIAN_REGIONS = {
+    "moving_domain": "fixed image voxels that map into the moving image",
+    "fixed_mask": "inside the fixed mask",
+}
+
+
+def _jacobian_by_region(results, labelmaps: bool) -> dict:
+    """Both named Jacobian regions from the streamed pass: the fixed voxels whose T(x) lies in the moving image,
+    and the fixed mask (union of the fixed labelmap segments, else the fixed threshold mask; null without)."""
+    out = {"moving_domain": dict(results["jacobian_moving_domain"], region=JACOBIAN_REGIONS["moving_domain"]),
+           "fixed_mask": None}
+    if "jacobian_fixed_mask" in results:
+        which = "fixed segmentation (all segments)" if labelmaps else "fixed threshold mask"
+        out["fixed_mask"] = dict(results["jacobian_fixed_mask"], region=f"{JACOBIAN_REGIONS['fixed_mask']}: {which}")
+    return out
+
+
+def _threshold_masks(inputs, options, fixed, moving) -> dict:
+    """Each image thresholded and cleaned on its own grid (``--threshold``, :class:`segmentation.Cleanup`)."""
+    from .segmentation import cleanup_from_dict, parse_threshold_spec, threshold_image
+
+    specs = [parse_threshold_spec(s) for s in inputs.threshold]
+    f_spec, m_spec = specs[0], specs[-1]
+    cleanup = cleanup_from_dict(options.threshold_cleanup)
+    f_mask, f_info = threshold_image(fixed, f_spec.lower, f_spec.upper, f_spec.method, cleanup, "fixed image")
+    m_mask, m_info = threshold_image(moving, m_spec.lower, m_spec.upper, m_spec.method, cleanup, "moving image")
+    return {"fixed_mask": f_mask, "fixed_info": f_info, "moving_mask": m_mask, "moving_info": m_info,
+            "moving_spec": m_spec, "cleanup": cleanup}
+
+
 def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings, label_pair=None,
-              fixed_union=None, after_source=None):
+              fixed_union=None, after_source=None, thresholds=None, threshold_after=None):
     """Compare segments before and after: ({"source", "entries"} or None, display masks on the fixed grid).
 
     Comparison grid: the fixed image's. Before: the moving segments as loaded, resampled (nearest neighbour,
@@ -596,18 +644,26 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
                      label_sources=(f_src, before, after, by))
         sources.append("labelmaps")
     if inputs.threshold is not None:
-        from .segmentation import clean_mask, cleanup_from_dict, parse_threshold_spec, threshold_image
+        from .segmentation import clean_mask, threshold_image
 
-        specs = [parse_threshold_spec(s) for s in inputs.threshold]
-        f_spec, m_spec = specs[0], specs[-1]
-        cleanup = cleanup_from_dict(options.threshold_cleanup)
-        f_mask, f_info = threshold_image(fixed, f_spec.lower, f_spec.upper, f_spec.method, cleanup, "fixed image")
-        m_mask, m_info = threshold_image(moving, m_spec.lower, m_spec.upper, m_spec.method, cleanup, "moving image")
-        if m_spec.method == "otsu" and m_info.get("lower") is not None:
-            # the moving image's Otsu level (its own units) is reused on the registered image
+        if thresholds is None:
+            thresholds = _threshold_masks(inputs, options, fixed, moving)
+        f_mask, f_info, m_mask, m_info = (thresholds[k] for k in ("fixed_mask", "fixed_info", "moving_mask",
+                                                                  "moving_info"))
+        m_spec, cleanup = thresholds["moving_spec"], thresholds["cleanup"]
+        if threshold_after is not None:  # warped in the streamed pass
+            a_mask = threshold_after
+            after_from = "moving threshold mask through the registration (nearest neighbour)"
+        elif transform_node is not None:  # after = the moving mask through T, exactly as the labelmaps
+            a_mask = resample_image(ctx, m_mask, fixed, transform_node, "nearest")
+            after_from = "moving threshold mask through the registration (nearest neighbour)"
+        elif m_spec.method == "otsu" and m_info.get("lower") is not None:
+            # only --registered: the moving image's Otsu level (its own units) is reused on the registered image
             a_mask = clean_mask(_strictly_above(registered, m_info["lower"]), cleanup)
+            after_from = "threshold of the --registered image (the moving image's Otsu level)"
         else:
             a_mask, _ = threshold_image(registered, m_spec.lower, m_spec.upper, "range", cleanup, "registered image")
+            after_from = "threshold of the --registered image"
         before_mask = resample_image(ctx, m_mask, fixed, None, "nearest")
         used = [e["label"] for e in entries if isinstance(e.get("label"), int)]
         label = 1 + max(used or [0])
@@ -621,7 +677,7 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         for entry in _pair_entries(b, a):
             entry["threshold"] = {"fixed": {k: v for k, v in f_info.items() if k != "cleanup"},
                                   "moving": {k: v for k, v in m_info.items() if k != "cleanup"},
-                                  "cleanup": cleanup.as_dict()}
+                                  "cleanup": cleanup.as_dict(), "after_from": after_from}
             entries.append(entry)
         masks.setdefault("fixed_labels", f_mask)
         masks.setdefault("moving_before_labels", before_mask)
@@ -737,7 +793,7 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
 
 
 # -- snapshots -----------------------------------------------------------------------------------------
-def _snapshots(ctx, fixed, registered, masks, report, warnings):
+def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None):
     """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries)."""
     import shutil
     import tempfile
@@ -781,6 +837,14 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings):
                                               if "fixed_labels" in masks else ())
         for path in board:
             add(path, "checkerboard of fixed and registered images", "edges should continue across squares")
+        if jacobian is not None:
+            folding = ((report.get("deformation") or {}).get("jacobian") or {}).get("folding_voxels")
+            where = "through the largest folding region" if folding else "through the smallest J (nothing folds)"
+            for path in rendering.render_jacobian(ctx, fixed, jacobian, folder):
+                view = Path(path).stem.replace("jacobian_", "")
+                add(path, f"{view}: Jacobian determinant {where}",
+                    "blue = compression (J = 0.5), white = J = 1, red = expansion (J = 2); yellow outline = "
+                    "folding (J ≤ 0)")
         # the fixed and the registered image on the same slice (the review page flickers between them)
         outline = [(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")] if "fixed_labels" in masks else []
         for image, prefix, title in ((fixed, "fixed_", "fixed image"), (registered, "registered_", "registered image")):
@@ -836,11 +900,16 @@ def _cleanup_snapshot_temp(snapshot_files: dict) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _scene_outputs(ctx, report, landmarks) -> dict:
-    """Result nodes for the Slicer panel: metrics table, TRE table and error vectors."""
+def _scene_outputs(ctx, report, landmarks, jacobian=None) -> dict:
+    """Result nodes for the Slicer panel: metrics table, TRE table and error vectors, the folding voxels of the
+    Jacobian volume as a segment."""
     from . import io
 
     nodes = {}
+    if jacobian is not None:
+        from .deformation import folding_segmentation_node
+
+        nodes["folding"] = folding_segmentation_node(ctx, jacobian)
     from .report import metrics_rows
 
     nodes["metrics_table"] = io.rows_to_table_node(ctx, metrics_rows(report), "Registration quality metrics")
@@ -941,8 +1010,9 @@ def definitions(percentile: float) -> dict:
                       "histogram bins as reported; MSE/MAE of intensities; before = moving as loaded resampled "
                       "to the fixed grid, after = registered",
         "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for "
-                        "labels) onto the fixed grid; after: through the registration's resampling transform "
-                        "(or elastix's result image for intensities)",
+                        "labels and threshold masks, each image thresholded on its own grid) onto the fixed grid; "
+                        "after: the same data through the registration's resampling transform (intensities: the "
+                        "--registered image when given; elastix's result image is not used otherwise)",
     }
 
 

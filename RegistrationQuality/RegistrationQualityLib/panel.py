@@ -179,12 +179,14 @@ def display_nodes(ctx, fixed, moving, registered=None, transform=None, fixed_thr
 
 def show_results(ctx, fixed=None, checkerboard=None, difference=None, jacobian=None, tre_vectors=None,
                  contours=(None, None, None), show_contours=True, contours_after=True, show_checkerboard=False,
-                 show_difference=False, show_jacobian=False, show_tre_vectors=True, jacobian_opacity=0.5) -> dict:
+                 show_difference=False, show_jacobian=False, show_tre_vectors=True, jacobian_opacity=0.5,
+                 folding=None) -> dict:
     """Apply the Display toggles: slice-view layers of every slice composite node of the scene, and the
     visibility of the contour and TRE-vector nodes. Returns ``{"background", "foreground"}`` (nodes or None).
 
     Background: the checkerboard, else the difference image (when ticked and computed), else the fixed volume
-    (no change when there is none). Foreground: the Jacobian map at ``jacobian_opacity`` when ticked, else none.
+    (no change when there is none). Foreground: the Jacobian map at ``jacobian_opacity`` when ticked, else none;
+    ``folding`` (the J <= 0 segment, :func:`deformation.folding_segmentation_node`) is shown with it.
     ``contours``: (fixed, moving before, moving after) outline nodes; the moving one shown follows
     ``contours_after`` (before when there is no "after" node).
     """
@@ -210,6 +212,8 @@ def show_results(ctx, fixed=None, checkerboard=None, difference=None, jacobian=N
             node.GetDisplayNode().SetVisibility(bool(show_contours))
     if show_contours and (before is not None or after is not None):
         segmentation.show_before_after(before, after, "after" if contours_after and after is not None else "before")
+    if folding is not None and folding.GetDisplayNode() is not None:
+        folding.GetDisplayNode().SetVisibility(bool(show_jacobian))
     if tre_vectors is not None and tre_vectors.GetDisplayNode() is not None:
         tre_vectors.GetDisplayNode().SetVisibility(bool(show_tre_vectors))
     return {"background": background, "foreground": foreground}

@@ -408,30 +408,35 @@ class Overlay:
 
     def reslice(self, xy_to_ras: np.ndarray, width: int, height: int) -> np.ndarray:
         """The mask on the view's pixels (nearest voxel), rows top to bottom, as booleans."""
-        from vtkmodules.util.numpy_support import vtk_to_numpy
-        from vtkmodules.vtkImagingCore import vtkImageReslice
+        return reslice_pixels(self.image, self.ras_to_ijk, xy_to_ras, width, height, self.from_world) > 0
 
-        reslice = vtkImageReslice()
-        reslice.SetInputData(self.image)
-        reslice.SetInterpolationModeToNearestNeighbor()
-        reslice.SetOutputExtent(0, int(width) - 1, 0, int(height) - 1, 0, 0)
-        reslice.SetOutputSpacing(1.0, 1.0, 1.0)
-        reslice.SetOutputOrigin(0.0, 0.0, 0.0)
-        reslice.SetBackgroundLevel(0)
-        if self.from_world is None:
-            reslice.SetResliceAxes(_numpy_to_matrix(self.ras_to_ijk @ xy_to_ras))
-        else:  # any transform Slicer can hold (grid, B-spline, composite): point by point
-            from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
 
-            t = vtkGeneralTransform()
-            t.PostMultiply()
-            t.Concatenate(_numpy_to_matrix(xy_to_ras))
-            t.Concatenate(self.from_world)
-            t.Concatenate(_numpy_to_matrix(self.ras_to_ijk))
-            reslice.SetResliceTransform(t)
-        reslice.Update()
-        out = vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars()).reshape(int(height), int(width))
-        return out[::-1] > 0
+def reslice_pixels(image, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None, background=0.0):
+    """A vtkImageData's voxels on a view's pixels (nearest voxel), rows top to bottom; ``background`` outside."""
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    from vtkmodules.vtkImagingCore import vtkImageReslice
+
+    reslice = vtkImageReslice()
+    reslice.SetInputData(image)
+    reslice.SetInterpolationModeToNearestNeighbor()
+    reslice.SetOutputExtent(0, int(width) - 1, 0, int(height) - 1, 0, 0)
+    reslice.SetOutputSpacing(1.0, 1.0, 1.0)
+    reslice.SetOutputOrigin(0.0, 0.0, 0.0)
+    reslice.SetBackgroundLevel(float(background))
+    if from_world is None:
+        reslice.SetResliceAxes(_numpy_to_matrix(np.asarray(ras_to_ijk) @ xy_to_ras))
+    else:  # any transform Slicer can hold (grid, B-spline, composite): point by point
+        from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
+
+        t = vtkGeneralTransform()
+        t.PostMultiply()
+        t.Concatenate(_numpy_to_matrix(xy_to_ras))
+        t.Concatenate(from_world)
+        t.Concatenate(_numpy_to_matrix(ras_to_ijk))
+        reslice.SetResliceTransform(t)
+    reslice.Update()
+    out = vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars()).reshape(int(height), int(width))
+    return out[::-1]
 
 
 def outline_pixels(mask: np.ndarray, thickness: int) -> np.ndarray:
@@ -564,7 +569,7 @@ class SnapshotRenderer:
 
     def render_slice(self, background_node, view: str, point_ras, width: int, height: int, overlays=(),
                      label: str | None = None, letters: bool = True, title: str = "", legend=(),
-                     snap: bool = True) -> np.ndarray:
+                     snap: bool = True, tint=None) -> np.ndarray:
         """RGB array (rows top to bottom) of one slice view through ``point_ras`` with the overlays' outlines.
 
         The view is ``width`` × ``height`` pixels (see :meth:`place`). ``overlays``: :class:`Overlay` objects; the
@@ -572,12 +577,15 @@ class SnapshotRenderer:
         on top, inside each structure's border (as Slicer draws labelmap outlines): where outlines coincide both
         stay visible. ``letters``: patient directions at the four edges. ``label``: text at the top left
         (``None``: the plane position, e.g. ``"S 12.5 mm"``). With a ``title`` or ``legend`` a header band of
-        :data:`HEADER_HEIGHT` pixels is added above the view.
+        :data:`HEADER_HEIGHT` pixels is added above the view. ``tint(rgb, xy_to_ras) -> rgb`` recolours the
+        background pixels before outlines and text (the Jacobian map).
         """
         width, height = int(width), int(height)
         center = self.place(background_node, view, point_ras, width, height, snap)
         rgb = self._pixels(width, height)
         xy_to_ras = _matrix_to_numpy(self.slice_node.GetXYToRAS())
+        if tint is not None:
+            rgb = tint(rgb, xy_to_ras)
         absent = set()
         for i, overlay in enumerate(overlays):
             ring = outline_pixels(overlay.reslice(xy_to_ras, width, height),
@@ -896,6 +904,117 @@ def render_checkerboard(ctx, fixed, registered, output_dir, squares=8, views=("a
                             center_ras=None if overlays else _center_of(board))
 
 
+# Jacobian map: log2 J from -1 (J = 0.5, compression) to +1 (J = 2, expansion) on a diverging blue-white-red
+# scale (ColorBrewer RdBu end points); J <= 0 (folding) filled dark and ringed in yellow.
+JACOBIAN_COMPRESSION = (0.13, 0.40, 0.67)  # #2166AC
+JACOBIAN_EXPANSION = (0.70, 0.09, 0.17)  # #B2182B
+FOLDING_COLOR = "#F0E442"  # Okabe & Ito yellow
+JACOBIAN_ALPHA = 0.65
+
+
+def jacobian_rgb(jacobian: np.ndarray) -> np.ndarray:
+    """(..., 3) float RGB in 0..1 of Jacobian values: white at J = 1, blue towards J = 0.5 and below, red towards
+    J = 2 and above (log2 scale, saturated beyond); J <= 0 near black. NaN: white (callers mask it)."""
+    j = np.asarray(jacobian, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.clip(np.log2(np.where(j > 0, j, 1.0)), -1.0, 1.0)
+    white = np.ones(3)
+    a = np.abs(t)[..., None]
+    end = np.where((t < 0)[..., None], np.array(JACOBIAN_COMPRESSION), np.array(JACOBIAN_EXPANSION))
+    rgb = white * (1 - a) + end * a
+    rgb[j <= 0] = (0.08, 0.08, 0.08)
+    return rgb
+
+
+def worst_folding_point(jacobian_kji: np.ndarray, image) -> tuple:
+    """(RAS point, voxels) of the largest face-connected region of J <= 0 on ``image``'s grid (its centroid), or of
+    the minimum J when nothing folds (voxels 0); ``None`` point when there is no finite value."""
+    sitk = _sitk()
+    j = np.asarray(jacobian_kji)
+    folded = np.isfinite(j) & (j <= 0)
+    if folded.any():
+        mask = sitk.GetImageFromArray(folded.astype(np.uint8))
+        labels = sitk.GetArrayViewFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(mask, False)))
+        kji = np.argwhere(labels == 1).mean(axis=0)
+        voxels = int(np.count_nonzero(labels == 1))
+    else:
+        finite = np.isfinite(j)
+        if not finite.any():
+            return None, 0
+        kji = np.array(np.unravel_index(np.argmin(np.where(finite, j, np.inf)), j.shape), float)
+        voxels = 0
+    lps = np.array(image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in kji[::-1])))
+    return lps * np.array([-1.0, -1.0, 1.0]), voxels
+
+
+def render_jacobian(ctx, fixed, jacobian_kji, output_dir, views=("axial", "coronal"), size: int = DEFAULT_SIZE,
+                    prefix: str = "jacobian_", center_ras=None) -> list:
+    """PNG views of the Jacobian determinant over the fixed image, through the worst folding region.
+
+    ``jacobian_kji``: J on the fixed grid (NaN = not computed). Colours: :func:`jacobian_rgb` blended
+    (``JACOBIAN_ALPHA``) over the grey fixed image; voxels with J <= 0 filled dark and outlined in
+    :data:`FOLDING_COLOR`. The plane goes through ``center_ras`` (default: :func:`worst_folding_point`).
+    Writes ``<prefix><view>.png``; returns the paths.
+    """
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+    from .io import image_ijk_to_ras
+
+    jac = np.ascontiguousarray(np.asarray(jacobian_kji, dtype=np.float32))
+    require(jac.shape == tuple(fixed.GetSize())[::-1], "jacobian", f"array {jac.shape} is not on the fixed grid "
+            f"{tuple(fixed.GetSize())[::-1]}")
+    voxels = 0
+    if center_ras is None:
+        center_ras, voxels = worst_folding_point(jac, fixed)
+        if center_ras is None:
+            center_ras = _center_of(fixed)
+    image = vtkImageData()
+    image.SetDimensions(jac.shape[2], jac.shape[1], jac.shape[0])
+    image.GetPointData().SetScalars(numpy_to_vtk(jac.ravel(), deep=1))
+    ras_to_ijk = np.linalg.inv(image_ijk_to_ras(fixed))
+    folding_rgb = np.round(np.array(parse_color(FOLDING_COLOR)) * 255).astype(np.uint8)
+    where = f"largest folding region ({voxels} voxels)" if voxels else "minimum J (no folding)"
+    legend = [("J = 0.5 (compression)", "#2166AC"), ("J = 2 (expansion)", "#B2182B"), ("J ≤ 0 (folding)",
+                                                                                       FOLDING_COLOR)]
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    renderer = get_renderer(ctx)
+    written = []
+    before = set(_node_ids(ctx.scene))
+    try:
+        with TemporaryNodes(ctx) as tmp:
+            try:
+                background = _prepare_background(ctx, tmp, fixed, None)
+                bounds = [0.0] * 6
+                background.GetRASBounds(bounds)
+                def tint(rgb, xy_to_ras):
+                    h, w = rgb.shape[:2]
+                    j = reslice_pixels(image, ras_to_ijk, xy_to_ras, w, h, background=np.nan)
+                    inside = np.isfinite(j)
+                    blended = rgb.astype(float)
+                    blended[inside] = (1 - JACOBIAN_ALPHA) * blended[inside] + \
+                        JACOBIAN_ALPHA * 255.0 * jacobian_rgb(j[inside])
+                    out = np.clip(np.round(blended), 0, 255).astype(np.uint8)
+                    out[outline_pixels(inside & (j <= 0), OUTLINE_THICKNESS)] = folding_rgb
+                    return out
+
+                for view in views:
+                    w, h = _view_size(bounds, view, int(size))
+                    rgb = renderer.render_slice(background, view, center_ras, max(w, MIN_WIDTH), max(h, MIN_HEIGHT),
+                                                title=_join(f"Jacobian, {where}", view), legend=legend,
+                                                tint=tint)
+                    written.append(write_png(rgb, out_dir / f"{prefix}{view}.png"))
+            finally:
+                renderer.composite_node.SetBackgroundVolumeID(None)
+    finally:
+        for node_id in set(_node_ids(ctx.scene)) - before:
+            node = ctx.scene.GetNodeByID(node_id)
+            if node is not None and node.IsA("vtkMRMLVolumeDisplayNode"):
+                ctx.scene.RemoveNode(node)
+    return written
+
+
 def _center_of(image) -> np.ndarray:
     size = np.array(image.GetSize(), float)
     lps = np.array(image.TransformContinuousIndexToPhysicalPoint(tuple(((size - 1) / 2).tolist())))
@@ -906,5 +1025,5 @@ __all__ = [
     "BadInputError", "FIXED_COLOR", "MOVING_COLOR", "HEADER_HEIGHT", "VIEWS", "SnapshotRenderer", "checkerboard_image",
     "checkerboard_node", "close_renderer", "difference_image", "difference_node", "get_renderer",
     "orientation_letters", "auto_window", "percentile_range", "read_png", "render_before_after", "render_checkerboard",
-    "render_snapshots", "rendering_available", "side_by_side", "write_png",
+    "render_jacobian", "render_snapshots", "rendering_available", "side_by_side", "write_png",
 ]

@@ -26,6 +26,9 @@ SIMILARITY_METRICS = (  # key, title, higher is better, unit for formatting ("" 
     ("mse", "Mean squared error", False, None),
     ("mae", "Mean absolute error", False, None),
 )
+# Intensity differences mean something only between images in the same units: information only (uncoloured)
+# unless the user declares the same modality (evaluate --same-modality, report.json options.same_modality).
+SAME_MODALITY_ONLY = ("mse", "mae")
 
 
 def _segment_name(name) -> str:
@@ -184,6 +187,8 @@ def _threshold_details(report: Mapping) -> str:
         if t.get("volume_cc") is not None:
             text += f" ({g(t['volume_cc'])} cc; raw {g(t.get('raw_volume_cc'))} cc)"
         parts.append(f"{side} {text}")
+    if entry["threshold"].get("after_from"):
+        parts.append(f"after: {entry['threshold']['after_from']}")
     cleanup = entry["threshold"].get("cleanup")
     if isinstance(cleanup, Mapping):
         try:
@@ -316,8 +321,27 @@ def _deformation_section(report: Mapping) -> str:
     out.append('<div class="two"><div>' + _table(("Quantity", "Value"), rows, {1}) + "</div><div>")
     hist = deformation.get("jacobian_histogram") or {}
     out.append(jacobian_histogram_svg(hist.get("edges") or [], hist.get("counts") or []))
-    out.append("</div></div></section>")
+    out.append("</div></div>")
+    out.append(_jacobian_regions_table(deformation.get("jacobian_by_region")))
+    out.append("</section>")
     return "".join(out)
+
+
+def _jacobian_regions_table(by_region) -> str:
+    """The Jacobian in both named regions (moving domain, fixed mask), side by side."""
+    if not isinstance(by_region, Mapping):
+        return ""
+    regions = [r for r in (by_region.get("moving_domain"), by_region.get("fixed_mask")) if isinstance(r, Mapping)]
+    if not regions:
+        return ""
+    quantities = (("voxels", "Voxels", None), ("min", "Minimum J", ""), ("max", "Maximum J", ""),
+                  ("mean", "Mean J", ""), ("folding_voxels", "Folding voxels (J ≤ 0)", None),
+                  ("folding_percent", "Folding (J ≤ 0)", "%"), ("folding_volume_cc", "Folding volume", "cc"),
+                  ("sdlogj", "SD of log J", ""))
+    rows = [(title, *(_fmt(r.get(key), unit or "", (_digits(unit) if unit else 3) if unit is not None else None)
+                      for r in regions)) for key, title, unit in quantities]
+    header = ("Jacobian by region", *(_e(r.get("region") or "") for r in regions))
+    return "<h3>Jacobian in each region</h3>" + _table(header, rows, set(range(1, len(regions) + 1)))
 
 
 def _similarity_section(report: Mapping) -> str:
@@ -325,9 +349,19 @@ def _similarity_section(report: Mapping) -> str:
     if not isinstance(similarity, Mapping):
         return ""
     before, after = similarity.get("before") or {}, similarity.get("after") or {}
-    rows = [(f"{_e(title)} ({_e(key.upper())})", "higher" if higher else "lower",
-             _change(before.get(key), after.get(key), higher, unit)) for key, title, higher, unit in SIMILARITY_METRICS
-            if key in before or key in after]
+    same_modality = bool((report.get("options") or {}).get("same_modality"))
+    rows = []
+    for key, title, higher, unit in SIMILARITY_METRICS:
+        if key not in before and key not in after:
+            continue
+        if key in SAME_MODALITY_ONLY and not same_modality:
+            rows.append((f"{_e(title)} ({_e(key.upper())})",
+                         '<span class="info" title="the images are not declared to share intensity units">'
+                         "information only (not judged without --same-modality)</span>",
+                         _change(before.get(key), after.get(key), higher, unit, judged=False)))
+        else:
+            rows.append((f"{_e(title)} ({_e(key.upper())})", "higher" if higher else "lower",
+                         _change(before.get(key), after.get(key), higher, unit)))
     details = []
     if similarity.get("region"):
         details.append(f"region: {_e(similarity['region'])}")

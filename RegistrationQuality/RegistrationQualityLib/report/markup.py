@@ -49,15 +49,15 @@ def _digits(unit: str | None) -> int | None:
     return {"mm": 2, "cc": 3, "%": 3, "": 3}.get(unit) if unit is not None else None
 
 
-def _change(before, after, higher_is_better: bool, unit: str | None = "") -> str:
+def _change(before, after, higher_is_better: bool, unit: str | None = "", judged: bool = True) -> str:
     """``before → after`` with an arrow and colour saying whether it improved (``unit`` None: free format, the
-    same decimals on both sides)."""
+    same decimals on both sides; ``judged`` False: the plain numbers, neither colour nor arrow)."""
     digits = _digits(unit)
     if unit is None:
         size = max([abs(v) for v in (before, after) if _is_number(v)] + [0.0])
         digits = 0 if size >= 1000 else 1 if size >= 100 else 2 if size >= 10 else 3
     b, a = _fmt(before, "", digits), _fmt(after, "", digits)
-    if not (_is_number(before) and _is_number(after)):
+    if not (_is_number(before) and _is_number(after)) or not judged:
         return f"{b} → {a}"
     tolerance = 1e-9 * max(1.0, abs(before), abs(after))
     if abs(after - before) <= tolerance:

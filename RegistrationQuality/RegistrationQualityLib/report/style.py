@@ -57,6 +57,7 @@ tbody tr:nth-child(even) td { background: var(--zebra); }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .better { color: #00684c; font-weight: 700; } .worse { color: #a84a00; font-weight: 700; }
 .same { color: var(--muted); }
+.info { color: var(--muted); font-style: italic; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 13px;
          font-weight: 700; white-space: nowrap; }
 .badge.pass { background: var(--pass); } .badge.fail { background: var(--fail); }
