@@ -203,6 +203,7 @@ class RegistrationQualityParameterNode:
     showDifference: bool = False
     showJacobian: bool = False
     showTreVectors: bool = True
+    showHeatmaps: bool = False
     # Results of the last computation
     resultStatus: str = ""
     resultReport: str = ""
@@ -542,7 +543,7 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
         nodes = (p.fixedVolume, p.resultCheckerboard, p.resultDifference, p.resultJacobian, p.resultFolding,
                  p.resultTreVectors, p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter)
         state = (tuple(n.GetID() if n else None for n in nodes), p.showContours, p.contoursAfter,
-                 p.showCheckerboard, p.showDifference, p.showJacobian, p.showTreVectors)
+                 p.showCheckerboard, p.showDifference, p.showJacobian, p.showTreVectors, p.showHeatmaps)
         self._displayState = state
         # entering the module only records the state: the views change when the user (or a computation) asks
         if force or (previous is not None and state != previous):
@@ -707,6 +708,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
         p = parameterNode
         inputs, options = self.evaluationRequest(p)
         ctx = self.context()
+        previous_heatmaps = panel.heatmap_models(ctx)  # replaced by this computation's (not parameters)
         result = evaluate(ctx, inputs, options, progress=progress, cancel=cancel)
         created = list(result.nodes.values())
         try:
@@ -726,6 +728,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             ctx.remove_nodes(created)  # nothing half made stays in the scene
             raise
         self.removeResultNodes(p)
+        ctx.remove_nodes(previous_heatmaps)
         verdict = {"pass": _("PASS"), "fail": _("FAIL"), "no checks": _("no checks requested")}[result.verdict]
         failed = summary_lines(result)[1:]
         wasModified = p.StartModify()
@@ -768,7 +771,8 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             jacobian=p.resultJacobian, tre_vectors=p.resultTreVectors, folding=p.resultFolding,
             contours=(p.resultContoursFixed, p.resultContoursBefore, p.resultContoursAfter),
             show_contours=p.showContours, contours_after=p.contoursAfter, show_checkerboard=p.showCheckerboard,
-            show_difference=p.showDifference, show_jacobian=p.showJacobian, show_tre_vectors=p.showTreVectors)
+            show_difference=p.showDifference, show_jacobian=p.showJacobian, show_tre_vectors=p.showTreVectors,
+            show_heatmaps=p.showHeatmaps)
 
     def saveReport(self, parameterNode, folder):
         """Write the last computation's report folder (report.html, report.json, metrics.csv); returns its path.

@@ -102,3 +102,25 @@ def test_labels_name_labelmap_segments_in_the_report(tmp_path):
     r = run_cli("evaluate", "--fixed", case / "fixed.nrrd", "--moving", case / "moving.nrrd", "--transform",
                 case / "good.tfm", "--labels", case / "names.ctbl", "--no-snapshots", "--output", tmp_path / "x")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--labels" in r.stderr
+
+
+def test_cohort_manifest_columns_for_labels_cleanup_and_modality(tmp_path):
+    case = write_shift_case(tmp_path)
+    (case / "names.csv").write_text("value,name\n3,tumour\n", encoding="utf-8")
+    (case / "m.csv").write_text(
+        "case_id,fixed,moving,transform,fixed_segmentation,moving_segmentation,labels,threshold,fill_holes,"
+        "largest_component,min_island_cc,same_modality\n"
+        "c1,fixed.nrrd,moving.nrrd,good.tfm,fixed_labels.nrrd,moving_labels.nrrd,names.csv,otsu,no,false,0.5,yes\n",
+        encoding="utf-8")
+    r = run_cli("cohort", case / "m.csv", "--output", tmp_path / "out", "--no-snapshots")
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads((tmp_path / "out" / "cases" / "c1" / "report.json").read_text())
+    assert [e["name"] for e in report["segments"]] == ["tumour", "threshold"]
+    assert report["options"]["threshold_cleanup"] == {"fill_holes": False, "largest_component": False,
+                                                      "min_island_cc": 0.5, "closing_mm": 0.0}
+    assert report["options"]["same_modality"] is True
+    (case / "bad.csv").write_text("case_id,fixed,moving,transform,fill_holes\nc1,fixed.nrrd,moving.nrrd,good.tfm,"
+                                  "maybe\n", encoding="utf-8")
+    r = run_cli("cohort", case / "bad.csv", "--output", tmp_path / "out2")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "column fill_holes: 'maybe' is not true/false" in r.stderr

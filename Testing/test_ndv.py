@@ -137,3 +137,18 @@ def test_learn2reg_sdlogj_on_a_field_with_a_known_jacobian():
     masked = ndv.sdlogj_learn2reg(jac, mask)
     jm = 1 + 2 * c * np.arange(2, 5)
     assert masked["sdlogj_learn2reg"] == pytest.approx(np.std(np.log(jm + 3)), rel=1e-6)
+
+
+def test_ndv_over_a_mask_equals_the_map_summed_over_the_mask():
+    rng = np.random.default_rng(5)
+    grid = _oblique_grid((14, 12, 9), (0.9, 1.1, 1.7))
+    u = rng.normal(0, 0.8, grid.shape + (3,)).astype(np.float32)
+    full, _ = _map(u, grid)
+    mask = np.zeros(grid.shape, bool)
+    mask[2:7, 3:9, 4:11] = True  # an inner box: computed on its (j, i) box plus a halo only
+    mask[0, 0, 0] = False
+    got = ndv.non_diffeomorphic_volume(u, grid, mask, slab_voxels=14 * 12 * 3)
+    assert got["ndv_voxels"] == pytest.approx(full[mask].sum(), rel=1e-9)
+    edge = np.zeros(grid.shape, bool)
+    edge[:, 0, :4] = True  # touching the grid border: the edge padding applies there
+    assert ndv.non_diffeomorphic_volume(u, grid, edge)["ndv_voxels"] == pytest.approx(full[edge].sum(), rel=1e-9)

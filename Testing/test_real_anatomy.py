@@ -134,6 +134,7 @@ def test_jacobian_is_reported_in_both_named_regions_and_pictured(head, tmp_path)
         assert abs(r["mean"] - det) < 1e-6 and abs(r["min"] - det) < 1e-6 and r["folding_voxels"] == 0
     snaps = [s for s in report["snapshots"] if s["file"].startswith("snapshots/jacobian_")]
     assert [s["file"] for s in snaps] == ["snapshots/jacobian_axial.png", "snapshots/jacobian_coronal.png"]
-    assert "nothing folds" in snaps[0]["title"] and (tmp_path / "r" / snaps[0]["file"]).is_file()
+    assert "fixed segmentation's centre (nothing folds)" in snaps[0]["title"]
+    assert (tmp_path / "r" / snaps[0]["file"]).is_file()
     html = (tmp_path / "r" / "report.html").read_text()
     assert "Jacobian in each region" in html and "fixed image voxels that map into the moving image" in html

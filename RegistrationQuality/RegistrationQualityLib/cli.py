@@ -70,6 +70,7 @@ def build_parser() -> ArgumentParser:
                    "when on another grid)")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (0-100; default 95)")
     p.add_argument("--json", metavar="PATH", help="write the JSON here instead of stdout")
+    add_nsd_tolerance_argument(p)
     p.set_defaults(handler="RegistrationQualityLib.commands:run_compare_cli")
 
     p = sub.add_parser("evaluate", help="evaluate one registration and write the QA report")
@@ -85,6 +86,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
     p.add_argument("--ratings", metavar="CSV", help="merge human ratings (ratings.csv exported from review.html) "
                    "into summary.csv/summary.html and write agreement.csv")
+    add_nsd_tolerance_argument(p)
     add_check_arguments(p)
     p.set_defaults(handler="RegistrationQualityLib.commands:run_cohort_cli")
 
@@ -130,8 +132,14 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("--same-modality", action="store_true", help="fixed and moving images share intensity units: "
                    "judge MSE/MAE (else they are shown as information only)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
+    add_nsd_tolerance_argument(p)
     add_check_arguments(p)
     p.add_argument("--output", required=True, help="report folder (written atomically)")
+
+
+def add_nsd_tolerance_argument(p) -> None:
+    p.add_argument("--nsd-tolerance", type=_positive, action="append", metavar="MM", dest="nsd_tolerance",
+                   help="tolerance of the normalised surface Dice in mm (default 2; repeat for several)")
 
 
 def add_cleanup_arguments(p) -> None:
@@ -151,6 +159,10 @@ def add_check_arguments(p) -> None:
     p.add_argument("--max-hausdorff", type=_positive, metavar="MM", help="check: Hausdorff (percentile) <= MM")
     p.add_argument("--max-tre", type=_positive, metavar="MM", help="check: mean landmark TRE after <= MM")
     p.add_argument("--max-folding", type=_positive, metavar="PCT", help="check: folding (J<=0) percent <= PCT")
+    p.add_argument("--min-nsd", type=_positive, help="check: every segment's normalised surface Dice after "
+                   "registration >= X, at each --nsd-tolerance")
+    p.add_argument("--max-ndv", type=_positive, metavar="PCT", help="check: non-diffeomorphic volume (Liu et al. "
+                   "2024, 10 stencils) percent of the region <= PCT")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -5,10 +5,11 @@ Manifest: a CSV with a header. Columns are ``case_id`` plus evaluate's long opti
 ``moving_segmentation``, ``labels``, ``threshold``, ``fixed_landmarks``, ``moving_landmarks``, and the numeric options
 ``percentile``, ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``). An empty cell means the option
 is absent; relative paths resolve against the manifest's folder; ``threshold`` may hold two specs separated by
-``;`` (fixed; moving), ``labels`` one label-name table or two (fixed; moving). An unknown column, or a missing
-``case_id``/``fixed``/``moving`` column, is bad input. An optional ``method`` column names the registration method:
-several rows may then share a ``case_id`` (one per method; the pair must be unique), and the summary compares the
-methods.
+``;`` (fixed; moving), ``labels`` one label-name table or two (fixed; moving); the threshold clean-up columns
+``fill_holes``, ``largest_component`` (true/false), ``min_island_cc``, ``closing_mm`` and ``same_modality``
+(true/false) are evaluate's options of those names. An unknown column, or a missing ``case_id``/``fixed``/``moving``
+column, is bad input. An optional ``method`` column names the registration method: several rows may then share a
+``case_id`` (one per method; the pair must be unique), and the summary compares the methods.
 
 Output: ``DIR/cases/<case_id>/`` (each case's report, written atomically; ``DIR/cases/<case_id>/<method>/`` with
 a method column), ``DIR/summary.csv``, ``DIR/summary.html`` and ``DIR/review.html`` (the reviewer page). A case
@@ -29,19 +30,25 @@ from . import cohort_stats
 from .errors import BadInputError
 from .report import review_html, summary_html
 from .report.cohort_data import numeric_columns
+from .surface import tolerance_key
 
 PATH_COLUMNS = ("fixed", "moving", "transform", "elastix_dir", "registered", "fixed_segmentation",
                 "moving_segmentation", "fixed_landmarks", "moving_landmarks")
-NUMBER_COLUMNS = ("percentile", "min_dice", "max_hausdorff", "max_tre", "max_folding")
+NUMBER_COLUMNS = ("percentile", "min_dice", "max_hausdorff", "max_tre", "max_folding", "min_nsd", "max_ndv")
 LIST_COLUMNS = ("threshold", "labels")  # one value for both images or two separated by ';' (fixed; moving)
-COLUMNS = ("case_id", "method", *PATH_COLUMNS, *LIST_COLUMNS, *NUMBER_COLUMNS)
+CLEANUP_COLUMNS = ("fill_holes", "largest_component", "min_island_cc", "closing_mm")  # segmentation.Cleanup
+BOOL_COLUMNS = ("fill_holes", "largest_component", "same_modality")  # true/false, yes/no, 1/0
+COLUMNS = ("case_id", "method", *PATH_COLUMNS, *LIST_COLUMNS, *NUMBER_COLUMNS, *CLEANUP_COLUMNS, "same_modality")
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 REQUIRED = ("case_id", "fixed", "moving")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 SUMMARY_COLUMNS = ["case_id", "method", "status", "verdict", "error", "segments", "min_dice_before",
-                   "min_dice_after", "max_hausdorff_percentile_after_mm", "mean_tre_before_mm", "mean_tre_after_mm",
-                   "max_tre_after_mm", "folding_percent", "sdlogj", "ncc_before", "ncc_after", "failed_checks",
-                   "worst_segment", "outlier_columns", "report"]
+                   "min_dice_after", "max_hausdorff_percentile_after_mm", "min_nsd_before", "min_nsd_after",
+                   "mean_tre_before_mm", "mean_tre_after_mm", "max_tre_after_mm", "tre_worst30_before_mm",
+                   "tre_worst30_after_mm", "tre_improved_fraction", "folding_percent", "ndv_percent", "sdlogj",
+                   "sdlogj_learn2reg", "ncc_before", "ncc_after", "failed_checks", "worst_segment",
+                   "outlier_columns", "report"]
 # Added to summary.csv when the manifest has several methods per case / when human ratings are merged.
 RANK_COLUMNS = ["method_rank"]
 RATING_COLUMNS = ["human_rating", "human_note", "reviewer", "review_seconds", "rated_at", "rating_agrees"]
@@ -113,6 +120,11 @@ def read_manifest(path) -> list[dict]:
                 case[column] = os.fspath(v if v.is_absolute() else base / v)
             elif column == "threshold":
                 case[column] = [s.strip() for s in value.split(";") if s.strip()]
+            elif column in BOOL_COLUMNS:
+                if value.strip().lower() not in _BOOLEANS:
+                    raise BadInputError(name, f"line {lineno} (case {case_id}), column {column}: '{value}' is "
+                                        "not true/false")
+                case[column] = _BOOLEANS[value.strip().lower()]
             elif column == "labels":
                 case[column] = [os.fspath(Path(v) if Path(v).is_absolute() else base / v)
                                 for v in (s.strip() for s in value.split(";")) if v]
@@ -164,9 +176,16 @@ def run_case(case: dict, output_dir, defaults: dict | None = None) -> dict:
     error_file = _error_file(output_dir, case_id, method)
     opts = dict(defaults or {})
     opts.update({k: case[k] for k in NUMBER_COLUMNS if k in case})
+    if "same_modality" in case:
+        opts["same_modality"] = case["same_modality"]
     inputs = EvaluationInputs(case_id=case_id, **{k: case.get(k) for k in (*PATH_COLUMNS, *LIST_COLUMNS)})
-    options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None})
     try:
+        if any(k in case for k in CLEANUP_COLUMNS):
+            from .segmentation import Cleanup, cleanup_from_dict
+
+            base = cleanup_from_dict(opts.get("threshold_cleanup")).as_dict()
+            opts["threshold_cleanup"] = Cleanup(**{**base, **{k: case[k] for k in CLEANUP_COLUMNS if k in case}})
+        options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None})
         result = evaluate(Context.headless(), inputs, options, output_dir=folder)
     except BadInputError as exc:
         return _error_row(case_id, f"bad input: {exc}", error_file, method)
@@ -199,6 +218,9 @@ def summary_row(case_id: str, report: dict, report_path, output_dir) -> dict:
     segments = report.get("segments") or []
     dice_before, dice_after = _values(segments, "before", "dice"), _values(segments, "after", "dice")
     hd_after = _values(segments, "after", "hausdorff_percentile_mm")
+    tolerances = (report.get("options") or {}).get("nsd_tolerances_mm") or [2.0]
+    nsd_key = tolerance_key(tolerances[0])  # the first (smallest) tolerance
+    nsd_before, nsd_after = _values(segments, "before", nsd_key), _values(segments, "after", nsd_key)
     lm = report.get("landmarks") or {}
     jac = (report.get("deformation") or {}).get("jacobian") or {}
     sim = report.get("similarity") or {}
@@ -211,10 +233,16 @@ def summary_row(case_id: str, report: dict, report_path, output_dir) -> dict:
         "min_dice_before": min(dice_before) if dice_before else None,
         "min_dice_after": min(dice_after) if dice_after else None,
         "max_hausdorff_percentile_after_mm": max(hd_after) if hd_after else None,
+        "min_nsd_before": min(nsd_before) if nsd_before else None,
+        "min_nsd_after": min(nsd_after) if nsd_after else None,
         "mean_tre_before_mm": (lm.get("before") or {}).get("mean_mm"),
         "mean_tre_after_mm": (lm.get("after") or {}).get("mean_mm"),
         "max_tre_after_mm": (lm.get("after") or {}).get("max_mm"),
-        "folding_percent": jac.get("folding_percent"), "sdlogj": jac.get("sdlogj"),
+        "tre_worst30_before_mm": (lm.get("before") or {}).get("worst30_mean_mm"),
+        "tre_worst30_after_mm": (lm.get("after") or {}).get("worst30_mean_mm"),
+        "tre_improved_fraction": (lm.get("after") or {}).get("improved_fraction"),
+        "folding_percent": jac.get("folding_percent"), "ndv_percent": jac.get("ndv_percent"),
+        "sdlogj": jac.get("sdlogj"), "sdlogj_learn2reg": jac.get("sdlogj_learn2reg"),
         "ncc_before": (sim.get("before") or {}).get("ncc"), "ncc_after": (sim.get("after") or {}).get("ncc"),
         "failed_checks": "; ".join(failed),
         "worst_segment": min(scored)[1] if scored else "",

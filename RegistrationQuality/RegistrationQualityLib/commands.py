@@ -19,11 +19,13 @@ from .context import Context
 from .errors import BadInputError
 from .evaluate import EvaluationInputs, EvaluationOptions, EvaluationResult, evaluate, validate_inputs
 from .samplecase import read_case_spec, sample_case_folder
+from .surface import check_tolerances
 
 
 def run_compare_cli(args, messages) -> int:
     """``registration-quality compare REFERENCE COMPARED [--percentile P] [--json PATH]``."""
-    result = metrics.compare_files(args.reference, args.compared, args.percentile, messages)
+    result = metrics.compare_files(args.reference, args.compared, args.percentile, messages,
+                                   nsd_tolerances=getattr(args, "nsd_tolerance", None))
     text = json.dumps(result, indent=2, allow_nan=False) + "\n"
     if args.json:
         out = Path(args.json)
@@ -69,6 +71,8 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
         percentile=getattr(args, "percentile", 95.0), min_dice=getattr(args, "min_dice", None),
         max_hausdorff=getattr(args, "max_hausdorff", None), max_tre=getattr(args, "max_tre", None),
         max_folding=getattr(args, "max_folding", None), snapshots=not getattr(args, "no_snapshots", False),
+        min_nsd=getattr(args, "min_nsd", None), max_ndv=getattr(args, "max_ndv", None),
+        nsd_tolerances=check_tolerances(getattr(args, "nsd_tolerance", None)),
         threshold_cleanup=cleanup_from_args(args), same_modality=bool(getattr(args, "same_modality", False)),
     )
     return inputs, options
@@ -190,8 +194,10 @@ def _agreement_lines(rows) -> list:
 
 def run_cohort_cli(args, messages) -> int:
     defaults = {k: getattr(args, k, None) for k in ("percentile", "min_dice", "max_hausdorff", "max_tre",
-                                                      "max_folding")}
+                                                      "max_folding", "min_nsd", "max_ndv")}
     defaults["snapshots"] = not getattr(args, "no_snapshots", False)
+    if getattr(args, "nsd_tolerance", None):
+        defaults["nsd_tolerances"] = check_tolerances(args.nsd_tolerance)
     rows = cohort.run_cohort(args.manifest, args.output, workers=args.workers, scheduler=args.scheduler,
                       defaults=defaults, progress=messages.progress, ratings=getattr(args, "ratings", None))
     failed = [r for r in rows if r["status"] == "failed"]

@@ -25,6 +25,7 @@ import numpy as np
 from . import __version__
 from .context import TemporaryNodes
 from .errors import BadInputError
+from .surface import dice_hiding_warnings, tolerance_key
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs and options
@@ -63,9 +64,13 @@ class EvaluationOptions:
     max_hausdorff: float | None = None
     max_tre: float | None = None
     max_folding: float | None = None
+    min_nsd: float | None = None  # every segment's NSD after registration, at each NSD tolerance
+    max_ndv: float | None = None  # non-diffeomorphic volume, % of the region
     snapshots: bool = True
     scene_outputs: bool = False  # create result nodes in the scene (the Slicer panel)
     jacobian_histogram_bins: int = 60
+    nsd_tolerances: tuple = (2.0,)  # mm; NSD is reported at each (surface.py)
+    heatmaps: int = 3  # distance heat-map pictures in the report: the segments with the lowest Dice after
     threshold_cleanup: object = None  # segmentation.Cleanup for --threshold masks (None = its default)
     same_modality: bool = False  # fixed and moving share intensity units: MSE/MAE are judged (coloured)
 
@@ -96,6 +101,8 @@ CHECK_OPTIONS = {
     "max_hausdorff": "--max-hausdorff",
     "max_tre": "--max-tre",
     "max_folding": "--max-folding",
+    "min_nsd": "--min-nsd",
+    "max_ndv": "--max-ndv",
 }
 
 
@@ -302,11 +309,14 @@ def validate_inputs(inputs: EvaluationInputs, options: EvaluationOptions) -> Non
         raise BadInputError("--percentile", f"{options.percentile:g} is outside 0-100")
     has_segments = inputs.fixed_segmentation is not None or inputs.threshold is not None
     needs = {"min_dice": has_segments, "max_hausdorff": has_segments,
-             "max_tre": inputs.fixed_landmarks is not None, "max_folding": has_transform}
+             "max_tre": inputs.fixed_landmarks is not None, "max_folding": has_transform,
+             "min_nsd": has_segments, "max_ndv": has_transform}
     what = {"min_dice": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
             "max_hausdorff": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
             "max_tre": "landmarks (--fixed-landmarks/--moving-landmarks)",
-            "max_folding": "a transform (--transform or --elastix-dir)"}
+            "max_folding": "a transform (--transform or --elastix-dir)",
+            "min_nsd": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
+            "max_ndv": "a transform (--transform or --elastix-dir)"}
     for key, option in CHECK_OPTIONS.items():
         limit = getattr(options, key)
         if limit is None:
@@ -381,6 +391,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         threshold_after, jacobian = None, None
         if registration is not None:
             from .deformation import DeformationStatistics, JacobianInRegion, mask_array
+            from .ndv import Learn2RegSDlogJ, NonDiffeomorphicVolume
             from .similarity import InsideMoving, domain_mask
             from .transforms import stream
 
@@ -409,8 +420,11 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                 mask_array(thresholds["fixed_mask"], fixed) if thresholds is not None else None)
             if fixed_region is not None:
                 consumers["jacobian_fixed_mask"] = JacobianInRegion(fixed, fixed_region)
+            # the non-diffeomorphic volume (Liu et al. 2024) and Learn2Reg's SDlogJ take the same slabs (ndv.py)
+            consumers["ndv"] = NonDiffeomorphicVolume(fixed, mask)
+            consumers["sdlogj_learn2reg"] = Learn2RegSDlogJ(fixed, mask)
             results = dict(zip(consumers, stream(registration, fixed, list(consumers.values()), need_jacobian=True,
-                                                 progress=lambda f: step.within("align", f))))
+                                                 progress=lambda f: step.within("align", f), halo=True)))
             if "registered" in results:
                 registered = results["registered"]
             threshold_after = results.get("threshold")
@@ -424,6 +438,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                 after_mask = results["inside"]
             deformation = {"region": "whole image" if mask is None else "fixed segmentation",
                            **results["deformation"]}
+            deformation["jacobian"].update(results["sdlogj_learn2reg"])
+            deformation["jacobian"].update(results["ndv"])
             deformation["jacobian"]["region"] = deformation["region"]
             deformation["jacobian_by_region"] = _jacobian_by_region(results, label_pair is not None)
             jacobian = consumers["deformation"].jacobian
@@ -459,9 +475,10 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "inputs": _describe_inputs(inputs, fixed, moving, registered if inputs_registered else None,
                                        transform_node, landmarks),
             "elastix": elastix_info,
-            "options": {"percentile": float(options.percentile), "min_dice": options.min_dice,
+            "options": {"percentile": float(options.percentile),
+                        "nsd_tolerances_mm": [float(t) for t in options.nsd_tolerances], "min_dice": options.min_dice,
                         "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
-                        "max_folding": options.max_folding,
+                        "max_folding": options.max_folding, "min_nsd": options.min_nsd, "max_ndv": options.max_ndv,
                         "threshold_cleanup": _cleanup_dict(options) if inputs.threshold else None,
                         "same_modality": bool(options.same_modality)},
             "segments": segments["entries"] if segments else [],
@@ -473,20 +490,22 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "warnings": warnings + notices,
         }
         report["checks"] = run_checks(report, options)
+        report["warnings"].extend(dice_hiding_warnings(report["segments"], options.min_dice))
         failed = [c for c in report["checks"] if not c["passed"]]
         report["verdict"] = "no checks" if not report["checks"] else ("fail" if failed else "pass")
 
         snapshot_files: dict = {}
         if options.snapshots and output_dir is not None:
             step("snapshots")
-            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings, jacobian)
+            snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings, jacobian,
+                                                      heatmaps=options.heatmaps)
             report["snapshots"] = snap_entries
         else:
             report["snapshots"] = []
 
         try:
             if options.scene_outputs:
-                nodes.update(_scene_outputs(ctx, report, landmarks, nodes.get("jacobian")))
+                nodes.update(_scene_outputs(ctx, report, landmarks, nodes.get("jacobian"), seg_masks))
 
             out = None
             if output_dir is not None:
@@ -635,7 +654,7 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         f_src, m_src, by = label_pair
         before = _resampled_source(ctx, m_src, fixed, None)
         after = after_source if after_source is not None else _resampled_source(ctx, m_src, fixed, transform_node)
-        kw = {"percentile": options.percentile, "by": by, "lattice": fixed}
+        kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances}
         entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
         if fixed_union is None:
             fixed_union = _fixed_union(ctx, f_src, fixed)
@@ -669,7 +688,8 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         label = 1 + max(used or [0])
         names = {label: "threshold"}
         ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names, labels=[label])
-        kw = {"percentile": options.percentile, "by": "label", "lattice": fixed}
+        kw = {"percentile": options.percentile, "by": "label", "lattice": fixed,
+              "nsd_tolerances": options.nsd_tolerances}
         b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names,
                                                  labels=[label]), **kw)
         a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
@@ -769,7 +789,7 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
                        "comparison": comparison})
 
     if not report.get("segments"):  # requested but nothing to check (e.g. labelmaps without labels): fail
-        for key, comparison in (("min_dice", ">="), ("max_hausdorff", "<=")):
+        for key, comparison in (("min_dice", ">="), ("max_hausdorff", "<="), ("min_nsd", ">=")):
             if getattr(options, key) is not None:
                 add(key, "no segment to check", None, getattr(options, key), comparison)
     for entry in report.get("segments") or []:
@@ -778,6 +798,9 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
             add("min_dice", entry["name"], after.get("dice"), options.min_dice, ">=")
         if options.max_hausdorff is not None:
             add("max_hausdorff", entry["name"], after.get("hausdorff_percentile_mm"), options.max_hausdorff, "<=")
+        if options.min_nsd is not None:
+            for t in options.nsd_tolerances:
+                add("min_nsd", f"{entry['name']} (NSD {t:g} mm)", after.get(tolerance_key(t)), options.min_nsd, ">=")
     if options.max_tre is not None and report.get("landmarks"):
         lm = report["landmarks"]
         unmatched = lm.get("unmatched") or {}
@@ -789,12 +812,17 @@ def run_checks(report: dict, options: EvaluationOptions) -> list:
         jac = report["deformation"].get("jacobian") or {}
         add("max_folding", f"Jacobian, {jac.get('region') or 'whole image'}", jac.get("folding_percent"),
             options.max_folding, "<=")
+    if options.max_ndv is not None and report.get("deformation"):
+        jac = report["deformation"].get("jacobian") or {}
+        add("max_ndv", f"non-diffeomorphic volume, {jac.get('region') or 'whole image'}", jac.get("ndv_percent"),
+            options.max_ndv, "<=")
     return checks
 
 
 # -- snapshots -----------------------------------------------------------------------------------------
-def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None):
-    """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries)."""
+def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, heatmaps: int = 0):
+    """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries); with ``heatmaps``,
+    also the distance heat maps of that many segments with the lowest Dice after registration."""
     import shutil
     import tempfile
 
@@ -838,13 +866,20 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None):
         for path in board:
             add(path, "checkerboard of fixed and registered images", "edges should continue across squares")
         if jacobian is not None:
-            folding = ((report.get("deformation") or {}).get("jacobian") or {}).get("folding_voxels")
-            where = "through the largest folding region" if folding else "through the smallest J (nothing folds)"
-            for path in rendering.render_jacobian(ctx, fixed, jacobian, folder):
+            from .segmentation import mask_centroid_ras
+
+            folds = bool(np.any(jacobian <= 0))
+            center = None if folds or "fixed_labels" not in masks else mask_centroid_ras(masks["fixed_labels"])
+            where = "through the largest folding region" if folds else (
+                "through the smallest J (nothing folds)" if center is None else
+                "through the fixed segmentation's centre (nothing folds)")
+            for path in rendering.render_jacobian(ctx, fixed, jacobian, folder, center_ras=center):
                 view = Path(path).stem.replace("jacobian_", "")
                 add(path, f"{view}: Jacobian determinant {where}",
                     "blue = compression (J = 0.5), white = J = 1, red = expansion (J = 2); yellow outline = "
                     "folding (J ≤ 0)")
+        for path, title, caption in _heatmap_pictures(report, masks, folder, heatmaps, warnings):
+            add(path, title, caption)
         # the fixed and the registered image on the same slice (the review page flickers between them)
         outline = [(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")] if "fixed_labels" in masks else []
         for image, prefix, title in ((fixed, "fixed_", "fixed image"), (registered, "registered_", "registered image")):
@@ -861,6 +896,40 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None):
     finally:  # the renderer's slice node, composite node and slice model are temporary nodes too
         rendering.close_renderer(ctx)
     return files, entries
+
+
+def _heatmap_names(report, count: int) -> list:
+    """Names of the ``count`` labelmap segments with the lowest Dice after registration."""
+    scored = sorted((e["after"]["dice"], str(e["name"])) for e in report.get("segments") or []
+                    if "threshold" not in e and (e.get("after") or {}).get("dice") is not None)
+    return [name for _dice, name in scored[:max(0, int(count))]]
+
+
+def _heatmap_pictures(report, masks, folder, count: int, warnings) -> list:
+    """[(png path, title, caption)] of distance heat maps (heatmap.py), skipped with a warning when the
+    offscreen renderer is unavailable."""
+    import re
+
+    from . import heatmap
+
+    if not count or "label_sources" not in masks:
+        return []
+    f_src, _before, after, by = masks["label_sources"]
+    names = _heatmap_names(report, count)
+    out = []
+    for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by, names=names):
+        if poly is None:
+            continue
+        value_range = heatmap.legend_range(values, masks["fixed_union"].GetSpacing())
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "segment"
+        path, reason = heatmap.render_png(poly, value_range, Path(folder) / f"heatmap_{safe}.png")
+        if path is None:
+            warnings.append(f"distance heat maps skipped: {reason}")
+            break
+        out.append((path, f"'{name}': fixed surface coloured by its signed distance to the registered segment",
+                    f"red: the registered segment extends beyond the fixed surface, blue: it falls short; "
+                    f"colour range ±{value_range[1]:.1f} mm"))
+    return out
 
 
 def _worst_segment(report, masks):
@@ -900,9 +969,10 @@ def _cleanup_snapshot_temp(snapshot_files: dict) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _scene_outputs(ctx, report, landmarks, jacobian=None) -> dict:
+def _scene_outputs(ctx, report, landmarks, jacobian=None, masks=None) -> dict:
     """Result nodes for the Slicer panel: metrics table, TRE table and error vectors, the folding voxels of the
-    Jacobian volume as a segment."""
+    Jacobian volume as a segment, and one distance heat-map model per segment (``heatmap:<segment name>``, hidden
+    until the panel shows them)."""
     from . import io
 
     nodes = {}
@@ -918,6 +988,15 @@ def _scene_outputs(ctx, report, landmarks, jacobian=None) -> dict:
 
         nodes["tre_table"] = tre_to_table_node(ctx, landmarks)
         nodes["tre_vectors"] = error_vectors_node(ctx, landmarks)
+    if masks and "label_sources" in masks:
+        from . import heatmap
+
+        f_src, _before, after, by = masks["label_sources"]
+        spacing = masks["fixed_union"].GetSpacing()
+        for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by):
+            if poly is not None:
+                nodes[f"heatmap:{name}"] = heatmap.heatmap_model_node(
+                    ctx, poly, f"heat map: {name}", heatmap.legend_range(values, spacing), visible=False)
     return nodes
 
 
@@ -1009,6 +1088,19 @@ def definitions(percentile: float) -> dict:
         "similarity": "NCC = Pearson correlation of intensities; NMI = (H(A)+H(B))/H(A,B) (Studholme), "
                       "histogram bins as reported; MSE/MAE of intensities; before = moving as loaded resampled "
                       "to the fixed grid, after = registered",
+        "nsd": "NSD at τ mm (nsd_<τ>mm): boundary voxels of either segment within τ mm of the other's boundary / "
+               "all boundary voxels (Nikolov et al. 2021, voxel counts = MONAI's default; surface-distance weighs "
+               "surfel areas instead)",
+        "signed_distance": "signed distance of each registered-segment boundary voxel to the fixed boundary, "
+                           "negative inside the fixed segment: mean, p5, p95, largest outward / inward excursion",
+        "shifted_self_dice": "Dice of the fixed segment with itself shifted by 1 or 2 mm (worst of ±x, ±y, ±z): a "
+                             "Dice check above it cannot see an error of that size",
+        "ndv": "non-diffeomorphic volume (Liu et al., IJCV 2024): Σ over voxels and the 8 one-sided + 2 star "
+               "finite-difference stencils of −½·min(J_s, 0)/6, in voxels, % of the region and cc",
+        "sdlogj_learn2reg": "Learn2Reg's SDlogJ: std(log(clip(J + 3, 1e-9, 1e9))) over the region minus a 2-voxel "
+                            "border",
+        "tre_worst30": "mean of the worst 30 % (ceil(0.3 n)) landmark errors; improved_fraction = share of landmarks "
+                       "whose error decreased",
         "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for "
                         "labels and threshold masks, each image thresholded on its own grid) onto the fixed grid; "
                         "after: the same data through the registration's resampling transform (intensities: the "

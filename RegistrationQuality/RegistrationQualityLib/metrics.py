@@ -1003,7 +1003,8 @@ def read_label_source(path) -> tuple[LabelSource, bool]:
     return labelmap_source(read_labelmap(path), _name(path)), False
 
 
-def compare_files(reference_path, compared_path, percentile: float = DEFAULT_PERCENTILE, messages=None) -> dict:
+def compare_files(reference_path, compared_path, percentile: float = DEFAULT_PERCENTILE, messages=None,
+                  nsd_tolerances=None) -> dict:
     """``{"percentile", "reference", "compared", "matched_by", "segments": [...]}`` for two files.
 
     Segments are matched by name when both files are ``.seg.nrrd``, else by label value.
@@ -1014,6 +1015,6 @@ def compare_files(reference_path, compared_path, percentile: float = DEFAULT_PER
     ref, ref_named = read_label_source(reference_path)
     cmp, cmp_named = read_label_source(compared_path)
     by = "name" if (ref_named and cmp_named) else "label"
-    segments = compare_sources(ref, cmp, percentile, by=by, messages=messages)
+    segments = compare_sources(ref, cmp, percentile, by=by, messages=messages, nsd_tolerances=nsd_tolerances)
     return {"percentile": percentile, "reference": ref.source, "compared": cmp.source, "matched_by": by,
             "segments": segments}

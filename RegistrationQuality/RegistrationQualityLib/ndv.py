@@ -27,6 +27,8 @@ The + 3 shift keeps folded voxels (J ≤ 0) in the statistic, unlike our ``sdlog
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit, prange  # this module is imported only when a deformation is evaluated
 
@@ -37,63 +39,92 @@ LEARN2REG_BORDER = 2
 
 
 @njit(inline="always", cache=True)
-def det3(a0, a1, a2, b0, b1, b2, c0, c1, c2):
-    """det of the 3×3 matrix with columns a, b, c."""
-    return a0 * (b1 * c2 - b2 * c1) - b0 * (a1 * c2 - a2 * c1) + c0 * (a1 * b2 - a2 * b1)
+def _cross(b0, b1, b2, c0, c1, c2):
+    return b1 * c2 - b2 * c1, b2 * c0 - b0 * c2, b0 * c1 - b1 * c0
+
+
+@njit(inline="always", cache=True)
+def _neg(d):
+    return -d if d < 0.0 else 0.0
 
 
 @njit(parallel=True, cache=True)
 def _ndv_kernel(u, first, count, nk_total, k_offset, a_mat, det_a, out):
     """Per-voxel NDV (voxels, float64) of slices ``first .. first+count-1`` of ``u`` ((slices, nj, ni, 3) LPS
-    mm with a one-slice halo where the grid has one; ``k_offset`` = the global k index of ``u[0]``)."""
+    mm with a one-slice halo where the grid has one; ``k_offset`` = the global k index of ``u[0]``).
+
+    Scalar form: the six one-sided difference columns of φ = x + u, then det[x, y, z] = x · (y × z) with the four
+    (y, z) cross products shared by the eight one-sided stencils, and the two star stencils."""
     nj, ni = u.shape[1], u.shape[2]
+    a00, a01, a02 = a_mat[0, 0], a_mat[0, 1], a_mat[0, 2]
+    a10, a11, a12 = a_mat[1, 0], a_mat[1, 1], a_mat[1, 2]
+    a20, a21, a22 = a_mat[2, 0], a_mat[2, 1], a_mat[2, 2]
+    inv = 1.0 / det_a
     for kk in prange(count):
         s = first + kk
         k = k_offset + s
         km = max(k - 1, 0) - k_offset
         kp = min(k + 1, nk_total - 1) - k_offset
-        fw = np.empty((3, 3))  # fw[:, d] = φ(p + e_d) − φ(p); bw[:, d] = φ(p) − φ(p − e_d)
-        bw = np.empty((3, 3))
-        s1 = np.empty((3, 3))
-        s2 = np.empty((3, 3))
         for j in range(nj):
             jm, jp = max(j - 1, 0), min(j + 1, nj - 1)
             for i in range(ni):
                 im, ip = max(i - 1, 0), min(i + 1, ni - 1)
-                for c in range(3):
-                    u0 = np.float64(u[s, j, i, c])
-                    fw[c, 0] = a_mat[c, 0] + np.float64(u[s, j, ip, c]) - u0
-                    fw[c, 1] = a_mat[c, 1] + np.float64(u[s, jp, i, c]) - u0
-                    fw[c, 2] = a_mat[c, 2] + np.float64(u[kp, j, i, c]) - u0
-                    bw[c, 0] = a_mat[c, 0] + u0 - np.float64(u[s, j, im, c])
-                    bw[c, 1] = a_mat[c, 1] + u0 - np.float64(u[s, jm, i, c])
-                    bw[c, 2] = a_mat[c, 2] + u0 - np.float64(u[km, j, i, c])
-                    # 1*: (−i−j), (−i−k), (−j−k); 2*: (+i+j), (+j+k), (+i+k)
-                    s1[c, 0] = -a_mat[c, 0] - a_mat[c, 1] + np.float64(u[s, jm, im, c]) - u0
-                    s1[c, 1] = -a_mat[c, 0] - a_mat[c, 2] + np.float64(u[km, j, im, c]) - u0
-                    s1[c, 2] = -a_mat[c, 1] - a_mat[c, 2] + np.float64(u[km, jm, i, c]) - u0
-                    s2[c, 0] = a_mat[c, 0] + a_mat[c, 1] + np.float64(u[s, jp, ip, c]) - u0
-                    s2[c, 1] = a_mat[c, 1] + a_mat[c, 2] + np.float64(u[kp, jp, i, c]) - u0
-                    s2[c, 2] = a_mat[c, 0] + a_mat[c, 2] + np.float64(u[kp, j, ip, c]) - u0
+                c0, c1, c2 = np.float64(u[s, j, i, 0]), np.float64(u[s, j, i, 1]), np.float64(u[s, j, i, 2])
+                # forward (f) and backward (b) differences of φ along i (x), j (y), k (z): columns of A + ΔU
+                fx0 = a00 + u[s, j, ip, 0] - c0
+                fx1 = a10 + u[s, j, ip, 1] - c1
+                fx2 = a20 + u[s, j, ip, 2] - c2
+                bx0 = a00 + c0 - u[s, j, im, 0]
+                bx1 = a10 + c1 - u[s, j, im, 1]
+                bx2 = a20 + c2 - u[s, j, im, 2]
+                fy0 = a01 + u[s, jp, i, 0] - c0
+                fy1 = a11 + u[s, jp, i, 1] - c1
+                fy2 = a21 + u[s, jp, i, 2] - c2
+                by0 = a01 + c0 - u[s, jm, i, 0]
+                by1 = a11 + c1 - u[s, jm, i, 1]
+                by2 = a21 + c2 - u[s, jm, i, 2]
+                fz0 = a02 + u[kp, j, i, 0] - c0
+                fz1 = a12 + u[kp, j, i, 1] - c1
+                fz2 = a22 + u[kp, j, i, 2] - c2
+                bz0 = a02 + c0 - u[km, j, i, 0]
+                bz1 = a12 + c1 - u[km, j, i, 1]
+                bz2 = a22 + c2 - u[km, j, i, 2]
                 total = 0.0
-                for si in range(2):
-                    x = fw if si == 0 else bw
-                    for sj in range(2):
-                        y = fw if sj == 0 else bw
-                        for sk in range(2):
-                            z = fw if sk == 0 else bw
-                            d = det3(x[0, 0], x[1, 0], x[2, 0], y[0, 1], y[1, 1], y[2, 1],
-                                     z[0, 2], z[1, 2], z[2, 2]) / det_a
-                            if d < 0.0:
-                                total -= d
-                d = det3(s1[0, 0], s1[1, 0], s1[2, 0], s1[0, 1], s1[1, 1], s1[2, 1],
-                         s1[0, 2], s1[1, 2], s1[2, 2]) / det_a
-                if d < 0.0:
-                    total -= d
-                d = det3(s2[0, 0], s2[1, 0], s2[2, 0], s2[0, 1], s2[1, 1], s2[2, 1],
-                         s2[0, 2], s2[1, 2], s2[2, 2]) / det_a
-                if d < 0.0:
-                    total -= d
+                for yz in range(4):
+                    if yz == 0:
+                        y0, y1, y2, z0, z1, z2 = fy0, fy1, fy2, fz0, fz1, fz2
+                    elif yz == 1:
+                        y0, y1, y2, z0, z1, z2 = fy0, fy1, fy2, bz0, bz1, bz2
+                    elif yz == 2:
+                        y0, y1, y2, z0, z1, z2 = by0, by1, by2, fz0, fz1, fz2
+                    else:
+                        y0, y1, y2, z0, z1, z2 = by0, by1, by2, bz0, bz1, bz2
+                    x0, x1, x2 = _cross(y0, y1, y2, z0, z1, z2)
+                    total += _neg((fx0 * x0 + fx1 * x1 + fx2 * x2) * inv)
+                    total += _neg((bx0 * x0 + bx1 * x1 + bx2 * x2) * inv)
+                # star stencils: 1* = [(−i−j), (−i−k), (−j−k)], 2* = [(+i+j), (+j+k), (+i+k)] (each 2 for the identity)
+                p0 = -a00 - a01 + u[s, jm, im, 0] - c0
+                p1 = -a10 - a11 + u[s, jm, im, 1] - c1
+                p2 = -a20 - a21 + u[s, jm, im, 2] - c2
+                q0 = -a00 - a02 + u[km, j, im, 0] - c0
+                q1 = -a10 - a12 + u[km, j, im, 1] - c1
+                q2 = -a20 - a22 + u[km, j, im, 2] - c2
+                r0 = -a01 - a02 + u[km, jm, i, 0] - c0
+                r1 = -a11 - a12 + u[km, jm, i, 1] - c1
+                r2 = -a21 - a22 + u[km, jm, i, 2] - c2
+                x0, x1, x2 = _cross(q0, q1, q2, r0, r1, r2)
+                total += _neg((p0 * x0 + p1 * x1 + p2 * x2) * inv)
+                p0 = a00 + a01 + u[s, jp, ip, 0] - c0
+                p1 = a10 + a11 + u[s, jp, ip, 1] - c1
+                p2 = a20 + a21 + u[s, jp, ip, 2] - c2
+                q0 = a01 + a02 + u[kp, jp, i, 0] - c0
+                q1 = a11 + a12 + u[kp, jp, i, 1] - c1
+                q2 = a21 + a22 + u[kp, jp, i, 2] - c2
+                r0 = a00 + a02 + u[kp, j, ip, 0] - c0
+                r1 = a10 + a12 + u[kp, j, ip, 1] - c1
+                r2 = a20 + a22 + u[kp, j, ip, 2] - c2
+                x0, x1, x2 = _cross(q0, q1, q2, r0, r1, r2)
+                total += _neg((p0 * x0 + p1 * x1 + p2 * x2) * inv)
                 out[kk, j, i] = 0.5 * total / 6.0
 
 
@@ -111,60 +142,161 @@ def ndv_slab(u, first: int, count: int, nk_total: int, k_offset: int, a_mat, det
 NDV_KEYS = ("ndv_voxels", "ndv_percent", "ndv_cc")
 
 
+class NonDiffeomorphicVolume:
+    """Consumer of :func:`transforms.stream` (``halo=True``): the NDV over ``mask`` (whole grid when None).
+
+    Per slab the kernel runs on ``slab.u_halo`` (the sampled displacement with its one-slice halo), on the
+    mask's (j, i) box plus a one-voxel halo only (every voxel of the box then has its true neighbours; the
+    kernel clamps at the edges of what it is given, which is the package's edge padding at the grid border).
+    Voxels whose J (``slab.jacobian()``) is not finite are left out, as in the Jacobian statistics.
+    ``finish()`` -> ``{"ndv_voxels", "ndv_percent", "ndv_cc"}``. ``out_map`` (k, j, i): receives the per-voxel
+    NDV of every voxel (then the whole (j, i) extent is computed).
+    """
+
+    def __init__(self, fixed_image, mask=None, out_map: np.ndarray | None = None, check_jacobian: bool = True):
+        from .deformation import reference_grid
+
+        grid = reference_grid(fixed_image)
+        self.a = np.ascontiguousarray(grid.ijk_to_lps[:3, :3])
+        self.det_a = float(np.linalg.det(self.a))
+        self.shape = grid.shape
+        self.mask = None if mask is None else np.asarray(mask, dtype=bool)
+        require(self.mask is None or self.mask.shape == self.shape, "mask",
+                f"shape {None if self.mask is None else self.mask.shape} does not match the grid {self.shape}")
+        self.out_map = out_map
+        self.check_jacobian = check_jacobian
+        nk, nj, ni = self.shape
+        self.box = (0, nj, 0, ni)
+        if self.mask is not None and out_map is None:
+            rows, cols = np.flatnonzero(self.mask.any(axis=(0, 2))), np.flatnonzero(self.mask.any(axis=(0, 1)))
+            if rows.size:
+                self.box = (max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, nj),
+                            max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, ni))
+        self.total, self.count = 0.0, 0
+
+    def consume(self, slab) -> None:
+        k0, k1 = slab.k0, slab.k1
+        keep = np.ones((k1 - k0,) + self.shape[1:], dtype=bool) if self.mask is None else self.mask[k0:k1]
+        if self.check_jacobian:
+            keep = keep & np.isfinite(slab.jacobian())
+        n = int(np.count_nonzero(keep))
+        if n == 0 and self.out_map is None:
+            return
+        j0, j1, i0, i1 = self.box
+        part = np.empty((k1 - k0, j1 - j0, i1 - i0), dtype=np.float64)
+        ndv_slab(slab.u_halo[:, j0:j1, i0:i1], slab.first, k1 - k0, slab.nk, slab.k_offset, self.a, self.det_a,
+                 part)
+        if self.out_map is not None:
+            self.out_map[k0:k1] = part
+        values = part[keep[:, j0:j1, i0:i1]]
+        self.total += float(values[np.isfinite(values)].sum())
+        self.count += n
+
+    def finish(self) -> dict:
+        if self.count == 0:
+            out = dict.fromkeys(NDV_KEYS)
+            out["ndv_reason"] = "empty region"
+            return out
+        return {"ndv_voxels": self.total, "ndv_percent": 100.0 * self.total / self.count,
+                "ndv_cc": self.total * abs(self.det_a) / 1000.0}
+
+
+class Learn2RegSDlogJ:
+    """Consumer of :func:`transforms.stream` (``halo=True``): Learn2Reg's SDlogJ over ``mask`` minus a 2-voxel
+    grid border, ``std(log(clip(J + 3, 1e-9, 1e9)))`` of the **central-difference** J of the sampled
+    displacement (Learn2Reg differentiates the displacement field; for a parametric transform our ``jacobian``
+    is analytic, so it is recomputed here the Learn2Reg way), accumulated per slab (Chan's pairwise update)."""
+
+    def __init__(self, fixed_image, mask=None):
+        from .deformation import reference_grid
+
+        grid = reference_grid(fixed_image)
+        self.a = np.ascontiguousarray(grid.ijk_to_lps[:3, :3])
+        self.det_a = float(np.linalg.det(self.a))
+        self.shape = grid.shape
+        self.mask = None if mask is None else np.asarray(mask, dtype=bool)
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def consume(self, slab) -> None:
+        from .kernels import fd_jacobian_slab
+
+        det = np.empty((slab.k1 - slab.k0,) + self.shape[1:], np.float32)
+        fd_jacobian_slab(slab.u_halo, slab.first, slab.k1 - slab.k0, slab.nk, slab.k_offset, self.a, self.det_a,
+                         det)
+        self.consume_jacobian(slab.k0, slab.k1, det)
+
+    def consume_jacobian(self, k0: int, k1: int, det: np.ndarray) -> None:
+        b = LEARN2REG_BORDER
+        nk, nj, ni = self.shape
+        region = np.zeros(det.shape, dtype=bool)
+        ks = np.arange(k0, k1)
+        inner_k = (ks >= b) & (ks < nk - b)
+        if nj > 2 * b and ni > 2 * b:
+            region[inner_k, b:nj - b, b:ni - b] = True
+        if self.mask is not None:
+            region &= self.mask[k0:k1]
+        values = det[region]
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            return
+        logs = np.log(np.clip(values.astype(np.float64) + 3.0, 1e-9, 1e9))
+        nc, mc = logs.size, float(logs.mean())
+        m2c = float(np.dot(logs - mc, logs - mc))
+        delta, total = mc - self.mean, self.n + nc
+        self.mean += delta * nc / total
+        self.m2 += m2c + delta * delta * self.n * nc / total
+        self.n = total
+
+    def finish(self) -> dict:
+        if self.n == 0:
+            return {"sdlogj_learn2reg": None, "sdlogj_learn2reg_voxels": 0,
+                    "sdlogj_learn2reg_reason": "no finite J at least 2 voxels inside the grid in the region"}
+        return {"sdlogj_learn2reg": math.sqrt(self.m2 / self.n), "sdlogj_learn2reg_voxels": int(self.n)}
+
+
+class _ArraySlab:
+    """A slab of a whole (k, j, i, 3) displacement array, shaped as transforms.stream's (tests, arrays)."""
+
+    def __init__(self, u, k0, k1, jacobian=None):
+        nk = u.shape[0]
+        lo, hi = max(k0 - 1, 0), min(k1 + 1, nk)
+        self.k0, self.k1, self.nk = k0, k1, nk
+        self.u = u[k0:k1]
+        self.u_halo, self.first, self.k_offset = u[lo:hi], k0 - lo, lo
+        self._jacobian = jacobian
+
+    def jacobian(self):
+        return self._jacobian[self.k0:self.k1]
+
+
+def _array_slabs(u, jacobian, slab_voxels):
+    nk, nj, ni = u.shape[:3]
+    step = max(1, int(slab_voxels) // max(1, ni * nj))
+    for k0 in range(0, nk, step):
+        yield _ArraySlab(u, k0, min(nk, k0 + step), jacobian)
+
+
 def non_diffeomorphic_volume(displacement: np.ndarray, reference_image, mask=None, jacobian=None,
                              slab_voxels: int = NDV_SLAB_VOXELS, out_map: np.ndarray | None = None) -> dict:
-    """NDV of a (k, j, i, 3) LPS displacement field over a region (whole grid when ``mask`` is None), slab by
-    slab (one-slice halo; only a slab's per-voxel values are held): ``ndv_voxels``, ``ndv_percent`` (of the
-    region's voxels), ``ndv_cc``. Voxels where ``jacobian`` (when given) is not finite are left out, as in
-    jacobian_statistics. ``out_map``: a (k, j, i) float array to receive the per-voxel NDV (tests, maps)."""
-    from .deformation import _slabs, reference_grid
+    """:class:`NonDiffeomorphicVolume` of a whole (k, j, i, 3) LPS displacement array (``jacobian``: leave out
+    the voxels where it is not finite)."""
+    from .deformation import reference_grid
 
     grid = reference_grid(reference_image)
     u = np.asarray(displacement)
     require(u.ndim == 4 and u.shape[3] == 3 and u.shape[:3] == grid.shape, "displacement",
             f"shape {u.shape}; (k, j, i, 3) on the reference grid {grid.shape} is needed")
-    m = None if mask is None else np.asarray(mask, dtype=bool)
-    jac = None if jacobian is None else np.asarray(jacobian)
-    a = grid.ijk_to_lps[:3, :3]
-    det_a = float(np.linalg.det(a))
-    nk = grid.size[2]
-    total, count = 0.0, 0
-    for k0, k1 in _slabs(grid, slab_voxels):
-        keep = np.ones((k1 - k0,) + grid.shape[1:], dtype=bool) if m is None else m[k0:k1]
-        if jac is not None:
-            keep = keep & np.isfinite(jac[k0:k1])
-        n = int(np.count_nonzero(keep))
-        if n == 0 and out_map is None:
-            continue
-        lo, hi = max(k0 - 1, 0), min(k1 + 1, nk)  # one slice of halo each side
-        part = np.empty((k1 - k0,) + grid.shape[1:], dtype=np.float64)
-        ndv_slab(u[lo:hi], k0 - lo, k1 - k0, nk, lo, a, det_a, part)
-        if out_map is not None:
-            out_map[k0:k1] = part
-        values = part[keep]
-        total += float(values[np.isfinite(values)].sum())
-        count += n
-    if count == 0:
-        out = dict.fromkeys(NDV_KEYS)
-        out["ndv_reason"] = "empty region"
-        return out
-    voxel_mm3 = abs(det_a)
-    return {"ndv_voxels": total, "ndv_percent": 100.0 * total / count, "ndv_cc": total * voxel_mm3 / 1000.0}
+    consumer = NonDiffeomorphicVolume(grid, mask, out_map, check_jacobian=jacobian is not None)
+    for slab in _array_slabs(u, None if jacobian is None else np.asarray(jacobian), slab_voxels):
+        consumer.consume(slab)
+    return consumer.finish()
 
 
 def sdlogj_learn2reg(jacobian: np.ndarray, mask=None) -> dict:
-    """Learn2Reg's SDlogJ ``std(log(clip(J + 3, 1e-9, 1e9)))`` over the region minus a 2-voxel grid border."""
+    """Learn2Reg's SDlogJ of a whole J map (see :class:`Learn2RegSDlogJ`) over ``mask`` minus a 2-voxel border."""
+    from .deformation import Grid
+
     jac = np.asarray(jacobian)
-    region = np.zeros(jac.shape, dtype=bool)
-    b = LEARN2REG_BORDER
-    inner = tuple(slice(b, n - b) if n > 2 * b else slice(0, 0) for n in jac.shape)
-    region[inner] = True
-    if mask is not None:
-        region &= np.asarray(mask, dtype=bool)
-    values = jac[region]
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return {"sdlogj_learn2reg": None, "sdlogj_learn2reg_voxels": 0,
-                "sdlogj_learn2reg_reason": "no finite J at least 2 voxels inside the grid in the region"}
-    logs = np.log(np.clip(values.astype(np.float64) + 3.0, 1e-9, 1e9))
-    return {"sdlogj_learn2reg": float(np.std(logs)), "sdlogj_learn2reg_voxels": int(values.size)}
+    consumer = Learn2RegSDlogJ(Grid(tuple(jac.shape)[::-1], np.eye(4)), mask)  # only the shape matters here
+    consumer.consume_jacobian(0, jac.shape[0], jac)
+    return consumer.finish()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+from . import heatmap
 from .errors import BadInputError
 
 # Slider bounds of the panel's threshold range widgets (the parameter node's RangeBounds): values outside are
@@ -180,7 +181,7 @@ def display_nodes(ctx, fixed, moving, registered=None, transform=None, fixed_thr
 def show_results(ctx, fixed=None, checkerboard=None, difference=None, jacobian=None, tre_vectors=None,
                  contours=(None, None, None), show_contours=True, contours_after=True, show_checkerboard=False,
                  show_difference=False, show_jacobian=False, show_tre_vectors=True, jacobian_opacity=0.5,
-                 folding=None) -> dict:
+                 folding=None, show_heatmaps=None) -> dict:
     """Apply the Display toggles: slice-view layers of every slice composite node of the scene, and the
     visibility of the contour and TRE-vector nodes. Returns ``{"background", "foreground"}`` (nodes or None).
 
@@ -188,7 +189,8 @@ def show_results(ctx, fixed=None, checkerboard=None, difference=None, jacobian=N
     (no change when there is none). Foreground: the Jacobian map at ``jacobian_opacity`` when ticked, else none;
     ``folding`` (the J <= 0 segment, :func:`deformation.folding_segmentation_node`) is shown with it.
     ``contours``: (fixed, moving before, moving after) outline nodes; the moving one shown follows
-    ``contours_after`` (before when there is no "after" node).
+    ``contours_after`` (before when there is no "after" node). ``show_heatmaps`` (True/False; None = leave as
+    is): the distance heat-map models of the scene (heatmap.py; found by their role attribute) and their legends.
     """
     from . import segmentation
 
@@ -216,7 +218,25 @@ def show_results(ctx, fixed=None, checkerboard=None, difference=None, jacobian=N
         folding.GetDisplayNode().SetVisibility(bool(show_jacobian))
     if tre_vectors is not None and tre_vectors.GetDisplayNode() is not None:
         tre_vectors.GetDisplayNode().SetVisibility(bool(show_tre_vectors))
+    if show_heatmaps is not None:
+        for model in heatmap_models(ctx):
+            heatmap.set_visible(model, bool(show_heatmaps))
     return {"background": background, "foreground": foreground}
+
+
+def heatmap_models(ctx) -> list:
+    """The distance heat-map model nodes of the scene (role attribute set by heatmap.heatmap_model_node)."""
+    models = ctx.scene.GetNodesByClass("vtkMRMLModelNode")
+    return [models.GetItemAsObject(i) for i in range(models.GetNumberOfItems())
+            if models.GetItemAsObject(i).GetAttribute("RegistrationQuality.role") == "heatmap"]
+
+
+def heatmap_table_node(ctx, model_node, name: str | None = None):
+    """Export a heat-map model's per-vertex signed distances as a table node (R, A, S, signed distance in mm)."""
+    from .io import rows_to_table_node
+
+    return rows_to_table_node(ctx, heatmap.vertex_rows(model_node.GetPolyData()),
+                              name or f"{model_node.GetName()} vertices")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -264,6 +284,16 @@ def summary_rows(report: dict) -> list[dict]:
             "mm", 2, _check_text(checks, "max_hausdorff", name))
         add("Mean surface distance", name, b.get("mean_surface_distance_mm"), a.get("mean_surface_distance_mm"),
             "mm", 2)
+        for key in sorted((k for k in a if k.startswith("nsd_") and k.endswith("mm")),
+                          key=lambda k: float(k[4:-2].replace("_", "."))):
+            add(f"NSD {key[4:-2].replace('_', '.')} mm", name, b.get(key), a.get(key), "", 3)
+        signed = a.get("signed_distance") or {}
+        if signed.get("mean_mm") is not None:
+            add("Signed distance mean", name, (b.get("signed_distance") or {}).get("mean_mm"), signed["mean_mm"],
+                "mm", 2)
+        shifted = (a.get("shifted_self_dice") or {}).get("2mm")
+        if shifted is not None:
+            add("Dice of itself shifted 2 mm", name, None, shifted, "", 3, single_stage=True)
     landmarks = report.get("landmarks")
     if landmarks:
         b, a = landmarks.get("before") or {}, landmarks.get("after") or {}
@@ -271,6 +301,10 @@ def summary_rows(report: dict) -> list[dict]:
         add("TRE mean", subject, b.get("mean_mm"), a.get("mean_mm"), "mm", 2,
             _check_text(checks, "max_tre", "mean TRE after"))
         add("TRE max", subject, b.get("max_mm"), a.get("max_mm"), "mm", 2)
+        if "worst30_mean_mm" in a:
+            add("TRE worst 30 % mean", subject, b.get("worst30_mean_mm"), a.get("worst30_mean_mm"), "mm", 2)
+        if a.get("improved_fraction") is not None:
+            add("Landmarks improved", subject, None, 100 * a["improved_fraction"], "%", 0, single_stage=True)
     deformation = report.get("deformation")
     if deformation:
         jac = deformation.get("jacobian") or {}
@@ -279,6 +313,10 @@ def summary_rows(report: dict) -> list[dict]:
         add("Jacobian max", region, None, jac.get("max"), "", 3, single_stage=True)
         add("Folding (J ≤ 0)", region, None, jac.get("folding_percent"), "%", 3,
             _check_text(checks, "max_folding", "folding (J <= 0) percent"), single_stage=True)
+        if "ndv_percent" in jac:
+            add("Non-diffeomorphic volume", region, None, jac.get("ndv_percent"), "%", 3, single_stage=True)
+        if "sdlogj_learn2reg" in jac:
+            add("SDlogJ (Learn2Reg)", region, None, jac.get("sdlogj_learn2reg"), "", 3, single_stage=True)
     similarity = report.get("similarity")
     if similarity:
         b, a = similarity.get("before") or {}, similarity.get("after") or {}

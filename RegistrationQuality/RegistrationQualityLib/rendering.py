@@ -964,17 +964,15 @@ def render_jacobian(ctx, fixed, jacobian_kji, output_dir, views=("axial", "coron
     jac = np.ascontiguousarray(np.asarray(jacobian_kji, dtype=np.float32))
     require(jac.shape == tuple(fixed.GetSize())[::-1], "jacobian", f"array {jac.shape} is not on the fixed grid "
             f"{tuple(fixed.GetSize())[::-1]}")
-    voxels = 0
+    point, voxels = worst_folding_point(jac, fixed)
     if center_ras is None:
-        center_ras, voxels = worst_folding_point(jac, fixed)
-        if center_ras is None:
-            center_ras = _center_of(fixed)
+        center_ras = point if point is not None else _center_of(fixed)
     image = vtkImageData()
     image.SetDimensions(jac.shape[2], jac.shape[1], jac.shape[0])
     image.GetPointData().SetScalars(numpy_to_vtk(jac.ravel(), deep=1))
     ras_to_ijk = np.linalg.inv(image_ijk_to_ras(fixed))
     folding_rgb = np.round(np.array(parse_color(FOLDING_COLOR)) * 255).astype(np.uint8)
-    where = f"largest folding region ({voxels} voxels)" if voxels else "minimum J (no folding)"
+    where = f"largest folding region ({voxels} voxels)" if voxels else "no folding"
     legend = [("J = 0.5 (compression)", "#2166AC"), ("J = 2 (expansion)", "#B2182B"), ("J ≤ 0 (folding)",
                                                                                        FOLDING_COLOR)]
     out_dir = Path(output_dir)

@@ -112,19 +112,18 @@ def _histogram_step(span: float, max_bins: int) -> float:
 
 
 def signed_histogram(signed: np.ndarray, max_bins: int = HISTOGRAM_MAX_BINS) -> dict:
-    """Histogram of signed distances: edges on multiples of a 1-2-2.5-5 step, 0 always an edge, ≤ max_bins."""
+    """Histogram of signed distances: bins of a 1-2-2.5-5 step centred on its multiples (so one bin is centred
+    on 0 and holds the voxels on the reference boundary), at most ``max_bins``."""
     lo, hi = float(signed.min()), float(signed.max())
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    step = _histogram_step(hi - lo, max_bins)
+    step = _histogram_step(hi - lo, max_bins - 1)
     while True:
-        first = math.floor(lo / step - 1e-9)
-        last = math.ceil(hi / step + 1e-9)
-        if last == first:
-            last += 1
-        if last - first <= max_bins:
+        first = math.floor(lo / step + 0.5)
+        last = math.floor(hi / step + 0.5)
+        if last - first + 1 <= max_bins:
             break
-        step = _histogram_step(step * max_bins * 1.0001, max_bins)
-    edges = np.arange(first, last + 1) * step
+        step = _histogram_step(step * max_bins * 1.0001, max_bins - 1)
+    edges = (np.arange(first, last + 2) - 0.5) * step
     counts, _ = np.histogram(signed, bins=edges)
     return {"edges_mm": [round(float(e), 9) for e in edges], "counts": [int(c) for c in counts]}
 

@@ -11,6 +11,7 @@ from .charts import jacobian_histogram_svg, tre_chart_svg
 from .markup import TOOL_NAME, _change, _data_uri, _digits, _e, _fmt, _table
 from .rows import CHECK_NAMES, _is_number
 from .style import BLUE, CSS, VERMILLION
+from .surface_section import surface_section
 
 # Segment metrics shown in the table: key, column title, unit, True if larger is better.
 # (Jaccard = Dice / (2 - Dice) adds nothing at a glance; it is in report.json and metrics.csv.)
@@ -266,9 +267,12 @@ def _landmarks_section(report: Mapping) -> str:
     before, after = landmarks.get("before") or {}, landmarks.get("after") or {}
     rows = []
     for key, title in (("mean_mm", "Mean"), ("std_mm", "Standard deviation"), ("median_mm", "Median"),
-                       ("p95_mm", "95th percentile"), ("max_mm", "Maximum")):
+                       ("p95_mm", "95th percentile"), ("max_mm", "Maximum"),
+                       ("worst30_mean_mm", "Mean of the worst 30 %")):
         if key in before or key in after:
             rows.append((title, _change(before.get(key), after.get(key), False, "mm")))
+    if _is_number(after.get("improved_fraction")):
+        rows.append(("Fraction of landmarks whose error decreased", _fmt(after["improved_fraction"], "", 2)))
     count = after.get("count", before.get("count"))
     if count is not None:
         rows.append(("Matched landmarks", _e(count)))
@@ -306,7 +310,9 @@ def _deformation_section(report: Mapping) -> str:
         ("min", "Minimum J", ""), ("max", "Maximum J", ""), ("mean", "Mean J", ""), ("std", "Standard deviation",
                                                                                      ""),
         ("folding_percent", "Folding (J ≤ 0)", "%"), ("folding_volume_cc", "Folding volume", "cc"),
-        ("sdlogj", "SD of log J", "")) if key in jac]
+        ("sdlogj", "SD of log J", ""), ("sdlogj_learn2reg", "SDlogJ, Learn2Reg convention (log(J + 3))", ""),
+        ("ndv_percent", "Non-diffeomorphic volume (NDV, 10 stencils)", "%"), ("ndv_cc", "NDV", "cc"))
+        if key in jac]
     if jac.get("sdlogj_excluded_voxels"):
         rows.append(("Voxels excluded from SD log J (J ≤ 0)", _fmt(jac.get("sdlogj_excluded_voxels"))))
     displacement = deformation.get("displacement_mm") or {}
@@ -445,7 +451,8 @@ def _warnings_section(report: Mapping) -> str:
 def _options_section(report: Mapping) -> str:
     options = report.get("options") or {}
     titles = {"percentile": "Hausdorff percentile", "min_dice": "Minimum Dice", "max_hausdorff":
-              "Maximum Hausdorff (mm)", "max_tre": "Maximum TRE (mm)", "max_folding": "Maximum folding (%)"}
+              "Maximum Hausdorff (mm)", "max_tre": "Maximum TRE (mm)", "max_folding": "Maximum folding (%)",
+              "min_nsd": "Minimum NSD", "max_ndv": "Maximum non-diffeomorphic volume (%)"}
     rows = [(_e(titles.get(k, k.replace("_", " "))), "not requested" if v is None else _fmt(v))
             for k, v in options.items()]
     if not rows:
@@ -507,6 +514,7 @@ def render_html(report: Mapping, snapshot_relpaths: Mapping | None = None, base_
         ("snapshots", "Snapshots", _snapshots_section(report, snapshot_relpaths, base_dir)),
         ("checks", "Checks", _checks_section(report)),
         ("segments", "Segments", _segments_section(report)),
+        ("surface", "Surface agreement", surface_section(report)),
         ("landmarks", "Landmarks", _landmarks_section(report)),
         ("deformation", "Deformation", _deformation_section(report)),
         ("similarity", "Similarity", _similarity_section(report)),

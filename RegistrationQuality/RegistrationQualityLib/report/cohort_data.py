@@ -24,10 +24,15 @@ from .rows import _unit
 SUMMARY_METRICS = {
     "min_dice_after": ("Lowest Dice", "", True, "min_dice_before"),
     "max_hausdorff_percentile_after_mm": ("Largest Hausdorff percentile", "mm", False, None),
+    "min_nsd_after": ("Lowest NSD (first tolerance)", "", True, "min_nsd_before"),
     "mean_tre_after_mm": ("Mean TRE", "mm", False, "mean_tre_before_mm"),
     "max_tre_after_mm": ("Largest TRE after", "mm", False, None),
+    "tre_worst30_after_mm": ("Mean of the worst 30 % TRE", "mm", False, "tre_worst30_before_mm"),
+    "tre_improved_fraction": ("Landmarks improved (fraction)", "", True, None),
     "folding_percent": ("Folding (J ≤ 0)", "%", False, None),
     "sdlogj": ("SD of log J", "", False, None),
+    "ndv_percent": ("Non-diffeomorphic volume", "%", False, None),
+    "sdlogj_learn2reg": ("SDlogJ (Learn2Reg convention)", "", False, None),
     "ncc_after": ("Normalised cross-correlation", "", True, "ncc_before"),
 }
 # Short table headers (the plots carry the long titles).
@@ -35,7 +40,9 @@ SUMMARY_TITLES = {"segments": "Segments", "min_dice_before": "Dice before", "min
                   "max_hausdorff_percentile_after_mm": "HD pct. after", "mean_tre_before_mm": "TRE before",
                   "mean_tre_after_mm": "TRE after", "max_tre_after_mm": "TRE max after", "folding_percent": "Folding",
                   "sdlogj": "SD log J", "ncc_before": "NCC before", "ncc_after": "NCC after",
-                  "method_rank": "Rank in case", "review_seconds": "Review s"}
+                  "min_nsd_before": "NSD before", "min_nsd_after": "NSD after", "tre_worst30_before_mm": "TRE30 before",
+                  "tre_worst30_after_mm": "TRE30 after", "tre_improved_fraction": "Improved", "ndv_percent": "NDV",
+                  "sdlogj_learn2reg": "SDlogJ L2R", "method_rank": "Rank in case", "review_seconds": "Review s"}
 # Snapshot files the review page shows, by bit: the worst structure's and the whole image's before|after outline
 # views, and the fixed and registered image on the same slice (flicker / fade).
 SNAPSHOT_BITS = (("worst_before_after_axial.png", 1), ("before_after_axial.png", 2), ("fixed_axial.png", 4),
@@ -46,8 +53,8 @@ TEXT_COLUMNS = ("case_id", "method", "status", "verdict", "error", "failed_check
                 "outlier_columns", "human_rating", "human_note", "reviewer", "rated_at", "rating_agrees")
 NOT_PLOTTED = ("segments", "review_seconds", "method_rank")
 # The review page's key figures (after registration, with the before value when there is one).
-FIGURES = ("min_dice_after", "max_hausdorff_percentile_after_mm", "mean_tre_after_mm", "max_tre_after_mm",
-           "folding_percent", "sdlogj", "ncc_after")
+FIGURES = ("min_dice_after", "max_hausdorff_percentile_after_mm", "min_nsd_after", "mean_tre_after_mm",
+           "max_tre_after_mm", "tre_worst30_after_mm", "folding_percent", "ndv_percent", "sdlogj", "ncc_after")
 _OUTLIER = re.compile(r"([A-Za-z0-9_.]+) \(z=")
 
 

@@ -15,6 +15,8 @@ CHECK_NAMES = {
     "max_hausdorff": ("Hausdorff distance", "mm", "≤"),
     "max_tre": ("Landmark TRE", "mm", "≤"),
     "max_folding": ("Folding (J ≤ 0)", "%", "≤"),
+    "min_nsd": ("Normalised surface Dice", "", "≥"),
+    "max_ndv": ("Non-diffeomorphic volume", "%", "≤"),
 }
 
 
