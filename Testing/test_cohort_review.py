@@ -78,6 +78,22 @@ def test_two_method_manifest_gives_method_table_and_ranks(two_methods):
                                                          [("b", "good"), ("b", "none"), ("a", "good"), ("a", "none")])
 
 
+def test_cohort_ratings_option_and_rerun_keep_the_ratings(two_methods):
+    root, out, rows = two_methods
+    ratings = root / "ratings.csv"
+    ratings.write_text("case_id,method,rating,note,reviewer,seconds,rated_at\n"
+                       "a,good,fail,shifted,ann,3,2026-01-01T10:00:00Z\n", encoding="utf-8")
+    res = run_cli("cohort", root / "manifest.csv", "--output", out, "--no-snapshots", "--ratings", ratings)
+    assert res.returncode == 1, res.stderr  # the 'none' registrations fail their checks
+    assert "DISAGREES a (good): automated pass, human fail" in res.stdout
+    again = run_cohort(root / "manifest.csv", out, defaults={"snapshots": False})  # no --ratings: kept
+    by_key = {(r["case_id"], r["method"]): r for r in read_csv(out / "summary.csv")}
+    assert by_key[("a", "good")]["human_rating"] == "fail" and by_key[("a", "good")]["human_note"] == "shifted"
+    assert by_key[("a", "good")]["rating_agrees"] == "no" and by_key[("b", "good")]["human_rating"] == ""
+    assert {r["status"] for r in again} == {"ok (earlier run)"}
+    assert (out / "agreement.csv").is_file()
+
+
 def test_manifest_method_column_bad_input(tmp_path):
     (tmp_path / "f.nrrd").write_text("x")
     m = tmp_path / "m.csv"

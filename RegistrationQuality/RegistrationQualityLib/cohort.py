@@ -264,13 +264,13 @@ def run_cohort(manifest, output_dir, workers: int = 1, scheduler: str | None = N
     """Evaluate every case of the manifest; returns the summary rows (manifest order) and writes the summary
     pages (``ratings``: a ratings.csv exported from review.html, merged with :func:`merge_ratings`)."""
     cases = read_manifest(manifest)
-    rating_rows = read_ratings(ratings) if ratings else None
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise BadInputError("--output", f"{os.fspath(out)} is an existing file; a folder is needed")
     if workers < 1:
         raise BadInputError("--workers", f"{workers} must be at least 1")
     (out / "cases").mkdir(parents=True, exist_ok=True)
+    rating_rows = read_ratings(ratings) if ratings else _earlier_ratings(out)
     rows: dict = {}
     todo = []
     for case in cases:
@@ -283,7 +283,19 @@ def run_cohort(manifest, output_dir, workers: int = 1, scheduler: str | None = N
     for row in _execute(todo, out, defaults, workers, scheduler, progress):
         rows[_key(row)] = row
     ordered = [rows[_key(c)] for c in cases]
-    return write_summary(ordered, out, rating_rows)
+    return write_summary(ordered, out, rating_rows, require_match=ratings is not None)
+
+
+def _earlier_ratings(output_dir):
+    """The human ratings merged into this folder's earlier summary.csv (a re-run keeps them), or None."""
+    path = Path(output_dir) / "summary.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        old = [r for r in csv.DictReader(f) if r.get("human_rating") or r.get("human_note")]
+    return [{"case_id": r["case_id"], "method": r.get("method") or "", "rating": r.get("human_rating") or "",
+             "note": r.get("human_note") or "", "reviewer": r.get("reviewer") or "",
+             "seconds": r.get("review_seconds") or "", "rated_at": r.get("rated_at") or ""} for r in old] or None
 
 
 def _execute(todo, out, defaults, workers, scheduler, progress):
@@ -453,10 +465,12 @@ def write_agreement(rows: list[dict], path) -> dict:
     return result
 
 
-def write_summary(rows: list[dict], output_dir, ratings: list[dict] | None = None) -> list[dict]:
+def write_summary(rows: list[dict], output_dir, ratings: list[dict] | None = None,
+                  require_match: bool = True) -> list[dict]:
     """``summary.csv`` (manifest order), ``summary.html`` and ``review.html``, each written atomically; with
-    ``ratings`` (rows of :func:`read_ratings`) also the human ratings and ``agreement.csv``. Returns the rows as
-    written (with ``outlier_columns``, ``method_rank`` and the rating columns)."""
+    ``ratings`` (rows of :func:`read_ratings`) also the human ratings and ``agreement.csv`` (``require_match``: none
+    of them matching a registration is bad input). Returns the rows as written (with ``outlier_columns``,
+    ``method_rank`` and the rating columns)."""
     from .io import write_csv
 
     out = Path(output_dir)
@@ -466,7 +480,7 @@ def write_summary(rows: list[dict], output_dir, ratings: list[dict] | None = Non
         columns += RANK_COLUMNS
     if ratings is not None:
         rows, _unmatched = merge_ratings(rows, ratings)  # ratings of other registrations are ignored
-        if not any(r["human_rating"] or r["human_note"] for r in rows) and ratings:
+        if require_match and ratings and not any(r["human_rating"] or r["human_note"] for r in rows):
             raise BadInputError("--ratings", f"none of its {len(ratings)} rating(s) matches a registration of this "
                                 "cohort (case_id and method)")
         columns += RATING_COLUMNS

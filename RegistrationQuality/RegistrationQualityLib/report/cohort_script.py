@@ -63,9 +63,12 @@ function niceTicks(lo, hi, count) {
   const raw = (hi - lo) / count, p = Math.pow(10, Math.floor(Math.log10(raw)));
   let step = p;
   for (const m of [1, 2, 2.5, 5, 10]) { step = m * p; if ((hi - lo) / step <= count + 1) break; }
-  const out = [];
-  for (let t = Math.ceil(lo / step - 1e-9) * step; t <= hi + step * 1e-6 && out.length < 30; t += step)
-    out.push(+t.toPrecision(12));
+  const first = Math.floor(lo / step + 1e-9) * step, out = [];  // the ticks cover the data
+  for (let k = 0; k < 30; k++) {
+    const t = +(first + k * step).toPrecision(12);
+    out.push(t);
+    if (t >= hi - step * 1e-6) break;
+  }
   return out;
 }
 // One strip plot: a box (quartiles, median) and one dot per row; the "before" column, when given, as a row of
