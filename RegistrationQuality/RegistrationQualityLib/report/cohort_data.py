@@ -16,33 +16,36 @@ import secrets
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .. import measures
 from ..cohort_stats import evaluated, number
 from .rows import _unit
 
-# Known summary columns (cohort.SUMMARY_COLUMNS): title, unit, True if higher is better, the matching "before"
-# column drawn in the same plot. Other numeric columns get a plot titled by their key.
-SUMMARY_METRICS = {
-    "min_dice_after": ("Lowest Dice", "", True, "min_dice_before"),
-    "max_hausdorff_percentile_after_mm": ("Largest Hausdorff percentile", "mm", False, None),
-    "min_nsd_after": ("Lowest NSD (first tolerance)", "", True, "min_nsd_before"),
-    "mean_tre_after_mm": ("Mean TRE", "mm", False, "mean_tre_before_mm"),
-    "max_tre_after_mm": ("Largest TRE after", "mm", False, None),
-    "tre_worst30_after_mm": ("Mean of the worst 30 % TRE", "mm", False, "tre_worst30_before_mm"),
-    "tre_improved_fraction": ("Landmarks improved (fraction)", "", True, None),
-    "folding_percent": ("Folding (J ≤ 0)", "%", False, None),
-    "sdlogj": ("SD of log J", "", False, None),
-    "ndv_percent": ("Non-diffeomorphic volume", "%", False, None),
-    "sdlogj_learn2reg": ("SDlogJ (Learn2Reg convention)", "", False, None),
-    "ncc_after": ("Normalised cross-correlation", "", True, "ncc_before"),
-}
-# Short table headers (the plots carry the long titles).
-SUMMARY_TITLES = {"segments": "Segments", "min_dice_before": "Dice before", "min_dice_after": "Dice after",
-                  "max_hausdorff_percentile_after_mm": "HD pct. after", "mean_tre_before_mm": "TRE before",
-                  "mean_tre_after_mm": "TRE after", "max_tre_after_mm": "TRE max after", "folding_percent": "Folding",
-                  "sdlogj": "SD log J", "ncc_before": "NCC before", "ncc_after": "NCC after",
-                  "min_nsd_before": "NSD before", "min_nsd_after": "NSD after", "tre_worst30_before_mm": "TRE30 before",
-                  "tre_worst30_after_mm": "TRE30 after", "tre_improved_fraction": "Improved", "ndv_percent": "NDV",
-                  "sdlogj_learn2reg": "SDlogJ L2R", "method_rank": "Rank in case", "review_seconds": "Review s"}
+# Titles of the summary columns that are not measures of the registry.
+EXTRA_TITLES = {"segments": "Segments", "method_rank": "Rank in case", "review_seconds": "Review s"}
+
+
+def summary_metrics() -> dict:
+    """The cohort summary's measure columns, from the measure registry (:func:`..measures.cohort_columns`):
+    {column: (plot title, unit, True if higher is better (None: neither), the matching "before" column drawn in
+    the same plot or None, display digits, short table header)}. Other numeric columns get a plot titled by
+    their key."""
+    out = {}
+    columns = measures.cohort_columns()
+    for column, m, stage in columns:
+        if m.applies_to == "segment":
+            title = f"{'Lowest' if m.better == 'higher' else 'Largest'} {m.short}"
+        else:
+            title = _capital(m.title)
+        before = next((c for c, m2, s2 in columns if m2 is m and s2 == "before"), None) if stage == "after" else None
+        short = m.short if stage == "-" else f"{m.short} {stage}"
+        out[column] = (title, m.unit, m.higher_is_better, before, m.digits, short)
+    return out
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 # Snapshot files the review page shows, by bit: the worst structure's and the whole image's before|after outline
 # views, and the fixed and registered image on the same slice (flicker / fade).
 SNAPSHOT_BITS = (("worst_before_after_axial.png", 1), ("before_after_axial.png", 2), ("fixed_axial.png", 4),
@@ -74,14 +77,17 @@ def numeric_columns(rows: Sequence[Mapping]) -> list:
 
 def column_specs(columns: Sequence[str]) -> list:
     """Per numeric column: key, title, short title, unit, higher-is-better, paired before column, digits and
-    where it is shown (``plot``, ``table``, ``figure``)."""
-    paired = {spec[3] for key, spec in SUMMARY_METRICS.items() if spec[3] and key in columns}
+    where it is shown (``plot``, ``table``, ``figure``); titles, units and digits from the measure registry."""
+    specs = summary_metrics()
+    paired = {spec[3] for key, spec in specs.items() if spec[3] and key in columns}
     out = []
     for key in columns:
-        title, unit, higher, before = SUMMARY_METRICS.get(key, (key.replace("_", " "), _unit(key), None, None))
-        out.append({"key": key, "title": title, "short": SUMMARY_TITLES.get(key, title), "unit": unit,
+        title, unit, higher, before, digits, short = specs.get(
+            key, (EXTRA_TITLES.get(key, key.replace("_", " ")), _unit(key), None, None, None, None))
+        out.append({"key": key, "title": title, "short": short or EXTRA_TITLES.get(key, title), "unit": unit,
                     "higher": higher, "before": before if before in columns else None,
-                    "digits": 0 if key in ("segments", "method_rank") else _digits(unit),
+                    "digits": 0 if key in ("segments", "method_rank") else (digits if digits is not None
+                                                                            else _digits(unit)),
                     "plot": key not in NOT_PLOTTED and key not in paired, "table": True,
                     "figure": key in FIGURES})
     return out

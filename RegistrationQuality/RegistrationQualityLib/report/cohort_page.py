@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .. import cohort_stats
-from .cohort_data import SUMMARY_METRICS, SUMMARY_TITLES, page_data, review_order, script_json, write_text_atomic
+from .cohort_data import page_data, review_order, script_json, summary_metrics, write_text_atomic
 from .cohort_script import COMMON_CSS, COMMON_JS, SUMMARY_JS
 from .markup import _digits, _e, _fmt, _table
 from .style import CSS, GREEN, GREY, ORANGE, VERMILLION
@@ -35,11 +35,11 @@ def summary_order(rows: Sequence[Mapping]) -> list:
 
 
 def _title(key: str) -> str:
-    return SUMMARY_METRICS.get(key, (key.replace("_", " "),))[0]
+    return summary_metrics().get(key, (key.replace("_", " "),))[0]
 
 
 def _unit(key: str) -> str:
-    return SUMMARY_METRICS.get(key, ("", ""))[1]
+    return summary_metrics().get(key, ("", ""))[1]
 
 
 def _tiles(rows) -> str:
@@ -145,7 +145,7 @@ def _methods_section(rows) -> str:
         body = []
         for f, p in pairs:
             digits = _digits(_unit(f))
-            higher = SUMMARY_METRICS.get(f, (None, None, None))[2]
+            higher = summary_metrics().get(f, (None, None, None))[2]
             better = ""
             if p["median_difference"] and higher is not None:
                 better = p["a"] if (p["median_difference"] > 0) == higher else p["b"]
@@ -208,4 +208,4 @@ def summary_html(rows, output_path) -> Path:
     return write_text_atomic(output_path, page)
 
 
-__all__ = ["METHOD_FIGURES", "SUMMARY_METRICS", "SUMMARY_TITLES", "summary_html", "summary_order"]
+__all__ = ["METHOD_FIGURES", "summary_html", "summary_order"]
