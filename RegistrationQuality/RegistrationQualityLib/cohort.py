@@ -292,7 +292,7 @@ def _init_worker(threads: int) -> None:
 def _sort_key(row: dict):
     """Worst first: failed cases, then failing verdicts, then by lowest Dice after / highest TRE after."""
     status_rank = 0 if row["status"] == "failed" else 1
-    verdict_rank = {"fail": 0, "no checks": 1, "pass": 2}.get(row.get("verdict") or "", 0)
+    verdict_rank = {"fail": 0, "review": 1, "no checks": 2, "pass": 3}.get(row.get("verdict") or "", 0)
     dice = row.get("min_dice_after")
     tre = row.get("mean_tre_after_mm")
     return (status_rank, verdict_rank, dice if dice is not None else 2.0, -(tre or 0.0))

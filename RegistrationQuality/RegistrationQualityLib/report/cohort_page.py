@@ -14,7 +14,7 @@ from .markup import _digits, _e, _fmt, _table
 from .rows import _number, _unit
 from .style import CSS, GREEN, GREY, VERMILLION
 
-VERDICT_RANK = {"fail": 1, "no checks": 2, "pass": 3}
+VERDICT_RANK = {"fail": 1, "review": 2, "no checks": 3, "pass": 4}
 
 
 def summary_metrics() -> dict:
@@ -51,7 +51,7 @@ def _evaluated(row: Mapping) -> bool:
 def _case_rank(row: Mapping):
     """Sort key, worst first: cases that could not be evaluated, failing verdicts (more failed checks first),
     no checks, passes; within a group the lowest Dice after registration first (ties keep the given order)."""
-    rank = VERDICT_RANK.get(row.get("verdict"), 2) if _evaluated(row) else 0
+    rank = VERDICT_RANK.get(row.get("verdict"), 3) if _evaluated(row) else 0
     failed_checks = _number(row.get("n_checks_failed"))
     if failed_checks is None and row.get("failed_checks"):
         failed_checks = float(len(str(row["failed_checks"]).split(";")))
@@ -92,15 +92,16 @@ def summary_html(rows, output_path) -> Path:
         for key, value in row.items():
             if key not in SUMMARY_TEXT_KEYS and key not in columns and _number(value) is not None:
                 columns.append(key)
-    counts = {"pass": 0, "fail": 0, "no checks": 0, "error": 0}
+    counts = {"pass": 0, "fail": 0, "review": 0, "no checks": 0, "error": 0}
     for row in rows:
         key = (row.get("verdict") if row.get("verdict") in counts else "no checks") if _evaluated(row) else "error"
         counts[key] += 1
     tiles = "".join(
         f'<div class="tile"><div class="k">{title}</div><div class="v" style="color:{colour}">{counts[key]}</div>'
         f"</div>" for key, title, colour in (("pass", "Passed", "#00684c"), ("fail", "Failed", "#a84a00"),
-                                             ("no checks", "No checks", GREY),
-                                             ("error", "Could not be evaluated", "#a84a00")))
+                                             ("review", "Needs review", "#8a5a00"), ("no checks", "No checks", GREY),
+                                             ("error", "Could not be evaluated", "#a84a00"))
+        if key != "review" or counts["review"])
 
     def items(key):
         return [(_number(r.get(key)), r.get("case_id"), r.get("verdict"), href(r)) for r in rows]
@@ -134,8 +135,8 @@ def summary_html(rows, output_path) -> Path:
             result = f'<span class="badge fail">error</span> <span class="reason">{_e(message)}</span>'
         else:
             verdict = row.get("verdict") or "no checks"
-            cls = {"pass": "pass", "fail": "fail"}.get(verdict, "none")
-            mark = {"pass": "✔ ", "fail": "✘ "}.get(verdict, "")
+            cls = {"pass": "pass", "fail": "fail", "review": "review"}.get(verdict, "none")
+            mark = {"pass": "✔ ", "fail": "✘ ", "review": "⚠ "}.get(verdict, "")
             result = f'<span class="badge {cls}">{mark}{_e(verdict)}</span>'
             if row.get("failed_checks"):
                 result += f' <span class="reason">{_e(row["failed_checks"])}</span>'
