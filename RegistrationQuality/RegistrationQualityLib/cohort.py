@@ -3,7 +3,7 @@
 Manifest: a CSV with a header. Columns are ``case_id`` plus evaluate's long options with ``_`` for ``-``
 (``fixed``, ``moving``, ``transform``, ``elastix_dir``, ``registered``, ``fixed_segmentation``,
 ``moving_segmentation``, ``labels``, ``threshold``, ``fixed_landmarks``, ``moving_landmarks``, and the numeric options
-``percentile``, ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``). An empty cell means the option
+``percentile``, ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``, ``min_nsd``, ``max_ndv``). An empty cell means the option
 is absent; relative paths resolve against the manifest's folder; ``threshold`` may hold two specs separated by
 ``;`` (fixed; moving), ``labels`` one label-name table or two (fixed; moving); the threshold clean-up columns
 ``fill_holes``, ``largest_component`` (true/false), ``min_island_cc``, ``closing_mm`` and ``same_modality``
