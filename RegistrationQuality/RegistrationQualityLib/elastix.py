@@ -1125,10 +1125,12 @@ def _check_pixel_types(res: ElastixResult, root: Path, moving_image) -> None:
     name = res.final_result_image or "result image"
     if moving_type is not None and ("float" in moving_type.lower() or "double" in moving_type.lower()):
         res.warnings.append(f"{name}: result image is {res.result_pixel_type} but the moving image is "
-                            f"{moving_type}: values were rounded/clipped (set (ResultImagePixelType \"float\"))")
+                            f"{moving_type}: values were rounded/clipped (set (ResultImagePixelType \"float\")); "
+                            "evaluate uses it only when given as --registered")
     elif moving_type is None:
         res.warnings.append(f"{name}: result image is {res.result_pixel_type} and the moving image was not found; "
-                            "if the moving image is float its values were rounded/clipped")
+                            "if the moving image is float its values were rounded/clipped; evaluate uses it only "
+                            "when given as --registered")
 
 
 # ---------------------------------------------------------------------------------------------------
