@@ -303,3 +303,24 @@ def test_outline_overlays_one_click(ctx):
     assert out["moving_before"].GetDisplayNode().GetVisibility()
     assert not out["moving_after"].GetDisplayNode().GetVisibility()
     assert moving_vol.GetTransformNodeID() is None
+
+
+def test_outline_overlays_after_is_the_moving_mask_through_the_transform_even_with_a_registered_volume(ctx):
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+
+    from RegistrationQualityLib import panel
+
+    img, _ = sphere_phantom()
+    fixed_vol = io.image_to_volume(ctx, img, "fixed")
+    moving_vol = io.image_to_volume(ctx, img, "moving")
+    registered = io.image_to_volume(ctx, img, "registered")
+    transform = ctx.add_node("vtkMRMLLinearTransformNode", "registration")
+    m = vtkMatrix4x4()
+    m.SetElement(0, 3, 3.0)
+    transform.SetMatrixTransformToParent(m)
+    out = seg.outline_overlays(ctx, fixed_vol, moving_vol, "otsu", transform_node=transform,
+                               registered_volume=registered, cleanup=seg.NO_CLEANUP)
+    assert out["moving_after"].GetTransformNodeID() == transform.GetID()  # a copy of "before", not a new threshold
+    assert out["moving_after"].GetAttribute("RegistrationQuality.Threshold") is None
+    _, options = panel.evaluation_request(fixed_vol, moving_vol, transform=transform, cleanup=seg.NO_CLEANUP)
+    assert options.threshold_cleanup == seg.NO_CLEANUP

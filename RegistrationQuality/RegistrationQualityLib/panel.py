@@ -49,12 +49,13 @@ def threshold_spec(value_range) -> str | None:
 def evaluation_request(fixed, moving, registered=None, transform=None, fixed_segmentation=None,
                        moving_segmentation=None, fixed_landmarks=None, moving_landmarks=None, fixed_threshold=None,
                        moving_threshold=None, percentile: float = 95.0, min_dice=None, max_hausdorff=None,
-                       max_tre=None, max_folding=None, case_id=None):
+                       max_tre=None, max_folding=None, case_id=None, cleanup=None):
     """(EvaluationInputs, EvaluationOptions) of the panel's state.
 
     Nodes are passed as they are (never modified by :func:`~.evaluate.evaluate`). Thresholds: ``(lower, upper)``
     ranges (or ``FloatRange``) of the fixed and moving images, each in its own units; give both or neither.
-    Limits: ``None`` means no check. The options ask for scene outputs (result nodes) and no snapshots.
+    Limits: ``None`` means no check. ``cleanup``: the threshold clean-up (:class:`~.segmentation.Cleanup`,
+    ``None`` = its default, as the CLI). The options ask for scene outputs (result nodes) and no snapshots.
     """
     from .evaluate import EvaluationInputs, EvaluationOptions
 
@@ -69,7 +70,7 @@ def evaluation_request(fixed, moving, registered=None, transform=None, fixed_seg
     )
     options = EvaluationOptions(
         percentile=float(percentile), min_dice=min_dice, max_hausdorff=max_hausdorff, max_tre=max_tre,
-        max_folding=max_folding, snapshots=False, scene_outputs=True,
+        max_folding=max_folding, snapshots=False, scene_outputs=True, threshold_cleanup=cleanup,
     )
     return inputs, options
 
@@ -137,8 +138,10 @@ def registered_image(ctx, fixed, moving, registered=None, transform=None):
 
 
 def display_nodes(ctx, fixed, moving, registered=None, transform=None, fixed_threshold=None, moving_threshold=None,
-                  fixed_segmentation=None, moving_segmentation=None, state: str = "after", squares: int = 8) -> dict:
-    """Nodes for the panel's Display section (new nodes; inputs untouched).
+                  fixed_segmentation=None, moving_segmentation=None, state: str = "after", squares: int = 8,
+                  cleanup=None) -> dict:
+    """Nodes for the panel's Display section (new nodes; inputs untouched). ``cleanup``: the threshold clean-up
+    (:class:`~.segmentation.Cleanup`, ``None`` = its default, as in the evaluation).
 
     * ``checkerboard``, ``difference``: fixed vs registered image (:func:`registered_image`),
       :func:`~.rendering.checkerboard_node` and :func:`~.rendering.difference_node`; None when the registered
@@ -160,7 +163,7 @@ def display_nodes(ctx, fixed, moving, registered=None, transform=None, fixed_thr
     if fixed_threshold is not None and moving_threshold is not None:
         out = segmentation.outline_overlays(ctx, fixed, moving, threshold_spec(fixed_threshold),
                                             threshold_spec(moving_threshold), transform_node=transform,
-                                            registered_volume=registered, state=state)
+                                            registered_volume=registered, state=state, cleanup=cleanup)
         nodes.update(contours_fixed=out["fixed"], contours_before=out["moving_before"],
                      contours_after=out["moving_after"])
     elif fixed_segmentation is not None and moving_segmentation is not None:

@@ -446,10 +446,10 @@ def outline_overlays(ctx, fixed_volume, moving_volume, fixed_spec="otsu", moving
     * ``moving_before``: threshold of the moving volume in its own frame, *without* any parent transform: where
       the moving image lies as loaded. Orange outline. ``moving_spec`` defaults to ``fixed_spec`` (each image is
       thresholded in its own units, so give both when they differ).
-    * ``moving_after``: ``registered_volume`` (the moving image already resampled onto the fixed grid, e.g.
-      elastix's result) thresholded with the moving range — for Otsu, the moving image's own Otsu level, so the
-      same intensities define both — or else a copy of ``moving_before`` under ``transform_node`` (default: the
-      moving volume's parent transform); ``None`` when there is neither.
+    * ``moving_after``: a copy of ``moving_before`` under ``transform_node`` (default: the moving volume's parent
+      transform) — the same mask carried through the registration, as evaluate builds "after"; without a
+      transform, ``registered_volume`` (the moving image already resampled onto the fixed grid) thresholded with
+      the moving range — for Otsu, the moving image's own Otsu level; ``None`` when there is neither.
 
     ``cleanup`` (a :class:`Cleanup`, ``None`` = the default) is applied to each threshold on its own grid. The "before" or
     "after" outlines are shown according to ``state`` (:func:`show_before_after`). Inputs are not modified.
@@ -465,7 +465,10 @@ def outline_overlays(ctx, fixed_volume, moving_volume, fixed_spec="otsu", moving
     attr = before.GetAttribute(ATTRIBUTE_PREFIX + "Threshold").split()
     moving_lower, moving_upper = float(attr[1]), float(attr[2])
     after = None
-    if registered_volume is not None:
+    node = transform_node if transform_node is not None else moving_volume.GetParentTransformNode()
+    if node is not None:  # the moving mask through the registration: built as "before", as evaluate does
+        after = transformed_copy(ctx, before, node, f"{moving_volume.GetName()} threshold (registered)")
+    elif registered_volume is not None:
         if moving_spec.method == "otsu":  # the moving image's Otsu level, strictly above (same definition)
             spec = ThresholdSpec("range", float(np.nextafter(moving_lower, np.inf)), None)
         else:
@@ -473,10 +476,6 @@ def outline_overlays(ctx, fixed_volume, moving_volume, fixed_spec="otsu", moving
         after = threshold_segmentation_node(ctx, registered_volume, spec, f"{registered_volume.GetName()} threshold",
                                             MOVING_COLOR, "moving (registered)",
                                             cleanup=cleanup)
-    else:
-        node = transform_node if transform_node is not None else moving_volume.GetParentTransformNode()
-        if node is not None:
-            after = transformed_copy(ctx, before, node, f"{moving_volume.GetName()} threshold (registered)")
     show_before_after(before, after, state if after is not None else "before")
     return {"fixed": fixed, "moving_before": before, "moving_after": after,
             "thresholds": {"fixed": fixed.GetAttribute(ATTRIBUTE_PREFIX + "Threshold"),
