@@ -21,7 +21,8 @@ SAMPLE_CASE = ROOT / "Resources" / "SampleCase"
 LIBRARY_FILES = ["__init__.py", "__main__.py", "errors.py", "context.py", "io.py", "cli.py", "resample.py",
                  "metrics.py", "surface.py", "ndv.py", "heatmap.py", "elastix.py",
                  "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
-                 "similarity.py", "evaluate.py", "cohort.py", "samplecase.py", "commands.py", "report/__init__.py",
+                 "similarity.py", "evaluate.py", "cohort.py", "samplecase.py", "commands.py", "measures.py", "checks.py",
+                 "report/__init__.py",
                  "report/folder.py", "report/rows.py", "report/style.py", "report/markup.py", "report/charts.py",
                  "report/case_page.py", "report/cohort_page.py", "report/surface_section.py"]
 

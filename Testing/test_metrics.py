@@ -12,7 +12,7 @@ import SimpleITK as sitk
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from RegistrationQualityLib import metrics
+from RegistrationQualityLib import measures, metrics
 from RegistrationQualityLib.errors import BadInputError
 
 from conftest import FLIPPED, OBLIQUE, make_image, run_cli
@@ -254,13 +254,13 @@ def test_metric_registry_documents_every_result_key():
         if key in surface_keys:
             continue
         flat |= {f"{key}.{k}.{kk}" for k, v in value.items() for kk in v} if isinstance(value, dict) else {key}
-    assert flat - {"label", "name", "status"} == {m.key for m in metrics.METRICS}
+    assert flat - {"label", "name", "status"} == {m.field for m in measures.of("segment") if m.compute is not None}
     documented = {k.replace("{t}", "1").replace("{d}", "1") for k in surface.DEFINITIONS}
     got = {"nsd_1mm"} | {f"signed_distance.{k}" for k in r["signed_distance"]} | \
         {f"shifted_self_dice.{k}" for k in r["shifted_self_dice"] if k != "2mm"}
     assert got == documented and surface.tolerance_key(2.5) in r
-    for m in metrics.METRICS:
-        assert m.definition and (m.unit == "" or f"({m.unit})" in m.column)
+    for m in measures.of("segment"):
+        assert m.definition and (m.unit == "" or f"({m.unit})" in m.column_title())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -577,7 +577,7 @@ def test_mrml_segmentations_match_labelmap_engine_and_fill_a_table(ctx):
     assert ctx.scene.GetNumberOfNodes() == n_nodes + 1  # only the table was added
     rows = io.table_node_to_rows(table)
     assert len(rows) == 2
-    assert rows[0]["Hausdorff 90% (mm)"] == pytest.approx(results[0]["hausdorff_percentile_mm"])
+    assert rows[0]["HD90 (mm)"] == pytest.approx(results[0]["hausdorff_percentile_mm"])
     assert rows[1]["Dice"] == pytest.approx(results[1]["dice"])
     assert rows[0]["Reference→compared max (mm)"] == pytest.approx(
         results[0]["directed"]["reference_to_compared"]["max_mm"])

@@ -638,9 +638,9 @@ def test_panel_compute_on_the_shift_case(ctx, shift_nodes, tmp_path):
     table = p.resultSummaryTable
     rows = panel.summary_rows(rep)
     assert table.GetNumberOfRows() == len(rows) and table.GetTable().GetColumnName(0) == "Measure"
-    dice3 = next(r for r in rows if r["measure"] == "Dice" and r["subject"] == "3")
+    dice3 = next(r for r in rows if r["key"] == "dice" and r["subject"] == "3")
     assert dice3["after"] == f"{seg['3']['after']['dice']:.3f}" and dice3["check"] == "pass (≥ 0.85)"
-    tre = next(r for r in rows if r["measure"] == "TRE mean")
+    tre = next(r for r in rows if r["key"] == "tre_mean_mm")
     assert tre["subject"] == "3 landmarks" and tre["before"] == f"{np.linalg.norm(SHIFT_LPS):.2f}"
     # result nodes: TRE vectors (one line per landmark), Jacobian, contours, checkerboard, difference
     assert p.resultTreVectors.GetPolyData().GetNumberOfLines() == 3

@@ -240,7 +240,7 @@ def test_html_is_self_contained_and_escaped(tmp_path, snapshot_png):
     assert "3 of 5 requested checks failed" in page
     failing = page[page.index('<ul class="failing">'):page.index("</ul>", page.index('<ul class="failing">'))]
     assert failing.count("<li>") == 3
-    assert "lesion &lt;3&gt;" in failing and "could not be computed" in failing and "Landmark TRE" in failing
+    assert "lesion &lt;3&gt;" in failing and "could not be computed" in failing and "mean TRE is 3.40 mm" in failing
     # every user string is escaped: no raw '<3>', '<1>', '<lesion>', '<07>' anywhere
     for raw in ("<3>", "<1>", "<lesion>", "<07>", "<resolution 0>", "<ignored>"):
         assert raw not in page
@@ -273,7 +273,7 @@ def test_html_is_self_contained_and_escaped(tmp_path, snapshot_png):
     assert segments.count("<tr>") == 4  # header + 3 segments
     assert '0.710 → <span class="better" title="improved">0.930 ▲' in segments
     assert '7.00 → <span class="worse" title="worse">7.90 ▲' in segments  # HD95 of the lesion got worse
-    assert "empty reference segment" in segments and "HD95<br><small>mm</small>" in segments
+    assert "empty reference segment" in segments and "HD95</span><br><small>mm</small>" in segments
     similarity = page[page.index('<section id="similarity">'):]
     assert '5400 → 1200</td>' in similarity  # MSE without --same-modality: information only, no verdict colour
     text = html_text_content(page)

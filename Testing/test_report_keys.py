@@ -32,6 +32,7 @@ NOT_SHOWN = {
     "inputs.origin_lps_mm": "the page shows size and spacing",
     "checks.name": "shown as the check's title (Minimum Dice, ...)",
     "checks.comparison": "shown as ≥ / ≤",
+    "checks.measure": "the registry key of the gated measure; the page shows the check's title",
 }
 
 

@@ -14,6 +14,7 @@ import contextlib
 import os
 import sys
 
+from . import checks
 from .context import silence_native_warnings
 from .errors import BadInputError
 
@@ -68,7 +69,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("reference", help="reference labelmap or .seg.nrrd")
     p.add_argument("compared", help="compared labelmap or .seg.nrrd (resampled onto the reference grid "
                    "when on another grid)")
-    p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (0-100; default 95)")
+    p.add_argument("--percentile", type=_percentile, default=95.0, help="p of HDp, the p-th percentile Hausdorff (0-100; default 95)")
     p.add_argument("--json", metavar="PATH", help="write the JSON here instead of stdout")
     add_nsd_tolerance_argument(p)
     p.set_defaults(handler="RegistrationQualityLib.commands:run_compare_cli")
@@ -82,7 +83,7 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--output", required=True, help="output folder (per-case reports, summary.csv/html)")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address (optional extra)")
-    p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (default 95)")
+    p.add_argument("--percentile", type=_percentile, default=95.0, help="p of HDp, the p-th percentile Hausdorff (0-100; default 95)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
     add_nsd_tolerance_argument(p)
     add_check_arguments(p)
@@ -119,7 +120,7 @@ def add_evaluate_arguments(p) -> None:
     add_cleanup_arguments(p)
     p.add_argument("--fixed-landmarks", help=".mrk.json, .fcsv or CSV label,x,y,z (LPS)")
     p.add_argument("--moving-landmarks", help="landmarks on the moving image, matched by label")
-    p.add_argument("--percentile", type=_percentile, default=95.0, help="Hausdorff percentile (default 95)")
+    p.add_argument("--percentile", type=_percentile, default=95.0, help="p of HDp, the p-th percentile Hausdorff (0-100; default 95)")
     p.add_argument("--same-modality", action="store_true", help="fixed and moving images share intensity units: "
                    "judge MSE/MAE (else they are shown as information only)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
@@ -146,14 +147,8 @@ def add_cleanup_arguments(p) -> None:
 
 
 def add_check_arguments(p) -> None:
-    p.add_argument("--min-dice", type=_positive, help="check: every segment's Dice after registration >= X")
-    p.add_argument("--max-hausdorff", type=_positive, metavar="MM", help="check: Hausdorff (percentile) <= MM")
-    p.add_argument("--max-tre", type=_positive, metavar="MM", help="check: mean landmark TRE after <= MM")
-    p.add_argument("--max-folding", type=_positive, metavar="PCT", help="check: folding (J<=0) percent <= PCT")
-    p.add_argument("--min-nsd", type=_positive, help="check: every segment's normalised surface Dice after "
-                   "registration >= X, at each --nsd-tolerance")
-    p.add_argument("--max-ndv", type=_positive, metavar="PCT", help="check: non-diffeomorphic volume (Liu et al. "
-                   "2024, 10 stencils) percent of the region <= PCT")
+    """One flag per check of the check registry (:mod:`.checks`), with help saying what it gates."""
+    checks.add_arguments(p, _positive)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Manifest: a CSV with a header. Columns are ``case_id`` plus evaluate's long options with ``_`` for ``-``
 (``fixed``, ``moving``, ``transform``, ``elastix_dir``, ``registered``, ``fixed_segmentation``,
 ``moving_segmentation``, ``labels``, ``threshold``, ``fixed_landmarks``, ``moving_landmarks``, and the numeric options
-``percentile``, ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``, ``min_nsd``, ``max_ndv``). An empty cell means the option
+``percentile`` and one limit per check: ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``, ...). An empty cell means the option
 is absent; relative paths resolve against the manifest's folder; ``threshold`` may hold two specs separated by
 ``;`` (fixed; moving), ``labels`` one label-name table or two (fixed; moving); the threshold clean-up columns
 ``fill_holes``, ``largest_component`` (true/false), ``min_island_cc``, ``closing_mm`` and ``same_modality``
@@ -22,12 +22,12 @@ import os
 import re
 from pathlib import Path
 
+from . import checks, measures
 from .errors import BadInputError
-from .surface import tolerance_key
 
 PATH_COLUMNS = ("fixed", "moving", "transform", "elastix_dir", "registered", "fixed_segmentation",
                 "moving_segmentation", "fixed_landmarks", "moving_landmarks")
-NUMBER_COLUMNS = ("percentile", "min_dice", "max_hausdorff", "max_tre", "max_folding", "min_nsd", "max_ndv")
+NUMBER_COLUMNS = ("percentile", *checks.names())  # and one column per check of the check registry
 LIST_COLUMNS = ("threshold", "labels")  # one value for both images or two separated by ';' (fixed; moving)
 CLEANUP_COLUMNS = ("fill_holes", "largest_component", "min_island_cc", "closing_mm")  # segmentation.Cleanup
 BOOL_COLUMNS = ("fill_holes", "largest_component", "same_modality")  # true/false, yes/no, 1/0
@@ -36,11 +36,14 @@ _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, 
 REQUIRED = ("case_id", "fixed", "moving")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-SUMMARY_COLUMNS = ["case_id", "status", "verdict", "error", "segments", "min_dice_before", "min_dice_after",
-                   "max_hausdorff_percentile_after_mm", "min_nsd_before", "min_nsd_after", "mean_tre_before_mm",
-                   "mean_tre_after_mm", "max_tre_after_mm", "tre_worst30_before_mm", "tre_worst30_after_mm",
-                   "tre_improved_fraction", "folding_percent", "ndv_percent", "sdlogj", "sdlogj_learn2reg",
-                   "ncc_before", "ncc_after", "failed_checks", "report"]
+def summary_columns() -> list:
+    """The summary.csv columns: case and verdict, then one column per cohort column of the measure registry
+    (:func:`.measures.cohort_columns`), then the failed checks and the report's path."""
+    return (["case_id", "status", "verdict", "error", "segments"] + [c for c, _m, _s in measures.cohort_columns()]
+            + ["failed_checks", "report"])
+
+
+SUMMARY_COLUMNS = summary_columns()
 
 
 def read_manifest(path) -> list[dict]:
@@ -145,13 +148,15 @@ def run_case(case: dict, output_dir, defaults: dict | None = None) -> dict:
     if "same_modality" in case:
         opts["same_modality"] = case["same_modality"]
     inputs = EvaluationInputs(case_id=case_id, **{k: case.get(k) for k in (*PATH_COLUMNS, *LIST_COLUMNS)})
+    limits = {k: opts.pop(k) for k in checks.names() if k in opts}
     try:
         if any(k in case for k in CLEANUP_COLUMNS):
             from .segmentation import Cleanup, cleanup_from_dict
 
             base = cleanup_from_dict(opts.get("threshold_cleanup")).as_dict()
             opts["threshold_cleanup"] = Cleanup(**{**base, **{k: case[k] for k in CLEANUP_COLUMNS if k in case}})
-        options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None})
+        options = EvaluationOptions(**{k: v for k, v in opts.items() if v is not None},
+                                    limits={k: v for k, v in limits.items() if v is not None})
         result = evaluate(Context.headless(), inputs, options, output_dir=folder)
     except BadInputError as exc:
         return _error_row(case_id, f"bad input: {exc}", error_file)
@@ -169,44 +174,14 @@ def _error_row(case_id: str, message: str, error_file: Path) -> dict:
     return {"case_id": case_id, "status": "failed", "verdict": None, "error": message}
 
 
-def _values(segments, stage: str, key: str) -> list:
-    out = []
-    for s in segments:
-        v = (s.get(stage) or {}).get(key)
-        if v is not None:
-            out.append(float(v))
-    return out
-
-
 def summary_row(case_id: str, report: dict, report_path, output_dir) -> dict:
     """One summary row of a case's report (key metrics; None where not computed)."""
     segments = report.get("segments") or []
-    dice_before, dice_after = _values(segments, "before", "dice"), _values(segments, "after", "dice")
-    hd_after = _values(segments, "after", "hausdorff_percentile_mm")
-    tolerances = (report.get("options") or {}).get("nsd_tolerances_mm") or [2.0]
-    nsd_key = tolerance_key(tolerances[0])  # the first (smallest) tolerance
-    nsd_before, nsd_after = _values(segments, "before", nsd_key), _values(segments, "after", nsd_key)
-    lm = report.get("landmarks") or {}
-    jac = (report.get("deformation") or {}).get("jacobian") or {}
-    sim = report.get("similarity") or {}
     failed = [f"{c['name']}[{c['subject']}]" for c in report.get("checks", []) if not c["passed"]]
     return {
         "case_id": case_id, "status": "ok", "verdict": report.get("verdict"), "error": "",
         "segments": len(segments),
-        "min_dice_before": min(dice_before) if dice_before else None,
-        "min_dice_after": min(dice_after) if dice_after else None,
-        "max_hausdorff_percentile_after_mm": max(hd_after) if hd_after else None,
-        "min_nsd_before": min(nsd_before) if nsd_before else None,
-        "min_nsd_after": min(nsd_after) if nsd_after else None,
-        "mean_tre_before_mm": (lm.get("before") or {}).get("mean_mm"),
-        "mean_tre_after_mm": (lm.get("after") or {}).get("mean_mm"),
-        "max_tre_after_mm": (lm.get("after") or {}).get("max_mm"),
-        "tre_worst30_before_mm": (lm.get("before") or {}).get("worst30_mean_mm"),
-        "tre_worst30_after_mm": (lm.get("after") or {}).get("worst30_mean_mm"),
-        "tre_improved_fraction": (lm.get("after") or {}).get("improved_fraction"),
-        "folding_percent": jac.get("folding_percent"), "ndv_percent": jac.get("ndv_percent"),
-        "sdlogj": jac.get("sdlogj"), "sdlogj_learn2reg": jac.get("sdlogj_learn2reg"),
-        "ncc_before": (sim.get("before") or {}).get("ncc"), "ncc_after": (sim.get("after") or {}).get("ncc"),
+        **{column: measures.cohort_value(m, stage, report) for column, m, stage in measures.cohort_columns()},
         "failed_checks": "; ".join(failed),
         "report": os.path.relpath(report_path, output_dir),
     }
@@ -328,7 +303,7 @@ def write_summary(rows: list[dict], output_dir) -> None:
     from .io import write_csv
 
     out = Path(output_dir)
-    full = [{c: r.get(c) for c in SUMMARY_COLUMNS} for r in rows]
+    full = [{c: r.get(c) for c in summary_columns()} for r in rows]
     tmp = out / ".summary.csv.tmp"
     write_csv(full, tmp)
     os.replace(tmp, out / "summary.csv")

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import cohort, metrics
+from . import checks, cohort, measures, metrics
 from .cli import ArgumentParser, add_evaluate_arguments
 from .context import Context
 from .errors import BadInputError
@@ -67,14 +67,12 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
         moving_landmarks=path(getattr(args, "moving_landmarks", None)),
         case_id=getattr(args, "case_id", None),
     )
-    options = EvaluationOptions(
-        percentile=getattr(args, "percentile", 95.0), min_dice=getattr(args, "min_dice", None),
-        max_hausdorff=getattr(args, "max_hausdorff", None), max_tre=getattr(args, "max_tre", None),
-        max_folding=getattr(args, "max_folding", None), snapshots=not getattr(args, "no_snapshots", False),
-        min_nsd=getattr(args, "min_nsd", None), max_ndv=getattr(args, "max_ndv", None),
-        nsd_tolerances=check_tolerances(getattr(args, "nsd_tolerance", None)),
-        threshold_cleanup=cleanup_from_args(args), same_modality=bool(getattr(args, "same_modality", False)),
-    )
+    options = EvaluationOptions(percentile=getattr(args, "percentile", measures.DEFAULT_PERCENTILE),
+                                snapshots=not getattr(args, "no_snapshots", False),
+                                limits=checks.limits_from_args(args),
+                                nsd_tolerances=check_tolerances(getattr(args, "nsd_tolerance", None)),
+                                threshold_cleanup=cleanup_from_args(args),
+                                same_modality=bool(getattr(args, "same_modality", False)))
     return inputs, options
 
 
@@ -175,8 +173,7 @@ def batch_main(argv, slicer_module, stdout=None, stderr=None) -> int:
 
 
 def run_cohort_cli(args, messages) -> int:
-    defaults = {k: getattr(args, k, None) for k in ("percentile", "min_dice", "max_hausdorff", "max_tre",
-                                                      "max_folding", "min_nsd", "max_ndv")}
+    defaults = {k: getattr(args, k, None) for k in ("percentile", *checks.names())}
     defaults["snapshots"] = not getattr(args, "no_snapshots", False)
     if getattr(args, "nsd_tolerance", None):
         defaults["nsd_tolerances"] = check_tolerances(args.nsd_tolerance)

@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from . import measures
 from .errors import BadInputError, require
 from .io import LPS_TO_RAS, _sitk, image_ijk_to_ras, node_ijk_to_ras
 
@@ -645,6 +646,9 @@ class DeformationStatistics:
                   "displacement_mm": _magnitude_statistics(self.u_values[: self.filled], None)}
         finite = values[np.isfinite(values)]
         result["jacobian_histogram"] = jacobian_histogram(finite, self.bins)
+        # measures added to the registry beside these one-pass statistics (measures.apply_extra)
+        measures.apply_extra("deformation", result, measures.DeformationSample(
+            values, self.u_values[: self.filled], self.spacing))
         self.j_values = self.u_values = None
         return result
 

@@ -17,15 +17,15 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, checks, measures
 from .context import TemporaryNodes
 from .errors import BadInputError
-from .surface import dice_hiding_warnings, tolerance_key
+from .surface import dice_hiding_warnings
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs and options
@@ -57,22 +57,55 @@ class EvaluationInputs:
     case_id: str | None = None
 
 
-@dataclass
-class EvaluationOptions:
-    percentile: float = 95.0
-    min_dice: float | None = None
-    max_hausdorff: float | None = None
-    max_tre: float | None = None
-    max_folding: float | None = None
-    min_nsd: float | None = None  # every segment's NSD after registration, at each NSD tolerance
-    max_ndv: float | None = None  # non-diffeomorphic volume, % of the region
-    snapshots: bool = True
-    scene_outputs: bool = False  # create result nodes in the scene (the Slicer panel)
-    jacobian_histogram_bins: int = 60
-    nsd_tolerances: tuple = (2.0,)  # mm; NSD is reported at each (surface.py)
-    heatmaps: int = 3  # distance heat-map pictures in the report: the segments with the lowest Dice after
-    threshold_cleanup: object = None  # segmentation.Cleanup for --threshold masks (None = its default)
-    same_modality: bool = False  # fixed and moving share intensity units: MSE/MAE are judged (coloured)
+_OPTIONS_DOC = """How to evaluate: ``percentile`` (HD\\ :sub:`p`), one limit field per check of the check registry
+(:mod:`.checks`: ``min_dice``, ``max_hausdorff``, ``max_tre``, ``max_folding``, ``max_tre_point``, ...; None =
+not checked), ``limits`` (more limits by check name, e.g. of checks registered after import), ``snapshots``,
+``scene_outputs`` (create result nodes in the scene: the Slicer panel), ``jacobian_histogram_bins``,
+``nsd_tolerances`` (mm), ``heatmaps`` (distance heat-map pictures), ``threshold_cleanup`` (segmentation.Cleanup for --threshold masks; None = its default), ``same_modality``
+(fixed and moving share intensity units: MSE/MAE are judged)."""
+
+
+def _check_limits(self) -> dict:
+    """{check name: limit} of every requested check (limit fields, then ``limits``; None = not requested)."""
+    out = {}
+    for check in checks.CHECKS:
+        value = getattr(self, check.name, None)
+        if value is None:
+            value = self.limits.get(check.name)
+        if value is not None:
+            out[check.name] = value
+    for name, value in self.limits.items():  # unknown names are kept: validation names them
+        if value is not None:
+            out.setdefault(name, value)
+    return out
+
+
+def _options_post_init(self) -> None:
+    """A limit given in ``limits`` for a check that has its own field goes to the field (one place to read it)."""
+    self.limits = dict(self.limits or {})
+    for name in list(self.limits):
+        if name in self.__dataclass_fields__ and name in checks.names():
+            value = self.limits.pop(name)
+            if value is not None:
+                setattr(self, name, value)
+
+
+def _options_class():
+    """EvaluationOptions, with one ``float | None`` field per registered check (derived, never listed here)."""
+    fields_ = [("percentile", float, field(default=measures.DEFAULT_PERCENTILE))]
+    fields_ += [(c.name, "float | None", field(default=None)) for c in checks.CHECKS]
+    fields_ += [("snapshots", bool, field(default=True)), ("scene_outputs", bool, field(default=False)),
+                ("jacobian_histogram_bins", int, field(default=60)),
+                ("nsd_tolerances", tuple, field(default=(2.0,))),  # mm; NSD is reported at each (surface.py)
+                ("heatmaps", int, field(default=3)),  # distance heat-maps in the report: the lowest-Dice segments
+                ("threshold_cleanup", object, field(default=None)),
+                ("same_modality", bool, field(default=False)), ("limits", dict, field(default_factory=dict))]
+    return make_dataclass("EvaluationOptions", fields_, namespace={
+        "__doc__": _OPTIONS_DOC, "__module__": __name__, "check_limits": _check_limits,
+        "__post_init__": _options_post_init})
+
+
+EvaluationOptions = _options_class()
 
 
 @dataclass
@@ -94,16 +127,6 @@ class EvaluationResult:
     @property
     def exit_code(self) -> int:
         return 1 if self.failed_checks else 0
-
-
-CHECK_OPTIONS = {
-    "min_dice": "--min-dice",
-    "max_hausdorff": "--max-hausdorff",
-    "max_tre": "--max-tre",
-    "max_folding": "--max-folding",
-    "min_nsd": "--min-nsd",
-    "max_ndv": "--max-ndv",
-}
 
 
 class _Progress:
@@ -308,23 +331,8 @@ def validate_inputs(inputs: EvaluationInputs, options: EvaluationOptions) -> Non
     if not 0.0 <= float(options.percentile) <= 100.0:
         raise BadInputError("--percentile", f"{options.percentile:g} is outside 0-100")
     has_segments = inputs.fixed_segmentation is not None or inputs.threshold is not None
-    needs = {"min_dice": has_segments, "max_hausdorff": has_segments,
-             "max_tre": inputs.fixed_landmarks is not None, "max_folding": has_transform,
-             "min_nsd": has_segments, "max_ndv": has_transform}
-    what = {"min_dice": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
-            "max_hausdorff": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
-            "max_tre": "landmarks (--fixed-landmarks/--moving-landmarks)",
-            "max_folding": "a transform (--transform or --elastix-dir)",
-            "min_nsd": "segmentations (--fixed-segmentation/--moving-segmentation or --threshold)",
-            "max_ndv": "a transform (--transform or --elastix-dir)"}
-    for key, option in CHECK_OPTIONS.items():
-        limit = getattr(options, key)
-        if limit is None:
-            continue
-        if not np.isfinite(limit) or limit < 0:
-            raise BadInputError(option, f"{limit} is not a valid limit")
-        if not needs[key]:
-            raise BadInputError(option, f"needs {what[key]}")
+    checks.validate_limits(options.check_limits(), {"segments": has_segments, "transform": has_transform,
+                                                    "landmarks": inputs.fixed_landmarks is not None})
     for name in ("fixed", "moving", "registered", "fixed_segmentation", "moving_segmentation", "fixed_landmarks",
                  "moving_landmarks", "transform"):
         value = getattr(inputs, name)
@@ -476,9 +484,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                                        transform_node, landmarks),
             "elastix": elastix_info,
             "options": {"percentile": float(options.percentile),
-                        "nsd_tolerances_mm": [float(t) for t in options.nsd_tolerances], "min_dice": options.min_dice,
-                        "max_hausdorff": options.max_hausdorff, "max_tre": options.max_tre,
-                        "max_folding": options.max_folding, "min_nsd": options.min_nsd, "max_ndv": options.max_ndv,
+                        "nsd_tolerances_mm": [float(t) for t in options.nsd_tolerances],
+                        **{name: options.check_limits().get(name) for name in checks.names()},
                         "threshold_cleanup": _cleanup_dict(options) if inputs.threshold else None,
                         "same_modality": bool(options.same_modality)},
             "segments": segments["entries"] if segments else [],
@@ -486,13 +493,12 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "landmarks": landmarks.as_dict() if landmarks is not None else None,
             "deformation": deformation,
             "similarity": similarity,
-            "definitions": definitions(options.percentile),
+            "definitions": measures.definitions(options.percentile),
             "warnings": warnings + notices,
         }
-        report["checks"] = run_checks(report, options)
+        report["checks"] = checks.run_checks(report, options.check_limits())
         report["warnings"].extend(dice_hiding_warnings(report["segments"], options.min_dice))
-        failed = [c for c in report["checks"] if not c["passed"]]
-        report["verdict"] = "no checks" if not report["checks"] else ("fail" if failed else "pass")
+        report["verdict"] = checks.verdict(report["checks"])
 
         snapshot_files: dict = {}
         if options.snapshots and output_dir is not None:
@@ -775,50 +781,6 @@ def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, a
 
 
 # -- checks --------------------------------------------------------------------------------------------
-def run_checks(report: dict, options: EvaluationOptions) -> list:
-    """Pass/fail checks requested by the options. A value that could not be computed fails its check."""
-    checks = []
-
-    def add(name, subject, value, limit, comparison):
-        if value is None:
-            passed = False
-        else:
-            passed = value >= limit if comparison == ">=" else value <= limit
-        checks.append({"name": name, "subject": subject, "passed": bool(passed),
-                       "value": None if value is None else float(value), "limit": float(limit),
-                       "comparison": comparison})
-
-    if not report.get("segments"):  # requested but nothing to check (e.g. labelmaps without labels): fail
-        for key, comparison in (("min_dice", ">="), ("max_hausdorff", "<="), ("min_nsd", ">=")):
-            if getattr(options, key) is not None:
-                add(key, "no segment to check", None, getattr(options, key), comparison)
-    for entry in report.get("segments") or []:
-        after = entry.get("after") or {}
-        if options.min_dice is not None:
-            add("min_dice", entry["name"], after.get("dice"), options.min_dice, ">=")
-        if options.max_hausdorff is not None:
-            add("max_hausdorff", entry["name"], after.get("hausdorff_percentile_mm"), options.max_hausdorff, "<=")
-        if options.min_nsd is not None:
-            for t in options.nsd_tolerances:
-                add("min_nsd", f"{entry['name']} (NSD {t:g} mm)", after.get(tolerance_key(t)), options.min_nsd, ">=")
-    if options.max_tre is not None and report.get("landmarks"):
-        lm = report["landmarks"]
-        unmatched = lm.get("unmatched") or {}
-        n_unmatched = len(unmatched.get("fixed_only") or []) + len(unmatched.get("moving_only") or [])
-        matched = len(lm.get("points") or [])
-        subject = "mean TRE after" + (f" ({matched} of {matched + n_unmatched} landmarks)" if n_unmatched else "")
-        add("max_tre", subject, lm["after"].get("mean_mm"), options.max_tre, "<=")
-    if options.max_folding is not None and report.get("deformation"):
-        jac = report["deformation"].get("jacobian") or {}
-        add("max_folding", f"Jacobian, {jac.get('region') or 'whole image'}", jac.get("folding_percent"),
-            options.max_folding, "<=")
-    if options.max_ndv is not None and report.get("deformation"):
-        jac = report["deformation"].get("jacobian") or {}
-        add("max_ndv", f"non-diffeomorphic volume, {jac.get('region') or 'whole image'}", jac.get("ndv_percent"),
-            options.max_ndv, "<=")
-    return checks
-
-
 # -- snapshots -----------------------------------------------------------------------------------------
 def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, heatmaps: int = 0):
     """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries); with ``heatmaps``,
@@ -1056,50 +1018,6 @@ def software_versions() -> dict:
     except ImportError:  # pragma: no cover
         pass
     return versions
-
-
-def definitions(percentile: float) -> dict:
-    p = f"{percentile:g}"
-    return {
-        "dice": "Dice = 2|A∩B| / (|A|+|B|) over voxels of the common (fixed) grid; null when both are empty",
-        "jaccard": "Jaccard = |A∩B| / |A∪B|",
-        "boundary": "boundary voxels: voxels of the segment with a 6-connected neighbour outside it (image edge "
-                    "counts as outside)",
-        "hausdorff_mm": "max of the two directed maxima of boundary-to-nearest-boundary Euclidean distances "
-                        "between voxel centres (mm)",
-        "hausdorff_percentile_mm": f"HD{p}: max of the two directed {p}th percentiles (numpy linear "
-                                   "interpolation); equals MONAI compute_hausdorff_distance(percentile=…) with "
-                                   "spacing. SlicerRT/plastimatch's '95% Hausdorff' is the mean of the two "
-                                   "directed percentiles instead",
-        "mean_surface_distance_mm": "ASSD: mean of both directed distance sets pooled together (MONAI "
-                                    "compute_average_surface_distance(symmetric=True))",
-        "tre": "before = |f − m|; after = |T(f) − m|, T = resampling transform fixed→moving, landmarks matched "
-               "by label (DIR-Lab / Learn2Reg convention); std is the population std",
-        "jacobian": "J = det of T's spatial Jacobian at each fixed voxel: analytic for parametric transforms "
-                    "(linear, elastix/ITK B-spline chains, as transformix -jac); for displacement fields "
-                    "det(I + ∂u/∂x), u = T(x) − x, physical central differences (one-sided at the border); "
-                    "folding = J ≤ 0; SDlogJ = std of log J over voxels with J > 0",
-        "similarity": "NCC = Pearson correlation of intensities; NMI = (H(A)+H(B))/H(A,B) (Studholme), "
-                      "histogram bins as reported; MSE/MAE of intensities; before = moving as loaded resampled "
-                      "to the fixed grid, after = registered",
-        "nsd": "NSD at τ mm (nsd_<τ>mm): boundary voxels of either segment within τ mm of the other's boundary / "
-               "all boundary voxels (Nikolov et al. 2021, voxel counts = MONAI's default; surface-distance weighs "
-               "surfel areas instead)",
-        "signed_distance": "signed distance of each registered-segment boundary voxel to the fixed boundary, "
-                           "negative inside the fixed segment: mean, p5, p95, largest outward / inward excursion",
-        "shifted_self_dice": "Dice of the fixed segment with itself shifted by 1 or 2 mm (worst of ±x, ±y, ±z): a "
-                             "Dice check above it cannot see an error of that size",
-        "ndv": "non-diffeomorphic volume (Liu et al., IJCV 2024): Σ over voxels and the 8 one-sided + 2 star "
-               "finite-difference stencils of −½·min(J_s, 0)/6, in voxels, % of the region and cc",
-        "sdlogj_learn2reg": "Learn2Reg's SDlogJ: std(log(clip(J + 3, 1e-9, 1e9))) over the region minus a 2-voxel "
-                            "border",
-        "tre_worst30": "mean of the worst 30 % (ceil(0.3 n)) landmark errors; improved_fraction = share of landmarks "
-                       "whose error decreased",
-        "before_after": "before: the moving data as loaded, in world space, resampled (nearest neighbour for "
-                        "labels and threshold masks, each image thresholded on its own grid) onto the fixed grid; "
-                        "after: the same data through the registration's resampling transform (intensities: the "
-                        "--registered image when given; elastix's result image is not used otherwise)",
-    }
 
 
 # The command-line runners moved to :mod:`.commands`; these names stay importable from here (the Slicer module,

@@ -916,8 +916,12 @@ def save_node(node, path) -> None:
         raise BadInputError(_name(path), f"could not write {node.GetClassName()}")
 
 
-def rows_to_table_node(ctx, rows: list[dict], name: str = "table", node=None):
-    """A vtkMRMLTableNode from a list of flat dicts (column order of first appearance)."""
+def rows_to_table_node(ctx, rows: list[dict], name: str = "table", node=None, column_properties=None):
+    """A vtkMRMLTableNode from a list of flat dicts (column order of first appearance).
+
+    ``column_properties``: {column: {"unit", "description", "long_name"}} set as the table node's column unit
+    label, description and long name (what Slicer's table view shows as tooltips, as Segment Statistics does).
+    """
     from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkStringArray
 
     columns: list[str] = []
@@ -942,6 +946,15 @@ def rows_to_table_node(ctx, rows: list[dict], name: str = "table", node=None):
             else:
                 arr.SetValue(i, "" if v is None else str(v))
         table.AddColumn(arr)
+    for column, props in (column_properties or {}).items():
+        if column not in columns:
+            continue
+        if props.get("unit"):
+            node.SetColumnUnitLabel(column, str(props["unit"]))
+        if props.get("description"):
+            node.SetColumnDescription(column, str(props["description"]))
+        if props.get("long_name"):
+            node.SetColumnLongName(column, str(props["long_name"]))
     node.Modified()
     return node
 

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import measures
 from .errors import BadInputError
 from .io import Landmarks, check_unique_labels, landmarks_from_node, parse_coordinate
+from .measures import WORST_FRACTION, worst_count  # noqa: F401 - defined with the TRE measures
 
 __all__ = [
     "TREResult",
@@ -252,35 +254,14 @@ def transform_domain_flags(transform, ras: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------
 # TRE
 # ---------------------------------------------------------------------------------------------------
-WORST_FRACTION = 0.3
-
-
-def worst_count(n: int, fraction: float = WORST_FRACTION) -> int:
-    """How many landmarks "the worst 30 %" are: ``ceil(0.3·n)`` (at least 1 when n > 0). 0.3·n is rounded up so
-    a single bad landmark of three is in it. (Learn2Reg's own "30" aggregate is ``np.quantile(per-case values,
-    0.3)`` over the cases of a task, MDL-UzL/L2R evaluation/L2RTest/evaluation.py, a different statistic.)"""
-    return 0 if n <= 0 else max(1, math.ceil(fraction * n - 1e-9))
-
-
 def summarize_distances(values) -> dict:
-    """mean, std (population, ddof=0), median, p95 (linear interpolation), max, the mean of the worst 30 %
-    (:func:`worst_count` largest errors) and count, in mm.
+    """Every landmark measure of the registry (:mod:`.measures`: mean, std (population, ddof=0), median, p95
+    (linear interpolation), max, the mean of the worst 30 % (:func:`worst_count` largest errors) and count, in mm)
+    over the finite values.
 
     Empty input gives ``None`` values and count 0 (never a fake zero error).
     """
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return {"mean_mm": None, "std_mm": None, "median_mm": None, "p95_mm": None, "max_mm": None,
-                "worst30_mean_mm": None, "count": 0}
-    return {
-        "mean_mm": float(np.mean(v)),
-        "std_mm": float(np.std(v)),
-        "median_mm": float(np.median(v)),
-        "p95_mm": float(np.percentile(v, 95)),
-        "max_mm": float(np.max(v)),
-        "worst30_mean_mm": float(np.mean(np.sort(v)[-worst_count(v.size):])),
-        "count": int(v.size),
-    }
+    return measures.landmark_statistics(values)
 
 
 def improved_fraction(before, after) -> float | None:

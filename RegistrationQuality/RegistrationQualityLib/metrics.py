@@ -20,8 +20,9 @@ Pinned definitions (docs/metrics.md has the long form; every metric below carrie
 
 Public API: :func:`compare_masks` (one boolean pair on one grid), :func:`compare_labelmaps` (SimpleITK labelmaps,
 every label), :func:`compare_segments` (MRML segmentation / labelmap nodes, parent transforms honoured, result
-table), :func:`compare_files` (``registration-quality compare``, run by ``commands.run_compare_cli``). :data:`METRICS` is
-the registry of metric definitions (key, column title with unit, definition).
+table), :func:`compare_files` (``registration-quality compare``, run by ``commands.run_compare_cli``). Which
+numbers a pair yields (key, title, unit, definition, function) is the segment part of the measure registry
+(:mod:`.measures`).
 
 Speed: one run-length pass per input finds every label's bounding box and voxel count
 (``LabelShapeStatisticsImageFilter``); each pair is then cropped to the union of its two boxes plus a one-voxel
@@ -31,14 +32,20 @@ margin, and boundaries and distance maps are computed only there. No whole-volum
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
-from . import surface
+from . import measures, surface
 from .errors import BadInputError
+from .measures import (  # noqa: F401 - the segment measures' functions, importable from here as before
+    dice,
+    hausdorff,
+    hausdorff_percentile,
+    jaccard,
+    mean_surface_distance,
+)
 
-DEFAULT_PERCENTILE = 95.0
+DEFAULT_PERCENTILE = measures.DEFAULT_PERCENTILE
 
 # Digits kept in results: distances are float32 Maurer maps (about 1e-6 relative), volumes are voxel counts.
 _MM_DIGITS = 6
@@ -56,7 +63,8 @@ def _sitk():
 # ---------------------------------------------------------------------------------------------------
 @dataclass
 class PairMeasurement:
-    """Raw measurements of one segment pair, from which every metric of :data:`METRICS` is computed.
+    """Raw measurements of one segment pair, from which every segment measure of :mod:`.measures` is
+    computed.
 
     Counts are on the comparison grid (voxel volume ``voxel_cc``); ``reference_cc`` / ``compared_cc`` are the
     volumes on each input's own grid. ``to_compared`` = distances (mm) from each reference boundary voxel to
@@ -100,132 +108,24 @@ class PairMeasurement:
         return self._cache[key]
 
 
-# ---------------------------------------------------------------------------------------------------
-# Metric definitions: one small documented unit each
-# ---------------------------------------------------------------------------------------------------
-def dice(m: PairMeasurement) -> float | None:
-    """Dice = 2|A∩B| / (|A|+|B|) on the comparison grid; 0 if one side is empty, None if both are.
-
-    Reference: Dice LR, Ecology 26(3):297-302, 1945.
-    """
-    total = m.n_reference + m.n_compared
-    return None if total == 0 else 2.0 * m.n_both / total
-
-
-def jaccard(m: PairMeasurement) -> float | None:
-    """Jaccard = |A∩B| / |A∪B| (= Dice / (2 − Dice)); 0 if one side is empty, None if both are.
-
-    Reference: Jaccard P, New Phytologist 11(2):37-50, 1912.
-    """
-    union = m.n_reference + m.n_compared - m.n_both
-    return None if union == 0 else m.n_both / union
-
-
-def hausdorff(m: PairMeasurement) -> float | None:
-    """HD = max(max D(A→B), max D(B→A)) in mm. Reference: Huttenlocher et al., IEEE PAMI 15(9), 1993."""
-    if not m.has_distances:
-        return None
-    return max(m.directed("reference_to_compared", "max"), m.directed("compared_to_reference", "max"))
-
-
-def hausdorff_percentile(m: PairMeasurement) -> float | None:
-    """HDp = max(P_p(D(A→B)), P_p(D(B→A))) in mm, P_p = numpy percentile (linear interpolation).
-
-    Equals MONAI ``compute_hausdorff_distance(percentile=p, directed=False)``; differs from plastimatch /
-    SlicerRT "95% Hausdorff" (mean of the two directed percentiles).
-    """
-    if not m.has_distances:
-        return None
-    return max(m.directed("reference_to_compared", "percentile"), m.directed("compared_to_reference", "percentile"))
-
-
-def mean_surface_distance(m: PairMeasurement) -> float | None:
-    """ASSD = mean of D(A→B) ∪ D(B→A) pooled, in mm (MONAI ``compute_average_surface_distance(symmetric=True)``).
-
-    Reference: Heimann et al., IEEE TMI 28(8):1251-1265, 2009 (average symmetric surface distance).
-    """
-    if not m.has_distances:
-        return None
-    n1, n2 = m.to_compared.size, m.to_reference.size
-    return (float(m.to_compared.sum(dtype=np.float64)) + float(m.to_reference.sum(dtype=np.float64))) / (n1 + n2)
-
-
-def _directed(direction: str, statistic: str) -> Callable[[PairMeasurement], float | None]:
-    return lambda m: m.directed(direction, statistic)
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric's definition: JSON ``key`` (dotted for nested keys), table ``column`` title ({p} = percentile,
-    unit included), ``unit``, one-line ``definition`` and the function computing it from a PairMeasurement."""
-
-    key: str
-    column: str
-    unit: str
-    definition: str
-    compute: Callable[[PairMeasurement], float | None]
-
-    def column_title(self, percentile: float) -> str:
-        return self.column.format(p=f"{percentile:g}")
-
-
-_R2C, _C2R = "reference_to_compared", "compared_to_reference"
-
-METRICS: tuple[Metric, ...] = (
-    Metric("dice", "Dice", "", "2|A∩B|/(|A|+|B|); 0 if one side is empty, null if both are", dice),
-    Metric("jaccard", "Jaccard", "", "|A∩B|/|A∪B|; 0 if one side is empty, null if both are", jaccard),
-    Metric("hausdorff_mm", "Hausdorff max (mm)", "mm", "max of the two directed maximum boundary distances",
-           hausdorff),
-    Metric("hausdorff_percentile_mm", "Hausdorff {p}% (mm)", "mm",
-           "max of the two directed p-th percentiles of boundary distances (numpy linear interpolation)",
-           hausdorff_percentile),
-    Metric("mean_surface_distance_mm", "Mean surface distance (mm)", "mm",
-           "mean of both directed boundary distance sets pooled (ASSD)", mean_surface_distance),
-    Metric(f"directed.{_R2C}.max_mm", "Reference→compared max (mm)", "mm",
-           "max over reference boundary voxels of the distance to the compared boundary", _directed(_R2C, "max")),
-    Metric(f"directed.{_R2C}.percentile_mm", "Reference→compared {p}% (mm)", "mm",
-           "p-th percentile of the reference→compared boundary distances", _directed(_R2C, "percentile")),
-    Metric(f"directed.{_R2C}.mean_mm", "Reference→compared mean (mm)", "mm",
-           "mean of the reference→compared boundary distances", _directed(_R2C, "mean")),
-    Metric(f"directed.{_C2R}.max_mm", "Compared→reference max (mm)", "mm",
-           "max over compared boundary voxels of the distance to the reference boundary", _directed(_C2R, "max")),
-    Metric(f"directed.{_C2R}.percentile_mm", "Compared→reference {p}% (mm)", "mm",
-           "p-th percentile of the compared→reference boundary distances", _directed(_C2R, "percentile")),
-    Metric(f"directed.{_C2R}.mean_mm", "Compared→reference mean (mm)", "mm",
-           "mean of the compared→reference boundary distances", _directed(_C2R, "mean")),
-    Metric("reference_volume_cc", "Reference volume (cc)", "cc", "reference voxel count × voxel volume, own grid",
-           lambda m: m.reference_cc),
-    Metric("compared_volume_cc", "Compared volume (cc)", "cc", "compared voxel count × voxel volume, own grid",
-           lambda m: m.compared_cc),
-    Metric("volume_difference_cc", "Volume difference (cc)", "cc", "compared volume − reference volume",
-           lambda m: m.compared_cc - m.reference_cc),
-    Metric("false_positive_cc", "False positive volume (cc)", "cc", "|B \\ A| × voxel volume, comparison grid",
-           lambda m: (m.n_compared - m.n_both) * m.voxel_cc),
-    Metric("false_negative_cc", "False negative volume (cc)", "cc", "|A \\ B| × voxel volume, comparison grid",
-           lambda m: (m.n_reference - m.n_both) * m.voxel_cc),
-)
-
-
-def _round(key: str, value):
+def _round(unit: str, value):
     if value is None:
         return None
     value = float(value)
-    if key.endswith("_mm"):
+    if unit == "mm":
         return round(value, _MM_DIGITS)
-    if key.endswith("_cc"):
+    if unit == "cc":
         return round(value, _CC_DIGITS)
     return value
 
 
 def result_dict(m: PairMeasurement, label=None, name=None) -> dict:
-    """The JSON record of one pair: label, name, every metric of :data:`METRICS` (nested by dotted key), status."""
+    """The JSON record of one pair: label, name, every segment measure of the registry (:mod:`.measures`,
+    nested by dotted field), status."""
     out: dict = {"label": label, "name": name}
-    for metric in METRICS:
-        parts = metric.key.split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = _round(metric.key, metric.compute(m))
+    for measure in measures.of("segment"):
+        if measure.compute is not None:  # NSD, signed distances: computed by surface.py below
+            measures.set_field(out, measure.field, _round(measure.unit, measure.compute(m)))
     out.update(surface.nsd_record(m.to_compared, m.to_reference, m.nsd_tolerances, m.n_reference, m.n_compared))
     out["signed_distance"] = surface.signed_distance_summary(
         surface.signed_distances(m.to_reference, m.compared_inside_reference),
@@ -240,11 +140,8 @@ def result_row(result: dict, percentile: float) -> dict:
     for extra in ("reference_segment", "compared_segment"):
         if extra in result:
             row[extra.replace("_", " ").capitalize()] = result[extra]
-    for metric in METRICS:
-        value = result
-        for part in metric.key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        row[metric.column_title(percentile)] = value
+    for measure in measures.of("segment"):
+        row[measure.column_title(percentile)] = measure.value_in(result)
     for key in sorted((k for k in result if k.startswith("nsd_")), key=lambda k: float(k[4:-2].replace("_", "."))):
         row[f"NSD {key[4:-2].replace('_', '.')} mm"] = result[key]
     signed = result.get("signed_distance") or {}
@@ -931,7 +828,8 @@ def compare_segments(ctx, reference_node, compared_node, reference_segment_ids=N
         result["reference_segment_id"] = rid
         result["compared_segment_id"] = cid
     rows = [result_row(r, percentile) for r in results]
-    table = rows_to_table_node(ctx, rows, table_name, node=table_node)
+    table = rows_to_table_node(ctx, rows, table_name, node=table_node,
+                               column_properties=measures.column_properties("segment", percentile))
     return results, table
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from . import heatmap
+from . import checks, heatmap, measures
 from .errors import BadInputError
 
 # Slider bounds of the panel's threshold range widgets (the parameter node's RangeBounds): values outside are
@@ -48,14 +48,16 @@ def threshold_spec(value_range) -> str | None:
 
 def evaluation_request(fixed, moving, registered=None, transform=None, fixed_segmentation=None,
                        moving_segmentation=None, fixed_landmarks=None, moving_landmarks=None, fixed_threshold=None,
-                       moving_threshold=None, percentile: float = 95.0, min_dice=None, max_hausdorff=None,
-                       max_tre=None, max_folding=None, case_id=None, cleanup=None):
+                       moving_threshold=None, percentile: float = measures.DEFAULT_PERCENTILE, case_id=None,
+                       cleanup=None, **limits):
     """(EvaluationInputs, EvaluationOptions) of the panel's state.
 
     Nodes are passed as they are (never modified by :func:`~.evaluate.evaluate`). Thresholds: ``(lower, upper)``
     ranges (or ``FloatRange``) of the fixed and moving images, each in its own units; give both or neither.
-    Limits: ``None`` means no check. ``cleanup``: the threshold clean-up (:class:`~.segmentation.Cleanup`,
-    ``None`` = its default, as the CLI). The options ask for scene outputs (result nodes) and no snapshots.
+    ``limits``: one keyword per check of the check registry (``min_dice``, ``max_hausdorff``, ``max_tre``,
+    ``max_folding``, ``max_tre_point``, ...; :mod:`.checks`); ``None`` means no check. ``cleanup``: the threshold
+    clean-up (:class:`~.segmentation.Cleanup`, ``None`` = its default, as the CLI). The options ask for scene
+    outputs (result nodes) and no snapshots.
     """
     from .evaluate import EvaluationInputs, EvaluationOptions
 
@@ -68,10 +70,11 @@ def evaluation_request(fixed, moving, registered=None, transform=None, fixed_seg
         threshold=specs if specs[0] is not None else None,
         fixed_landmarks=fixed_landmarks, moving_landmarks=moving_landmarks, case_id=case_id,
     )
-    options = EvaluationOptions(
-        percentile=float(percentile), min_dice=min_dice, max_hausdorff=max_hausdorff, max_tre=max_tre,
-        max_folding=max_folding, snapshots=False, scene_outputs=True, threshold_cleanup=cleanup,
-    )
+    unknown = sorted(set(limits) - set(checks.names()))
+    if unknown:
+        raise TypeError(f"evaluation_request: unknown check(s) {', '.join(unknown)} (known: {checks.names()})")
+    options = EvaluationOptions(percentile=float(percentile), snapshots=False, scene_outputs=True,
+                                threshold_cleanup=cleanup, limits={k: v for k, v in limits.items() if v is not None})
     return inputs, options
 
 
@@ -248,83 +251,80 @@ def heatmap_table_node(ctx, model_node, name: str | None = None):
 SUMMARY_COLUMNS = ("measure", "subject", "before", "after", "unit", "check")
 
 
-def _fmt(value, digits: int) -> str:
+def _fmt(value, digits: int | None) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
+    if digits is None:  # free format (intensities of unknown scale)
+        return f"{float(value):.4g}"
     return f"{float(value):.{digits}f}"
 
 
-def _check_text(checks, name, subject) -> str:
-    for c in checks:
-        if c["name"] == name and c["subject"] == subject:
-            sign = "≥" if c["comparison"] == ">=" else "≤"
-            return f"{'pass' if c['passed'] else 'FAIL'} ({sign} {c['limit']:g})"
-    return ""
+def _check_text(records, check, subject) -> str:
+    """A requested check's outcome and limit, found by check name (and segment for per-segment checks)."""
+    record = checks.find(records, check.name, subject if check.statistic == "each" else None)
+    if record is None:
+        return ""
+    return f"{'pass' if record['passed'] else 'FAIL'} ({check.symbol} {record['limit']:g})"
 
 
 def summary_rows(report: dict) -> list[dict]:
     """The panel's results: one row per measure and subject with its value before and after registration.
 
-    Columns :data:`SUMMARY_COLUMNS`; values are text (Dice/NCC/NMI 3 decimals, mm 2, percent 3; "n/a" when
-    not computed, the reason in ``check`` for segments). ``check`` holds a requested pass/fail check's outcome
-    and limit. Rows: per segment Dice, HD<p>, mean surface distance; landmark TRE mean and max; Jacobian
-    min/max and folding; image NCC and NMI. The full long-format table is :func:`~.report.metrics_rows`.
+    Rows and their titles, units and digits come from the measure registry (:mod:`.measures`: the measures
+    shown in the panel, ``Measure.in_panel``), in its order: per segment (Dice, HD<p>, maximum Hausdorff, mean
+    surface distance), landmark TRE mean and max, Jacobian min/max and folding, image NCC and NMI. Columns
+    :data:`SUMMARY_COLUMNS` plus ``key`` (the measure's registry key); values are text ("n/a" when not computed,
+    the reason in ``check`` for segments). ``check`` holds the outcome and limit of a requested check gating
+    that measure (:mod:`.checks`, matched by check name and segment). The full table is
+    :func:`~.report.metrics_rows`.
     """
-    checks = report.get("checks") or []
-    percentile = (report.get("options") or {}).get("percentile", 95.0)
+    records = report.get("checks") or []
+    percentile = (report.get("options") or {}).get("percentile", measures.DEFAULT_PERCENTILE)
     rows = []
 
-    def add(measure, subject, before, after, unit, digits, check="", single_stage=False):
-        rows.append({"measure": measure, "subject": str(subject), "before": "" if single_stage else
-                     _fmt(before, digits), "after": _fmt(after, digits), "unit": unit, "check": check})
+    def add(m, subject, before, after, check="", single_stage=False, title=None):
+        digits = m.digits if m.panel_digits is None else m.panel_digits
+        if m.panel_scale != 1.0:
+            before, after = (None if v is None else v * m.panel_scale for v in (before, after))
+        rows.append({"key": m.key, "measure": title or m.short_for(percentile), "subject": str(subject),
+                     "before": "" if single_stage else _fmt(before, digits), "after": _fmt(after, digits),
+                     "unit": m.unit if m.panel_unit is None else m.panel_unit, "check": check})
 
+    def check_column(m, subject):
+        return "; ".join(t for t in (_check_text(records, c, subject) for c in checks.CHECKS if c.measure == m.key)
+                         if t)
+
+    panel_measures = [m for m in measures.MEASURES if m.in_panel]
     for entry in report.get("segments") or []:
         name = entry.get("name") if entry.get("name") is not None else entry.get("label")
         b, a = entry.get("before") or {}, entry.get("after") or {}
         reason = "; ".join(sorted({str(s.get("status")) for s in (b, a) if s.get("status") not in (None, "ok")}))
-        add("Dice", name, b.get("dice"), a.get("dice"), "", 3, _check_text(checks, "min_dice", name) or reason)
-        add(f"Hausdorff {percentile:g}%", name, b.get("hausdorff_percentile_mm"), a.get("hausdorff_percentile_mm"),
-            "mm", 2, _check_text(checks, "max_hausdorff", name))
-        add("Mean surface distance", name, b.get("mean_surface_distance_mm"), a.get("mean_surface_distance_mm"),
-            "mm", 2)
-        for key in sorted((k for k in a if k.startswith("nsd_") and k.endswith("mm")),
-                          key=lambda k: float(k[4:-2].replace("_", "."))):
-            add(f"NSD {key[4:-2].replace('_', '.')} mm", name, b.get(key), a.get(key), "", 3)
-        signed = a.get("signed_distance") or {}
-        if signed.get("mean_mm") is not None:
-            add("Signed distance mean", name, (b.get("signed_distance") or {}).get("mean_mm"), signed["mean_mm"],
-                "mm", 2)
-        shifted = (a.get("shifted_self_dice") or {}).get("2mm")
-        if shifted is not None:
-            add("Dice of itself shifted 2 mm", name, None, shifted, "", 3, single_stage=True)
+        for i, m in enumerate(x for x in panel_measures if x.applies_to == "segment"):
+            if m.expand is not None:  # NSD at each tolerance
+                for field_, title in m.expand(report):
+                    if field_ in a or field_ in b:
+                        add(m, name, b.get(field_), a.get(field_), title=title)
+                continue
+            if m.value_in(a) is None and m.value_in(b) is None and m.computed_by.startswith("surface."):
+                continue  # surface figures not computed for this segment
+            add(m, name, m.value_in(b), m.value_in(a), check_column(m, name) or (reason if i == 0 else ""),
+                single_stage=m.key == "shifted_self_dice_2mm")
     landmarks = report.get("landmarks")
     if landmarks:
         b, a = landmarks.get("before") or {}, landmarks.get("after") or {}
         subject = f"{a.get('count', b.get('count', 0))} landmarks"
-        add("TRE mean", subject, b.get("mean_mm"), a.get("mean_mm"), "mm", 2,
-            _check_text(checks, "max_tre", "mean TRE after"))
-        add("TRE max", subject, b.get("max_mm"), a.get("max_mm"), "mm", 2)
-        if "worst30_mean_mm" in a:
-            add("TRE worst 30 % mean", subject, b.get("worst30_mean_mm"), a.get("worst30_mean_mm"), "mm", 2)
-        if a.get("improved_fraction") is not None:
-            add("Landmarks improved", subject, None, 100 * a["improved_fraction"], "%", 0, single_stage=True)
+        for m in (x for x in panel_measures if x.applies_to == "landmarks"):
+            add(m, subject, m.value_in(b), m.value_in(a), check_column(m, subject))
     deformation = report.get("deformation")
     if deformation:
-        jac = deformation.get("jacobian") or {}
         region = deformation.get("region") or ""
-        add("Jacobian min", region, None, jac.get("min"), "", 3, single_stage=True)
-        add("Jacobian max", region, None, jac.get("max"), "", 3, single_stage=True)
-        add("Folding (J ≤ 0)", region, None, jac.get("folding_percent"), "%", 3,
-            _check_text(checks, "max_folding", "folding (J <= 0) percent"), single_stage=True)
-        if "ndv_percent" in jac:
-            add("Non-diffeomorphic volume", region, None, jac.get("ndv_percent"), "%", 3, single_stage=True)
-        if "sdlogj_learn2reg" in jac:
-            add("SDlogJ (Learn2Reg)", region, None, jac.get("sdlogj_learn2reg"), "", 3, single_stage=True)
+        for m in (x for x in panel_measures if x.applies_to == "deformation"):
+            add(m, region, None, m.value_in(deformation), check_column(m, region), single_stage=True)
     similarity = report.get("similarity")
     if similarity:
         b, a = similarity.get("before") or {}, similarity.get("after") or {}
-        add("NCC", "image", b.get("ncc"), a.get("ncc"), "", 3)
-        add("NMI", "image", b.get("nmi"), a.get("nmi"), "", 3)
+        for m in (x for x in panel_measures if x.applies_to == "similarity"):
+            add(m, "image", m.value_in(b), m.value_in(a), check_column(m, "image"))
     return rows
 
 

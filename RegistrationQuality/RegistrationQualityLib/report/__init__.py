@@ -19,17 +19,17 @@ The names below are the package's public interface (``from RegistrationQualityLi
 
 from __future__ import annotations
 
-from .case_page import SEGMENT_COLUMNS, SIMILARITY_METRICS, render_html
+from .case_page import render_html
 from .charts import MAX_CHART_LANDMARKS, jacobian_histogram_svg, strip_plot_svg, tre_chart_svg
-from .cohort_page import SUMMARY_METRICS, SUMMARY_TITLES, VERDICT_RANK, summary_html
+from .cohort_page import VERDICT_RANK, summary_html, summary_metrics
 from .folder import METRICS_CSV, REPORT_HTML, REPORT_JSON, SNAPSHOT_DIR, _check_output_target, _jsonable, write_report
 from .markup import TOOL_NAME
-from .rows import CHECK_NAMES, METRICS_COLUMNS, _flatten, metrics_rows, read_metrics_csv
+from .rows import METRICS_COLUMNS, _flatten, metrics_rows, read_metrics_csv
 from .style import CSS, VERDICT_COLOURS
 
 __all__ = [
-    "CHECK_NAMES", "CSS", "MAX_CHART_LANDMARKS", "METRICS_COLUMNS", "METRICS_CSV", "REPORT_HTML", "REPORT_JSON",
-    "SEGMENT_COLUMNS", "SIMILARITY_METRICS", "SNAPSHOT_DIR", "SUMMARY_METRICS", "SUMMARY_TITLES", "TOOL_NAME",
+    "CSS", "MAX_CHART_LANDMARKS", "METRICS_COLUMNS", "METRICS_CSV", "REPORT_HTML", "REPORT_JSON", "SNAPSHOT_DIR",
+    "TOOL_NAME", "summary_metrics",
     "VERDICT_COLOURS", "VERDICT_RANK", "_check_output_target", "_flatten", "_jsonable", "jacobian_histogram_svg",
     "metrics_rows", "read_metrics_csv", "render_html", "strip_plot_svg", "summary_html", "tre_chart_svg",
     "write_report",

@@ -7,29 +7,22 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from .. import checks, measures
 from .charts import jacobian_histogram_svg, tre_chart_svg
-from .markup import TOOL_NAME, _change, _data_uri, _digits, _e, _fmt, _table
-from .rows import CHECK_NAMES, _is_number
+from .markup import TOOL_NAME, _data_uri, _e, _fmt, _measure_change, _measure_value, _table
+from .rows import _is_number
 from .style import BLUE, CSS, VERMILLION
 from .surface_section import surface_section
 
 # Segment metrics shown in the table: key, column title, unit, True if larger is better.
 # (Jaccard = Dice / (2 - Dice) adds nothing at a glance; it is in report.json and metrics.csv.)
-SEGMENT_COLUMNS = (
-    ("dice", "Dice", "", True),
-    ("hausdorff_percentile_mm", "HD{p}", "mm", False),
-    ("hausdorff_mm", "Hausdorff max", "mm", False),
-    ("mean_surface_distance_mm", "Mean surface dist.", "mm", False),
-)
-SIMILARITY_METRICS = (  # key, title, higher is better, unit for formatting ("" = 3 decimals, None = free)
-    ("ncc", "Normalised cross-correlation", True, ""),
-    ("nmi", "Normalised mutual information", True, ""),
-    ("mse", "Mean squared error", False, None),
-    ("mae", "Mean absolute error", False, None),
-)
 # Intensity differences mean something only between images in the same units: information only (uncoloured)
 # unless the user declares the same modality (evaluate --same-modality, report.json options.same_modality).
 SAME_MODALITY_ONLY = ("mse", "mae")
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _segment_name(name) -> str:
@@ -38,23 +31,38 @@ def _segment_name(name) -> str:
     return f"label {text}" if text.isdigit() else text
 
 
-def _check_text(check: Mapping) -> str:
+def _check_spec(check: Mapping):
+    """The registry's check of a report.json check record (None for a name this version does not know)."""
     name = check.get("name", "")
-    title, unit, symbol = CHECK_NAMES.get(name, (name.replace("_", " "), "", ""))
-    symbol = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}.get(check.get("comparison"), symbol)
+    return checks.get(name) if name in checks.names() else None
+
+
+def _check_parts(check: Mapping, percentile) -> tuple:
+    """(title, subject text, value html, required html) of a check record, from the check registry."""
+    spec = _check_spec(check)
+    title = spec.title_for(percentile) if spec else str(check.get("name", "")).replace("_", " ")
+    unit = check.get("unit", spec.unit if spec else "")
+    digits = spec.measure_spec.digits if spec else None
+    symbol = checks.COMPARISON_SYMBOLS.get(check.get("comparison"), check.get("comparison") or "")
     subject = check.get("subject")
-    if subject and name in ("min_dice", "max_hausdorff"):
-        what = f"{_e(title)} of <b>{_e(_segment_name(subject))}</b>"
+    if spec is not None and spec.statistic == "each":
+        subject = _segment_name(subject)
+    value = _fmt(check.get("value"), unit, digits)
+    required = f"{symbol} {_fmt(check.get('limit'), unit, digits)}"
+    return title, subject, value, required, spec
+
+
+def _check_text(check: Mapping, percentile=None) -> str:
+    title, subject, _value, required, spec = _check_parts(check, percentile)
+    if subject and spec is not None and spec.statistic == "each":
+        what = f"{_e(title)} of <b>{_e(subject)}</b>"
     elif subject:
         what = f"{_e(title)} ({_e(subject)})"
     else:
         what = _e(title)
     value = check.get("value")
-    if value is None:
-        shown = "could not be computed"
-    else:
-        shown = f"is {_fmt(value, unit, _digits(unit))}"
-    return f"{what} {shown}; required {symbol} {_fmt(check.get('limit'), unit, _digits(unit))}"
+    shown = "could not be computed" if value is None else f"is {_check_parts(check, percentile)[2]}"
+    return f"{what} {shown}; required {required}"
 
 
 def _verdict_block(report: Mapping) -> str:
@@ -73,46 +81,42 @@ def _verdict_block(report: Mapping) -> str:
     out = [f'<div class="banner {cls}{" has-list" if has_list else ""}" role="status" id="verdict">'
            f'<div class="word">{word}</div><div class="what">{_e(what)}</div></div>']
     if has_list:
-        out.append('<ul class="failing">' + "".join(f"<li>{_check_text(c)}</li>" for c in failing) + "</ul>")
+        p = (report.get("options") or {}).get("percentile")
+        out.append('<ul class="failing">' + "".join(f"<li>{_check_text(c, p)}</li>" for c in failing) + "</ul>")
     return "".join(out)
 
 
 def _tiles(report: Mapping) -> str:
     tiles = []
+    p = (report.get("options") or {}).get("percentile")
     segments = [s for s in report.get("segments") or [] if isinstance(s.get("after"), Mapping)]
-    scored = [s for s in segments if _is_number(s["after"].get("dice"))]
-    if scored:
-        worst = min(scored, key=lambda s: s["after"]["dice"])
-        before = (worst.get("before") or {}).get("dice")
-        tiles.append(("Lowest Dice after", _fmt(worst["after"]["dice"], "", 3),
-                      f"{_e(_segment_name(worst.get('name')))} · before {_fmt(before, '', 3)}"))
-    scored = [s for s in segments if _is_number(s["after"].get("hausdorff_percentile_mm"))]
-    if scored:
-        worst = max(scored, key=lambda s: s["after"]["hausdorff_percentile_mm"])
-        before = (worst.get("before") or {}).get("hausdorff_percentile_mm")
-        p = _percentile_label(report)
-        tiles.append((f"Largest HD{p} after", _fmt(worst["after"]["hausdorff_percentile_mm"], "mm", 2),
-                      f"{_e(_segment_name(worst.get('name')))} · before {_fmt(before, 'mm', 2)}"))
+    for key, worst_of in (("dice", min), ("hausdorff_percentile_mm", max)):
+        m = measures.get(key)
+        scored = [s for s in segments if _is_number(m.value_in(s["after"]))]
+        if scored:
+            worst = worst_of(scored, key=lambda s: m.value_in(s["after"]))
+            before = m.value_in(worst.get("before") or {})
+            word = "Lowest" if m.better == "higher" else "Largest"
+            tiles.append((f"{word} {_e(m.short_for(p))} after", _measure_value(m, m.value_in(worst["after"])),
+                          f"{_e(_segment_name(worst.get('name')))} · before {_measure_value(m, before)}"))
     landmarks = report.get("landmarks") or {}
     after = landmarks.get("after") or {}
-    if _is_number(after.get("mean_mm")):
-        before = (landmarks.get("before") or {}).get("mean_mm")
-        tiles.append(("Mean TRE after", _fmt(after["mean_mm"], "mm", 2),
-                      f"max {_fmt(after.get('max_mm'), 'mm', 2)} · before: mean {_fmt(before, 'mm', 2)}"))
-    jacobian = (report.get("deformation") or {}).get("jacobian") or {}
-    if _is_number(jacobian.get("folding_percent")) or _is_number(jacobian.get("min")):
-        tiles.append(("Folding (J ≤ 0)", _fmt(jacobian.get("folding_percent"), "%", 3),
-                      f"min J {_fmt(jacobian.get('min'), '', 3)}"))
+    mean, worst_point = measures.get("tre_mean_mm"), measures.get("tre_max_mm")
+    if _is_number(mean.value_in(after)):
+        before = mean.value_in(landmarks.get("before") or {})
+        tiles.append((f"{_e(mean.short)} after", _measure_value(mean, mean.value_in(after)),
+                      f"max {_measure_value(worst_point, worst_point.value_in(after))} · before: mean "
+                      f"{_measure_value(mean, before)}"))
+    deformation = report.get("deformation") or {}
+    folding, jmin = measures.get("jacobian_folding_percent"), measures.get("jacobian_min")
+    if _is_number(folding.value_in(deformation)) or _is_number(jmin.value_in(deformation)):
+        tiles.append((_e(folding.title), _measure_value(folding, folding.value_in(deformation)),
+                      f"{_e(jmin.short)} {_measure_value(jmin, jmin.value_in(deformation))}"))
     if not tiles:
         return ""
     return '<div class="tiles">' + "".join(
         f'<div class="tile"><div class="k">{k}</div><div class="v">{v}</div><div class="d">{d}</div></div>'
         for k, v, d in tiles) + "</div>"
-
-
-def _percentile_label(report: Mapping) -> str:
-    p = (report.get("options") or {}).get("percentile")
-    return f"{p:g}" if _is_number(p) else "p"
 
 
 def _geometry_text(geometry) -> tuple[str, str]:
@@ -227,9 +231,11 @@ def _segments_section(report: Mapping) -> str:
     segments = report.get("segments") or []
     if not segments:
         return ""
-    p = _percentile_label(report)
-    header = ["Segment"] + [title.format(p=p) + (f"<br><small>{unit}</small>" if unit else "") for _, title, unit, _
-                            in SEGMENT_COLUMNS] + ["Volume (cc)<br><small>fixed / moving</small>", "Status"]
+    p = (report.get("options") or {}).get("percentile")
+    shown = measures.of("segment", shown=True)
+    header = ["Segment"] + [f'<span title="{_e(m.title_for(p))}">{_e(m.short_for(p))}</span>' +
+                            (f"<br><small>{_e(m.unit)}</small>" if m.unit else "") for m in shown] + [
+        "Volume (cc)<br><small>fixed / moving</small>", "Status"]
     rows = []
     for seg in segments:
         before = seg.get("before") if isinstance(seg.get("before"), Mapping) else {}
@@ -240,8 +246,8 @@ def _segments_section(report: Mapping) -> str:
         else:
             name = f'{_e(name)} <span class="null">(label {_e(label)})</span>'
         cells = [name]
-        for key, _title, unit, higher in SEGMENT_COLUMNS:
-            cells.append(_change(before.get(key), after.get(key), higher, unit))
+        for m in shown:
+            cells.append(_measure_change(m, m.value_in(before), m.value_in(after)))
         volumes = (f"{_fmt(after.get('reference_volume_cc'), '', 2)} / "
                    f"{_fmt(after.get('compared_volume_cc'), '', 2)}")
         statuses = []
@@ -251,7 +257,7 @@ def _segments_section(report: Mapping) -> str:
                 statuses.append(f'<span class="reason">{stage}: {_e(status)}</span>')
         cells += [volumes, "<br>".join(statuses) or "ok"]
         rows.append(cells)
-    numeric = set(range(1, len(SEGMENT_COLUMNS) + 2))
+    numeric = set(range(1, len(shown) + 2))
     legend = ('<p class="legend">Each cell reads <i>before → after</i> registration. '
               '<span class="better">▲/▼ in green</span> = improved, <span class="worse">▲/▼ in orange-red</span>'
               ' = worse, — = could not be computed (reason in Status). Volumes are after registration (moving '
@@ -266,16 +272,20 @@ def _landmarks_section(report: Mapping) -> str:
         return ""
     before, after = landmarks.get("before") or {}, landmarks.get("after") or {}
     rows = []
-    for key, title in (("mean_mm", "Mean"), ("std_mm", "Standard deviation"), ("median_mm", "Median"),
-                       ("p95_mm", "95th percentile"), ("max_mm", "Maximum"),
-                       ("worst30_mean_mm", "Mean of the worst 30 %")):
-        if key in before or key in after:
-            rows.append((title, _change(before.get(key), after.get(key), False, "mm")))
-    if _is_number(after.get("improved_fraction")):
-        rows.append(("Fraction of landmarks whose error decreased", _fmt(after["improved_fraction"], "", 2)))
-    count = after.get("count", before.get("count"))
+    count = None
+    for m in measures.of("landmarks"):
+        if m.value_in(before) is None and m.value_in(after) is None and m.field not in before and m.field not in after:
+            continue
+        if m.unit == "mm":
+            rows.append((_e(_capital(m.title)), _measure_change(m, m.value_in(before), m.value_in(after))))
+        else:  # counts: one value (after), not a change
+            value = m.value_in(after) if m.value_in(after) is not None else m.value_in(before)
+            if m.key == "tre_count":
+                count = value
+            else:
+                rows.append((_e(_capital(m.title)), _measure_value(m, value)))
     if count is not None:
-        rows.append(("Matched landmarks", _e(count)))
+        rows.append((_e(measures.get("tre_count").title), _e(count)))
     out = ['<section id="landmarks"><h2>Landmarks: target registration error</h2><div class="two"><div>',
            _table(("TRE", "before → after (mm)"), rows, {1}), "</div><div>"]
     limit = (report.get("options") or {}).get("max_tre")
@@ -306,20 +316,15 @@ def _deformation_section(report: Mapping) -> str:
     if not isinstance(deformation, Mapping):
         return ""
     jac = deformation.get("jacobian") or {}
-    rows = [(title, _fmt(jac.get(key), unit, _digits(unit) if unit else 3)) for key, title, unit in (
-        ("min", "Minimum J", ""), ("max", "Maximum J", ""), ("mean", "Mean J", ""), ("std", "Standard deviation",
-                                                                                     ""),
-        ("folding_percent", "Folding (J ≤ 0)", "%"), ("folding_volume_cc", "Folding volume", "cc"),
-        ("sdlogj", "SD of log J", ""), ("sdlogj_learn2reg", "SDlogJ, Learn2Reg convention (log(J + 3))", ""),
-        ("ndv_percent", "Non-diffeomorphic volume (NDV, 10 stencils)", "%"), ("ndv_cc", "NDV", "cc"))
-        if key in jac]
-    if jac.get("sdlogj_excluded_voxels"):
-        rows.append(("Voxels excluded from SD log J (J ≤ 0)", _fmt(jac.get("sdlogj_excluded_voxels"))))
-    displacement = deformation.get("displacement_mm") or {}
-    for key, title in (("mean", "Mean displacement"), ("p95", "95th percentile displacement"),
-                       ("max", "Maximum displacement")):
-        if key in displacement:
-            rows.append((title, _fmt(displacement.get(key), "mm", 2)))
+    rows = []
+    for m in measures.of("deformation"):
+        group, _, key = m.field.rpartition(".")
+        if key not in ((deformation.get(group) or {}) if group else deformation):
+            continue
+        value = m.value_in(deformation)
+        # the shown measures; a count of bad voxels (folding, non-finite J) only when it is not zero
+        if m.shown or (m.unit == "voxels" and m.better == "lower" and value):
+            rows.append((_e(m.title), _measure_value(m, value)))
     region = jac.get("region")
     out = ['<section id="deformation"><h2>Deformation</h2>']
     if region:
@@ -340,12 +345,9 @@ def _jacobian_regions_table(by_region) -> str:
     regions = [r for r in (by_region.get("moving_domain"), by_region.get("fixed_mask")) if isinstance(r, Mapping)]
     if not regions:
         return ""
-    quantities = (("voxels", "Voxels", None), ("min", "Minimum J", ""), ("max", "Maximum J", ""),
-                  ("mean", "Mean J", ""), ("folding_voxels", "Folding voxels (J ≤ 0)", None),
-                  ("folding_percent", "Folding (J ≤ 0)", "%"), ("folding_volume_cc", "Folding volume", "cc"),
-                  ("sdlogj", "SD of log J", ""))
-    rows = [(title, *(_fmt(r.get(key), unit or "", (_digits(unit) if unit else 3) if unit is not None else None)
-                      for r in regions)) for key, title, unit in quantities]
+    shown = [measures.find("deformation", f"jacobian.{key}") for key in (
+        "voxels", "min", "max", "mean", "folding_voxels", "folding_percent", "folding_volume_cc", "sdlogj")]
+    rows = [(_e(m.title), *(_measure_value(m, m.value_in({"jacobian": r})) for r in regions)) for m in shown if m]
     header = ("Jacobian by region", *(_e(r.get("region") or "") for r in regions))
     return "<h3>Jacobian in each region</h3>" + _table(header, rows, set(range(1, len(regions) + 1)))
 
@@ -357,17 +359,17 @@ def _similarity_section(report: Mapping) -> str:
     before, after = similarity.get("before") or {}, similarity.get("after") or {}
     same_modality = bool((report.get("options") or {}).get("same_modality"))
     rows = []
-    for key, title, higher, unit in SIMILARITY_METRICS:
-        if key not in before and key not in after:
+    for m in measures.of("similarity", shown=True):
+        if m.field not in before and m.field not in after:
             continue
-        if key in SAME_MODALITY_ONLY and not same_modality:
-            rows.append((f"{_e(title)} ({_e(key.upper())})",
+        if m.key in SAME_MODALITY_ONLY and not same_modality:
+            rows.append((f"{_e(m.title)} ({_e(m.short)})",
                          '<span class="info" title="the images are not declared to share intensity units">'
                          "information only (not judged without --same-modality)</span>",
-                         _change(before.get(key), after.get(key), higher, unit, judged=False)))
+                         _measure_change(m, m.value_in(before), m.value_in(after), judged=False)))
         else:
-            rows.append((f"{_e(title)} ({_e(key.upper())})", "higher" if higher else "lower",
-                         _change(before.get(key), after.get(key), higher, unit)))
+            rows.append((f"{_e(m.title)} ({_e(m.short)})", _e(m.better or "—"),
+                         _measure_change(m, m.value_in(before), m.value_in(after))))
     details = []
     if similarity.get("region"):
         details.append(f"region: {_e(similarity['region'])}")
@@ -383,15 +385,12 @@ def _checks_section(report: Mapping) -> str:
     if not checks:
         return ""
     rows = []
+    p = (report.get("options") or {}).get("percentile")
     for c in checks:
-        name = c.get("name", "")
-        title, unit, symbol = CHECK_NAMES.get(name, (name.replace("_", " "), "", ""))
-        symbol = {">=": "≥", "<=": "≤", ">": ">", "<": "<"}.get(c.get("comparison"), symbol)
+        title, subject, value, required, _spec = _check_parts(c, p)
         badge = '<span class="badge pass">✔ pass</span>' if c.get("passed") else \
             '<span class="badge fail">✘ fail</span>'
-        subject = _segment_name(c.get("subject")) if name in ("min_dice", "max_hausdorff") else c.get("subject")
-        rows.append((_e(title), _e(subject or "—"), _fmt(c.get("value"), unit, _digits(unit)),
-                     f"{symbol} {_fmt(c.get('limit'), unit, _digits(unit))}", badge))
+        rows.append((_e(title), _e(subject or "—"), value, required, badge))
     return ('<section id="checks"><h2>Checks</h2>' +
             _table(("Check", "Subject", "Value", "Required", "Result"), rows, {2, 3}) + "</section>")
 
@@ -450,9 +449,10 @@ def _warnings_section(report: Mapping) -> str:
 
 def _options_section(report: Mapping) -> str:
     options = report.get("options") or {}
-    titles = {"percentile": "Hausdorff percentile", "min_dice": "Minimum Dice", "max_hausdorff":
-              "Maximum Hausdorff (mm)", "max_tre": "Maximum TRE (mm)", "max_folding": "Maximum folding (%)",
-              "min_nsd": "Minimum NSD", "max_ndv": "Maximum non-diffeomorphic volume (%)"}
+    p = options.get("percentile")
+    titles = {"percentile": "Hausdorff percentile (p of HDp)"}
+    for c in checks.CHECKS:
+        titles[c.name] = f"Limit: {c.title_for(p)} {c.symbol}" + (f" ({c.unit})" if c.unit else "")
     rows = [(_e(titles.get(k, k.replace("_", " "))), "not requested" if v is None else _fmt(v))
             for k, v in options.items()]
     if not rows:
@@ -460,25 +460,26 @@ def _options_section(report: Mapping) -> str:
     return "<h3>Options</h3>" + _table(("Option", "Value"), rows, {1})
 
 
-DEFINITION_TITLES = {"tre": "TRE (target registration error)", "before_after": "Before / after",
-                     "ncc": "NCC", "nmi": "NMI", "mse": "MSE", "mae": "MAE", "sdlogj": "SD of log J"}
+DEFINITION_TITLES = {"boundary": "Boundary", "tre": "TRE (target registration error)", "jacobian": "Jacobian",
+                     "similarity": "Similarity", "before_after": "Before / after"}
 
 
-def _definition_title(key: str) -> str:
+def _definition_title(key: str, percentile=None) -> str:
+    """A definition's title: its measure's title (:mod:`..measures`), or the concept's."""
     if key in DEFINITION_TITLES:
         return DEFINITION_TITLES[key]
-    for suffix in ("_mm", "_cc", "_percent"):
-        if key.endswith(suffix):
-            key = key[: -len(suffix)]
-    text = key.replace("_", " ")
-    return text[:1].upper() + text[1:]
+    try:
+        return _capital(measures.get(key).title_for(percentile))
+    except KeyError:
+        return _capital(key.replace("_", " "))
 
 
 def _definitions_section(report: Mapping) -> str:
     definitions = report.get("definitions") or {}
     if not definitions:
         return ""
-    items = "".join(f"<dt>{_e(_definition_title(k))}</dt><dd>{_e(v)}</dd>" for k, v in definitions.items())
+    p = (report.get("options") or {}).get("percentile")
+    items = "".join(f"<dt>{_e(_definition_title(k, p))}</dt><dd>{_e(v)}</dd>" for k, v in definitions.items())
     return f'<section id="definitions"><h2>Definitions</h2><dl class="defs">{items}</dl></section>'
 
 

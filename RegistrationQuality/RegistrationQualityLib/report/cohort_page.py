@@ -8,36 +8,36 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from .. import measures
 from .charts import strip_plot_svg
 from .markup import _digits, _e, _fmt, _table
 from .rows import _number, _unit
 from .style import CSS, GREEN, GREY, VERMILLION
 
 VERDICT_RANK = {"fail": 1, "no checks": 2, "pass": 3}
-# Known summary columns (cohort.SUMMARY_COLUMNS): title, unit, True if higher is better, the matching "before"
-# column drawn in the same plot. Other numeric columns get a plot titled by their key.
-SUMMARY_METRICS = {
-    "min_dice_after": ("Lowest Dice", "", True, "min_dice_before"),
-    "max_hausdorff_percentile_after_mm": ("Largest Hausdorff percentile", "mm", False, None),
-    "min_nsd_after": ("Lowest NSD (first tolerance)", "", True, "min_nsd_before"),
-    "mean_tre_after_mm": ("Mean TRE", "mm", False, "mean_tre_before_mm"),
-    "max_tre_after_mm": ("Largest TRE after", "mm", False, None),
-    "tre_worst30_after_mm": ("Mean of the worst 30 % TRE", "mm", False, "tre_worst30_before_mm"),
-    "tre_improved_fraction": ("Landmarks improved (fraction)", "", True, None),
-    "folding_percent": ("Folding (J ≤ 0)", "%", False, None),
-    "sdlogj": ("SD of log J", "", False, None),
-    "ndv_percent": ("Non-diffeomorphic volume", "%", False, None),
-    "sdlogj_learn2reg": ("SDlogJ (Learn2Reg convention)", "", False, None),
-    "ncc_after": ("Normalised cross-correlation", "", True, "ncc_before"),
-}
-# Short table headers (the plots carry the long titles).
-SUMMARY_TITLES = {"segments": "Segments", "min_dice_before": "Dice before", "min_dice_after": "Dice after",
-                  "max_hausdorff_percentile_after_mm": "HD pct. after", "mean_tre_before_mm": "TRE before",
-                  "mean_tre_after_mm": "TRE after", "max_tre_after_mm": "TRE max after", "folding_percent": "Folding",
-                  "sdlogj": "SD log J", "ncc_before": "NCC before", "ncc_after": "NCC after",
-                  "min_nsd_before": "NSD before", "min_nsd_after": "NSD after", "tre_worst30_before_mm": "TRE30 before",
-                  "tre_worst30_after_mm": "TRE30 after", "tre_improved_fraction": "Improved", "ndv_percent": "NDV",
-                  "sdlogj_learn2reg": "SDlogJ L2R"}
+
+
+def summary_metrics() -> dict:
+    """The cohort summary's measure columns, from the measure registry (:func:`..measures.cohort_columns`):
+    {column: (plot title, unit, True if higher is better (None: neither), the matching "before" column drawn in
+    the same plot or None, display digits, short table header)}. Other numeric columns get a plot titled by
+    their key."""
+    out = {}
+    columns = measures.cohort_columns()
+    for column, m, stage in columns:
+        if m.applies_to == "segment":
+            title = f"{'Lowest' if m.better == 'higher' else 'Largest'} {m.short}"
+        else:
+            title = _capital(m.title)
+        before = next((c for c, m2, s2 in columns if m2 is m and s2 == "before"), None) if stage == "after" else None
+        short = m.short if stage == "-" else f"{m.short} {stage}"
+        out[column] = (title, m.unit, m.higher_is_better, before, m.digits, short)
+    return out
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
 SUMMARY_TEXT_KEYS = ("case_id", "status", "verdict", "report", "error", "failed_checks")
 SUMMARY_NOT_PLOTTED = ("segments",)
 
@@ -106,11 +106,12 @@ def summary_html(rows, output_path) -> Path:
         return [(_number(r.get(key)), r.get("case_id"), r.get("verdict"), href(r)) for r in rows]
 
     plots = []
-    paired = {spec[3] for key, spec in SUMMARY_METRICS.items() if spec[3] and key in columns}
+    specs = summary_metrics()
+    paired = {spec[3] for key, spec in specs.items() if spec[3] and key in columns}
     for key in columns:
         if key in SUMMARY_NOT_PLOTTED or key in paired:
             continue
-        title, unit, higher, before = SUMMARY_METRICS.get(key, (key.replace("_", " "), _unit(key), None, None))
+        title, unit, higher, before = specs.get(key, (key.replace("_", " "), _unit(key), None, None))[:4]
         plots.append(strip_plot_svg(title, items(key), unit, higher, items(before) if before in columns else None))
     legend = (f'<p class="legend">Dots: <span class="key" style="background:{GREEN}"></span>pass'
               f'<span class="key" style="background:{VERMILLION}"></span>fail'
@@ -119,8 +120,8 @@ def summary_html(rows, output_path) -> Path:
               f'box = quartiles, line = median; click a dot to open the case report.</p>')
     header = ["Case", "Result"]
     for key in columns:
-        title = SUMMARY_TITLES.get(key) or SUMMARY_METRICS.get(key, (key.replace("_", " "),))[0]
-        unit = SUMMARY_METRICS.get(key, ("", _unit(key)))[1]
+        title = specs[key][5] if key in specs else "Segments" if key == "segments" else key.replace("_", " ")
+        unit = specs[key][1] if key in specs else _unit(key)
         header.append(f'<span title="{_e(key)}">{_e(title)}</span>' + (f"<br><small>{_e(unit)}</small>" if unit
                                                                         else ""))
     table_rows = []
@@ -140,12 +141,13 @@ def summary_html(rows, output_path) -> Path:
                 result += f' <span class="reason">{_e(row["failed_checks"])}</span>'
         cells = [case, result]
         for key in columns:
-            unit = SUMMARY_METRICS.get(key, ("", _unit(key)))[1]
             value = _number(row.get(key))
             if value is not None and value.is_integer() and (key.startswith("n_") or key == "segments"):
                 cells.append(_fmt(int(value)))
+            elif key in specs:
+                cells.append(_fmt(value, "", specs[key][4]))
             else:
-                cells.append(_fmt(value, "", _digits(unit)))
+                cells.append(_fmt(value, "", _digits(_unit(key))))
         table_rows.append(cells)
     page = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -49,11 +49,14 @@ def _digits(unit: str | None) -> int | None:
     return {"mm": 2, "cc": 3, "%": 3, "": 3}.get(unit) if unit is not None else None
 
 
-def _change(before, after, higher_is_better: bool, unit: str | None = "", judged: bool = True) -> str:
+def _change(before, after, higher_is_better: bool | None, unit: str | None = "", digits: int | None = None,
+            judged: bool = True) -> str:
     """``before → after`` with an arrow and colour saying whether it improved (``unit`` None: free format, the
-    same decimals on both sides; ``judged`` False: the plain numbers, neither colour nor arrow)."""
-    digits = _digits(unit)
-    if unit is None:
+    same decimals on both sides; ``digits`` given: that many decimals; ``higher_is_better`` None or ``judged``
+    False: the plain numbers, neither colour nor arrow)."""
+    if digits is None:
+        digits = _digits(unit)
+    if unit is None and digits is None:
         size = max([abs(v) for v in (before, after) if _is_number(v)] + [0.0])
         digits = 0 if size >= 1000 else 1 if size >= 100 else 2 if size >= 10 else 3
     b, a = _fmt(before, "", digits), _fmt(after, "", digits)
@@ -62,10 +65,23 @@ def _change(before, after, higher_is_better: bool, unit: str | None = "", judged
     tolerance = 1e-9 * max(1.0, abs(before), abs(after))
     if abs(after - before) <= tolerance:
         return f'{b} → {a} <span class="same" title="unchanged">=</span>'
+    if higher_is_better is None:
+        return f"{b} → {a}"
     improved = (after > before) == higher_is_better
     arrow = "▲" if after > before else "▼"
     cls, word = ("better", "improved") if improved else ("worse", "worse")
     return f'{b} → <span class="{cls}" title="{word}">{a} {arrow}</span>'
+
+
+def _measure_value(measure, value) -> str:
+    """A value shown with its measure's unit and digits (:mod:`..measures`)."""
+    return _fmt(value, measure.unit if measure.unit not in ("voxels",) else "", measure.digits)
+
+
+def _measure_change(measure, before, after, judged: bool = True) -> str:
+    """``before → after`` of a measure, with its digits and better direction (``judged`` False: plain numbers)."""
+    unit = None if measure.digits is None else measure.unit
+    return _change(before, after, measure.higher_is_better, unit, measure.digits, judged)
 
 
 def _table(header, rows, numeric=()) -> str:

@@ -7,17 +7,11 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from .. import checks, measures
+
 METRICS_COLUMNS = ("section", "subject", "metric", "stage", "value", "unit", "note")
 
 
-CHECK_NAMES = {
-    "min_dice": ("Dice", "", "≥"),
-    "max_hausdorff": ("Hausdorff distance", "mm", "≤"),
-    "max_tre": ("Landmark TRE", "mm", "≤"),
-    "max_folding": ("Folding (J ≤ 0)", "%", "≤"),
-    "min_nsd": ("Normalised surface Dice", "", "≥"),
-    "max_ndv": ("Non-diffeomorphic volume", "%", "≤"),
-}
 
 
 def _write_metrics_csv(rows, path: Path) -> None:
@@ -36,7 +30,12 @@ def _csv_value(value):
     return value
 
 
-def _unit(key: str) -> str:
+def _unit(key: str, section: str | None = None) -> str:
+    """The unit of a metrics.csv metric: its measure's (:mod:`..measures`), else from the key's suffix (keys no
+    measure describes, e.g. elastix's run time)."""
+    unit = measures.unit_of(section, key) if section else None
+    if unit is not None:
+        return unit
     for suffix, unit in (("_mm", "mm"), ("_cc", "cc"), ("_percent", "%"), ("_s", "s")):
         if key.endswith(suffix):
             return unit
@@ -70,7 +69,7 @@ def metrics_rows(report: Mapping) -> list[dict]:
 
     def add(section, subject, metric, stage, value, unit=None, note=""):
         rows.append({"section": section, "subject": "" if subject is None else str(subject), "metric": metric,
-                     "stage": stage, "value": value, "unit": _unit(metric) if unit is None else unit,
+                     "stage": stage, "value": value, "unit": _unit(metric, section) if unit is None else unit,
                      "note": note or ""})
 
     for segment in report.get("segments") or []:
@@ -94,26 +93,23 @@ def metrics_rows(report: Mapping) -> list[dict]:
             summary = landmarks.get(stage)
             if isinstance(summary, Mapping):
                 for key, value in _flatten(summary):
-                    add("landmarks", "all landmarks", f"tre_{key}", stage, value, "" if key == "count" else None)
+                    add("landmarks", "all landmarks", f"tre_{key}", stage, value)
 
     deformation = report.get("deformation")
     if isinstance(deformation, Mapping):
         jacobian = deformation.get("jacobian") or {}
         region = jacobian.get("region") or ""
         for key, value in _flatten(jacobian):
-            unit = "%" if key == "folding_percent" else ("" if key == "sdlogj_excluded_voxels" else None)
-            add("deformation", region, f"jacobian_{key}", "-", value, unit)
+            add("deformation", region, f"jacobian_{key}", "-", value)
         for key, value in _flatten(deformation.get("displacement_mm") or {}):
-            if key == "voxels":  # a count, not a length
-                add("deformation", region, "displacement_voxels", "-", value, "")
-            else:
-                add("deformation", region, f"displacement_{key}_mm", "-", value, "mm")
+            add("deformation", region, "displacement_voxels" if key == "voxels" else f"displacement_{key}_mm", "-",
+                value)
 
     similarity = report.get("similarity")
     if isinstance(similarity, Mapping):
         for stage in ("before", "after"):
             for key, value in _flatten(similarity.get(stage) or {}):
-                add("similarity", similarity.get("region") or "", key, stage, value, "")
+                add("similarity", similarity.get("region") or "", key, stage, value)
 
     elastix = report.get("elastix")
     if isinstance(elastix, Mapping):  # elastix.ElastixResult.provenance(): one row per stage (and resolution)
@@ -135,7 +131,9 @@ def metrics_rows(report: Mapping) -> list[dict]:
 
     for check in report.get("checks") or []:
         name = check.get("name", "")
-        unit = CHECK_NAMES.get(name, ("", "", ""))[1]
+        unit = check.get("unit")
+        if unit is None:
+            unit = checks.get(name).unit if name in checks.names() else ""
         outcome = "passed" if check.get("passed") else "failed"
         note = f"{outcome}: limit {check.get('comparison', '')} {_plain(check.get('limit'))}".replace("  ", " ")
         add("checks", check.get("subject") or "", name, "-", check.get("value"), unit, note)
