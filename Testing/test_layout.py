@@ -22,6 +22,7 @@ LIBRARY_FILES = ["__init__.py", "__main__.py", "errors.py", "context.py", "io.py
                  "metrics.py", "surface.py", "ndv.py", "heatmap.py", "elastix.py",
                  "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
                  "similarity.py", "evaluate.py", "cohort.py", "samplecase.py", "commands.py", "measures.py", "checks.py",
+                 "profiles.py",
                  "report/__init__.py",
                  "report/folder.py", "report/rows.py", "report/style.py", "report/markup.py", "report/charts.py",
                  "report/case_page.py", "report/cohort_page.py", "report/cohort_data.py", "report/cohort_script.py",
@@ -331,3 +332,11 @@ def test_moved_names_keep_their_old_import_paths():
     # the one sample-case finder: the repository's Resources/SampleCase from the source tree
     assert samplecase.find_sample_case() == SAMPLE_CASE
     assert samplecase.read_case_spec(SAMPLE_CASE)["registrations"]
+
+
+def test_builtin_profiles_are_installed_and_packaged():
+    """The tolerance profiles (package data) are in the module's CMake resources and pyproject's package-data."""
+    resources = set(module_cmake()["MODULE_PYTHON_RESOURCES"])
+    on_disk = {p.relative_to(MODULE_DIR).as_posix() for p in (LIB_DIR / "profiles").glob("*.json")}
+    assert on_disk and on_disk <= resources, f"not listed: {sorted(on_disk - resources)}"
+    assert 'RegistrationQualityLib = ["profiles/*.json"]' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")

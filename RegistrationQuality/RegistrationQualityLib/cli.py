@@ -102,6 +102,10 @@ def build_parser() -> ArgumentParser:
     p.add_argument("files", nargs="+", help="images, labelmaps, transforms, landmark files")
     p.set_defaults(handler="RegistrationQualityLib.cli:run_info_cli")
 
+    p = sub.add_parser("profiles", help="list the built-in tolerance profiles (or describe the given ones)")
+    p.add_argument("profiles", nargs="*", metavar="NAME|FILE", help="profiles to describe (default: all built-in)")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_profiles_cli")
+
     p = sub.add_parser("demo", help="run evaluate on the bundled sample case (good and imperfect registration)")
     p.add_argument("--output", default="rq-demo", help="output folder (default ./rq-demo)")
     p.add_argument("--case", help="sample case folder (default: the repository's Resources/SampleCase)")
@@ -156,7 +160,11 @@ def add_cleanup_arguments(p) -> None:
 
 
 def add_check_arguments(p) -> None:
-    """One flag per check of the check registry (:mod:`.checks`), with help saying what it gates."""
+    """``--profile`` and one flag per check of the check registry (:mod:`.checks`), with help saying what it
+    gates; a flag replaces the profile's limits of its check."""
+    p.add_argument("--profile", metavar="NAME|FILE", help="tolerance profile: pass and review limits per check "
+                   "(built-in: see 'registration-quality profiles'; or a JSON/TOML file); a check flag replaces "
+                   "the profile's limits of that check")
     checks.add_arguments(p, _positive)
 
 

@@ -72,7 +72,8 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
                                 limits=checks.limits_from_args(args),
                                 nsd_tolerances=check_tolerances(getattr(args, "nsd_tolerance", None)),
                                 threshold_cleanup=cleanup_from_args(args),
-                                same_modality=bool(getattr(args, "same_modality", False)))
+                                same_modality=bool(getattr(args, "same_modality", False)),
+                                profile=getattr(args, "profile", None) or None)
     return inputs, options
 
 
@@ -88,10 +89,15 @@ def cleanup_from_args(args):
 
 def summary_lines(result: EvaluationResult) -> list:
     lines = [f"verdict: {result.verdict}"]
-    for c in result.failed_checks:
-        value = "n/a" if c["value"] is None else f"{c['value']:.3f}"
-        lines.append(f"FAILED {c['name']} [{c['subject']}]: {value} {'<' if c['comparison'] == '>=' else '>'} "
-                     f"limit {c['limit']:g}")
+    profile = result.report.get("profile")
+    if profile:
+        lines.append(f"profile: {profile['name']} ({profile['source']})")
+    for word, records in (("FAILED", result.failed_checks), ("REVIEW", result.review_checks)):
+        for c in records:
+            value = "n/a" if c["value"] is None else f"{c['value']:.3f}"
+            review = f", review limit {c['review_limit']:g}" if c.get("review_limit") is not None else ""
+            lines.append(f"{word} {c['name']} [{c['subject']}]: {value} {'<' if c['comparison'] == '>=' else '>'} "
+                         f"limit {c['limit']:g}{review}")
     if result.output_dir is not None:
         lines.append(f"report: {os.fspath(Path(result.output_dir) / 'report.html')}")
     return lines
@@ -191,7 +197,7 @@ def _agreement_lines(rows) -> list:
 
 
 def run_cohort_cli(args, messages) -> int:
-    defaults = {k: getattr(args, k, None) for k in ("percentile", *checks.names())}
+    defaults = {k: getattr(args, k, None) for k in ("percentile", "profile", *checks.names())}
     defaults["snapshots"] = not getattr(args, "no_snapshots", False)
     if getattr(args, "nsd_tolerance", None):
         defaults["nsd_tolerances"] = check_tolerances(args.nsd_tolerance)
@@ -206,9 +212,12 @@ def run_cohort_cli(args, messages) -> int:
         sys.stdout.write(f"FAILED TO RUN {_name(r)}: {r['error']}\n")
     for r in failing:
         sys.stdout.write(f"FAILED CHECKS {_name(r)}: {r['failed_checks']}\n")
+    review = [r for r in rows if r.get("verdict") == "review"]
+    for r in review:
+        sys.stdout.write(f"NEEDS REVIEW {_name(r)}\n")
     for line in _agreement_lines(rows):
         sys.stdout.write(line + "\n")
-    return 1 if failed or failing else 0
+    return 1 if failed or failing else 4 if review else 0
 
 
 def _name(row) -> str:
@@ -223,4 +232,14 @@ def run_review_cli(args, messages) -> int:
                      f"{os.fspath(Path(args.cohort_dir) / 'summary.html')}\n")
     for line in _agreement_lines(rows):
         sys.stdout.write(line + "\n")
+
+
+def run_profiles_cli(args, messages) -> int:
+    """``registration-quality profiles [NAME|FILE ...]``: the built-in tolerance profiles (or the given ones)."""
+    from . import profiles
+
+    for i, spec in enumerate(args.profiles or profiles.builtin_names()):
+        if i:
+            sys.stdout.write("\n")
+        sys.stdout.write("\n".join(profiles.describe(profiles.load(spec))) + "\n")
     return 0
