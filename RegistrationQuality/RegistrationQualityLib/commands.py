@@ -232,6 +232,7 @@ def run_review_cli(args, messages) -> int:
                      f"{os.fspath(Path(args.cohort_dir) / 'summary.html')}\n")
     for line in _agreement_lines(rows):
         sys.stdout.write(line + "\n")
+    return 0
 
 
 def run_profiles_cli(args, messages) -> int:
