@@ -406,11 +406,12 @@ def _checks_section(report: Mapping) -> str:
         if c.get("review_limit") is not None:
             required += f"<br><small>review {_e(COMPARISON_SYMBOLS.get(c.get('comparison'), ''))} " \
                         f"{_fmt(c['review_limit'], c.get('unit') or '', None)}</small>"
-        if c.get("basis"):
-            required += f"<br><small>{_e(c['basis'])}</small>"
+        what = _e(title)
+        if c.get("basis"):  # in the (wrapping) check column: the limit columns stay narrow
+            what += f"<br><small>{_e(c['basis'])}</small>"
         if c.get("source"):
-            required += f"<br><small>source: {_e(c['source'])}</small>"
-        rows.append((_e(title), _e(subject or "—"), value, required, badge))
+            what += f"<br><small>source: {_e(c['source'])}</small>"
+        rows.append((what, _e(subject or "—"), value, required, badge))
     return ('<section id="checks"><h2>Checks</h2>' +
             _table(("Check", "Subject", "Value", "Required", "Result"), rows, {2, 3}) + "</section>")
 
