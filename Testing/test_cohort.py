@@ -11,6 +11,7 @@ from RegistrationQualityLib.cohort import read_manifest, run_cohort
 from RegistrationQualityLib.errors import BadInputError
 
 from conftest import run_cli, write_shift_case
+from review_helpers import page_data
 
 NO_SNAPSHOTS = {"snapshots": False}
 
@@ -47,9 +48,8 @@ def test_cohort_local_and_resume(cohort_dir):
     assert by_id["broken"]["status"] == "failed" and "missing.nrrd" in by_id["broken"]["error"]
     s = summary(out)
     assert list(s) == ["good", "unregistered", "broken"]
-    html = (out / "summary.html").read_text()
-    table = html[html.rindex("<table"):]  # worst cases first
-    assert table.index(">broken<") < table.index(">unregistered<") < table.index("cases/good/report.html")
+    order = [r["id"] for r in page_data(out / "summary.html")["rows"]]  # worst cases first
+    assert order == ["broken", "unregistered", "good"] == [r["id"] for r in page_data(out / "review.html")["rows"]]
     assert (out / "cases" / "good" / "report.json").exists() and not (out / "cases" / "broken").exists()
 
     stamp = (out / "cases" / "good" / "report.json").stat().st_mtime_ns

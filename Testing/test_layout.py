@@ -22,10 +22,11 @@ LIBRARY_FILES = ["__init__.py", "__main__.py", "errors.py", "context.py", "io.py
                  "metrics.py", "surface.py", "ndv.py", "heatmap.py", "elastix.py",
                  "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
                  "similarity.py", "transforms.py", "kernels.py", "evaluate.py", "cohort.py", "samplecase.py",
-                 "commands.py", "measures.py", "checks.py",
+                 "commands.py", "measures.py", "checks.py", "profiles.py",
                  "report/__init__.py",
                  "report/folder.py", "report/rows.py", "report/style.py", "report/markup.py", "report/charts.py",
-                 "report/case_page.py", "report/cohort_page.py", "report/surface_section.py"]
+                 "report/case_page.py", "report/cohort_page.py", "report/cohort_data.py", "report/cohort_script.py",
+                 "report/review_page.py", "cohort_stats.py", "report/surface_section.py"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -404,3 +405,11 @@ def test_library_import_graph_is_acyclic():
     # PEP 562 re-exports of names that moved to commands (evaluate.__getattr__): not a dependency of evaluate
     graph["evaluate"] = graph["evaluate"] - {"commands"}
     assert import_cycles(graph) == []
+
+
+def test_builtin_profiles_are_installed_and_packaged():
+    """The tolerance profiles (package data) are in the module's CMake resources and pyproject's package-data."""
+    resources = set(module_cmake()["MODULE_PYTHON_RESOURCES"])
+    on_disk = {p.relative_to(MODULE_DIR).as_posix() for p in (LIB_DIR / "profiles").glob("*.json")}
+    assert on_disk and on_disk <= resources, f"not listed: {sorted(on_disk - resources)}"
+    assert 'RegistrationQualityLib = ["profiles/*.json"]' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")

@@ -152,3 +152,23 @@ def test_ndv_over_a_mask_equals_the_map_summed_over_the_mask():
     edge = np.zeros(grid.shape, bool)
     edge[:, 0, :4] = True  # touching the grid border: the edge padding applies there
     assert ndv.non_diffeomorphic_volume(u, grid, edge)["ndv_voxels"] == pytest.approx(full[edge].sum(), rel=1e-9)
+
+
+def test_learn2reg_consumer_on_slabs_with_a_mask_equals_the_whole_map():
+    from RegistrationQualityLib.kernels import fd_jacobian_slab
+
+    rng = np.random.default_rng(9)
+    grid = _oblique_grid((13, 11, 10), (0.8, 1.2, 1.9))
+    u = rng.normal(0, 0.3, grid.shape + (3,)).astype(np.float32)
+    jac = np.empty(grid.shape, np.float32)
+    a = grid.ijk_to_lps[:3, :3]
+    fd_jacobian_slab(u, 0, grid.shape[0], grid.shape[0], 0, np.ascontiguousarray(a), float(np.linalg.det(a)), jac)
+    mask = np.zeros(grid.shape, bool)
+    mask[3:8, 2:9, 4:10] = True
+    consumer = ndv.Learn2RegSDlogJ(grid, mask)
+    for slab in ndv._array_slabs(u, jac, 11 * 13 * 3):
+        consumer.consume(slab)
+    got = consumer.finish()
+    want = ndv.sdlogj_learn2reg(jac, mask)
+    assert got["sdlogj_learn2reg_voxels"] == want["sdlogj_learn2reg_voxels"] > 0
+    assert got["sdlogj_learn2reg"] == pytest.approx(want["sdlogj_learn2reg"], rel=1e-6)

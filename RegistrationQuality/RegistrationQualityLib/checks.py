@@ -202,32 +202,78 @@ def validate_limits(limits: dict, available: dict) -> None:
 # ---------------------------------------------------------------------------------------------------
 # The runner
 # ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Plain:
+    """A bare limit (a number given as a flag or option): pass only, no review band."""
+
+    pass_: float
+    review: float | None = None
+    source: str = ""
+    basis: str = ""
+    profile: str = ""
+
+
+class _PlainLimits:
+    """{check name: number} seen as resolved limits (every subject gets the same limit)."""
+
+    def __init__(self, limits: dict):
+        self.limits = {k: _Plain(float(v)) for k, v in limits.items() if v is not None}
+
+    def for_subject(self, name, segment=None):
+        return self.limits.get(name)
+
+    def names(self) -> list:
+        return [c.name for c in CHECKS if c.name in self.limits]
+
+
+def status_of(check: Check, value, limit) -> str:
+    """pass (meets the pass limit), review (misses it but meets the review limit), fail (otherwise, and always
+    when the value could not be computed)."""
+    if check.passes(value, limit.pass_):
+        return "pass"
+    if limit.review is not None and check.passes(value, limit.review):
+        return "review"
+    return "fail"
+
+
 def _record(check: Check, subject, value, limit) -> dict:
-    passed = check.passes(value, limit)
-    return {"name": check.name, "subject": subject, "passed": bool(passed),
-            "value": None if value is None else float(value), "limit": float(limit),
-            "comparison": check.comparison, "measure": check.measure, "unit": check.unit,
-            "status": "pass" if passed else "fail"}
+    status = status_of(check, value, limit)
+    record = {"name": check.name, "subject": subject, "passed": status == "pass",
+              "value": None if value is None else float(value), "limit": float(limit.pass_),
+              "comparison": check.comparison, "measure": check.measure, "unit": check.unit, "status": status,
+              "review_limit": None if limit.review is None else float(limit.review)}
+    if limit.source:
+        record["source"] = limit.source
+    if limit.basis:
+        record["basis"] = limit.basis
+    return record
 
 
-def run_checks(report: dict, limits: dict) -> list:
-    """The requested checks (``limits``: {check name: limit or None}) on a report; one record per subject.
+def run_checks(report: dict, limits) -> list:
+    """The requested checks on a report; one record per subject.
 
-    A value that could not be computed fails its check. A per-segment check with no segment to check (e.g.
-    labelmaps without labels) fails with subject "no segment to check"; summary checks whose section is absent
-    are not run (validation refuses them when their inputs are missing).
+    ``limits``: {check name: limit or None} (numbers: pass limits, no review band) or the resolved limits of a
+    tolerance profile (:func:`.profiles.resolve`: pass and review limits, per segment). A value that could not be
+    computed fails its check. A per-segment check with no segment to check (e.g. labelmaps without labels) fails
+    with subject "no segment to check"; summary checks whose section is absent are not run (validation refuses
+    them when their inputs are missing).
     """
+    resolved = limits if hasattr(limits, "for_subject") else _PlainLimits(limits)
+    requested = set(resolved.names())
     out = []
     for check in CHECKS:
-        limit = limits.get(check.name)
-        if limit is None:
+        if check.name not in requested:
             continue
         measure = check.measure_spec
         if measure.applies_to == "segment":
             entries = report.get("segments") or []
-            if not entries:
-                out.append(_record(check, "no segment to check", None, limit))
+            default = resolved.for_subject(check.name)
+            if not entries and default is not None:
+                out.append(_record(check, "no segment to check", None, default))
             for entry in entries:
+                limit = resolved.for_subject(check.name, entry.get("name"))
+                if limit is None:  # a profile's per-segment rule may name only some segments
+                    continue
                 if check.values_of is not None:
                     out.extend(_record(check, subject, value, limit) for subject, value in check.values_of(entry, report))
                 else:
@@ -235,7 +281,8 @@ def run_checks(report: dict, limits: dict) -> list:
                                        limit))
             continue
         section = report.get(measure.section)
-        if not section:
+        limit = resolved.for_subject(check.name)
+        if not section or limit is None:
             continue
         record = section if check.stage == "-" else (section.get(check.stage) or {})
         subject = check.subject_of(report) if check.subject_of else (check.subject or check.title_for())
@@ -243,10 +290,20 @@ def run_checks(report: dict, limits: dict) -> list:
     return out
 
 
+def status(record: dict) -> str:
+    """A check record's state (records written before review bands existed have only ``passed``)."""
+    return record.get("status") or ("pass" if record.get("passed") else "fail")
+
+
 def verdict(checks_run: list) -> str:
+    """fail (any check failed), review (none failed, some need review), pass, or no checks."""
     if not checks_run:
         return "no checks"
-    return "fail" if any(not c["passed"] for c in checks_run) else "pass"
+    states = {status(c) for c in checks_run}
+    return "fail" if "fail" in states else "review" if "review" in states else "pass"
+
+
+EXIT_CODES = {"pass": 0, "no checks": 0, "fail": 1, "review": 4}
 
 
 def find(checks_run: list, name: str, subject=None) -> dict | None:

@@ -1,4 +1,4 @@
-"""Command line: ``registration-quality {compare,evaluate,cohort,info,demo}``.
+"""Command line: ``registration-quality {compare,evaluate,cohort,review,info,demo}``.
 
 Contract (DEVELOPERS.md): stdout holds results (pure JSON where a command prints JSON); bad input gives
 exit status 2 and exactly one stderr line naming the file/option and the problem, never a traceback;
@@ -85,13 +85,26 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler address (optional extra)")
     p.add_argument("--percentile", type=_percentile, default=95.0, help="p of HDp, the p-th percentile Hausdorff (0-100; default 95)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
+    p.add_argument("--ratings", metavar="CSV", help="merge human ratings (ratings.csv exported from review.html) "
+                   "into summary.csv/summary.html and write agreement.csv")
     add_nsd_tolerance_argument(p)
     add_check_arguments(p)
     p.set_defaults(handler="RegistrationQualityLib.commands:run_cohort_cli")
 
+    p = sub.add_parser("review", help="(re)write summary.html and review.html of an existing cohort folder, "
+                       "optionally merging human ratings")
+    p.add_argument("cohort_dir", help="a cohort output folder (holds summary.csv)")
+    p.add_argument("--ratings", metavar="CSV", help="ratings.csv exported from review.html: merged into "
+                   "summary.csv/summary.html, agreement written to agreement.csv")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_review_cli")
+
     p = sub.add_parser("info", help="print what a file holds (geometry, transform type, landmarks) as JSON")
     p.add_argument("files", nargs="+", help="images, labelmaps, transforms, landmark files")
     p.set_defaults(handler="RegistrationQualityLib.cli:run_info_cli")
+
+    p = sub.add_parser("profiles", help="list the built-in tolerance profiles (or describe the given ones)")
+    p.add_argument("profiles", nargs="*", metavar="NAME|FILE", help="profiles to describe (default: all built-in)")
+    p.set_defaults(handler="RegistrationQualityLib.commands:run_profiles_cli")
 
     p = sub.add_parser("demo", help="run evaluate on the bundled sample case (good and imperfect registration)")
     p.add_argument("--output", default="rq-demo", help="output folder (default ./rq-demo)")
@@ -147,7 +160,11 @@ def add_cleanup_arguments(p) -> None:
 
 
 def add_check_arguments(p) -> None:
-    """One flag per check of the check registry (:mod:`.checks`), with help saying what it gates."""
+    """``--profile`` and one flag per check of the check registry (:mod:`.checks`), with help saying what it
+    gates; a flag replaces the profile's limits of its check."""
+    p.add_argument("--profile", metavar="NAME|FILE", help="tolerance profile: pass and review limits per check "
+                   "(built-in: see 'registration-quality profiles'; or a JSON/TOML file); a check flag replaces "
+                   "the profile's limits of that check")
     checks.add_arguments(p, _positive)
 
 

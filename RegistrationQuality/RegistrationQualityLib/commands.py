@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import checks, cohort, measures, metrics
+from . import checks, cohort, cohort_stats, measures, metrics
 from .cli import ArgumentParser, add_evaluate_arguments
 from .context import Context
 from .errors import BadInputError
@@ -72,7 +72,8 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
                                 limits=checks.limits_from_args(args),
                                 nsd_tolerances=check_tolerances(getattr(args, "nsd_tolerance", None)),
                                 threshold_cleanup=cleanup_from_args(args),
-                                same_modality=bool(getattr(args, "same_modality", False)))
+                                same_modality=bool(getattr(args, "same_modality", False)),
+                                profile=getattr(args, "profile", None) or None)
     return inputs, options
 
 
@@ -88,10 +89,15 @@ def cleanup_from_args(args):
 
 def summary_lines(result: EvaluationResult) -> list:
     lines = [f"verdict: {result.verdict}"]
-    for c in result.failed_checks:
-        value = "n/a" if c["value"] is None else f"{c['value']:.3f}"
-        lines.append(f"FAILED {c['name']} [{c['subject']}]: {value} {'<' if c['comparison'] == '>=' else '>'} "
-                     f"limit {c['limit']:g}")
+    profile = result.report.get("profile")
+    if profile:
+        lines.append(f"profile: {profile['name']} ({profile['source']})")
+    for word, records in (("FAILED", result.failed_checks), ("REVIEW", result.review_checks)):
+        for c in records:
+            value = "n/a" if c["value"] is None else f"{c['value']:.3f}"
+            review = f", review limit {c['review_limit']:g}" if c.get("review_limit") is not None else ""
+            lines.append(f"{word} {c['name']} [{c['subject']}]: {value} {'<' if c['comparison'] == '>=' else '>'} "
+                         f"limit {c['limit']:g}{review}")
     if result.output_dir is not None:
         lines.append(f"report: {os.fspath(Path(result.output_dir) / 'report.html')}")
     return lines
@@ -140,10 +146,14 @@ def run_demo_cli(args, messages) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise BadInputError("--output", f"{os.fspath(out)} is an existing file; a folder is needed")
+    done = []
     for name, inputs, options in demo_cases(case_dir):
         messages.info(f"evaluating the {name} registration of the sample case")
         result = evaluate(Context.headless(), inputs, options, output_dir=out / name, progress=messages.progress)
         sys.stdout.write(f"{name}: " + "; ".join(summary_lines(result)) + "\n")
+        done.append((name, inputs, options, result.output_dir))
+    folder = cohort.demo_cohort(out / "cohort", done)  # the two evaluations again, as two methods of one case
+    sys.stdout.write(f"cohort (the registrations as two methods of one case): {os.fspath(folder / 'review.html')}\n")
     return 0
 
 
@@ -172,19 +182,65 @@ def batch_main(argv, slicer_module, stdout=None, stderr=None) -> int:
     return result.exit_code
 
 
+def _agreement_lines(rows) -> list:
+    if not any(r.get("human_rating") for r in rows):
+        return []
+    result = cohort_stats.confusion(rows)
+    kappa = "n/a" if result["kappa"] is None else f"{result['kappa']:.3f}"
+    lines = [f"ratings: {result['rated']} rated; automated verdict agrees on {result['agreeing']} of "
+             f"{result['compared']} compared (Cohen's kappa {kappa})"]
+    for r in rows:
+        if r.get("rating_agrees") == "no":
+            name = r["case_id"] + (f" ({r['method']})" if r.get("method") else "")
+            lines.append(f"DISAGREES {name}: automated {r.get('verdict')}, human {r['human_rating']}")
+    return lines
+
+
 def run_cohort_cli(args, messages) -> int:
-    defaults = {k: getattr(args, k, None) for k in ("percentile", *checks.names())}
+    defaults = {k: getattr(args, k, None) for k in ("percentile", "profile", *checks.names())}
     defaults["snapshots"] = not getattr(args, "no_snapshots", False)
     if getattr(args, "nsd_tolerance", None):
         defaults["nsd_tolerances"] = check_tolerances(args.nsd_tolerance)
     rows = cohort.run_cohort(args.manifest, args.output, workers=args.workers, scheduler=args.scheduler,
-                      defaults=defaults, progress=messages.progress)
+                      defaults=defaults, progress=messages.progress, ratings=getattr(args, "ratings", None))
     failed = [r for r in rows if r["status"] == "failed"]
     failing = [r for r in rows if r.get("verdict") == "fail"]
     sys.stdout.write(f"{len(rows)} case(s): {len(rows) - len(failed)} evaluated, {len(failed)} failed to run, "
-                     f"{len(failing)} failed checks; summary: {os.fspath(Path(args.output) / 'summary.html')}\n")
+                     f"{len(failing)} failed checks; summary: {os.fspath(Path(args.output) / 'summary.html')}; "
+                     f"review: {os.fspath(Path(args.output) / 'review.html')}\n")
     for r in failed:
-        sys.stdout.write(f"FAILED TO RUN {r['case_id']}: {r['error']}\n")
+        sys.stdout.write(f"FAILED TO RUN {_name(r)}: {r['error']}\n")
     for r in failing:
-        sys.stdout.write(f"FAILED CHECKS {r['case_id']}: {r['failed_checks']}\n")
-    return 1 if failed or failing else 0
+        sys.stdout.write(f"FAILED CHECKS {_name(r)}: {r['failed_checks']}\n")
+    review = [r for r in rows if r.get("verdict") == "review"]
+    for r in review:
+        sys.stdout.write(f"NEEDS REVIEW {_name(r)}\n")
+    for line in _agreement_lines(rows):
+        sys.stdout.write(line + "\n")
+    return 1 if failed or failing else 4 if review else 0
+
+
+def _name(row) -> str:
+    return row["case_id"] + (f" ({row['method']})" if row.get("method") else "")
+
+
+def run_review_cli(args, messages) -> int:
+    rows = cohort.run_review(args.cohort_dir, ratings=args.ratings)
+    outliers = [r for r in rows if r.get("outlier_columns")]
+    sys.stdout.write(f"{len(rows)} registration(s), {len(outliers)} outlier(s); review: "
+                     f"{os.fspath(Path(args.cohort_dir) / 'review.html')}; summary: "
+                     f"{os.fspath(Path(args.cohort_dir) / 'summary.html')}\n")
+    for line in _agreement_lines(rows):
+        sys.stdout.write(line + "\n")
+    return 0
+
+
+def run_profiles_cli(args, messages) -> int:
+    """``registration-quality profiles [NAME|FILE ...]``: the built-in tolerance profiles (or the given ones)."""
+    from . import profiles
+
+    for i, spec in enumerate(args.profiles or profiles.builtin_names()):
+        if i:
+            sys.stdout.write("\n")
+        sys.stdout.write("\n".join(profiles.describe(profiles.load(spec))) + "\n")
+    return 0

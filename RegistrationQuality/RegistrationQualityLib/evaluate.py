@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, checks, measures
+from . import __version__, checks, measures, profiles
 from .context import TemporaryNodes
 from .errors import BadInputError
 from .surface import dice_hiding_warnings
@@ -99,7 +99,9 @@ def _options_class():
                 ("nsd_tolerances", tuple, field(default=(2.0,))),  # mm; NSD is reported at each (surface.py)
                 ("heatmaps", int, field(default=3)),  # distance heat-maps in the report: the lowest-Dice segments
                 ("threshold_cleanup", object, field(default=None)),
-                ("same_modality", bool, field(default=False)), ("limits", dict, field(default_factory=dict))]
+                ("same_modality", bool, field(default=False)),
+                ("profile", object, field(default=None)),  # tolerance profile: built-in name, file or Profile
+                ("limits", dict, field(default_factory=dict))]
     return make_dataclass("EvaluationOptions", fields_, namespace={
         "__doc__": _OPTIONS_DOC, "__module__": __name__, "check_limits": _check_limits,
         "__post_init__": _options_post_init})
@@ -122,11 +124,16 @@ class EvaluationResult:
 
     @property
     def failed_checks(self) -> list:
-        return [c for c in self.report["checks"] if not c["passed"]]
+        return [c for c in self.report["checks"] if checks.status(c) == "fail"]
+
+    @property
+    def review_checks(self) -> list:
+        return [c for c in self.report["checks"] if checks.status(c) == "review"]
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed_checks else 0
+        """0 pass / no checks, 1 a check failed, 4 none failed but some need review."""
+        return checks.EXIT_CODES.get(self.verdict, 1 if self.failed_checks else 0)
 
 
 class _Progress:
@@ -331,6 +338,8 @@ def validate_inputs(inputs: EvaluationInputs, options: EvaluationOptions) -> Non
     if not 0.0 <= float(options.percentile) <= 100.0:
         raise BadInputError("--percentile", f"{options.percentile:g} is outside 0-100")
     has_segments = inputs.fixed_segmentation is not None or inputs.threshold is not None
+    if options.profile is not None:
+        profiles.load(options.profile)  # a broken profile is bad input before any work
     checks.validate_limits(options.check_limits(), {"segments": has_segments, "transform": has_transform,
                                                     "landmarks": inputs.fixed_landmarks is not None})
     for name in ("fixed", "moving", "registered", "fixed_segmentation", "moving_segmentation", "fixed_landmarks",
@@ -497,7 +506,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "definitions": measures.definitions(options.percentile),
             "warnings": warnings + notices,
         }
-        report["checks"] = checks.run_checks(report, options.check_limits())
+        report["checks"] = checks.run_checks(report, _resolved_limits(inputs, options, fixed, report))
         report["warnings"].extend(dice_hiding_warnings(report["segments"], options.min_dice))
         report["verdict"] = checks.verdict(report["checks"])
 
@@ -843,6 +852,12 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, h
                     "folding (J ≤ 0)")
         for path, title, caption in _heatmap_pictures(report, masks, folder, heatmaps, warnings):
             add(path, title, caption)
+        # the fixed and the registered image on the same slice (the review page flickers between them)
+        outline = [(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")] if "fixed_labels" in masks else []
+        for image, prefix, title in ((fixed, "fixed_", "fixed image"), (registered, "registered_", "registered image")):
+            for path in rendering.render_snapshots(ctx, image, outline, folder, views=("axial",), montage=False,
+                                                   prefix=prefix, title=title):
+                add(path, f"axial: {title}", "same slice as the other one of the pair; blue = fixed outline")
     except BadInputError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -1024,6 +1039,29 @@ def software_versions() -> dict:
     except ImportError:  # pragma: no cover
         pass
     return versions
+
+
+def _resolved_limits(inputs, options, fixed, report):
+    """The run's limits: the tolerance profile's (data-dependent terms computed from the fixed image) with the
+    command-line limits replacing theirs; a profile check whose inputs are absent is skipped with a warning.
+    Sets report["profile"]."""
+    profile = profiles.load(options.profile) if options.profile is not None else None
+    flags = options.check_limits()
+    data = profiles.data_terms(fixed)
+    resolved = profiles.resolve(profile, data, flags)
+    if profile is not None:
+        have = {"segments": inputs.fixed_segmentation is not None or inputs.threshold is not None,
+                "landmarks": report.get("landmarks") is not None, "transform": report.get("deformation") is not None}
+        for name in resolved.names():
+            need = checks.get(name).needs
+            if name not in flags and not have[need]:
+                resolved.default.pop(name, None)
+                resolved.segments.pop(name, None)
+                report["warnings"].append(f"profile {profile.name}: {name} not checked (needs {checks.NEEDS_TEXT[need]})")
+        report["profile"] = {**profile.summary(), "data": {f"{k}_mm": v for k, v in data.items()}}
+    else:
+        report["profile"] = None
+    return resolved
 
 
 # The command-line runners moved to :mod:`.commands`; these names stay importable from here (the Slicer module,

@@ -320,10 +320,10 @@ MEASURES: list = [
     Measure("jacobian_ndv_percent", "deformation", "jacobian.ndv_percent",
             "Non-diffeomorphic volume (NDV, 10 stencils)", "Non-diffeomorphic volume", "%", 3, "lower",
             "Σ over voxels and the 8 one-sided + 2 star finite-difference stencils of −½·min(J_s, 0)/6, % of the "
-            "region", "Liu B et al., Int J Comput Vis 2024", computed_by="ndv.NonDiffeomorphicVolume", shown=True,
+            "region", "Liu Y et al., Int J Comput Vis 132:3678-3688, 2024", computed_by="ndv.NonDiffeomorphicVolume", shown=True,
             cohort=(("ndv_percent", "-"),)),
     Measure("jacobian_ndv_cc", "deformation", "jacobian.ndv_cc", "NDV", "NDV volume", "cc", 3, "lower",
-            "non-diffeomorphic volume in cc", "Liu B et al., Int J Comput Vis 2024", computed_by="ndv.NonDiffeomorphicVolume",
+            "non-diffeomorphic volume in cc", "Liu Y et al., Int J Comput Vis 132:3678-3688, 2024", computed_by="ndv.NonDiffeomorphicVolume",
             shown=True, panel=False),
     Measure("jacobian_ndv_voxels", "deformation", "jacobian.ndv_voxels", "NDV in voxels", "NDV voxels", "voxels", 3,
             None, "non-diffeomorphic volume in voxel units", computed_by="ndv.NonDiffeomorphicVolume"),

@@ -216,13 +216,25 @@ class Learn2RegSDlogJ:
         self.shape = grid.shape
         self.mask = None if mask is None else np.asarray(mask, dtype=bool)
         self.n, self.mean, self.m2 = 0, 0.0, 0.0
+        nk, nj, ni = self.shape
+        self.box = (0, nj, 0, ni)  # with a mask: its (j, i) box plus a one-voxel halo (true neighbours inside)
+        if self.mask is not None:
+            rows, cols = np.flatnonzero(self.mask.any(axis=(0, 2))), np.flatnonzero(self.mask.any(axis=(0, 1)))
+            if rows.size:
+                self.box = (max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, nj),
+                            max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, ni))
 
     def consume(self, slab) -> None:
         from .kernels import fd_jacobian_slab
 
-        det = np.empty((slab.k1 - slab.k0,) + self.shape[1:], np.float32)
-        fd_jacobian_slab(slab.u_halo, slab.first, slab.k1 - slab.k0, slab.nk, slab.k_offset, self.a, self.det_a,
-                         det)
+        if self.mask is not None and not self.mask[slab.k0:slab.k1].any():
+            return
+        j0, j1, i0, i1 = self.box
+        det = np.full((slab.k1 - slab.k0,) + self.shape[1:], np.nan, np.float32)
+        part = np.empty((slab.k1 - slab.k0, j1 - j0, i1 - i0), np.float32)
+        fd_jacobian_slab(slab.u_halo[:, j0:j1, i0:i1], slab.first, slab.k1 - slab.k0, slab.nk, slab.k_offset, self.a,
+                         self.det_a, part)
+        det[:, j0:j1, i0:i1] = part
         self.consume_jacobian(slab.k0, slab.k1, det)
 
     def consume_jacobian(self, k0: int, k1: int, det: np.ndarray) -> None:

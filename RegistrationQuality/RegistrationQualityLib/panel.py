@@ -264,7 +264,10 @@ def _check_text(records, check, subject) -> str:
     record = checks.find(records, check.name, subject if check.statistic == "each" else None)
     if record is None:
         return ""
-    return f"{'pass' if record['passed'] else 'FAIL'} ({check.symbol} {record['limit']:g})"
+    state = checks.status(record)
+    review = f"; review {check.symbol} {record['review_limit']:g}" if record.get("review_limit") is not None else ""
+    word = {"pass": "pass", "review": "REVIEW"}.get(state, "FAIL")
+    return f"{word} ({check.symbol} {record['limit']:g}{review})"
 
 
 def summary_rows(report: dict) -> list[dict]:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from .. import checks, measures
+from ..checks import COMPARISON_SYMBOLS
 from .charts import jacobian_histogram_svg, tre_chart_svg
 from .markup import TOOL_NAME, _data_uri, _e, _fmt, _measure_change, _measure_value, _table
 from .rows import _is_number
@@ -69,20 +70,31 @@ def _verdict_block(report: Mapping) -> str:
     verdict = report.get("verdict") or "no checks"
     checks = report.get("checks") or []
     failing = [c for c in checks if not c.get("passed")]
-    cls = {"pass": "pass", "fail": "fail"}.get(verdict, "none")
-    word = {"pass": "✔ PASS", "fail": "✘ FAIL"}.get(verdict, "NO CHECKS")
+    cls = {"pass": "pass", "fail": "fail", "review": "review"}.get(verdict, "none")
+    word = {"pass": "✔ PASS", "fail": "✘ FAIL", "review": "⚠ REVIEW"}.get(verdict, "NO CHECKS")
     if verdict == "pass":
         what = f"All {len(checks)} requested check{'s' if len(checks) != 1 else ''} passed."
     elif verdict == "fail":
         what = f"{len(failing)} of {len(checks)} requested check{'s' if len(checks) != 1 else ''} failed."
+    elif verdict == "review":
+        what = (f"No check failed; {len(failing)} of {len(checks)} need review (between the pass and the review "
+                "limit).")
     else:
         what = "No pass/fail limits were requested: read the numbers below."
-    has_list = verdict == "fail" and failing
+    has_list = verdict in ("fail", "review") and failing
     out = [f'<div class="banner {cls}{" has-list" if has_list else ""}" role="status" id="verdict">'
            f'<div class="word">{word}</div><div class="what">{_e(what)}</div></div>']
     if has_list:
         p = (report.get("options") or {}).get("percentile")
-        out.append('<ul class="failing">' + "".join(f"<li>{_check_text(c, p)}</li>" for c in failing) + "</ul>")
+        out.append('<ul class="failing">' + "".join(
+            f"<li>{'needs review: ' if c.get('status') == 'review' else ''}{_check_text(c, p)}</li>" for c in failing)
+            + "</ul>")
+    profile = report.get("profile")
+    if isinstance(profile, Mapping):
+        data = "; ".join(f"{_e(k.replace('_', ' '))} = {_fmt(v)}" for k, v in (profile.get("data") or {}).items())
+        out.append(f'<p class="profile">Tolerance profile <b>{_e(profile.get("name"))}</b>: '
+                   f'{_e(profile.get("title"))}. Source: {_e(profile.get("source"))}'
+                   + (f". Data-dependent limits from: {data}" if data else "") + "</p>")
     return "".join(out)
 
 
@@ -388,9 +400,18 @@ def _checks_section(report: Mapping) -> str:
     p = (report.get("options") or {}).get("percentile")
     for c in checks:
         title, subject, value, required, _spec = _check_parts(c, p)
-        badge = '<span class="badge pass">✔ pass</span>' if c.get("passed") else \
-            '<span class="badge fail">✘ fail</span>'
-        rows.append((_e(title), _e(subject or "—"), value, required, badge))
+        state = c.get("status") or ("pass" if c.get("passed") else "fail")
+        badge = {"pass": '<span class="badge pass">✔ pass</span>',
+                 "review": '<span class="badge review">⚠ review</span>'}.get(state, '<span class="badge fail">✘ fail</span>')
+        if c.get("review_limit") is not None:
+            required += f"<br><small>review {_e(COMPARISON_SYMBOLS.get(c.get('comparison'), ''))} " \
+                        f"{_fmt(c['review_limit'], c.get('unit') or '', None)}</small>"
+        what = _e(title)
+        if c.get("basis"):  # in the (wrapping) check column: the limit columns stay narrow
+            what += f"<br><small>{_e(c['basis'])}</small>"
+        if c.get("source"):
+            what += f"<br><small>source: {_e(c['source'])}</small>"
+        rows.append((what, _e(subject or "—"), value, required, badge))
     return ('<section id="checks"><h2>Checks</h2>' +
             _table(("Check", "Subject", "Value", "Required", "Result"), rows, {2, 3}) + "</section>")
 

@@ -6,7 +6,7 @@ import math
 
 from .markup import _e
 from .rows import _is_number
-from .style import BLUE, GREY, SKY_BLUE, VERDICT_COLOURS, VERMILLION
+from .style import BLUE, SKY_BLUE, VERMILLION
 
 # How many landmarks the TRE bar chart shows (worst first); the table in report.json has all of them.
 MAX_CHART_LANDMARKS = 60
@@ -175,83 +175,3 @@ def jacobian_histogram_svg(edges, counts, width: int = 760, height: int = 280) -
               f'<span class="key" style="background:{VERMILLION}"></span>bins reaching J ≤ 0 (folding): '
               f'{folding_voxels:,.0f} voxels</p>')
     return "".join(out) + legend
-
-
-def strip_plot_svg(title: str, items, unit: str = "", higher_is_better: bool | None = None,
-                   before_items=None, width: int = 560) -> str:
-    """One metric across cases: per row a box (quartiles, median line) and one dot per case, linked to its report.
-
-    ``items``: (value, case_id, verdict, href) per case; dots coloured by verdict. ``before_items`` (same form),
-    when given, are drawn as a grey row above on the same axis, labelled before/after.
-    """
-    rows = []
-    for name, source in (("before", before_items), ("after" if before_items else "", items)):
-        values = [(float(v), case, verdict, href) for v, case, verdict, href in (source or []) if _is_number(v)]
-        if source is not None and values:
-            rows.append((name, values))
-    if not rows:
-        return ""
-    nums_all = sorted(v for _, values in rows for v, *_ in values)
-    lo, hi = nums_all[0], nums_all[-1]
-    if hi - lo < 1e-12:
-        pad = 0.05 * max(abs(lo), 1.0)
-        lo, hi = lo - pad, hi + pad
-    ticks = _nice_ticks(lo, hi, 5)
-    if all(float(v).is_integer() for v in nums_all):  # counts: whole-number ticks only
-        ticks = [t for t in ticks if float(t).is_integer()] or ticks
-    lo, hi = min(lo, ticks[0]), max(hi, ticks[-1])
-    labelled = len(rows) > 1
-    left, right, row_h, top = (58 if labelled else 20), 20, 34, 26
-    plot_w = width - left - right
-    axis_y = top + row_h * len(rows) + 2
-    height = axis_y + 26
-
-    def x(v):
-        return left + plot_w * (v - lo) / (hi - lo)
-
-    direction = ""
-    if higher_is_better is not None:
-        direction = " (higher is better)" if higher_is_better else " (lower is better)"
-    unit_text = f" ({_e(unit)})" if unit else ""
-    out = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-           f'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink">'
-           f'<title>{_e(title)} across cases</title>'
-           f'<text x="4" y="15" font-size="13" font-weight="700">{_e(title)}{unit_text}'
-           f'<tspan font-weight="400" fill="#555">{_e(direction)}</tspan></text>']
-    for t in ticks:
-        out.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{axis_y + 4}" stroke="#e6e6e6"/>'
-                   f'<text x="{x(t):.1f}" y="{axis_y + 17}" font-size="11" text-anchor="middle">{_tick_text(t)}'
-                   f'</text>')
-    out.append(f'<line x1="{left}" y1="{axis_y}" x2="{left + plot_w}" y2="{axis_y}" stroke="#333"/>')
-    for r, (name, values) in enumerate(rows):
-        nums = sorted(v for v, *_ in values)
-        yc = top + row_h * r + row_h / 2
-
-        def quantile(q, nums=nums):
-            pos = q * (len(nums) - 1)
-            i = int(math.floor(pos))
-            j = min(i + 1, len(nums) - 1)
-            return nums[i] + (nums[j] - nums[i]) * (pos - i)
-
-        q1, med, q3 = quantile(0.25), quantile(0.5), quantile(0.75)
-        if labelled:
-            out.append(f'<text x="{left - 8}" y="{yc + 4:.1f}" font-size="12" text-anchor="end" fill="#555">'
-                       f'{name}</text>')
-        out.append(f'<rect x="{x(q1):.1f}" y="{yc - 11:.1f}" width="{max(x(q3) - x(q1), 1):.1f}" height="22" '
-                   f'fill="#eef0f2" stroke="#777"/><line x1="{x(med):.1f}" y1="{yc - 11:.1f}" x2="{x(med):.1f}" '
-                   f'y2="{yc + 11:.1f}" stroke="#333" stroke-width="2"/>')
-        before_row = labelled and r == 0
-        for k, (v, case, verdict, href) in enumerate(values):
-            cy = yc + ((k % 5) - 2) * 2.5
-            if before_row:
-                shape = (f'<circle cx="{x(v):.1f}" cy="{cy:.1f}" r="4.5" fill="#fff" stroke="#6E6E6E" '
-                         f'stroke-width="1.5"><title>{_e(case)} before: {v:.4g}</title></circle>')
-            else:
-                colour = VERDICT_COLOURS.get(verdict, GREY)
-                shape = (f'<circle cx="{x(v):.1f}" cy="{cy:.1f}" r="5" fill="{colour}" stroke="#fff" '
-                         f'stroke-width="1"><title>{_e(case)}: {v:.4g}</title></circle>')
-            if href:
-                shape = f'<a href="{_e(href)}" xlink:href="{_e(href)}">{shape}</a>'
-            out.append(shape)
-    out.append("</svg>")
-    return "".join(out)

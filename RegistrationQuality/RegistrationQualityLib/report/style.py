@@ -38,6 +38,8 @@ h3 { font-size: 16px; margin: 16px 0 6px; }
 .banner .what { font-size: 18px; font-weight: 600; }
 .banner.pass { background: var(--pass); } .banner.fail { background: var(--fail); }
 .banner.none { background: var(--none); }
+.banner.review { background: #E69F00; color: #1b1b1b; }
+.profile { margin: 6px 0 0; font-size: 14px; color: var(--muted); }
 .failing { margin: 0; padding: 10px 22px 12px 40px; background: #fbeee5; border: 2px solid var(--fail);
            border-top: 0; border-radius: 0 0 8px 8px; }
 .failing li { margin: 2px 0; }
@@ -62,6 +64,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-sp
          font-weight: 700; white-space: nowrap; }
 .badge.pass { background: var(--pass); } .badge.fail { background: var(--fail); }
 .badge.none { background: var(--none); }
+.badge.review { background: #E69F00; color: #1b1b1b; }
 .null { color: var(--muted); }
 .reason { color: #8a3c00; font-size: 14px; }
 .path { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 13px;
