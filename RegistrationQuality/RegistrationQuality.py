@@ -186,6 +186,12 @@ class RegistrationQualityParameterNode:
     useThreshold: bool = True
     fixedThreshold: Annotated[FloatRange, RangeBounds(-1.0e6, 1.0e6), Default(FloatRange(0, 0))]
     movingThreshold: Annotated[FloatRange, RangeBounds(-1.0e6, 1.0e6), Default(FloatRange(0, 0))]
+    # Threshold clean-up (RegistrationQualityLib.segmentation.Cleanup; the CLI's --fill-holes, --largest-component,
+    # --min-island-cc, --closing-mm)
+    fillHoles: bool = True
+    largestComponent: bool = True
+    minIslandCc: Annotated[float, WithinRange(0.0, 1.0e6)] = 0.0
+    closingMm: Annotated[float, WithinRange(0.0, 100.0)] = 0.0
     # Options: Hausdorff percentile and pass/fail limits (a limit is checked when its box is ticked)
     percentile: Annotated[float, WithinRange(0.0, 100.0)] = 95.0
     checkDice: bool = False
@@ -553,6 +559,15 @@ class RegistrationQualityWidget(ScriptedLoadableModuleWidget, VTKObservationMixi
 #
 # RegistrationQualityLogic
 #
+def _thresholdCleanup(parameterNode):
+    """The parameter node's threshold clean-up (RegistrationQualityLib.segmentation.Cleanup)."""
+    from RegistrationQualityLib.segmentation import Cleanup
+
+    p = parameterNode
+    return Cleanup(fill_holes=bool(p.fillHoles), largest_component=bool(p.largestComponent),
+                   min_island_cc=float(p.minIslandCc), closing_mm=float(p.closingMm))
+
+
 class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
     """Facade over ``RegistrationQualityLib`` for the panel, the Python console and batch mode.
 
@@ -688,6 +703,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             fixed_landmarks=p.fixedLandmarks, moving_landmarks=p.movingLandmarks,
             fixed_threshold=p.fixedThreshold if p.useThreshold else None,
             moving_threshold=p.movingThreshold if p.useThreshold else None,
+            cleanup=_thresholdCleanup(p),
             percentile=p.percentile,
             min_dice=p.minDice if p.checkDice else None,
             max_hausdorff=p.maxHausdorff if p.checkHausdorff else None,
@@ -718,7 +734,7 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
                 fixed_threshold=p.fixedThreshold if p.useThreshold else None,
                 moving_threshold=p.movingThreshold if p.useThreshold else None,
                 fixed_segmentation=p.fixedSegmentation, moving_segmentation=p.movingSegmentation,
-                state="after" if p.contoursAfter else "before")
+                state="after" if p.contoursAfter else "before", cleanup=_thresholdCleanup(p))
             created += [n for n in display.values() if n is not None]
             headers = {"measure": _("Measure"), "subject": _("Subject"), "before": _("Before"), "after": _("After"),
                        "unit": _("Unit"), "check": _("Check")}

@@ -101,3 +101,14 @@ def write_shift_case(tmp_path):
     (tmp_path / "moving.csv").write_text(
         "label,x,y,z\n" + "".join(f"{k},{v[0]},{v[1]},{v[2]}\n" for k, v in reversed(moved.items())))
     return tmp_path
+
+
+def run_elastix_tool(cmd, **kwargs):
+    """subprocess.run for the elastix/transformix executables (independent references), retried once when the
+    tool itself crashed (killed by a signal, e.g. Debian elastix 5.0.1 aborting with "std::system_error:
+    Operation not permitted" when threads cannot be started on a loaded machine). A tool that ran and failed
+    (exit status > 0) is not retried: its failure stays the test's failure."""
+    proc = subprocess.run(cmd, **kwargs)
+    if proc.returncode < 0:
+        proc = subprocess.run(cmd, **kwargs)
+    return proc

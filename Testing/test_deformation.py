@@ -11,7 +11,7 @@ from RegistrationQualityLib import deformation as d
 from RegistrationQualityLib import io, transforms
 from RegistrationQualityLib.errors import BadInputError
 
-from conftest import OBLIQUE, make_image, rotation_matrix
+from conftest import OBLIQUE, make_image, rotation_matrix, run_elastix_tool
 
 LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 SPACING = (0.8, 1.5, 2.5)
@@ -391,7 +391,6 @@ def _elastix_bspline_file(path, ref, grid_spacing, coefficients):
 @pytest.mark.elastix
 def test_jacobian_matches_transformix_analytic_jacobian(ctx, tmp_path):
     import shutil
-    import subprocess
 
     if shutil.which("transformix") is None:
         pytest.skip("transformix executable not on PATH")
@@ -409,7 +408,7 @@ def test_jacobian_matches_transformix_analytic_jacobian(ctx, tmp_path):
         out = tmp_path / f"r{refine}"
         out.mkdir()
         tp = _elastix_bspline_file(out / "TransformParameters.0.txt", grid, grid_spacing, coefficients)
-        proc = subprocess.run(["transformix", "-jac", "all", "-out", str(out), "-tp", str(tp)],
+        proc = run_elastix_tool(["transformix", "-jac", "all", "-out", str(out), "-tp", str(tp)],
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout[-2000:]
         reference = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "spatialJacobian.mha")))

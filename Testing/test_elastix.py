@@ -25,7 +25,7 @@ from RegistrationQualityLib import elastix as ex
 from RegistrationQualityLib.errors import BadInputError
 from RegistrationQualityLib.transforms import load_transform, points_outside_domain
 
-from conftest import OBLIQUE, make_image, rotation_matrix
+from conftest import OBLIQUE, make_image, rotation_matrix, run_elastix_tool
 
 RAS = np.array([-1.0, -1.0, 1.0])  # LPS <-> RAS for points
 TOL_MM = 0.01
@@ -116,7 +116,7 @@ def run_transformix(tp: Path, lps_points: np.ndarray, out: Path) -> np.ndarray:
     inputs = out / "inputpoints.txt"
     rows = "".join(f"{p[0]:.6f} {p[1]:.6f} {p[2]:.6f}\n" for p in lps_points)
     inputs.write_text(f"point\n{len(lps_points)}\n{rows}")
-    proc = subprocess.run(["transformix", "-def", str(inputs), "-out", str(out), "-tp", str(tp)],
+    proc = run_elastix_tool(["transformix", "-def", str(inputs), "-out", str(out), "-tp", str(tp)],
                           capture_output=True, text=True, cwd=out)
     assert proc.returncode == 0, proc.stdout[-2000:]
     text = (out / "outputpoints.txt").read_text()
@@ -147,7 +147,7 @@ def case(tmp_path_factory):
         params += ["-p", str(p)]
     out = root / "out"
     out.mkdir()
-    proc = subprocess.run(["elastix", "-f", str(root / "fixed.mha"), "-m", str(root / "moving.mha"), *params,
+    proc = run_elastix_tool(["elastix", "-f", str(root / "fixed.mha"), "-m", str(root / "moving.mha"), *params,
                            "-out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:]
     rng = np.random.default_rng(7)
@@ -209,7 +209,7 @@ def test_transformix_deformation_field_through_the_loader(ctx, case, tmp_path):
 
 
     tp = case["out"] / "TransformParameters.2.txt"
-    proc = subprocess.run(["transformix", "-def", "all", "-out", str(tmp_path), "-tp", str(tp)],
+    proc = run_elastix_tool(["transformix", "-def", "all", "-out", str(tmp_path), "-tp", str(tp)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
     field = load_transform(ctx, tmp_path / "deformationField.mha")
@@ -276,7 +276,7 @@ def test_resampled_image_matches_transformix(ctx, case, tmp_path):
     tp.write_text(text)  # initial transform path is absolute (elastix ran with an absolute -out)
     out = tmp_path / "tx"
     out.mkdir()
-    proc = subprocess.run(["transformix", "-in", str(case["root"] / "moving.mha"), "-out", str(out), "-tp", str(tp)],
+    proc = run_elastix_tool(["transformix", "-in", str(case["root"] / "moving.mha"), "-out", str(out), "-tp", str(tp)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
     ref = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "result.mha")))
@@ -306,7 +306,7 @@ def test_use_direction_cosines_false_needs_moving_image_and_matches_transformix(
                                     "(FinalBSplineInterpolationOrder 1)\n")
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run(["elastix", "-f", str(case["root"] / "fixed.mha"), "-m", str(case["root"] / "moving.mha"),
+    proc = run_elastix_tool(["elastix", "-f", str(case["root"] / "fixed.mha"), "-m", str(case["root"] / "moving.mha"),
                            "-p", str(tmp_path / "p.txt"), "-out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
     tp = out / "TransformParameters.0.txt"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from RegistrationQualityLib.context import Context
 from RegistrationQualityLib.errors import BadInputError
 from RegistrationQualityLib.evaluate import EvaluationInputs, EvaluationOptions, evaluate
 
-from conftest import OBLIQUE, make_image, run_cli
+from conftest import OBLIQUE, make_image, run_cli, run_elastix_tool
 
 HAVE_ELASTIX = shutil.which("elastix") is not None
 
@@ -55,7 +54,7 @@ def run(tmp_path_factory):
     (root / "p.txt").write_text(PARAMS)
     out = root / "out"
     out.mkdir()
-    proc = subprocess.run(["elastix", "-f", "fixed_t1.nrrd", "-m", "moving_cbf.nrrd", "-p", "p.txt", "-out", "out"],
+    proc = run_elastix_tool(["elastix", "-f", "fixed_t1.nrrd", "-m", "moving_cbf.nrrd", "-p", "p.txt", "-out", "out"],
                           cwd=root, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
     return root

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from RegistrationQualityLib import io, transforms
 from RegistrationQualityLib import landmarks as lmk
 from RegistrationQualityLib.errors import BadInputError
 
-from conftest import OBLIQUE, make_image, rotation_matrix
+from conftest import OBLIQUE, make_image, rotation_matrix, run_elastix_tool
 
 FLIP = np.array([-1.0, -1.0, 1.0])  # LPS <-> RAS
 
@@ -151,7 +150,7 @@ def test_transformix_points_agree_with_our_reader_and_analytic_affine(ctx, tmp_p
     (tmp_path / "idx.txt").write_text("index\n2\n1.4 2.6 3\n7 0 9\n")
     for name in ("pts", "idx"):
         (tmp_path / name).mkdir()
-        subprocess.run(["transformix", "-def", str(tmp_path / f"{name}.txt"), "-tp", str(tmp_path / "tp.txt"),
+        run_elastix_tool(["transformix", "-def", str(tmp_path / f"{name}.txt"), "-tp", str(tmp_path / "tp.txt"),
                         "-out", str(tmp_path / name)], check=True, capture_output=True, timeout=60)
     out = io.read_landmarks(tmp_path / "pts" / "outputpoints.txt")
     expected_lps = (a @ (lps - c).T).T + c + t
@@ -634,7 +633,7 @@ def test_elastix_affine_plus_bspline_chain_matches_transformix_and_flags_its_dom
     f_lps = np.linalg.solve(a, (targets - c - t).T).T + c  # affine^-1(target)
     (tmp_path / "pts.txt").write_text(f"point\n{len(f_lps)}\n" + "".join(
         " ".join(f"{v:.10f}" for v in p) + "\n" for p in f_lps))
-    subprocess.run(["transformix", "-def", str(tmp_path / "pts.txt"), "-tp", str(tmp_path / "bspline.txt"), "-out",
+    run_elastix_tool(["transformix", "-def", str(tmp_path / "pts.txt"), "-tp", str(tmp_path / "bspline.txt"), "-out",
                     str(tmp_path)], check=True, capture_output=True, timeout=60)
     out = io.read_landmarks(tmp_path / "outputpoints.txt")
     node = elastix.load_transform_parameters(ctx, tmp_path / "bspline.txt")

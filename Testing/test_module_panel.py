@@ -547,7 +547,7 @@ def headless_logic(ctx):
     namespace = {"_": lambda text: text, "RegistrationQualityParameterNode": ParameterBag, "json": json,
                  "Path": Path, "__file__": str(MODULE_FILE)}
     helpers = [n for n in module_tree().body if isinstance(n, ast.FunctionDef)
-               and n.name in ("sampleCaseFolder", "sampleCaseSpec")]
+               and n.name in ("sampleCaseFolder", "sampleCaseSpec", "_thresholdCleanup")]
     exec(compile(ast.Module(body=helpers, type_ignores=[]), str(MODULE_FILE), "exec"), namespace)
     body = []
     for fn in module_class("RegistrationQualityLogic").body:
@@ -814,6 +814,14 @@ def test_evaluation_request_maps_every_option(ctx, shift_nodes):
     p.useThreshold, p.fixedThreshold, p.movingThreshold = True, Range(1.5, 2.5), Range(-1, 7)
     inputs, _options = logic.evaluationRequest(p)
     assert inputs.threshold == ["1.5:2.5", "-1.0:7.0"]
+    # the threshold clean-up fields reach evaluate (defaults: holes filled, largest component, as the CLI)
+    from RegistrationQualityLib.segmentation import Cleanup, cleanup_from_dict
+
+    assert cleanup_from_dict(_options.threshold_cleanup) == Cleanup()
+    p.fillHoles, p.largestComponent, p.minIslandCc, p.closingMm = False, True, 2.5, 1.5
+    _inputs, options = logic.evaluationRequest(p)
+    assert cleanup_from_dict(options.threshold_cleanup) == Cleanup(fill_holes=False, largest_component=True,
+                                                                   min_island_cc=2.5, closing_mm=1.5)
 
 
 def test_report_json_roundtrip_and_folder_choice(tmp_path):

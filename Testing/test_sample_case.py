@@ -11,7 +11,6 @@ import importlib.util
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,8 @@ import pytest
 import SimpleITK as sitk
 
 from RegistrationQualityLib import io, transforms
+
+from conftest import run_elastix_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "Resources" / "SampleCase"
@@ -263,7 +264,7 @@ def transformix_tre(registration: dict, tmp_path: Path, fixed, moving) -> np.nda
     out = tmp_path / "out"
     out.mkdir()
     # run in the parameter file's folder: the chain's InitialTransformParametersFileName is relative to it
-    run = subprocess.run(["transformix", "-def", str(points), "-tp", tp.name, "-out", str(out)], cwd=tp.parent,
+    run = run_elastix_tool(["transformix", "-def", str(points), "-tp", tp.name, "-out", str(out)], cwd=tp.parent,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:]
     rows = (out / "outputpoints.txt").read_text().splitlines()

@@ -13,7 +13,7 @@ from RegistrationQualityLib import transforms
 from RegistrationQualityLib.elastix import to_sitk_transform
 from RegistrationQualityLib.transforms import image_ijk_to_lps, load_registration, stream
 
-from conftest import OBLIQUE, make_image
+from conftest import OBLIQUE, make_image, run_elastix_tool
 
 
 class Collect:
@@ -86,14 +86,13 @@ def test_itk_bspline_file_kernel_equals_simpleitk(tmp_path):
 @pytest.mark.elastix
 def test_analytic_jacobian_equals_transformix_jac(tmp_path):
     import shutil
-    import subprocess
 
     if shutil.which("transformix") is None:
         pytest.skip("transformix executable not on PATH")
     ref, tp = _bspline_case(tmp_path, with_euler=True)
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.run(["transformix", "-jac", "all", "-out", str(out), "-tp", str(tp)], capture_output=True,
+    proc = run_elastix_tool(["transformix", "-jac", "all", "-out", str(out), "-tp", str(tp)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:]
     reference = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "spatialJacobian.mha")))
