@@ -202,6 +202,18 @@ class RegistrationQualityParameterNode:
     maxTre: Annotated[float, WithinRange(0.0, 1000.0)] = 2.0
     checkFolding: bool = False
     maxFolding: Annotated[float, WithinRange(0.0, 100.0)] = 0.1
+    checkTrePoint: bool = False
+    maxTrePoint: Annotated[float, WithinRange(0.0, 1000.0)] = 5.0
+    checkHausdorffMax: bool = False
+    maxHausdorffMax: Annotated[float, WithinRange(0.0, 1000.0)] = 10.0
+    checkMeanDistance: bool = False
+    maxMeanDistance: Annotated[float, WithinRange(0.0, 1000.0)] = 2.0
+    checkNsd: bool = False
+    minNsd: Annotated[float, WithinRange(0.0, 1.0)] = 0.8
+    checkNdv: bool = False
+    maxNdv: Annotated[float, WithinRange(0.0, 100.0)] = 0.1
+    # tolerance profile: a built-in name or a profile file; empty = none (RegistrationQualityLib.profiles)
+    profile: str = ""
     # Display
     showContours: bool = True
     contoursAfter: bool = True
@@ -709,6 +721,12 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             max_hausdorff=p.maxHausdorff if p.checkHausdorff else None,
             max_tre=p.maxTre if p.checkTre else None,
             max_folding=p.maxFolding if p.checkFolding else None,
+            max_tre_point=p.maxTrePoint if p.checkTrePoint else None,
+            max_hausdorff_max=p.maxHausdorffMax if p.checkHausdorffMax else None,
+            max_mean_distance=p.maxMeanDistance if p.checkMeanDistance else None,
+            min_nsd=p.minNsd if p.checkNsd else None,
+            max_ndv=p.maxNdv if p.checkNdv else None,
+            profile=p.profile.strip() or None,
             case_id=p.movingVolume.GetName() if p.movingVolume else None,
         )
 

@@ -611,6 +611,25 @@ def test_threshold_spec_is_exact_and_checked():
         panel.threshold_spec((2, 1))
 
 
+def test_panel_compute_with_a_tolerance_profile(ctx, shift_nodes):
+    """The panel's profile field reaches evaluate: the built-in tg132 profile's checks run, with its data-dependent
+    TRE limit (the fixed image's largest voxel dimension, 3 mm here), and a ticked limit replaces the profile's."""
+    logic = headless_logic(ctx)
+    n = shift_nodes
+    p = ParameterBag(fixedVolume=n.fixed, movingVolume=n.moving, transform=n.good, fixedSegmentation=n.fixed_seg,
+                     movingSegmentation=n.moving_seg, fixedLandmarks=n.fixed_lm, movingLandmarks=n.moving_lm,
+                     useThreshold=False, profile="tg132", checkTrePoint=True, maxTrePoint=0.25)
+    rep = logic.compute(p).report
+    assert rep["profile"]["name"] == "tg132"
+    by_name = {}
+    for c in rep["checks"]:
+        by_name.setdefault(c["name"], []).append(c)
+    assert {"max_tre", "min_dice", "max_mean_distance"} <= set(by_name)
+    assert by_name["max_tre"][0]["limit"] == pytest.approx(3.0)  # largest voxel dimension of the fixed image
+    assert by_name["max_tre_point"][0]["limit"] == pytest.approx(0.25)  # the ticked limit, not the profile's 5 mm
+    assert by_name["max_tre"][0]["status"] == "pass"
+
+
 def test_panel_compute_on_the_shift_case(ctx, shift_nodes, tmp_path):
     """The Compute button's path (logic.compute on the parameter node) against the analytic answers."""
     from RegistrationQualityLib import panel
@@ -814,6 +833,15 @@ def test_evaluation_request_maps_every_option(ctx, shift_nodes):
     p.useThreshold, p.fixedThreshold, p.movingThreshold = True, Range(1.5, 2.5), Range(-1, 7)
     inputs, _options = logic.evaluationRequest(p)
     assert inputs.threshold == ["1.5:2.5", "-1.0:7.0"]
+    # the newer checks and the tolerance profile: off / none unless ticked / given
+    assert (options.max_tre_point, options.max_hausdorff_max, options.max_mean_distance, options.min_nsd,
+            options.max_ndv, options.profile) == (None,) * 6
+    p.checkTrePoint, p.maxTrePoint, p.checkHausdorffMax, p.maxHausdorffMax = True, 4.5, True, 9.0
+    p.checkMeanDistance, p.maxMeanDistance, p.checkNsd, p.minNsd, p.checkNdv, p.maxNdv = True, 1.5, True, 0.7, True, 0.3
+    p.profile = " tg132 "
+    _inputs, opts = logic.evaluationRequest(p)
+    assert (opts.max_tre_point, opts.max_hausdorff_max, opts.max_mean_distance, opts.min_nsd, opts.max_ndv,
+            opts.profile) == (4.5, 9.0, 1.5, 0.7, 0.3, "tg132")
     # the threshold clean-up fields reach evaluate (defaults: holes filled, largest component, as the CLI)
     from RegistrationQualityLib.segmentation import Cleanup, cleanup_from_dict
 

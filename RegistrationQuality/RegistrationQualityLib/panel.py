@@ -49,14 +49,15 @@ def threshold_spec(value_range) -> str | None:
 def evaluation_request(fixed, moving, registered=None, transform=None, fixed_segmentation=None,
                        moving_segmentation=None, fixed_landmarks=None, moving_landmarks=None, fixed_threshold=None,
                        moving_threshold=None, percentile: float = measures.DEFAULT_PERCENTILE, case_id=None,
-                       cleanup=None, **limits):
+                       cleanup=None, profile=None, **limits):
     """(EvaluationInputs, EvaluationOptions) of the panel's state.
 
     Nodes are passed as they are (never modified by :func:`~.evaluate.evaluate`). Thresholds: ``(lower, upper)``
     ranges (or ``FloatRange``) of the fixed and moving images, each in its own units; give both or neither.
     ``limits``: one keyword per check of the check registry (``min_dice``, ``max_hausdorff``, ``max_tre``,
     ``max_folding``, ``max_tre_point``, ...; :mod:`.checks`); ``None`` means no check. ``cleanup``: the threshold
-    clean-up (:class:`~.segmentation.Cleanup`, ``None`` = its default, as the CLI). The options ask for scene
+    clean-up (:class:`~.segmentation.Cleanup`, ``None`` = its default, as the CLI). ``profile``: a tolerance
+    profile (built-in name or file, :mod:`.profiles`; a given limit replaces the profile's). The options ask for scene
     outputs (result nodes) and no snapshots.
     """
     from .evaluate import EvaluationInputs, EvaluationOptions
@@ -74,7 +75,8 @@ def evaluation_request(fixed, moving, registered=None, transform=None, fixed_seg
     if unknown:
         raise TypeError(f"evaluation_request: unknown check(s) {', '.join(unknown)} (known: {checks.names()})")
     options = EvaluationOptions(percentile=float(percentile), snapshots=False, scene_outputs=True,
-                                threshold_cleanup=cleanup, limits={k: v for k, v in limits.items() if v is not None})
+                                threshold_cleanup=cleanup, profile=profile,
+                                limits={k: v for k, v in limits.items() if v is not None})
     return inputs, options
 
 
