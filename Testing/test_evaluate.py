@@ -135,6 +135,16 @@ def test_slicer_batch_mode_shares_the_cli_arguments(ctx, case, tmp_path, capsys)
     assert "verdict: pass" in capsys.readouterr().out
     assert ctx.scene.GetNumberOfNodes() == before  # temporary nodes removed from the application's scene
     assert json.loads((tmp_path / "batch" / "report.json").read_text())["landmarks"]["after"]["max_mm"] < 1e-6
+    # a tolerance profile from batch mode: tg132's mean TRE limit is the fixed image's largest voxel dimension
+    code = batch_main(["--fixed", str(case / "fixed.nrrd"), "--moving", str(case / "moving.nrrd"), "--transform",
+                       str(case / "good.tfm"), "--fixed-landmarks", str(case / "fixed.csv"), "--moving-landmarks",
+                       str(case / "moving.csv"), "--profile", "tg132", "--no-snapshots", "--output",
+                       str(tmp_path / "batch-profile")], fake)
+    assert code == 0 and "verdict: pass" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "batch-profile" / "report.json").read_text())
+    assert rep["profile"]["name"] == "tg132"
+    tre = next(c for c in rep["checks"] if c["name"] == "max_tre")
+    assert tre["limit"] == pytest.approx(max(sitk.ReadImage(str(case / "fixed.nrrd")).GetSpacing()))
     code = batch_main(["--fixed", str(case / "fixed.nrrd"), "--moving", str(case / "moving.nrrd"), "--output",
                        str(tmp_path / "b2")], fake)
     err = capsys.readouterr().err
