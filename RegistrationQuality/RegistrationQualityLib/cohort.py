@@ -62,11 +62,11 @@ NOT_SCORED = ("segments", "method_rank", "review_seconds")
 RANK_FIGURES = (("min_dice_after", True), ("mean_tre_after_mm", False), ("ncc_after", True))
 
 
-def read_manifest(path) -> list[dict]:
-    """Rows of the manifest as dicts (absent options dropped, paths resolved); BadInputError on bad input."""
+def _csv_rows(path, option: str, empty: str) -> tuple:
+    """(checked path, the non-blank rows) of a UTF-8 CSV file (a BOM allowed); BadInputError naming the file."""
     from .io import check_file
 
-    p = check_file(path, "manifest")
+    p = check_file(path, option)
     name = os.fspath(path)
     try:
         text = p.read_text(encoding="utf-8-sig")
@@ -78,7 +78,14 @@ def read_manifest(path) -> list[dict]:
         raise BadInputError(name, f"malformed CSV ({exc})") from None
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
-        raise BadInputError(name, "empty manifest (a header row is needed)")
+        raise BadInputError(name, f"{empty} (a header row is needed)")
+    return p, rows
+
+
+def read_manifest(path) -> list[dict]:
+    """Rows of the manifest as dicts (absent options dropped, paths resolved); BadInputError on bad input."""
+    name = os.fspath(path)
+    p, rows = _csv_rows(path, "manifest", "empty manifest")
     header = [c.strip() for c in rows[0]]
     for column in header:
         if column not in COLUMNS:
@@ -366,21 +373,8 @@ def annotate(rows: list[dict]) -> list[dict]:
 def read_ratings(path) -> list[dict]:
     """Rows of a ratings.csv exported from review.html (``case_id,method,rating,note,reviewer,seconds,rated_at``;
     ``method``, ``note``, ``reviewer``, ``seconds`` and ``rated_at`` may be absent); BadInputError on bad input."""
-    from .io import check_file
-
-    p = check_file(path, "--ratings")
     name = os.fspath(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise BadInputError(name, "not a text file (cannot decode as UTF-8)") from None
-    try:
-        table = list(csv.reader(text.splitlines()))
-    except csv.Error as exc:
-        raise BadInputError(name, f"malformed CSV ({exc})") from None
-    table = [r for r in table if any(c.strip() for c in r)]
-    if not table:
-        raise BadInputError(name, "empty ratings file (a header row is needed)")
+    _p, table = _csv_rows(path, "--ratings", "empty ratings file")
     header = [c.strip() for c in table[0]]
     for column in ("case_id", "rating"):
         if column not in header:
