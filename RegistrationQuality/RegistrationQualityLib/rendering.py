@@ -628,6 +628,15 @@ def render_header(width: int, title: str, legend=()) -> np.ndarray:
     return band
 
 
+def _remove_added_volume_display_nodes(ctx, before: set) -> None:
+    """The slice layer logic adds a hidden display node per background volume: remove those added since
+    ``before`` (node IDs of the scene before rendering)."""
+    for node_id in set(_node_ids(ctx.scene)) - before:
+        node = ctx.scene.GetNodeByID(node_id)
+        if node is not None and node.IsA("vtkMRMLVolumeDisplayNode"):
+            ctx.scene.RemoveNode(node)
+
+
 def _node_ids(scene) -> list:
     return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
 
@@ -812,11 +821,7 @@ def render_snapshots(ctx, fixed_image_or_node, overlays=(), output_dir=".", view
             finally:  # let go of the background before it is removed (no pipeline updates on removal)
                 renderer.composite_node.SetBackgroundVolumeID(None)
     finally:
-        # the slice layer logic adds a hidden display node per background volume: remove what we caused
-        for node_id in set(_node_ids(ctx.scene)) - before:
-            node = ctx.scene.GetNodeByID(node_id)
-            if node is not None and node.IsA("vtkMRMLVolumeDisplayNode"):
-                ctx.scene.RemoveNode(node)
+        _remove_added_volume_display_nodes(ctx, before)
     return written
 
 
@@ -1007,10 +1012,7 @@ def render_jacobian(ctx, fixed, jacobian_kji, output_dir, views=("axial", "coron
             finally:
                 renderer.composite_node.SetBackgroundVolumeID(None)
     finally:
-        for node_id in set(_node_ids(ctx.scene)) - before:
-            node = ctx.scene.GetNodeByID(node_id)
-            if node is not None and node.IsA("vtkMRMLVolumeDisplayNode"):
-                ctx.scene.RemoveNode(node)
+        _remove_added_volume_display_nodes(ctx, before)
     return written
 
 
