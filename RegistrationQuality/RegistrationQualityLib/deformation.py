@@ -32,7 +32,7 @@ import numpy as np
 
 from . import measures
 from .errors import BadInputError, require
-from .io import LPS_TO_RAS, _sitk, image_ijk_to_ras, node_ijk_to_ras
+from .io import LPS_TO_RAS, _sitk, color_table_node, image_ijk_to_ras, node_ijk_to_ras
 
 LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 RAS_FLIP = np.array([-1.0, -1.0, 1.0])
@@ -308,25 +308,16 @@ def jacobian_color_node(ctx):
     255 entries over the display range 0..2 (window 2, level 1): the middle entry (white) holds J = 1;
     J <= 0 (folding) shows in the darkest blue, J >= 2 in the darkest red.
     """
-    nodes = ctx.scene.GetNodesByName(JACOBIAN_COLOR_NODE_NAME)
-    for i in range(nodes.GetNumberOfItems()):
-        node = nodes.GetItemAsObject(i)
-        if node.IsA("vtkMRMLColorTableNode"):
-            return node
-    node = ctx.add_node("vtkMRMLColorTableNode", JACOBIAN_COLOR_NODE_NAME)
-    node.SetTypeToUser()
     n = 255
-    node.SetNumberOfColors(n)
-    node.SetNamesInitialised(True)
     mid = (n - 1) / 2
     blue, red = np.array([0.02, 0.19, 0.58]), np.array([0.70, 0.01, 0.15])
+    colors = []
     for i in range(n):
         t = (i - mid) / mid  # -1 .. 1
         end = red if t > 0 else blue
         rgb = (1 - abs(t)) * np.ones(3) + abs(t) * end
-        node.SetColor(i, f"{JACOBIAN_DISPLAY_RANGE[0] + 2 * i / (n - 1):.3f}", *rgb.tolist(), 1.0)
-    node.SetAttribute("Category", "RegistrationQuality")
-    return node
+        colors.append((f"{JACOBIAN_DISPLAY_RANGE[0] + 2 * i / (n - 1):.3f}", rgb.tolist()))
+    return color_table_node(ctx, JACOBIAN_COLOR_NODE_NAME, colors)
 
 
 def jacobian_volume_node(ctx, jacobian: np.ndarray, reference_image, name: str = "Jacobian determinant"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .io import color_table_node
 from .metrics import boundary_voxels, distance_to_set
 
 ARRAY_NAME = "SignedDistance_mm"
@@ -143,21 +144,8 @@ def vertex_rows(polydata) -> list[dict]:
 # ---------------------------------------------------------------------------------------------------
 def color_node(ctx):
     """The diverging colour table (blue − / white 0 / red +) of heat maps; created once per scene."""
-    nodes = ctx.scene.GetNodesByName(COLOR_NODE_NAME)
-    for i in range(nodes.GetNumberOfItems()):
-        node = nodes.GetItemAsObject(i)
-        if node.IsA("vtkMRMLColorTableNode"):
-            return node
-    node = ctx.add_node("vtkMRMLColorTableNode", COLOR_NODE_NAME)
-    node.SetTypeToUser()
-    n = 255
-    node.SetNumberOfColors(n)
-    node.SetNamesInitialised(True)
-    rgb = diverging_rgb(np.linspace(-1, 1, n))
-    for i in range(n):
-        node.SetColor(i, str(i), *rgb[i].tolist(), 1.0)
-    node.SetAttribute("Category", "RegistrationQuality")
-    return node
+    rgb = diverging_rgb(np.linspace(-1, 1, 255))
+    return color_table_node(ctx, COLOR_NODE_NAME, [(str(i), c) for i, c in enumerate(rgb.tolist())])
 
 
 def heatmap_model_node(ctx, polydata, name: str, value_range, visible: bool = True):

@@ -415,6 +415,24 @@ def image_to_volume(ctx, image, name: str = "volume", labelmap: bool = False, no
     return node
 
 
+def color_table_node(ctx, name: str, colors) -> object:
+    """The scene's user colour table ``name`` (vtkMRMLColorTableNode), made from ``colors`` — a list of
+    (entry name, (r, g, b)) — when the scene has none of that name yet (created once per scene)."""
+    nodes = ctx.scene.GetNodesByName(name)
+    for i in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(i)
+        if node.IsA("vtkMRMLColorTableNode"):
+            return node
+    node = ctx.add_node("vtkMRMLColorTableNode", name)
+    node.SetTypeToUser()
+    node.SetNumberOfColors(len(colors))
+    node.SetNamesInitialised(True)
+    for i, (entry, rgb) in enumerate(colors):
+        node.SetColor(i, entry, *[float(c) for c in rgb], 1.0)
+    node.SetAttribute("Category", "RegistrationQuality")
+    return node
+
+
 def load_volume(ctx, path, name: str | None = None, labelmap: bool = False):
     """Load an image file (or DICOM folder) as a scalar (or labelmap) volume node."""
     image = read_labelmap(path) if labelmap else read_image(path)
