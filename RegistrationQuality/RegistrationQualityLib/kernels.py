@@ -20,6 +20,7 @@ from numba import njit, prange
 
 # component kinds of a chain (see transforms.Chain)
 LINEAR, BSPLINE = 0, 1
+SIXTH = 1.0 / 6.0
 
 
 def set_threads(threads: int | None) -> None:
@@ -29,6 +30,23 @@ def set_threads(threads: int | None) -> None:
     if threads is None:
         threads = int(os.environ.get("RQ_THREADS", "0") or 0) or numba.config.NUMBA_NUM_THREADS
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+
+
+@njit(cache=True, inline="always")
+def _weights(fr, w, dw, i):
+    """Cubic B-spline weights and their derivatives at fraction ``fr`` into column ``i`` of ``w``/``dw`` (4, n)."""
+    g = 1.0 - fr
+    f2 = fr * fr
+    f3 = f2 * fr
+    w[0, i] = g * g * g * SIXTH
+    w[1, i] = (3.0 * f3 - 6.0 * f2 + 4.0) * SIXTH
+    w[2, i] = (-3.0 * f3 + 3.0 * f2 + 3.0 * fr + 1.0) * SIXTH
+    w[3, i] = f3 * SIXTH
+    dw[0, i] = -0.5 * g * g
+    dw[1, i] = 1.5 * f2 - 2.0 * fr
+    dw[2, i] = -1.5 * f2 + fr + 0.5
+    dw[3, i] = 0.5 * f2
+
 
 
 @njit(parallel=True, cache=True)
@@ -43,135 +61,196 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
     interleaved (nz, ny, nx, 3), ``sizes[c]`` = (nx, ny, nz). A B-spline moves a point only inside its valid
     region ``1 <= g < n - 2`` on every axis (all 4×4×4 control points present), elastix's and ITK's rule;
     elsewhere it is the identity (Jacobian I). The tensor-product sums are separable (x, then y, then z), the
-    derivative sums riding along.
+    derivative sums riding along. Vectorised: each row of the slab is processed as arrays over i, cut into
+    runs of voxels that share one 4×4×4 support (the coefficients then broadcast, and the loops over a run's
+    voxels compile to SIMD code; every loop touches 1-D arrays indexed from 0, which LLVM needs to vectorise).
     """
     ncomp = kinds.shape[0]
     for kk in prange(k1 - k0):
         k = k0 + kk
-        f = np.empty((3, 3))
-        t = np.empty((3, 3))
-        wx, wy, wz = np.empty(4), np.empty(4), np.empty(4)
-        dx, dy, dz = np.empty(4), np.empty(4), np.empty(4)
+        p = np.empty((3, ni))
+        x = np.empty((3, ni))
+        f = np.empty((9, ni))      # F row-major (a, b) -> 3a+b
+        gf = np.empty((3, ni))
+        valid = np.empty(ni, np.bool_)
+        wx, wy, wz = np.empty((4, ni)), np.empty((4, ni)), np.empty((4, ni))
+        dx, dy, dz = np.empty((4, ni)), np.empty((4, ni)), np.empty((4, ni))
+        val = np.empty((3, ni))
+        acc = np.empty((9, ni))   # dU_a/dg_b
+        ys = np.empty((9, ni))    # per-z partial sums: value (3), d/dgx (3), d/dgy (3)
         for j in range(nj):
             for i in range(ni):
-                x0 = ijk_to_lps[0, 3] + ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k
-                x1 = ijk_to_lps[1, 3] + ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k
-                x2 = ijk_to_lps[2, 3] + ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k
-                p0, p1, p2 = x0, x1, x2
-                if want_det:
-                    for a in range(3):
+                x[0, i] = ijk_to_lps[0, 3] + ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k
+                x[1, i] = ijk_to_lps[1, 3] + ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k
+                x[2, i] = ijk_to_lps[2, 3] + ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k
+                p[0, i], p[1, i], p[2, i] = x[0, i], x[1, i], x[2, i]
+            if want_det:
+                for a in range(9):
+                    one = 1.0 if a % 4 == 0 else 0.0
+                    for i in range(ni):
+                        f[a, i] = one
+            for c in range(ncomp):
+                if kinds[c] == LINEAR:
+                    m = mats[c]
+                    for i in range(ni):
+                        p0, p1, p2 = p[0, i], p[1, i], p[2, i]
+                        p[0, i] = m[0, 0] * p0 + m[0, 1] * p1 + m[0, 2] * p2 + m[0, 3]
+                        p[1, i] = m[1, 0] * p0 + m[1, 1] * p1 + m[1, 2] * p2 + m[1, 3]
+                        p[2, i] = m[2, 0] * p0 + m[2, 1] * p1 + m[2, 2] * p2 + m[2, 3]
+                    if want_det:
                         for b in range(3):
-                            f[a, b] = 1.0 if a == b else 0.0
-                for c in range(ncomp):
-                    if kinds[c] == LINEAR:
-                        q0 = mats[c, 0, 0] * p0 + mats[c, 0, 1] * p1 + mats[c, 0, 2] * p2 + mats[c, 0, 3]
-                        q1 = mats[c, 1, 0] * p0 + mats[c, 1, 1] * p1 + mats[c, 1, 2] * p2 + mats[c, 1, 3]
-                        q2 = mats[c, 2, 0] * p0 + mats[c, 2, 1] * p1 + mats[c, 2, 2] * p2 + mats[c, 2, 3]
-                        if want_det:
-                            for b in range(3):
-                                t0 = mats[c, 0, 0] * f[0, b] + mats[c, 0, 1] * f[1, b] + mats[c, 0, 2] * f[2, b]
-                                t1 = mats[c, 1, 0] * f[0, b] + mats[c, 1, 1] * f[1, b] + mats[c, 1, 2] * f[2, b]
-                                t2 = mats[c, 2, 0] * f[0, b] + mats[c, 2, 1] * f[1, b] + mats[c, 2, 2] * f[2, b]
-                                f[0, b], f[1, b], f[2, b] = t0, t1, t2
-                        p0, p1, p2 = q0, q1, q2
+                            for i in range(ni):
+                                f0, f1, f2 = f[b, i], f[3 + b, i], f[6 + b, i]
+                                f[b, i] = m[0, 0] * f0 + m[0, 1] * f1 + m[0, 2] * f2
+                                f[3 + b, i] = m[1, 0] * f0 + m[1, 1] * f1 + m[1, 2] * f2
+                                f[6 + b, i] = m[2, 0] * f0 + m[2, 1] * f1 + m[2, 2] * f2
+                    continue
+                m = mats[c]
+                nx, ny, nz = sizes[c, 0], sizes[c, 1], sizes[c, 2]
+                m00, m01, m02, m03 = m[0, 0], m[0, 1], m[0, 2], m[0, 3]
+                m10, m11, m12, m13 = m[1, 0], m[1, 1], m[1, 2], m[1, 3]
+                m20, m21, m22, m23 = m[2, 0], m[2, 1], m[2, 2], m[2, 3]
+                lx, ly, lz = nx - 2.0, ny - 2.0, nz - 2.0
+                for i in range(ni):  # branch-free: vectorised
+                    e0, e1, e2 = p[0, i] - m03, p[1, i] - m13, p[2, i] - m23
+                    gx = m00 * e0 + m01 * e1 + m02 * e2
+                    gy = m10 * e0 + m11 * e1 + m12 * e2
+                    gz = m20 * e0 + m21 * e1 + m22 * e2
+                    valid[i] = (gx >= 1.0) & (gx < lx) & (gy >= 1.0) & (gy < ly) & (gz >= 1.0) & (gz < lz)
+                    fx, fy, fz = np.floor(gx), np.floor(gy), np.floor(gz)
+                    gf[0, i], gf[1, i], gf[2, i] = fx, fy, fz
+                    _weights(gx - fx, wx, dx, i)
+                    _weights(gy - fy, wy, dy, i)
+                    _weights(gz - fz, wz, dz, i)
+                base = offsets[c]
+                i = 0
+                while i < ni:
+                    if not valid[i]:
+                        i += 1
                         continue
-                    nx, ny, nz = sizes[c, 0], sizes[c, 1], sizes[c, 2]
-                    e0, e1, e2 = p0 - mats[c, 0, 3], p1 - mats[c, 1, 3], p2 - mats[c, 2, 3]
-                    gx = mats[c, 0, 0] * e0 + mats[c, 0, 1] * e1 + mats[c, 0, 2] * e2
-                    gy = mats[c, 1, 0] * e0 + mats[c, 1, 1] * e1 + mats[c, 1, 2] * e2
-                    gz = mats[c, 2, 0] * e0 + mats[c, 2, 1] * e1 + mats[c, 2, 2] * e2
-                    if not (gx >= 1.0 and gx < nx - 2.0 and gy >= 1.0 and gy < ny - 2.0 and gz >= 1.0
-                            and gz < nz - 2.0):
-                        continue
-                    fx, fy, fz = math.floor(gx), math.floor(gy), math.floor(gz)
-                    sx, sy, sz = int(fx) - 1, int(fy) - 1, int(fz) - 1
-                    for axis in range(3):
-                        fr = (gx - fx) if axis == 0 else ((gy - fy) if axis == 1 else (gz - fz))
-                        w = wx if axis == 0 else (wy if axis == 1 else wz)
-                        dw = dx if axis == 0 else (dy if axis == 1 else dz)
-                        g = 1.0 - fr
-                        f2, f3 = fr * fr, fr * fr * fr
-                        w[0] = g * g * g / 6.0
-                        w[1] = (3.0 * f3 - 6.0 * f2 + 4.0) / 6.0
-                        w[2] = (-3.0 * f3 + 3.0 * f2 + 3.0 * fr + 1.0) / 6.0
-                        w[3] = f3 / 6.0
-                        dw[0] = -0.5 * g * g
-                        dw[1] = 1.5 * f2 - 2.0 * fr
-                        dw[2] = -1.5 * f2 + fr + 0.5
-                        dw[3] = 0.5 * f2
-                    base = offsets[c]
-                    # coefficients interleaved (nz, ny, nx, 3)
-                    v0 = v1 = v2 = 0.0
-                    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = 0.0  # d(value_a)/d(g_b)
+                    bx, by, bz = gf[0, i], gf[1, i], gf[2, i]
+                    e = i + 1
+                    while e < ni and valid[e] and gf[0, e] == bx and gf[1, e] == by and gf[2, e] == bz:
+                        e += 1
+                    sx, sy, sz = int(bx) - 1, int(by) - 1, int(bz) - 1
+                    n = e - i
+                    v0, v1, v2 = val[0, i:e], val[1, i:e], val[2, i:e]
+                    v0[:] = 0.0
+                    v1[:] = 0.0
+                    v2[:] = 0.0
+                    a00, a01, a02 = acc[0, i:e], acc[1, i:e], acc[2, i:e]
+                    a10, a11, a12 = acc[3, i:e], acc[4, i:e], acc[5, i:e]
+                    a20, a21, a22 = acc[6, i:e], acc[7, i:e], acc[8, i:e]
+                    if want_det:
+                        acc[:, i:e] = 0.0
+                    wx0, wx1, wx2, wx3 = wx[0, i:e], wx[1, i:e], wx[2, i:e], wx[3, i:e]
+                    dx0, dx1, dx2, dx3 = dx[0, i:e], dx[1, i:e], dx[2, i:e], dx[3, i:e]
+                    y0, y1, y2 = ys[0, i:e], ys[1, i:e], ys[2, i:e]
+                    yx0, yx1, yx2 = ys[3, i:e], ys[4, i:e], ys[5, i:e]
+                    yy0, yy1, yy2 = ys[6, i:e], ys[7, i:e], ys[8, i:e]
                     for zz in range(4):
-                        y0 = y1 = y2 = 0.0
-                        yx0 = yx1 = yx2 = 0.0
-                        yy0 = yy1 = yy2 = 0.0
+                        ys[:, i:e] = 0.0
                         for yyi in range(4):
                             row = base + (((sz + zz) * ny + (sy + yyi)) * nx + sx) * 3
-                            r0 = r1 = r2 = 0.0
-                            rd0 = rd1 = rd2 = 0.0
-                            for xx in range(4):
-                                o = row + 3 * xx
-                                c0, c1, c2 = coef[o], coef[o + 1], coef[o + 2]
-                                r0 += c0 * wx[xx]
-                                r1 += c1 * wx[xx]
-                                r2 += c2 * wx[xx]
-                                if want_det:
-                                    rd0 += c0 * dx[xx]
-                                    rd1 += c1 * dx[xx]
-                                    rd2 += c2 * dx[xx]
-                            wyv = wy[yyi]
-                            y0 += r0 * wyv
-                            y1 += r1 * wyv
-                            y2 += r2 * wyv
+                            c00, c01, c02, c10, c11, c12 = (coef[row], coef[row + 1], coef[row + 2], coef[row + 3],
+                                                            coef[row + 4], coef[row + 5])
+                            c20, c21, c22, c30, c31, c32 = (coef[row + 6], coef[row + 7], coef[row + 8], coef[row + 9],
+                                                            coef[row + 10], coef[row + 11])
+                            wyr, dyr = wy[yyi, i:e], dy[yyi, i:e]
                             if want_det:
-                                yx0 += rd0 * wyv
-                                yx1 += rd1 * wyv
-                                yx2 += rd2 * wyv
-                                dyv = dy[yyi]
-                                yy0 += r0 * dyv
-                                yy1 += r1 * dyv
-                                yy2 += r2 * dyv
-                        wzv = wz[zz]
-                        v0 += y0 * wzv
-                        v1 += y1 * wzv
-                        v2 += y2 * wzv
+                                for t in range(n):
+                                    w0, w1, w2, w3 = wx0[t], wx1[t], wx2[t], wx3[t]
+                                    r0 = c00 * w0 + c10 * w1 + c20 * w2 + c30 * w3
+                                    r1 = c01 * w0 + c11 * w1 + c21 * w2 + c31 * w3
+                                    r2 = c02 * w0 + c12 * w1 + c22 * w2 + c32 * w3
+                                    d0, d1, d2, d3 = dx0[t], dx1[t], dx2[t], dx3[t]
+                                    rd0 = c00 * d0 + c10 * d1 + c20 * d2 + c30 * d3
+                                    rd1 = c01 * d0 + c11 * d1 + c21 * d2 + c31 * d3
+                                    rd2 = c02 * d0 + c12 * d1 + c22 * d2 + c32 * d3
+                                    wyv, dyv = wyr[t], dyr[t]
+                                    y0[t] += r0 * wyv
+                                    y1[t] += r1 * wyv
+                                    y2[t] += r2 * wyv
+                                    yx0[t] += rd0 * wyv
+                                    yx1[t] += rd1 * wyv
+                                    yx2[t] += rd2 * wyv
+                                    yy0[t] += r0 * dyv
+                                    yy1[t] += r1 * dyv
+                                    yy2[t] += r2 * dyv
+                            else:
+                                for t in range(n):
+                                    w0, w1, w2, w3 = wx0[t], wx1[t], wx2[t], wx3[t]
+                                    wyv = wyr[t]
+                                    y0[t] += (c00 * w0 + c10 * w1 + c20 * w2 + c30 * w3) * wyv
+                                    y1[t] += (c01 * w0 + c11 * w1 + c21 * w2 + c31 * w3) * wyv
+                                    y2[t] += (c02 * w0 + c12 * w1 + c22 * w2 + c32 * w3) * wyv
+                        wzr, dzr = wz[zz, i:e], dz[zz, i:e]
                         if want_det:
-                            dzv = dz[zz]
-                            a00 += yx0 * wzv
-                            a10 += yx1 * wzv
-                            a20 += yx2 * wzv
-                            a01 += yy0 * wzv
-                            a11 += yy1 * wzv
-                            a21 += yy2 * wzv
-                            a02 += y0 * dzv
-                            a12 += y1 * dzv
-                            a22 += y2 * dzv
+                            for t in range(n):
+                                wzv, dzv = wzr[t], dzr[t]
+                                v0[t] += y0[t] * wzv
+                                v1[t] += y1[t] * wzv
+                                v2[t] += y2[t] * wzv
+                                a00[t] += yx0[t] * wzv
+                                a10[t] += yx1[t] * wzv
+                                a20[t] += yx2[t] * wzv
+                                a01[t] += yy0[t] * wzv
+                                a11[t] += yy1[t] * wzv
+                                a21[t] += yy2[t] * wzv
+                                a02[t] += y0[t] * dzv
+                                a12[t] += y1[t] * dzv
+                                a22[t] += y2[t] * dzv
+                        else:
+                            for t in range(n):
+                                wzv = wzr[t]
+                                v0[t] += y0[t] * wzv
+                                v1[t] += y1[t] * wzv
+                                v2[t] += y2[t] * wzv
+                    p0r, p1r, p2r = p[0, i:e], p[1, i:e], p[2, i:e]
                     if want_det:
-                        # (I + dU/dg · dg/dp) F
-                        for b in range(3):
-                            m0b, m1b, m2b = mats[c, 0, b], mats[c, 1, b], mats[c, 2, b]
-                            t[0, b] = a00 * m0b + a01 * m1b + a02 * m2b
-                            t[1, b] = a10 * m0b + a11 * m1b + a12 * m2b
-                            t[2, b] = a20 * m0b + a21 * m1b + a22 * m2b
-                        for a in range(3):
-                            t[a, a] += 1.0
-                        for b in range(3):
-                            t0 = t[0, 0] * f[0, b] + t[0, 1] * f[1, b] + t[0, 2] * f[2, b]
-                            t1 = t[1, 0] * f[0, b] + t[1, 1] * f[1, b] + t[1, 2] * f[2, b]
-                            t2 = t[2, 0] * f[0, b] + t[2, 1] * f[1, b] + t[2, 2] * f[2, b]
-                            f[0, b], f[1, b], f[2, b] = t0, t1, t2
-                    p0 += v0
-                    p1 += v1
-                    p2 += v2
-                out_u[kk, j, i, 0] = p0 - x0
-                out_u[kk, j, i, 1] = p1 - x1
-                out_u[kk, j, i, 2] = p2 - x2
-                if want_det:
-                    out_det[kk, j, i] = (f[0, 0] * (f[1, 1] * f[2, 2] - f[1, 2] * f[2, 1])
-                                         - f[0, 1] * (f[1, 0] * f[2, 2] - f[1, 2] * f[2, 0])
-                                         + f[0, 2] * (f[1, 0] * f[2, 1] - f[1, 1] * f[2, 0]))
+                        m00, m01, m02 = m[0, 0], m[0, 1], m[0, 2]
+                        m10, m11, m12 = m[1, 0], m[1, 1], m[1, 2]
+                        m20, m21, m22 = m[2, 0], m[2, 1], m[2, 2]
+                        fa, fb, fc = f[0, i:e], f[1, i:e], f[2, i:e]
+                        fd, fe, ff = f[3, i:e], f[4, i:e], f[5, i:e]
+                        fg, fh, fi = f[6, i:e], f[7, i:e], f[8, i:e]
+                        for t in range(n):
+                            # T = I + dU/dg · M, F <- T F
+                            t00 = a00[t] * m00 + a01[t] * m10 + a02[t] * m20 + 1.0
+                            t01 = a00[t] * m01 + a01[t] * m11 + a02[t] * m21
+                            t02 = a00[t] * m02 + a01[t] * m12 + a02[t] * m22
+                            t10 = a10[t] * m00 + a11[t] * m10 + a12[t] * m20
+                            t11 = a10[t] * m01 + a11[t] * m11 + a12[t] * m21 + 1.0
+                            t12 = a10[t] * m02 + a11[t] * m12 + a12[t] * m22
+                            t20 = a20[t] * m00 + a21[t] * m10 + a22[t] * m20
+                            t21 = a20[t] * m01 + a21[t] * m11 + a22[t] * m21
+                            t22 = a20[t] * m02 + a21[t] * m12 + a22[t] * m22 + 1.0
+                            g0, g1, g2 = fa[t], fd[t], fg[t]
+                            fa[t] = t00 * g0 + t01 * g1 + t02 * g2
+                            fd[t] = t10 * g0 + t11 * g1 + t12 * g2
+                            fg[t] = t20 * g0 + t21 * g1 + t22 * g2
+                            g0, g1, g2 = fb[t], fe[t], fh[t]
+                            fb[t] = t00 * g0 + t01 * g1 + t02 * g2
+                            fe[t] = t10 * g0 + t11 * g1 + t12 * g2
+                            fh[t] = t20 * g0 + t21 * g1 + t22 * g2
+                            g0, g1, g2 = fc[t], ff[t], fi[t]
+                            fc[t] = t00 * g0 + t01 * g1 + t02 * g2
+                            ff[t] = t10 * g0 + t11 * g1 + t12 * g2
+                            fi[t] = t20 * g0 + t21 * g1 + t22 * g2
+                    for t in range(n):
+                        p0r[t] += v0[t]
+                        p1r[t] += v1[t]
+                        p2r[t] += v2[t]
+                    i = e
+            for i in range(ni):
+                out_u[kk, j, i, 0] = p[0, i] - x[0, i]
+                out_u[kk, j, i, 1] = p[1, i] - x[1, i]
+                out_u[kk, j, i, 2] = p[2, i] - x[2, i]
+            if want_det:
+                for i in range(ni):
+                    out_det[kk, j, i] = (f[0, i] * (f[4, i] * f[8, i] - f[5, i] * f[7, i])
+                                         - f[1, i] * (f[3, i] * f[8, i] - f[5, i] * f[6, i])
+                                         + f[2, i] * (f[3, i] * f[7, i] - f[4, i] * f[6, i]))
 
 
 @njit(parallel=True, cache=True)

@@ -552,41 +552,42 @@ def stream(registration, fixed_image, consumers, need_jacobian: bool = False, pr
     ranges = slab_ranges((ni, nj, nk), slab_voxels)
     step = ranges[0][1] - ranges[0][0]
     halo = 1 if halo or (need_jacobian and not sampler.analytic_jacobian) else 0
+    analytic = need_jacobian and sampler.analytic_jacobian
     buf = np.empty((step + 2 * halo, nj, ni, 3), np.float32)
-    det_buf = np.empty((step, nj, ni), np.float32)
-    carry = None  # (global k, slice) of the last computed halo slice, to avoid sampling it twice
+    # analytic J: computed with u for every sampled slice (halo slices too) and carried with it, so that each
+    # slice of the grid is sampled exactly once; finite differences: J of the slab's own slices from u
+    det_all = np.empty((step + 2 * halo if analytic else step, nj, ni), np.float32)
+    carry = None  # (global k of the first carried slice, u slices, J slices): the previous slab's last slices
     for k0, k1 in ranges:
         lo, hi = max(0, k0 - halo), min(nk, k1 + halo)
         u_all = buf[: hi - lo]
         start = lo
-        if carry is not None and halo:
-            # slices lo .. (previous hi - 1) were computed by the previous slab: copy them
-            prev_lo, prev = carry
-            n_copy = prev_lo + len(prev) - lo
+        if carry is not None:
+            prev_lo, prev_u, prev_det = carry
+            n_copy = prev_lo + len(prev_u) - lo
             if n_copy > 0:
-                u_all[:n_copy] = prev[lo - prev_lo:]
+                u_all[:n_copy] = prev_u[lo - prev_lo:]
+                if analytic:
+                    det_all[:n_copy] = prev_det[lo - prev_lo:]
                 start = lo + n_copy
-        analytic = need_jacobian and sampler.analytic_jacobian
-        if analytic and halo:  # the analytic J of the slab's own slices (halo slices only give u)
-            sampler.sample(ijk_to_lps, ni, nj, k0, k1, True, u_all[k0 - lo: k1 - lo], det_buf[: k1 - k0])
-            for a, b in ((max(start, lo), k0), (max(start, k1), hi)):
-                if a < b:
-                    sampler.sample(ijk_to_lps, ni, nj, a, b, False, u_all[a - lo: b - lo], det_buf)
-        elif start < hi:
+        if start < hi:
             sampler.sample(ijk_to_lps, ni, nj, start, hi, analytic, u_all[start - lo:],
-                           det_buf[: hi - start] if sampler.analytic_jacobian else det_buf)
+                           det_all[start - lo: hi - lo] if analytic else det_all)
         if halo and hi < nk:
             tail_lo = max(lo, hi - 2 * halo)
-            carry = (tail_lo, u_all[tail_lo - lo:].copy())
+            carry = (tail_lo, u_all[tail_lo - lo:].copy(), det_all[tail_lo - lo: hi - lo].copy() if analytic else None)
         u = u_all[k0 - lo: k1 - lo]
-        if sampler.analytic_jacobian:
-            det = det_buf[: k1 - k0]
+        if analytic:
+            det = det_all[k0 - lo: k1 - lo]
 
             def jac(det=det):
                 return det
+        elif sampler.analytic_jacobian:  # J not asked for: the analytic sampler has none
+            def jac():
+                raise RuntimeError("stream(..., need_jacobian=False): no Jacobian")
         else:
             def jac(u_all=u_all, first=k0 - lo, count=k1 - k0, lo=lo):
-                out = det_buf[:count]
+                out = det_all[:count]
                 k.fd_jacobian_slab(u_all, first, count, nk, lo, a_mat, det_a, out)
                 return out
         slab = Slab(k0, k1, u, jac, u_all, k0 - lo, lo, nk)
