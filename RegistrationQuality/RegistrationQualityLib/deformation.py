@@ -449,56 +449,74 @@ def jacobian_statistics(jacobian: np.ndarray, mask=None, spacing=(1.0, 1.0, 1.0)
       counted in ``sdlogj_excluded_voxels`` (no clipping);
     * ``nonfinite_voxels``: NaN/inf J (transform undefined there), left out of every other number.
 
-    An empty region gives nulls and a ``reason``.
+    An empty region gives nulls and a ``reason``. Computed by :class:`JacobianMoments` (also fed slab by slab).
     """
-    values = _region(np.asarray(jacobian), mask)
-    finite = np.isfinite(values)
-    nonfinite = int(values.size - np.count_nonzero(finite))
-    if nonfinite:
-        values = values[finite]
-    if values.size == 0:
-        return _empty("empty mask" if nonfinite == 0 else "no finite Jacobian value in the mask", JACOBIAN_KEYS)
-    voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=float)))
-    n, mean, m2 = _moments(values)
-    n_log, _, m2_log = _moments(values, positive_log=True)
-    folding = int(values.size - n_log)
-    return {
-        "voxels": int(values.size),
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "mean": mean,
-        "std": math.sqrt(m2 / n),
-        "folding_voxels": folding,
-        "folding_percent": 100.0 * folding / values.size,
-        "folding_volume_cc": folding * voxel_mm3 / 1000.0,
-        "sdlogj": math.sqrt(m2_log / n_log) if n_log else None,
-        "sdlogj_voxels": int(n_log),
-        "sdlogj_excluded_voxels": folding,
-        "nonfinite_voxels": nonfinite,
-    }
+    acc = JacobianMoments(spacing)
+    acc.add(_region(np.asarray(jacobian), mask))
+    return acc.result()
 
 
-def _moments(values: np.ndarray, positive_log: bool = False, chunk: int = 1 << 20) -> tuple[int, float, float]:
-    """(count, mean, Σ(x − mean)²) in float64, chunk by chunk (Chan et al.'s pairwise update: stable, no big
-    temporaries). ``positive_log``: of log(x) over the x > 0 only."""
-    flat = values.reshape(-1)
-    n, mean, m2 = 0, 0.0, 0.0
-    for start in range(0, flat.size, chunk):
-        c = flat[start:start + chunk]
-        if positive_log:
-            c = np.log(c[c > 0])  # in the input's precision (float32 log is 3x faster than float64)
-        c = c.astype(np.float64)
-        nc = c.size
-        if nc == 0:
-            continue
-        mc = float(c.mean())
-        c -= mc
-        m2c = float(np.dot(c, c))
-        delta, total = mc - mean, n + nc
-        mean += delta * nc / total
-        m2 += m2c + delta * delta * n * nc / total
-        n = total
-    return n, mean, m2
+class JacobianMoments:
+    """The one implementation of :func:`jacobian_statistics`, accumulated over any number of value batches
+    (slabs of a streamed pass) in float64: count, min, max, Chan et al.'s pairwise update of the mean and
+    Σ(x − mean)² of J and of log J over J > 0. Memory does not grow with the region."""
+
+    def __init__(self, spacing=(1.0, 1.0, 1.0)):
+        self.voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=float)))
+        self.nonfinite = 0
+        self.lo, self.hi = math.inf, -math.inf
+        self.j = [0, 0.0, 0.0]  # count, mean, Σ(x − mean)²
+        self.logj = [0, 0.0, 0.0]
+
+    def add(self, values: np.ndarray, chunk: int = 1 << 20) -> None:
+        flat = np.asarray(values).reshape(-1)
+        for start in range(0, flat.size, chunk):
+            c = flat[start:start + chunk]
+            finite = np.isfinite(c)
+            bad = int(c.size - np.count_nonzero(finite))
+            if bad:
+                self.nonfinite += bad
+                c = c[finite]
+            if c.size == 0:
+                continue
+            self.lo, self.hi = min(self.lo, float(c.min())), max(self.hi, float(c.max()))
+            _chan_update(self.j, c.astype(np.float64))
+            _chan_update(self.logj, np.log(c[c > 0]).astype(np.float64))  # float32 log: 3x faster than float64
+
+    def result(self) -> dict:
+        n, mean, m2 = self.j
+        if n == 0:
+            return _empty("empty mask" if self.nonfinite == 0 else "no finite Jacobian value in the mask",
+                          JACOBIAN_KEYS)
+        n_log, _, m2_log = self.logj
+        folding = int(n - n_log)
+        return {
+            "voxels": int(n),
+            "min": self.lo,
+            "max": self.hi,
+            "mean": mean,
+            "std": math.sqrt(m2 / n),
+            "folding_voxels": folding,
+            "folding_percent": 100.0 * folding / n,
+            "folding_volume_cc": folding * self.voxel_mm3 / 1000.0,
+            "sdlogj": math.sqrt(m2_log / n_log) if n_log else None,
+            "sdlogj_voxels": int(n_log),
+            "sdlogj_excluded_voxels": folding,
+            "nonfinite_voxels": self.nonfinite,
+        }
+
+
+def _chan_update(state: list, c: np.ndarray) -> None:
+    """Merge the float64 batch ``c`` into ``state`` = [count, mean, Σ(x − mean)²] (Chan, Golub & LeVeque 1979)."""
+    nc = c.size
+    if nc == 0:
+        return
+    n, mean, m2 = state
+    mc = float(c.mean())
+    c -= mc
+    m2c = float(np.dot(c, c))
+    delta, total = mc - mean, n + nc
+    state[0], state[1], state[2] = total, mean + delta * nc / total, m2 + m2c + delta * delta * n * nc / total
 
 
 def displacement_magnitude(displacement: np.ndarray, slab: int = 16) -> np.ndarray:
@@ -511,14 +529,16 @@ def displacement_magnitude(displacement: np.ndarray, slab: int = 16) -> np.ndarr
     return out
 
 
-def _magnitude_statistics(norms: np.ndarray, mask=None) -> dict:
+def _magnitude_statistics(norms: np.ndarray, mask=None, overwrite: bool = False) -> dict:
+    """``overwrite``: the caller no longer needs ``norms`` (the percentile may reorder it in place)."""
     values = _region(norms, mask)
     if not np.isfinite(values).all():
         values = values[np.isfinite(values)]
     if values.size == 0:
         return _empty("empty mask", ("mean", "p95", "max"))
-    return {"voxels": int(values.size), "mean": float(values.mean(dtype=np.float64)),
-            "p95": float(np.percentile(values, 95)), "max": float(values.max())}
+    mean, top = float(values.mean(dtype=np.float64)), float(values.max())
+    return {"voxels": int(values.size), "mean": mean,
+            "p95": float(np.percentile(values, 95, overwrite_input=overwrite)), "max": top}
 
 
 def displacement_statistics(displacement: np.ndarray, mask=None) -> dict:
@@ -583,7 +603,10 @@ class DeformationStatistics:
         self.j_values = np.empty(n, np.float32)
         self.u_values = np.empty(n, np.float32)
         self.filled = 0
-        self.jacobian = np.empty(grid.shape, np.float32) if keep_jacobian else None
+        self.jacobian = None
+        if keep_jacobian:  # over the whole grid the values, in slab order, are the map itself
+            self.jacobian = (self.j_values.reshape(grid.shape) if self.mask is None
+                             else np.empty(grid.shape, np.float32))
 
     def consume(self, slab) -> None:
         from .kernels import magnitude_slab
@@ -591,7 +614,7 @@ class DeformationStatistics:
         det = slab.jacobian()
         mag = np.empty(det.shape, np.float32)
         magnitude_slab(slab.u, mag)
-        if self.jacobian is not None:
+        if self.jacobian is not None and self.mask is not None:
             self.jacobian[slab.k0:slab.k1] = det
         if self.mask is not None:
             m = self.mask[slab.k0:slab.k1]
@@ -602,36 +625,36 @@ class DeformationStatistics:
         self.filled += n
 
     def finish(self) -> dict:
-        values = self.j_values[: self.filled]
-        result = {"jacobian": jacobian_statistics(values, None, spacing=self.spacing),
-                  "displacement_mm": _magnitude_statistics(self.u_values[: self.filled], None)}
-        finite = values[np.isfinite(values)]
-        result["jacobian_histogram"] = jacobian_histogram(finite, self.bins)
-        # measures added to the registry beside these one-pass statistics (measures.apply_extra)
-        measures.apply_extra("deformation", result, measures.DeformationSample(
-            values, self.u_values[: self.filled], self.spacing))
+        values, norms = self.j_values[: self.filled], self.u_values[: self.filled]
         self.j_values = self.u_values = None
+        # measures added to the registry beside these one-pass statistics (measures.apply_extra) see the values
+        # in voxel order; without any, the percentile of |u| may reorder it in place (no whole-grid copy)
+        extras = any(m.compute is not None for m in measures.of("deformation"))
+        result = {"jacobian": jacobian_statistics(values, None, spacing=self.spacing),
+                  "displacement_mm": _magnitude_statistics(norms, None, overwrite=not extras)}
+        finite = values if bool(np.isfinite(values).all()) else values[np.isfinite(values)]
+        result["jacobian_histogram"] = jacobian_histogram(finite, self.bins)
+        if extras:
+            measures.apply_extra("deformation", result, measures.DeformationSample(values, norms, self.spacing))
         return result
 
 
 class JacobianInRegion:
     """Consumer of :func:`transforms.stream`: :func:`jacobian_statistics` over a region of the fixed grid given
     as a (k, j, i) boolean array or, when it is made in the same pass, as ``region(slab) -> slab mask`` (e.g. the
-    slab of a :class:`similarity.InsideMoving` consumer fed before this one). Keeps only the values inside."""
+    slab of a :class:`similarity.InsideMoving` consumer fed before this one). Accumulated slab by slab
+    (:class:`JacobianMoments`): no values are kept."""
 
     def __init__(self, fixed_image, region):
-        self.spacing = reference_grid(fixed_image).spacing
+        self.moments = JacobianMoments(reference_grid(fixed_image).spacing)
         self.region = region
-        self.parts: list = []
 
     def consume(self, slab) -> None:
         m = self.region(slab) if callable(self.region) else np.asarray(self.region[slab.k0:slab.k1], dtype=bool)
-        self.parts.append(np.array(slab.jacobian()[m], dtype=np.float32))
+        self.moments.add(slab.jacobian()[m])
 
     def finish(self) -> dict:
-        values = np.concatenate(self.parts) if self.parts else np.empty(0, np.float32)
-        self.parts = []
-        return jacobian_statistics(values, None, spacing=self.spacing)
+        return self.moments.result()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -403,7 +403,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
 
         # The registration is sampled once on the fixed grid, slab by slab, and every consumer (warped image and
         # labelmaps, moving-domain mask, Jacobian and displacement statistics) takes its slab in the same pass.
-        moving_before = resample_image(ctx, moving, fixed, None, "linear")
+        # similarity before registration first: the moving image in world space is then no longer held
+        similarity_before = _similarity_before(ctx, fixed, moving)
         transform_node, after_source, after_mask, deformation = None, None, None, None
         threshold_after, jacobian = None, None
         if registration is not None:
@@ -484,7 +485,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         transform_info = _describe_transform(inputs, transform_node)
 
         step("similarity")
-        similarity = _similarity(ctx, fixed, moving, moving_before, registered, transform_node, after_mask)
+        similarity = _similarity(ctx, fixed, moving, similarity_before, registered, transform_node, after_mask)
 
         report = {
             "tool": software_versions(),
@@ -773,8 +774,19 @@ def _landmarks(inputs, transform_node):
                        load(inputs.moving_landmarks, "--moving-landmarks"), transform_node)
 
 
-def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, after_mask=None) -> dict:
-    """Intensity similarity of fixed vs moving before and after registration.
+def _similarity_before(ctx, fixed, moving) -> dict:
+    """Similarity of the fixed image and the moving image resampled in world space (no registration), over the
+    fixed voxels whose point lies inside the moving image (see :func:`_similarity`)."""
+    from .resample import resample_image
+    from .similarity import domain_mask, similarity
+
+    return similarity(fixed, resample_image(ctx, moving, fixed, None, "linear"),
+                      mask=domain_mask(ctx, moving, fixed, None))
+
+
+def _similarity(ctx, fixed, moving, before, registered, transform_node, after_mask=None) -> dict:
+    """Intensity similarity of fixed vs moving before (``before``: :func:`_similarity_before`) and after
+    registration.
 
     Region: the whole fixed image, restricted at each stage to the voxels whose sample point lies inside the
     moving image (so the zero padding outside the moving field of view is not compared with tissue).
@@ -782,7 +794,6 @@ def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, a
     """
     from .similarity import domain_mask, similarity
 
-    before = similarity(fixed, moving_before, mask=domain_mask(ctx, moving, fixed, None))
     if after_mask is None and transform_node is not None:
         after_mask = domain_mask(ctx, moving, fixed, transform_node)
     after = similarity(fixed, registered, mask=after_mask)
