@@ -18,6 +18,8 @@ import os
 import numpy as np
 from numba import njit, prange
 
+from .kernels_bspline import tensor_sum, tensor_sum_dx
+
 # component kinds of a chain (see transforms.Chain)
 LINEAR, BSPLINE = 0, 1
 SIXTH = 1.0 / 6.0
@@ -32,23 +34,6 @@ def set_threads(threads: int | None) -> None:
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
 
 
-@njit(cache=True, inline="always")
-def _weights(fr, w, dw, i):
-    """Cubic B-spline weights and their derivatives at fraction ``fr`` into column ``i`` of ``w``/``dw`` (4, n)."""
-    g = 1.0 - fr
-    f2 = fr * fr
-    f3 = f2 * fr
-    w[0, i] = g * g * g * SIXTH
-    w[1, i] = (3.0 * f3 - 6.0 * f2 + 4.0) * SIXTH
-    w[2, i] = (-3.0 * f3 + 3.0 * f2 + 3.0 * fr + 1.0) * SIXTH
-    w[3, i] = f3 * SIXTH
-    dw[0, i] = -0.5 * g * g
-    dw[1, i] = 1.5 * f2 - 2.0 * fr
-    dw[2, i] = -1.5 * f2 + fr + 0.5
-    dw[3, i] = 0.5 * f2
-
-
-
 @njit(parallel=True, cache=True)
 def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, want_det, out_u, out_det):
     """u = T(x) - x (float32) and, when ``want_det``, det of the spatial Jacobian of T (float32) at the fixed voxel
@@ -61,67 +46,99 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
     interleaved (nz, ny, nx, 3), ``sizes[c]`` = (nx, ny, nz). A B-spline moves a point only inside its valid
     region ``1 <= g < n - 2`` on every axis (all 4×4×4 control points present), elastix's and ITK's rule;
     elsewhere it is the identity (Jacobian I). The tensor-product sums are separable (x, then y, then z), the
-    derivative sums riding along. Vectorised: each row of the slab is processed as arrays over i, cut into
-    runs of voxels that share one 4×4×4 support (the coefficients then broadcast, and the loops over a run's
-    voxels compile to SIMD code; every loop touches 1-D arrays indexed from 0, which LLVM needs to vectorise).
+    derivative sums riding along. Vectorised: each row of the slab is processed as arrays over i (positions and
+    grid indices in float64, so that the valid-region test is ITK's), cut into runs of voxels that share one
+    4×4×4 support; over a run the tensor sums (:mod:`kernels_bspline`, generated: the 192 coefficients as
+    scalars, float32 sums) compile to SIMD code. ``coef`` is float32.
     """
     ncomp = kinds.shape[0]
     for kk in prange(k1 - k0):
         k = k0 + kk
-        p = np.empty((3, ni))
+        # per-row scratch; every loop below runs over 1-D rows indexed from 0 (what LLVM vectorises)
         x = np.empty((3, ni))
-        f = np.empty((9, ni))      # F row-major (a, b) -> 3a+b
-        gf = np.empty((3, ni))
+        p = np.empty((3, ni))
+        f = np.empty((9, ni))  # F row-major (a, b) -> 3a+b
+        g = np.empty((3, ni))  # continuous grid index
+        gf = np.empty((3, ni))  # its floor
         valid = np.empty(ni, np.bool_)
-        wx, wy, wz = np.empty((4, ni)), np.empty((4, ni)), np.empty((4, ni))
-        dx, dy, dz = np.empty((4, ni)), np.empty((4, ni)), np.empty((4, ni))
-        val = np.empty((3, ni))
-        acc = np.empty((9, ni))   # dU_a/dg_b
-        ys = np.empty((9, ni))    # per-z partial sums: value (3), d/dgx (3), d/dgy (3)
+        w = np.empty((24, ni), np.float32)  # x, y, z: 4 weights then 4 derivative weights each
+        wx, dx, wy, dy, wz, dz = w[0:4], w[4:8], w[8:12], w[12:16], w[16:20], w[20:24]
+        s_v = np.empty((6, ni), np.float32)  # value (3), d/dgx (3)
+        s_y = np.empty((3, ni), np.float32)  # d/dgy
+        s_z = np.empty((3, ni), np.float32)  # d/dgz
+        cc = np.empty(192, np.float32)
+        x0, x1, x2 = x[0], x[1], x[2]
+        p0, p1, p2 = p[0], p[1], p[2]
         for j in range(nj):
+            o0 = ijk_to_lps[0, 3] + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k
+            o1 = ijk_to_lps[1, 3] + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k
+            o2 = ijk_to_lps[2, 3] + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k
+            c0, c1, c2 = ijk_to_lps[0, 0], ijk_to_lps[1, 0], ijk_to_lps[2, 0]
             for i in range(ni):
-                x[0, i] = ijk_to_lps[0, 3] + ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k
-                x[1, i] = ijk_to_lps[1, 3] + ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k
-                x[2, i] = ijk_to_lps[2, 3] + ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k
-                p[0, i], p[1, i], p[2, i] = x[0, i], x[1, i], x[2, i]
+                x0[i] = o0 + c0 * i
+                x1[i] = o1 + c1 * i
+                x2[i] = o2 + c2 * i
+            p0[:] = x0
+            p1[:] = x1
+            p2[:] = x2
             if want_det:
-                for a in range(9):
-                    one = 1.0 if a % 4 == 0 else 0.0
-                    for i in range(ni):
-                        f[a, i] = one
+                f[:] = 0.0
+                f[0] = 1.0
+                f[4] = 1.0
+                f[8] = 1.0
             for c in range(ncomp):
-                if kinds[c] == LINEAR:
-                    m = mats[c]
-                    for i in range(ni):
-                        p0, p1, p2 = p[0, i], p[1, i], p[2, i]
-                        p[0, i] = m[0, 0] * p0 + m[0, 1] * p1 + m[0, 2] * p2 + m[0, 3]
-                        p[1, i] = m[1, 0] * p0 + m[1, 1] * p1 + m[1, 2] * p2 + m[1, 3]
-                        p[2, i] = m[2, 0] * p0 + m[2, 1] * p1 + m[2, 2] * p2 + m[2, 3]
-                    if want_det:
-                        for b in range(3):
-                            for i in range(ni):
-                                f0, f1, f2 = f[b, i], f[3 + b, i], f[6 + b, i]
-                                f[b, i] = m[0, 0] * f0 + m[0, 1] * f1 + m[0, 2] * f2
-                                f[3 + b, i] = m[1, 0] * f0 + m[1, 1] * f1 + m[1, 2] * f2
-                                f[6 + b, i] = m[2, 0] * f0 + m[2, 1] * f1 + m[2, 2] * f2
-                    continue
                 m = mats[c]
-                nx, ny, nz = sizes[c, 0], sizes[c, 1], sizes[c, 2]
                 m00, m01, m02, m03 = m[0, 0], m[0, 1], m[0, 2], m[0, 3]
                 m10, m11, m12, m13 = m[1, 0], m[1, 1], m[1, 2], m[1, 3]
                 m20, m21, m22, m23 = m[2, 0], m[2, 1], m[2, 2], m[2, 3]
-                lx, ly, lz = nx - 2.0, ny - 2.0, nz - 2.0
-                for i in range(ni):  # branch-free: vectorised
-                    e0, e1, e2 = p[0, i] - m03, p[1, i] - m13, p[2, i] - m23
-                    gx = m00 * e0 + m01 * e1 + m02 * e2
-                    gy = m10 * e0 + m11 * e1 + m12 * e2
-                    gz = m20 * e0 + m21 * e1 + m22 * e2
-                    valid[i] = (gx >= 1.0) & (gx < lx) & (gy >= 1.0) & (gy < ly) & (gz >= 1.0) & (gz < lz)
-                    fx, fy, fz = np.floor(gx), np.floor(gy), np.floor(gz)
-                    gf[0, i], gf[1, i], gf[2, i] = fx, fy, fz
-                    _weights(gx - fx, wx, dx, i)
-                    _weights(gy - fy, wy, dy, i)
-                    _weights(gz - fz, wz, dz, i)
+                if kinds[c] == LINEAR:
+                    for i in range(ni):
+                        q0, q1, q2 = p0[i], p1[i], p2[i]
+                        p0[i] = m00 * q0 + m01 * q1 + m02 * q2 + m03
+                        p1[i] = m10 * q0 + m11 * q1 + m12 * q2 + m13
+                        p2[i] = m20 * q0 + m21 * q1 + m22 * q2 + m23
+                    if want_det:
+                        for b in range(3):
+                            fa, fb, fc = f[b], f[3 + b], f[6 + b]
+                            for i in range(ni):
+                                q0, q1, q2 = fa[i], fb[i], fc[i]
+                                fa[i] = m00 * q0 + m01 * q1 + m02 * q2
+                                fb[i] = m10 * q0 + m11 * q1 + m12 * q2
+                                fc[i] = m20 * q0 + m21 * q1 + m22 * q2
+                    continue
+                nx, ny, nz = sizes[c, 0], sizes[c, 1], sizes[c, 2]
+                g0, g1, g2 = g[0], g[1], g[2]
+                for i in range(ni):
+                    e0, e1, e2 = p0[i] - m03, p1[i] - m13, p2[i] - m23
+                    g0[i] = m00 * e0 + m01 * e1 + m02 * e2
+                    g1[i] = m10 * e0 + m11 * e1 + m12 * e2
+                    g2[i] = m20 * e0 + m21 * e1 + m22 * e2
+                for i in range(ni):
+                    valid[i] = ((g0[i] >= 1.0) & (g0[i] < nx - 2.0) & (g1[i] >= 1.0) & (g1[i] < ny - 2.0)
+                                & (g2[i] >= 1.0) & (g2[i] < nz - 2.0))
+                for axis in range(3):
+                    ga, fl = g[axis], gf[axis]
+                    w0, w1, w2, w3 = w[8 * axis], w[8 * axis + 1], w[8 * axis + 2], w[8 * axis + 3]
+                    d0, d1, d2, d3 = w[8 * axis + 4], w[8 * axis + 5], w[8 * axis + 6], w[8 * axis + 7]
+                    for i in range(ni):
+                        lo = np.floor(ga[i])
+                        fl[i] = lo
+                        fr = ga[i] - lo
+                        h = 1.0 - fr
+                        f2 = fr * fr
+                        f3 = f2 * fr
+                        w0[i] = h * h * h * SIXTH
+                        w1[i] = (3.0 * f3 - 6.0 * f2 + 4.0) * SIXTH
+                        w2[i] = (-3.0 * f3 + 3.0 * f2 + 3.0 * fr + 1.0) * SIXTH
+                        w3[i] = f3 * SIXTH
+                        d0[i] = -0.5 * h * h
+                        d1[i] = 1.5 * f2 - 2.0 * fr
+                        d2[i] = -1.5 * f2 + fr + 0.5
+                        d3[i] = 0.5 * f2
+                s_v[:] = 0.0  # outside the valid region the B-spline is the identity: u += 0, T = I
+                if want_det:
+                    s_y[:] = 0.0
+                    s_z[:] = 0.0
                 base = offsets[c]
                 i = 0
                 while i < ni:
@@ -133,124 +150,67 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
                     while e < ni and valid[e] and gf[0, e] == bx and gf[1, e] == by and gf[2, e] == bz:
                         e += 1
                     sx, sy, sz = int(bx) - 1, int(by) - 1, int(bz) - 1
-                    n = e - i
-                    v0, v1, v2 = val[0, i:e], val[1, i:e], val[2, i:e]
-                    v0[:] = 0.0
-                    v1[:] = 0.0
-                    v2[:] = 0.0
-                    a00, a01, a02 = acc[0, i:e], acc[1, i:e], acc[2, i:e]
-                    a10, a11, a12 = acc[3, i:e], acc[4, i:e], acc[5, i:e]
-                    a20, a21, a22 = acc[6, i:e], acc[7, i:e], acc[8, i:e]
+                    for zz in range(4):  # the run's 4×4×4 coefficients, contiguous (z, y, x, component)
+                        for yy in range(4):
+                            row = base + (((sz + zz) * ny + (sy + yy)) * nx + sx) * 3
+                            for q in range(12):
+                                cc[(zz * 4 + yy) * 12 + q] = coef[row + q]
                     if want_det:
-                        acc[:, i:e] = 0.0
-                    wx0, wx1, wx2, wx3 = wx[0, i:e], wx[1, i:e], wx[2, i:e], wx[3, i:e]
-                    dx0, dx1, dx2, dx3 = dx[0, i:e], dx[1, i:e], dx[2, i:e], dx[3, i:e]
-                    y0, y1, y2 = ys[0, i:e], ys[1, i:e], ys[2, i:e]
-                    yx0, yx1, yx2 = ys[3, i:e], ys[4, i:e], ys[5, i:e]
-                    yy0, yy1, yy2 = ys[6, i:e], ys[7, i:e], ys[8, i:e]
-                    for zz in range(4):
-                        ys[:, i:e] = 0.0
-                        for yyi in range(4):
-                            row = base + (((sz + zz) * ny + (sy + yyi)) * nx + sx) * 3
-                            c00, c01, c02, c10, c11, c12 = (coef[row], coef[row + 1], coef[row + 2], coef[row + 3],
-                                                            coef[row + 4], coef[row + 5])
-                            c20, c21, c22, c30, c31, c32 = (coef[row + 6], coef[row + 7], coef[row + 8], coef[row + 9],
-                                                            coef[row + 10], coef[row + 11])
-                            wyr, dyr = wy[yyi, i:e], dy[yyi, i:e]
-                            if want_det:
-                                for t in range(n):
-                                    w0, w1, w2, w3 = wx0[t], wx1[t], wx2[t], wx3[t]
-                                    r0 = c00 * w0 + c10 * w1 + c20 * w2 + c30 * w3
-                                    r1 = c01 * w0 + c11 * w1 + c21 * w2 + c31 * w3
-                                    r2 = c02 * w0 + c12 * w1 + c22 * w2 + c32 * w3
-                                    d0, d1, d2, d3 = dx0[t], dx1[t], dx2[t], dx3[t]
-                                    rd0 = c00 * d0 + c10 * d1 + c20 * d2 + c30 * d3
-                                    rd1 = c01 * d0 + c11 * d1 + c21 * d2 + c31 * d3
-                                    rd2 = c02 * d0 + c12 * d1 + c22 * d2 + c32 * d3
-                                    wyv, dyv = wyr[t], dyr[t]
-                                    y0[t] += r0 * wyv
-                                    y1[t] += r1 * wyv
-                                    y2[t] += r2 * wyv
-                                    yx0[t] += rd0 * wyv
-                                    yx1[t] += rd1 * wyv
-                                    yx2[t] += rd2 * wyv
-                                    yy0[t] += r0 * dyv
-                                    yy1[t] += r1 * dyv
-                                    yy2[t] += r2 * dyv
-                            else:
-                                for t in range(n):
-                                    w0, w1, w2, w3 = wx0[t], wx1[t], wx2[t], wx3[t]
-                                    wyv = wyr[t]
-                                    y0[t] += (c00 * w0 + c10 * w1 + c20 * w2 + c30 * w3) * wyv
-                                    y1[t] += (c01 * w0 + c11 * w1 + c21 * w2 + c31 * w3) * wyv
-                                    y2[t] += (c02 * w0 + c12 * w1 + c22 * w2 + c32 * w3) * wyv
-                        wzr, dzr = wz[zz, i:e], dz[zz, i:e]
-                        if want_det:
-                            for t in range(n):
-                                wzv, dzv = wzr[t], dzr[t]
-                                v0[t] += y0[t] * wzv
-                                v1[t] += y1[t] * wzv
-                                v2[t] += y2[t] * wzv
-                                a00[t] += yx0[t] * wzv
-                                a10[t] += yx1[t] * wzv
-                                a20[t] += yx2[t] * wzv
-                                a01[t] += yy0[t] * wzv
-                                a11[t] += yy1[t] * wzv
-                                a21[t] += yy2[t] * wzv
-                                a02[t] += y0[t] * dzv
-                                a12[t] += y1[t] * dzv
-                                a22[t] += y2[t] * dzv
-                        else:
-                            for t in range(n):
-                                wzv = wzr[t]
-                                v0[t] += y0[t] * wzv
-                                v1[t] += y1[t] * wzv
-                                v2[t] += y2[t] * wzv
-                    p0r, p1r, p2r = p[0, i:e], p[1, i:e], p[2, i:e]
-                    if want_det:
-                        m00, m01, m02 = m[0, 0], m[0, 1], m[0, 2]
-                        m10, m11, m12 = m[1, 0], m[1, 1], m[1, 2]
-                        m20, m21, m22 = m[2, 0], m[2, 1], m[2, 2]
-                        fa, fb, fc = f[0, i:e], f[1, i:e], f[2, i:e]
-                        fd, fe, ff = f[3, i:e], f[4, i:e], f[5, i:e]
-                        fg, fh, fi = f[6, i:e], f[7, i:e], f[8, i:e]
-                        for t in range(n):
-                            # T = I + dU/dg · M, F <- T F
-                            t00 = a00[t] * m00 + a01[t] * m10 + a02[t] * m20 + 1.0
-                            t01 = a00[t] * m01 + a01[t] * m11 + a02[t] * m21
-                            t02 = a00[t] * m02 + a01[t] * m12 + a02[t] * m22
-                            t10 = a10[t] * m00 + a11[t] * m10 + a12[t] * m20
-                            t11 = a10[t] * m01 + a11[t] * m11 + a12[t] * m21 + 1.0
-                            t12 = a10[t] * m02 + a11[t] * m12 + a12[t] * m22
-                            t20 = a20[t] * m00 + a21[t] * m10 + a22[t] * m20
-                            t21 = a20[t] * m01 + a21[t] * m11 + a22[t] * m21
-                            t22 = a20[t] * m02 + a21[t] * m12 + a22[t] * m22 + 1.0
-                            g0, g1, g2 = fa[t], fd[t], fg[t]
-                            fa[t] = t00 * g0 + t01 * g1 + t02 * g2
-                            fd[t] = t10 * g0 + t11 * g1 + t12 * g2
-                            fg[t] = t20 * g0 + t21 * g1 + t22 * g2
-                            g0, g1, g2 = fb[t], fe[t], fh[t]
-                            fb[t] = t00 * g0 + t01 * g1 + t02 * g2
-                            fe[t] = t10 * g0 + t11 * g1 + t12 * g2
-                            fh[t] = t20 * g0 + t21 * g1 + t22 * g2
-                            g0, g1, g2 = fc[t], ff[t], fi[t]
-                            fc[t] = t00 * g0 + t01 * g1 + t02 * g2
-                            ff[t] = t10 * g0 + t11 * g1 + t12 * g2
-                            fi[t] = t20 * g0 + t21 * g1 + t22 * g2
-                    for t in range(n):
-                        p0r[t] += v0[t]
-                        p1r[t] += v1[t]
-                        p2r[t] += v2[t]
+                        tensor_sum_dx(cc, wx, wy, wz, dx, s_v, i, e)
+                        tensor_sum(cc, wx, dy, wz, s_y, i, e)
+                        tensor_sum(cc, wx, wy, dz, s_z, i, e)
+                    else:
+                        tensor_sum(cc, wx, wy, wz, s_v, i, e)
                     i = e
-            for i in range(ni):
-                out_u[kk, j, i, 0] = p[0, i] - x[0, i]
-                out_u[kk, j, i, 1] = p[1, i] - x[1, i]
-                out_u[kk, j, i, 2] = p[2, i] - x[2, i]
-            if want_det:
+                v0, v1, v2 = s_v[0], s_v[1], s_v[2]
                 for i in range(ni):
-                    out_det[kk, j, i] = (f[0, i] * (f[4, i] * f[8, i] - f[5, i] * f[7, i])
-                                         - f[1, i] * (f[3, i] * f[8, i] - f[5, i] * f[6, i])
-                                         + f[2, i] * (f[3, i] * f[7, i] - f[4, i] * f[6, i]))
+                    p0[i] += v0[i]
+                    p1[i] += v1[i]
+                    p2[i] += v2[i]
+                if want_det:
+                    # T = I + dU/dg · M, F <- T F (dU_a/dg_b: b = x from s_v[3+a], y from s_y[a], z from s_z[a])
+                    u00, u10, u20 = s_v[3], s_v[4], s_v[5]
+                    u01, u11, u21 = s_y[0], s_y[1], s_y[2]
+                    u02, u12, u22 = s_z[0], s_z[1], s_z[2]
+                    t = np.empty((9, ni))
+                    for i in range(ni):
+                        a00, a10, a20 = np.float64(u00[i]), np.float64(u10[i]), np.float64(u20[i])
+                        a01, a11, a21 = np.float64(u01[i]), np.float64(u11[i]), np.float64(u21[i])
+                        a02, a12, a22 = np.float64(u02[i]), np.float64(u12[i]), np.float64(u22[i])
+                        t[0, i] = a00 * m00 + a01 * m10 + a02 * m20 + 1.0
+                        t[1, i] = a00 * m01 + a01 * m11 + a02 * m21
+                        t[2, i] = a00 * m02 + a01 * m12 + a02 * m22
+                        t[3, i] = a10 * m00 + a11 * m10 + a12 * m20
+                        t[4, i] = a10 * m01 + a11 * m11 + a12 * m21 + 1.0
+                        t[5, i] = a10 * m02 + a11 * m12 + a12 * m22
+                        t[6, i] = a20 * m00 + a21 * m10 + a22 * m20
+                        t[7, i] = a20 * m01 + a21 * m11 + a22 * m21
+                        t[8, i] = a20 * m02 + a21 * m12 + a22 * m22 + 1.0
+                    _compose_rows(t, f, ni)
+            ou = out_u[kk, j]
+            for i in range(ni):
+                ou[i, 0] = p0[i] - x0[i]
+                ou[i, 1] = p1[i] - x1[i]
+                ou[i, 2] = p2[i] - x2[i]
+            if want_det:
+                od = out_det[kk, j]
+                fa, fb, fc, fd, fe, ff, fg, fh, fi = f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+                for i in range(ni):
+                    od[i] = (fa[i] * (fe[i] * fi[i] - ff[i] * fh[i]) - fb[i] * (fd[i] * fi[i] - ff[i] * fg[i])
+                             + fc[i] * (fd[i] * fh[i] - fe[i] * fg[i]))
+
+
+@njit(cache=True)
+def _compose_rows(t, f, n):
+    """F <- T F per voxel of a row (3×3 matrices stored row-major in rows 0..8 of ``t`` and ``f``)."""
+    for b in range(3):
+        fa, fb, fc = f[b], f[3 + b], f[6 + b]
+        t0, t1, t2, t3, t4, t5, t6, t7, t8 = t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]
+        for i in range(n):
+            q0, q1, q2 = fa[i], fb[i], fc[i]
+            fa[i] = t0[i] * q0 + t1[i] * q1 + t2[i] * q2
+            fb[i] = t3[i] * q0 + t4[i] * q1 + t5[i] * q2
+            fc[i] = t6[i] * q0 + t7[i] * q1 + t8[i] * q2
 
 
 @njit(parallel=True, cache=True)

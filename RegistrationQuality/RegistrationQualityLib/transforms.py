@@ -110,7 +110,7 @@ class Chain:
                 m[:3, 3] = comp.origin
                 mats.append(m)
                 # interleaved (nz, ny, nx, 3): the 3 components of a control point side by side
-                c = np.ascontiguousarray(np.moveaxis(np.asarray(comp.coefficients, np.float64), 0, -1))
+                c = np.ascontiguousarray(np.moveaxis(np.asarray(comp.coefficients, np.float32), 0, -1))
                 coefs.append(c.ravel())
                 offsets.append(offset)
                 offset += c.size
@@ -121,7 +121,7 @@ class Chain:
         self.description = description
         self.kinds = np.array(kinds, np.int64)
         self.mats = np.array(mats, float).reshape(-1, 4, 4)
-        self.coef = np.concatenate(coefs) if coefs else np.zeros(1)
+        self.coef = np.concatenate(coefs) if coefs else np.zeros(1, np.float32)  # float32: the kernel's sums
         self.offsets = np.array(offsets, np.int64)
         self.sizes = np.array(sizes, np.int64).reshape(-1, 3)
 
