@@ -97,20 +97,33 @@ def draw_text(rgb: np.ndarray, text: str, x: float, y: float, size: int = 14, co
     ``halign``: left/center/right of the text at x; ``valign``: top/center/bottom at y. ``halo``: a dark
     one-pixel outline so the text stays legible on any background.
     """
-    rgba = _text_rgba(text, size, color, bold)
-    th, tw = rgba.shape[:2]
+    color_layer, alpha, dark = _text_layers(str(text), int(size), tuple(float(c) for c in color), bool(bold))
+    th, tw = alpha.shape[:2]
     x0 = int(round(x - {"left": 0, "center": tw / 2, "right": tw}[halign]))
     y0 = int(round(y - {"top": 0, "center": th / 2, "bottom": th}[valign]))
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    color_layer = rgba[..., :3].astype(np.float32)
     if halo:
+        _blend(rgb, np.zeros_like(color_layer), dark, x0, y0)
+    _blend(rgb, color_layer, alpha, x0, y0)
+    return tw
+
+
+_TEXT_CACHE: dict = {}  # (text, size, colour, bold) -> layers: the letters and labels repeat on every view
+
+
+def _text_layers(text: str, size: int, color: tuple, bold: bool):
+    """(colour layer, alpha, halo alpha) float32 arrays of a text, drawn once by FreeType and kept."""
+    key = (text, size, color, bold)
+    if key not in _TEXT_CACHE:
+        rgba = _text_rgba(text, size, color, bold)
+        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
         dark = np.zeros_like(alpha)
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
                 dark = np.maximum(dark, np.roll(np.roll(alpha, dy, axis=0), dx, axis=1))
-        _blend(rgb, np.zeros_like(color_layer), dark * 0.75, x0, y0)
-    _blend(rgb, color_layer, alpha, x0, y0)
-    return tw
+        if len(_TEXT_CACHE) > 512:
+            _TEXT_CACHE.clear()
+        _TEXT_CACHE[key] = (rgba[..., :3].astype(np.float32), alpha, dark * 0.75)
+    return _TEXT_CACHE[key]
 
 
 def _blend(rgb, layer, alpha, x0, y0) -> None:
@@ -552,21 +565,37 @@ def pixel_indices(shape_kji, ras_to_ijk, xy_to_ras, width: int, height: int, fro
         index.append(np.clip(np.floor(v + 0.5), 0, n - 1).astype(np.intp))
     result = (index[2], index[1], index[0]), inside
     if key is not None:
-        if len(_INDEX_CACHE) >= 4:
+        if len(_INDEX_CACHE) >= 8:
             _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
         _INDEX_CACHE[key] = result
     return result
+
+
+def _flat_indices(shape_kji, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None):
+    """(flat index into the C-ordered array of the nearest voxel of each pixel, inside flags): one gather."""
+    (k, j, i), inside = pixel_indices(shape_kji, ras_to_ijk, xy_to_ras, width, height, from_world)
+    key = None if from_world is not None else ("flat", id(k))
+    cached = _INDEX_CACHE.get(key) if key is not None else None
+    if cached is not None and cached[0] is k:
+        return cached[1], inside
+    flat = (k * shape_kji[1] + j) * shape_kji[2] + i
+    if key is not None:
+        _INDEX_CACHE[key] = (k, flat)  # k held: its id stays unique while cached
+    return flat, inside
 
 
 def sample_pixels(arr_kji, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None, background=0.0):
     """A (k, j, i) array's voxels on a view's pixels (nearest voxel), rows top to bottom; ``background`` outside.
     Only the drawn pixels are looked up (no copy of the array)."""
     arr = np.asarray(arr_kji)
-    kji, inside = pixel_indices(arr.shape, ras_to_ijk, xy_to_ras, width, height, from_world)
+    if arr.flags.c_contiguous:
+        flat, inside = _flat_indices(arr.shape, ras_to_ijk, xy_to_ras, width, height, from_world)
+        values = np.take(arr.reshape(-1), flat)
+    else:  # never flattened (that would copy the array)
+        (k, j, i), inside = pixel_indices(arr.shape, ras_to_ijk, xy_to_ras, width, height, from_world)
+        values = arr[k, j, i]
     dtype = np.result_type(arr.dtype, np.asarray(background).dtype) if np.isnan(background) else arr.dtype
-    out = np.full(inside.shape, background, dtype=dtype)
-    out[inside] = arr[kji[0][inside], kji[1][inside], kji[2][inside]]
-    return out
+    return np.where(inside, values, np.asarray(background, dtype=dtype)).astype(dtype, copy=False)
 
 
 def outline_pixels(mask: np.ndarray, thickness: int) -> np.ndarray:
@@ -723,7 +752,16 @@ class SnapshotRenderer:
         """
         width, height = int(width), int(height)
         center = self.place(background_node, view, point_ras, width, height, snap)
-        rgb = self._pixels(width, height)
+        # the same background, window and plane again (the after panel of a before|after pair, the fixed image's
+        # picture): the pixels of the first time, within a snapshot_session
+        cache = getattr(background_node, "_rq_pixels", None)
+        key = (getattr(background_node, "_rq_window", None), view, tuple(np.round(center, 4)), width, height)
+        if cache is not None and key in cache:
+            rgb = cache[key].copy()
+        else:
+            rgb = self._pixels(width, height)
+            if cache is not None:
+                cache[key] = rgb.copy()
         xy_to_ras = _matrix_to_numpy(self.slice_node.GetXYToRAS())
         if tint is not None:
             rgb = tint(rgb, xy_to_ras)
@@ -965,6 +1003,10 @@ def _prepare_background(ctx, tmp, fixed, window_level):
     lo, hi = window_level if window_level is not None else _cached(ctx, "auto_window", fixed,
                                                                    lambda: auto_window(values()))
     display.SetWindowLevelMinMax(float(lo), float(hi))
+    renderer = _RENDERERS.get(ctx)
+    if renderer is not None and renderer.session is not None:  # drawn slices of this image, for render_slice
+        node._rq_pixels = _cached(ctx, "pixels", fixed, dict)
+        node._rq_window = (float(lo), float(hi))
     return node
 
 
