@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .. import measures
 from .charts import _nice_ticks, _tick_text
 from .markup import _change, _e, _fmt, _table
 from .rows import _is_number
@@ -74,7 +75,11 @@ def surface_section(report: Mapping) -> str:
     nsd_keys = _tolerances(segments)
     if not nsd_keys:
         return ""
+    own = measures.get("nsd_segment")  # NSD at the segment's own tolerance (a tolerance profile's)
+    own_tolerance = measures.get("nsd_segment_tolerance_mm")
+    with_own = any(own.value_in(s.get(stage) or {}) is not None for s in segments for stage in ("before", "after"))
     header = (["Segment"] + [f"NSD {k[4:-2].replace('_', '.')} mm" for k in nsd_keys]
+              + ([f"{own.short}<br><small>{_e(own_tolerance.short)}</small>"] if with_own else [])
               + ["Signed mean<br><small>mm</small>", "p5 / p95<br><small>mm</small>",
                  "Largest out / in<br><small>mm</small>", "Dice of itself shifted<br><small>1 mm / 2 mm</small>"])
     rows, charts = [], []
@@ -89,7 +94,13 @@ def surface_section(report: Mapping) -> str:
         if hide:
             shift_text = (f'<span class="worse" title="the Dice after registration is no higher than this segment '
                           f'keeps under a 2 mm shift">{shift_text}</span>')
-        rows.append([_e(name)] + [_change(before.get(k), after.get(k), True, "") for k in nsd_keys] + [
+        own_cells = []
+        if with_own:
+            tau = own_tolerance.value_in(after) if own_tolerance.value_in(after) is not None else \
+                own_tolerance.value_in(before)
+            own_cells = [_change(own.value_in(before), own.value_in(after), True, "")
+                         + f"<br><small>τ {_fmt(tau, 'mm', own_tolerance.digits)}</small>" if tau is not None else "—"]
+        rows.append([_e(name)] + [_change(before.get(k), after.get(k), True, "") for k in nsd_keys] + own_cells + [
             _fmt(sd.get("mean_mm"), "mm", 2),
             f"{_fmt(sd.get('p5_mm'), 'mm', 2)} / {_fmt(sd.get('p95_mm'), 'mm', 2)}",
             f"{_fmt(sd.get('max_outward_mm'), 'mm', 2)} / {_fmt(sd.get('max_inward_mm'), 'mm', 2)}",
@@ -97,7 +108,9 @@ def surface_section(report: Mapping) -> str:
         hist = sd.get("histogram") or {}
         if len(charts) < MAX_HISTOGRAMS and hist:
             charts.append(signed_distance_histogram_svg(hist.get("edges_mm"), hist.get("counts"), str(name)))
-    legend = ('<p class="legend">NSD: share of both boundaries within the tolerance of the other (before → after). '
+    legend = ('<p class="legend">NSD: share of both boundaries within the tolerance of the other (before → after)'
+              + ('; "NSD at segment τ": at the tolerance the tolerance profile sets for that segment (the one its '
+                 'NSD check compares). ' if with_own else '. ') +
               'Signed distances (after registration): each registered boundary voxel\'s distance to the fixed '
               f'boundary, <span style="color:{BLUE}">negative inside</span> the fixed segment, '
               f'<span style="color:{VERMILLION}">positive where it sticks out</span>. "Dice of itself shifted": the '
