@@ -424,7 +424,7 @@ MEASURES: list = [
             computed_by="deformation.displacement_statistics", shown=True, panel=False),
     Measure("displacement_max_mm", "deformation", "displacement_mm.max", "Maximum displacement", "Max |u|", "mm", 2,
             None, "largest |u| over the region", computed_by="deformation.displacement_statistics", shown=True, panel=False),
-    Measure("displacement_voxels_mm", "deformation", "displacement_mm.voxels", "Voxels of the displacement region",
+    Measure("displacement_voxels", "deformation", "displacement_mm.voxels", "Voxels of the displacement region",
             "Voxels", "voxels", 0, None, "voxels with finite |u| in the region",
             computed_by="deformation.displacement_statistics"),
     # -- similarity (fixed vs moving intensities, before and after) ------------------------------------
