@@ -177,10 +177,10 @@ def test_through_the_cli(case, expected):
 def test_through_evaluate_with_nodes_and_the_panel_rows(ctx, case, expected):
     """The Slicer logic path: nodes in a headless slicer-core scene, the panel's compute with the profile field,
     then the panel's results table."""
+    from test_module_panel import ParameterBag, headless_logic
+
     from RegistrationQualityLib import io, panel
     from RegistrationQualityLib.transforms import load_transform
-
-    from test_module_panel import ParameterBag, headless_logic
 
     p = ParameterBag(fixedVolume=io.load_volume(ctx, case / "fixed.nrrd", name="fixed"),
                      movingVolume=io.load_volume(ctx, case / "moving.nrrd", name="moving"),
