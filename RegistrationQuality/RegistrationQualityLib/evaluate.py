@@ -476,8 +476,12 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             registered = resample_image(ctx, moving, fixed, transform_node, "linear")
 
         step("segments")
+        # the run's limits (profile + flags): a profile may set each segment's NSD tolerance (checks.Parameter)
+        limits = profiles.resolve(profiles.load(options.profile) if options.profile is not None else None,
+                                  profiles.data_terms(fixed), options.check_limits())
         segments, seg_masks = _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings,
-                                        label_pair, fixed_union, after_source, thresholds, threshold_after)
+                                        label_pair, fixed_union, after_source, thresholds, threshold_after,
+                                        nsd_tolerance_of=checks.nsd_tolerance_of(limits))
 
         landmarks = None
         if inputs.fixed_landmarks is not None:
@@ -510,7 +514,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "definitions": measures.definitions(options.percentile),
             "warnings": warnings + notices,
         }
-        report["checks"] = checks.run_checks(report, _resolved_limits(inputs, options, fixed, report))
+        report["checks"] = checks.run_checks(report, _resolved_limits(inputs, options, report, limits))
         report["warnings"].extend(dice_hiding_warnings(report["segments"], options.min_dice))
         report["verdict"] = checks.verdict(report["checks"])
 
@@ -659,7 +663,7 @@ def _threshold_masks(inputs, options, fixed, moving) -> dict:
 
 
 def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings, label_pair=None,
-              fixed_union=None, after_source=None, thresholds=None, threshold_after=None):
+              fixed_union=None, after_source=None, thresholds=None, threshold_after=None, nsd_tolerance_of=None):
     """Compare segments before and after: ({"source", "entries"} or None, display masks on the fixed grid).
 
     Comparison grid: the fixed image's. Before: the moving segments as loaded, resampled (nearest neighbour,
@@ -675,7 +679,8 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         f_src, m_src, by = label_pair
         before = _resampled_source(ctx, m_src, fixed, None)
         after = after_source if after_source is not None else _resampled_source(ctx, m_src, fixed, transform_node)
-        kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances}
+        kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances,
+              "nsd_tolerance_of": nsd_tolerance_of}
         entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
         if fixed_union is None:
             fixed_union = _fixed_union(ctx, f_src, fixed)
@@ -710,7 +715,7 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         names = {label: "threshold"}
         ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names, labels=[label])
         kw = {"percentile": options.percentile, "by": "label", "lattice": fixed,
-              "nsd_tolerances": options.nsd_tolerances}
+              "nsd_tolerances": options.nsd_tolerances, "nsd_tolerance_of": nsd_tolerance_of}
         b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names,
                                                  labels=[label]), **kw)
         a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
@@ -1071,14 +1076,13 @@ def software_versions() -> dict:
     return versions
 
 
-def _resolved_limits(inputs, options, fixed, report):
-    """The run's limits: the tolerance profile's (data-dependent terms computed from the fixed image) with the
-    command-line limits replacing theirs; a profile check whose inputs are absent is skipped with a warning.
-    Sets report["profile"]."""
+def _resolved_limits(inputs, options, report, resolved):
+    """The run's limits (``resolved``: the tolerance profile's, data-dependent terms computed from the fixed
+    image, with the command-line limits replacing theirs); a profile check whose inputs are absent is skipped
+    with a warning. Sets report["profile"]."""
     profile = profiles.load(options.profile) if options.profile is not None else None
     flags = options.check_limits()
-    data = profiles.data_terms(fixed)
-    resolved = profiles.resolve(profile, data, flags)
+    data = resolved.data
     if profile is not None:
         have = {"segments": inputs.fixed_segmentation is not None or inputs.threshold is not None,
                 "landmarks": report.get("landmarks") is not None, "transform": report.get("deformation") is not None}
