@@ -468,20 +468,29 @@ class JacobianMoments:
         self.j = [0, 0.0, 0.0]  # count, mean, Σ(x − mean)²
         self.logj = [0, 0.0, 0.0]
 
-    def add(self, values: np.ndarray, chunk: int = 1 << 20) -> None:
-        flat = np.asarray(values).reshape(-1)
-        for start in range(0, flat.size, chunk):
-            c = flat[start:start + chunk]
-            finite = np.isfinite(c)
-            bad = int(c.size - np.count_nonzero(finite))
-            if bad:
-                self.nonfinite += bad
-                c = c[finite]
-            if c.size == 0:
-                continue
-            self.lo, self.hi = min(self.lo, float(c.min())), max(self.hi, float(c.max()))
-            _chan_update(self.j, c.astype(np.float64))
-            _chan_update(self.logj, np.log(c[c > 0]).astype(np.float64))  # float32 log: 3x faster than float64
+    def add(self, values: np.ndarray) -> None:
+        """Merge a batch: two compiled passes over it (counts, sums, min/max; then centred squares), merged into
+        the running state by Chan's update."""
+        from .kernels import moments_pass1, moments_pass2
+
+        flat = np.ascontiguousarray(np.asarray(values).reshape(-1))
+        if flat.size == 0:
+            return
+        if flat.dtype not in (np.float32, np.float64):
+            flat = flat.astype(np.float64)
+        blocks = max(1, min(64, flat.size // (1 << 16)))
+        p1 = moments_pass1(flat, blocks)
+        n, bad, total = float(p1[:, 0].sum()), int(p1[:, 1].sum()), float(p1[:, 2].sum())
+        self.nonfinite += bad
+        if n == 0:
+            return
+        n_log, total_log = float(p1[:, 5].sum()), float(p1[:, 6].sum())
+        self.lo, self.hi = min(self.lo, float(p1[:, 3].min())), max(self.hi, float(p1[:, 4].max()))
+        mean, mean_log = total / n, (total_log / n_log if n_log else 0.0)
+        p2 = moments_pass2(flat, blocks, mean, mean_log)
+        _chan_merge(self.j, int(n), mean, float(p2[:, 0].sum()))
+        if n_log:
+            _chan_merge(self.logj, int(n_log), mean_log, float(p2[:, 1].sum()))
 
     def result(self) -> dict:
         n, mean, m2 = self.j
@@ -506,15 +515,10 @@ class JacobianMoments:
         }
 
 
-def _chan_update(state: list, c: np.ndarray) -> None:
-    """Merge the float64 batch ``c`` into ``state`` = [count, mean, Σ(x − mean)²] (Chan, Golub & LeVeque 1979)."""
-    nc = c.size
-    if nc == 0:
-        return
+def _chan_merge(state: list, nc: int, mc: float, m2c: float) -> None:
+    """Merge a batch of ``nc`` values with mean ``mc`` and Σ(x − mc)² = ``m2c`` into ``state`` = [count, mean,
+    Σ(x − mean)²] (Chan, Golub & LeVeque 1979)."""
     n, mean, m2 = state
-    mc = float(c.mean())
-    c -= mc
-    m2c = float(np.dot(c, c))
     delta, total = mc - mean, n + nc
     state[0], state[1], state[2] = total, mean + delta * nc / total, m2 + m2c + delta * delta * n * nc / total
 

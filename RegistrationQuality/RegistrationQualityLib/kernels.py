@@ -381,3 +381,52 @@ def similarity_pass2(a, b, mask, use_mask, nblocks, ma, mb, bins, lo_a, hi_a, lo
             joint[blk, ia * bins + ib] += 1
         sums[blk, 0], sums[blk, 1], sums[blk, 2], sums[blk, 3], sums[blk, 4] = saa, sbb, sab, sdd, sad
     return sums, joint
+
+
+@njit(parallel=True, cache=True)
+def moments_pass1(values, nblocks):
+    """Per block of a flat float array: [finite count, non-finite count, Σx, min, max, #(x > 0), Σ log x over
+    x > 0] (float64 sums)."""
+    n = values.shape[0]
+    out = np.zeros((nblocks, 7))
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        cnt, bad, s, npos, slog = 0.0, 0.0, 0.0, 0.0, 0.0
+        mn, mx = np.inf, -np.inf
+        for t in range(lo, hi):
+            v = np.float64(values[t])
+            if not np.isfinite(v):
+                bad += 1.0
+                continue
+            cnt += 1.0
+            s += v
+            mn, mx = min(mn, v), max(mx, v)
+            if v > 0:
+                npos += 1.0
+                slog += math.log(v)
+        out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3] = cnt, bad, s, mn
+        out[blk, 4], out[blk, 5], out[blk, 6] = mx, npos, slog
+    return out
+
+
+@njit(parallel=True, cache=True)
+def moments_pass2(values, nblocks, mean, mean_log):
+    """Per block: [Σ(x − mean)², Σ(log x − mean_log)² over x > 0] of the finite values."""
+    n = values.shape[0]
+    out = np.zeros((nblocks, 2))
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        a, b = 0.0, 0.0
+        for t in range(lo, hi):
+            v = np.float64(values[t])
+            if not np.isfinite(v):
+                continue
+            d = v - mean
+            a += d * d
+            if v > 0:
+                e = math.log(v) - mean_log
+                b += e * e
+        out[blk, 0], out[blk, 1] = a, b
+    return out
