@@ -469,28 +469,24 @@ class JacobianMoments:
         self.logj = [0, 0.0, 0.0]
 
     def add(self, values: np.ndarray) -> None:
-        """Merge a batch: two compiled passes over it (counts, sums, min/max; then centred squares), merged into
-        the running state by Chan's update."""
-        from .kernels import moments_pass1, moments_pass2
-
-        flat = np.ascontiguousarray(np.asarray(values).reshape(-1))
+        """Merge a batch: J and log J over J > 0 (numpy's float32 log: vectorised) each by two compiled passes
+        (count, sum, min/max; then centred squares), merged into the running state by Chan's update."""
+        flat = np.asarray(values).reshape(-1)
         if flat.size == 0:
             return
         if flat.dtype not in (np.float32, np.float64):
             flat = flat.astype(np.float64)
-        blocks = max(1, min(64, flat.size // (1 << 16)))
-        p1 = moments_pass1(flat, blocks)
-        n, bad, total = float(p1[:, 0].sum()), int(p1[:, 1].sum()), float(p1[:, 2].sum())
+        n, bad, mean, m2, lo, hi = _batch_moments(flat)
         self.nonfinite += bad
         if n == 0:
             return
-        n_log, total_log = float(p1[:, 5].sum()), float(p1[:, 6].sum())
-        self.lo, self.hi = min(self.lo, float(p1[:, 3].min())), max(self.hi, float(p1[:, 4].max()))
-        mean, mean_log = total / n, (total_log / n_log if n_log else 0.0)
-        p2 = moments_pass2(flat, blocks, mean, mean_log)
-        _chan_merge(self.j, int(n), mean, float(p2[:, 0].sum()))
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        _chan_merge(self.j, n, mean, m2)
+        with np.errstate(divide="ignore", invalid="ignore"):  # J <= 0 -> -inf / NaN: left out as non-finite
+            logs = np.log(flat)
+        n_log, _bad, mean_log, m2_log, _lo, _hi = _batch_moments(logs)
         if n_log:
-            _chan_merge(self.logj, int(n_log), mean_log, float(p2[:, 1].sum()))
+            _chan_merge(self.logj, n_log, mean_log, m2_log)
 
     def result(self) -> dict:
         n, mean, m2 = self.j
@@ -513,6 +509,24 @@ class JacobianMoments:
             "sdlogj_excluded_voxels": folding,
             "nonfinite_voxels": self.nonfinite,
         }
+
+
+def _batch_moments(flat: np.ndarray) -> tuple:
+    """(finite count, non-finite count, mean, Σ(x − mean)², min, max) of a flat float array (two compiled
+    passes, float64 sums)."""
+    from .kernels import moments_pass1, moments_pass2
+
+    if flat.size == 0:
+        return 0, 0, 0.0, 0.0, math.inf, -math.inf
+    flat = np.ascontiguousarray(flat)
+    blocks = max(1, min(64, flat.size // (1 << 16)))
+    p1 = moments_pass1(flat, blocks)
+    n, bad = int(p1[:, 0].sum()), int(p1[:, 1].sum())
+    if n == 0:
+        return 0, bad, 0.0, 0.0, math.inf, -math.inf
+    mean = float(p1[:, 2].sum()) / n
+    m2 = float(moments_pass2(flat, blocks, mean).sum())
+    return n, bad, mean, m2, float(p1[:, 3].min()), float(p1[:, 4].max())
 
 
 def _chan_merge(state: list, nc: int, mc: float, m2c: float) -> None:

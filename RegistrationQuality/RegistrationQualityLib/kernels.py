@@ -322,10 +322,11 @@ def magnitude_slab(u, out):
                 out[kk, j, i] = np.float32(math.sqrt(np.float32(a * a + b * b + c * c)))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def similarity_pass1(a, b, mask, use_mask, nblocks):
     """Per block: [count, nonfinite, Σa, Σb, min a, max a, min b, max b] over the voxels (in the mask) where both
-    values are finite. ``a``, ``b``, ``mask``: flat arrays of one length."""
+    values are finite. ``a``, ``b``, ``mask``: flat arrays of one length. Branch-free (vectorised; the sums may
+    be reassociated)."""
     n = a.shape[0]
     out = np.zeros((nblocks, 8))
     size = (n + nblocks - 1) // nblocks
@@ -334,17 +335,18 @@ def similarity_pass1(a, b, mask, use_mask, nblocks):
         cnt, bad, sa, sb = 0.0, 0.0, 0.0, 0.0
         mina, maxa, minb, maxb = np.inf, -np.inf, np.inf, -np.inf
         for t in range(lo, hi):
-            if use_mask and not mask[t]:
-                continue
+            inside = (not use_mask) or mask[t]
             va, vb = np.float64(a[t]), np.float64(b[t])
-            if not (np.isfinite(va) and np.isfinite(vb)):
-                bad += 1.0
-                continue
-            cnt += 1.0
-            sa += va
-            sb += vb
-            mina, maxa = min(mina, va), max(maxa, va)
-            minb, maxb = min(minb, vb), max(maxb, vb)
+            finite = np.isfinite(va) and np.isfinite(vb)
+            ok = inside and finite
+            bad += 1.0 if (inside and not finite) else 0.0
+            cnt += 1.0 if ok else 0.0
+            sa += va if ok else 0.0
+            sb += vb if ok else 0.0
+            mina = min(mina, va) if ok else mina
+            maxa = max(maxa, va) if ok else maxa
+            minb = min(minb, vb) if ok else minb
+            maxb = max(maxb, vb) if ok else maxb
         out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3] = cnt, bad, sa, sb
         out[blk, 4], out[blk, 5], out[blk, 6], out[blk, 7] = mina, maxa, minb, maxb
     return out
@@ -383,50 +385,40 @@ def similarity_pass2(a, b, mask, use_mask, nblocks, ma, mb, bins, lo_a, hi_a, lo
     return sums, joint
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def moments_pass1(values, nblocks):
-    """Per block of a flat float array: [finite count, non-finite count, Σx, min, max, #(x > 0), Σ log x over
-    x > 0] (float64 sums)."""
+    """Per block of a flat float array: [finite count, non-finite count, Σx, min, max] (float64 sums; branch-free
+    so that it vectorises: the sums may be reassociated)."""
     n = values.shape[0]
-    out = np.zeros((nblocks, 7))
+    out = np.zeros((nblocks, 5))
     size = (n + nblocks - 1) // nblocks
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
-        cnt, bad, s, npos, slog = 0.0, 0.0, 0.0, 0.0, 0.0
+        cnt, s = 0.0, 0.0
         mn, mx = np.inf, -np.inf
         for t in range(lo, hi):
             v = np.float64(values[t])
-            if not np.isfinite(v):
-                bad += 1.0
-                continue
-            cnt += 1.0
-            s += v
-            mn, mx = min(mn, v), max(mx, v)
-            if v > 0:
-                npos += 1.0
-                slog += math.log(v)
-        out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3] = cnt, bad, s, mn
-        out[blk, 4], out[blk, 5], out[blk, 6] = mx, npos, slog
+            ok = np.isfinite(v)
+            cnt += 1.0 if ok else 0.0
+            s += v if ok else 0.0
+            mn = min(mn, v) if ok else mn
+            mx = max(mx, v) if ok else mx
+        out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3], out[blk, 4] = cnt, (hi - lo) - cnt, s, mn, mx
     return out
 
 
-@njit(parallel=True, cache=True)
-def moments_pass2(values, nblocks, mean, mean_log):
-    """Per block: [Σ(x − mean)², Σ(log x − mean_log)² over x > 0] of the finite values."""
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def moments_pass2(values, nblocks, mean):
+    """Per block: Σ(x − mean)² of the finite values."""
     n = values.shape[0]
-    out = np.zeros((nblocks, 2))
+    out = np.zeros(nblocks)
     size = (n + nblocks - 1) // nblocks
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
-        a, b = 0.0, 0.0
+        a = 0.0
         for t in range(lo, hi):
             v = np.float64(values[t])
-            if not np.isfinite(v):
-                continue
             d = v - mean
-            a += d * d
-            if v > 0:
-                e = math.log(v) - mean_log
-                b += e * e
-        out[blk, 0], out[blk, 1] = a, b
+            a += d * d if np.isfinite(v) else 0.0
+        out[blk] = a
     return out
