@@ -109,7 +109,7 @@ def test_one_window_for_several_pictures_draws_each_as_alone(tmp_path):
     from RegistrationQualityLib.rendering import read_png
 
     pictures = []
-    for n, shift in enumerate((3.0, -2.0)):
+    for shift in (3.0, -2.0):
         a, b = _balls(shift)
         poly, values = heatmap.heatmap_polydata(a, b, np.diag(SPACING + (1.0,)), SPACING)
         pictures.append((poly, heatmap.legend_range(values, SPACING)))
