@@ -422,3 +422,45 @@ def moments_pass2(values, nblocks, mean):
             a += d * d if np.isfinite(v) else 0.0
         out[blk] = a
     return out
+
+
+@njit(cache=True)
+def face_components(lin, ni, nj, nk):
+    """Face-connected (6-neighbour) components of a sparse set of voxels: ``lin`` = their sorted linear indices
+    (k, j, i C order) on an (nk, nj, ni) grid. Returns each voxel's component, numbered 0, 1, ... in the order
+    of each component's first voxel (scan order, as ITK's ConnectedComponent). Union-find: memory grows with
+    the voxels, not with the grid."""
+    n = lin.shape[0]
+    parent = np.arange(n)
+    plane = ni * nj
+    for a in range(n):
+        v = lin[a]
+        i = v % ni
+        j = (v // ni) % nj
+        for step, ok in ((1, i < ni - 1), (ni, j < nj - 1), (plane, v // plane < nk - 1)):
+            if not ok:
+                continue
+            b = np.searchsorted(lin, v + step)
+            if b < n and lin[b] == v + step:
+                ra = a
+                while parent[ra] != ra:
+                    parent[ra] = parent[parent[ra]]
+                    ra = parent[ra]
+                rb = b
+                while parent[rb] != rb:
+                    parent[rb] = parent[parent[rb]]
+                    rb = parent[rb]
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)  # the root is the component's first voxel
+    out = np.empty(n, np.int64)
+    number = np.full(n, -1)
+    count = 0
+    for a in range(n):
+        r = a
+        while parent[r] != r:
+            r = parent[r]
+        if number[r] < 0:
+            number[r] = count
+            count += 1
+        out[a] = number[r]
+    return out
