@@ -588,12 +588,13 @@ def inverse_consistency(ctx, forward_node, backward_node, reference_image, mask=
     return _magnitude_statistics(err, m)
 
 
-def jacobian_histogram(values: np.ndarray, bins: int) -> dict:
+def jacobian_histogram(values: np.ndarray, bins: int, overwrite: bool = False) -> dict:
     """Histogram of Jacobian values. Range: the 0.5th..99.5th percentiles widened to show [0.5, 1.5], and down
-    to the most negative value (at most -2) when anything folds; values outside are counted, not binned."""
+    to the most negative value (at most -2) when anything folds; values outside are counted, not binned.
+    ``overwrite``: the caller no longer needs the values' order (the percentiles may partition them in place)."""
     if values.size == 0:
         return {"edges": [], "counts": [], "clipped_below": 0, "clipped_above": 0}
-    p_lo, p_hi = np.percentile(values, [0.5, 99.5])
+    p_lo, p_hi = np.percentile(values, [0.5, 99.5], overwrite_input=overwrite)
     lo, hi = min(float(p_lo), 0.5), max(float(p_hi), 1.5)
     vmin = float(values.min())
     if vmin <= 0:
@@ -619,7 +620,11 @@ class DeformationStatistics:
         self.mask = None if mask is None else np.asarray(mask, dtype=bool)
         n = int(np.prod(grid.shape)) if self.mask is None else int(np.count_nonzero(self.mask))
         self.j_values = np.empty(n, np.float32)
-        self.u_values = np.empty(n, np.float32)
+        # measures added to the registry beside these one-pass statistics (measures.apply_extra) see every
+        # voxel's |u|; without any, |u| is kept only as far as its statistics need (DisplacementTail)
+        self.extras = any(m.compute is not None for m in measures.of("deformation"))
+        self.u_values = np.empty(n, np.float32) if self.extras else None
+        self.u_tail = None if self.extras else DisplacementTail(n)
         self.filled = 0
         self.jacobian = None
         if keep_jacobian:  # over the whole grid the values, in slab order, are the map itself
@@ -639,22 +644,74 @@ class DeformationStatistics:
             det, mag = det[m], mag[m]
         n = det.size
         self.j_values[self.filled:self.filled + n] = det.reshape(-1)
-        self.u_values[self.filled:self.filled + n] = mag.reshape(-1)
+        if self.u_values is not None:
+            self.u_values[self.filled:self.filled + n] = mag.reshape(-1)
+        else:
+            self.u_tail.add(mag.reshape(-1))
         self.filled += n
 
     def finish(self) -> dict:
-        values, norms = self.j_values[: self.filled], self.u_values[: self.filled]
+        values = self.j_values[: self.filled]
+        norms = self.u_values[: self.filled] if self.u_values is not None else None
         self.j_values = self.u_values = None
-        # measures added to the registry beside these one-pass statistics (measures.apply_extra) see the values
-        # in voxel order; without any, the percentile of |u| may reorder it in place (no whole-grid copy)
-        extras = any(m.compute is not None for m in measures.of("deformation"))
         result = {"jacobian": jacobian_statistics(values, None, spacing=self.spacing),
-                  "displacement_mm": _magnitude_statistics(norms, None, overwrite=not extras)}
+                  "displacement_mm": (_magnitude_statistics(norms, None) if norms is not None
+                                      else self.u_tail.result())}
         finite = values if bool(np.isfinite(values).all()) else values[np.isfinite(values)]
-        result["jacobian_histogram"] = jacobian_histogram(finite, self.bins)
-        if extras:
+        # without extras and a shared J map, nothing needs the values' order: percentiles partition in place
+        result["jacobian_histogram"] = jacobian_histogram(
+            finite, self.bins, overwrite=not self.extras and self.jacobian is None)
+        if self.extras:
             measures.apply_extra("deformation", result, measures.DeformationSample(values, norms, self.spacing))
         return result
+
+
+class DisplacementTail:
+    """|u| statistics of :func:`displacement_statistics` (mean, numpy's linear-interpolated p95, max) over ``n``
+    values given in batches, keeping only the largest ``n − ⌊0.95 (n − 1)⌋`` of them (the order statistics the
+    95th percentile interpolates between lie there, also when some values turn out non-finite: fewer finite
+    values only move the rank down by as much). Memory: 5 % of the values instead of all."""
+
+    def __init__(self, n: int):
+        self.keep = max(1, int(n) - int(math.floor(0.95 * (max(int(n), 1) - 1))))
+        self.parts: list = []
+        self.held = 0
+        self.floor = -math.inf  # values below cannot be among the largest ``keep``
+        self.count, self.total, self.top = 0, 0.0, -math.inf
+
+    def add(self, values: np.ndarray) -> None:
+        finite = values[np.isfinite(values)] if not bool(np.isfinite(values).all()) else values
+        if finite.size == 0:
+            return
+        self.count += int(finite.size)
+        self.total += float(finite.sum(dtype=np.float64))
+        self.top = max(self.top, float(finite.max()))
+        candidates = finite[finite >= self.floor] if self.floor > -math.inf else finite
+        self.parts.append(np.array(candidates, dtype=np.float32))
+        self.held += int(candidates.size)
+        if self.held > 2 * self.keep + (1 << 20):
+            self._shrink()
+
+    def _shrink(self) -> None:
+        held = np.concatenate(self.parts)
+        if held.size > self.keep:
+            held = np.partition(held, held.size - self.keep)[held.size - self.keep:]
+            self.floor = float(held.min())
+        self.parts, self.held = [held], int(held.size)
+
+    def result(self) -> dict:
+        if self.count == 0:
+            return _empty("empty mask", ("mean", "p95", "max"))
+        self._shrink()
+        tail = np.sort(self.parts[0])  # ascending: the largest ``len(tail)`` finite values
+        rank = 0.95 * (self.count - 1)  # numpy's "linear" method on the finite values
+        lo = int(math.floor(rank))
+        first = self.count - tail.size  # the rank of tail[0] among all finite values
+        a = float(tail[lo - first])
+        b = float(tail[min(lo + 1, self.count - 1) - first])
+        t = rank - lo
+        p95 = b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp
+        return {"voxels": self.count, "mean": self.total / self.count, "p95": p95, "max": self.top}
 
 
 class JacobianInRegion:
