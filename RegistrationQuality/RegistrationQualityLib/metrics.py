@@ -160,19 +160,13 @@ def result_row(result: dict, percentile: float) -> dict:
 # ---------------------------------------------------------------------------------------------------
 def boundary_voxels(mask: np.ndarray) -> np.ndarray:
     """Voxels of ``mask`` (k, j, i booleans) with a 6-connected neighbour outside it; the array edge is outside."""
+    from . import segment_kernels as sk
+
     mask = np.asarray(mask, dtype=bool)
-    interior = mask.copy()
-    interior[0, :, :] = interior[-1, :, :] = False
-    interior[:, 0, :] = interior[:, -1, :] = False
-    interior[:, :, 0] = interior[:, :, -1] = False
-    core = interior[1:-1, 1:-1, 1:-1]
-    core &= mask[:-2, 1:-1, 1:-1]
-    core &= mask[2:, 1:-1, 1:-1]
-    core &= mask[1:-1, :-2, 1:-1]
-    core &= mask[1:-1, 2:, 1:-1]
-    core &= mask[1:-1, 1:-1, :-2]
-    core &= mask[1:-1, 1:-1, 2:]
-    return mask & ~interior
+    out = np.zeros(mask.shape, dtype=bool)
+    edges = sk.boundary_voxels(sk.runs(mask), mask.shape)
+    out[edges[:, 0], edges[:, 1], edges[:, 2]] = True
+    return out
 
 
 def distance_to_set(target: np.ndarray, spacing, at: np.ndarray) -> np.ndarray:
@@ -180,7 +174,9 @@ def distance_to_set(target: np.ndarray, spacing, at: np.ndarray) -> np.ndarray:
 
     ``target``/``at``: boolean (k, j, i) arrays of one grid, ``spacing`` (x, y, z) mm. Exact: ITK's signed Maurer
     distance transform on ``target`` with image spacing, squared distances (every target voxel is on the contour
-    of the target set when the target is a boundary set, so its distance is 0).
+    of the target set when the target is a boundary set, so its distance is 0). A whole map of the array: the
+    heat map's (heatmap.py); the segment comparison measures its distances from the boundary voxels
+    (:func:`directed_surface_distances`).
     """
     sitk = _sitk()
     img = sitk.GetImageFromArray(np.asarray(target, dtype=np.uint8))
@@ -193,28 +189,65 @@ def distance_to_set(target: np.ndarray, spacing, at: np.ndarray) -> np.ndarray:
     return np.sqrt(np.abs(squared))
 
 
+@dataclass
+class _Pair:
+    """Runs, counts and boundary voxels of two boolean masks on one grid (segment_kernels)."""
+
+    shape: tuple
+    a_runs: tuple
+    b_runs: tuple
+    n_a: int
+    n_b: int
+    n_both: int
+    a_edge: np.ndarray | None = None
+    b_edge: np.ndarray | None = None
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> _Pair:
+    from . import segment_kernels as sk
+
+    shape = a.shape
+    a_runs, b_runs = sk.runs(a), sk.runs(b)
+    n_a, n_b = sk.mask_count(a_runs), sk.mask_count(b_runs)
+    pair = _Pair(shape, a_runs, b_runs, n_a, n_b, sk.overlap(a_runs, b_runs, shape) if n_a and n_b else 0)
+    if n_a and n_b:
+        pair.a_edge = sk.boundary_voxels(a_runs, shape)
+        pair.b_edge = sk.boundary_voxels(b_runs, shape)
+    return pair
+
+
+def _directed(pair: _Pair, spacing):
+    from . import segment_kernels as sk
+
+    return (sk.nearest_distances(pair.b_edge, pair.a_edge, spacing, pair.shape),
+            sk.nearest_distances(pair.a_edge, pair.b_edge, spacing, pair.shape))
+
+
 def directed_surface_distances(reference_mask: np.ndarray, compared_mask: np.ndarray, spacing):
-    """(D(A→B), D(B→A)) in mm for two non-empty boolean masks on one grid (see the module docstring)."""
-    a_edge = boundary_voxels(reference_mask)
-    b_edge = boundary_voxels(compared_mask)
-    return distance_to_set(b_edge, spacing, a_edge), distance_to_set(a_edge, spacing, b_edge)
+    """(D(A→B), D(B→A)) in mm for two non-empty boolean masks on one grid (see the module docstring).
+
+    Exact distances between boundary voxel centres, searched from the boundary voxels outwards
+    (:func:`segment_kernels.nearest_distances`): no distance map of the grid is made."""
+    return _directed(_pair(np.asarray(reference_mask, dtype=bool), np.asarray(compared_mask, dtype=bool)), spacing)
 
 
 def _measure(a: np.ndarray, b: np.ndarray, spacing, voxel_cc, reference_cc, compared_cc, percentile, status_hint=None):
-    """PairMeasurement of two boolean crops (each with at least a one-voxel empty margin or at the grid edge)."""
-    n_a = int(np.count_nonzero(a))
-    n_b = int(np.count_nonzero(b))
-    n_both = int(np.count_nonzero(a & b)) if n_a and n_b else 0
-    m = PairMeasurement(n_a, n_b, n_both, voxel_cc, reference_cc, compared_cc, percentile=percentile)
+    """(PairMeasurement, runs of ``a``) of two boolean crops (the crop edge counts as outside: each crop has a
+    one-voxel empty margin or is at the grid edge)."""
+    from . import segment_kernels as sk
+
+    pair = _pair(a, b)
+    n_a, n_b = pair.n_a, pair.n_b
+    m = PairMeasurement(n_a, n_b, pair.n_both, voxel_cc, reference_cc, compared_cc, percentile=percentile)
     if n_a and n_b:
-        m.to_compared, m.to_reference = directed_surface_distances(a, b, spacing)
-        m.compared_inside_reference = a[boundary_voxels(b)]
+        m.to_compared, m.to_reference = _directed(pair, spacing)
+        m.compared_inside_reference = sk.in_mask(pair.a_runs, pair.shape, pair.b_edge)
     elif n_a or n_b:
         side = "compared" if n_a else "reference"
         m.status = status_hint or f"{side} segment is empty: distances undefined"
     else:
         m.status = status_hint or "both segments are empty: overlap and distances undefined"
-    return m
+    return m, pair.a_runs
 
 
 def compare_masks(reference_mask, compared_mask, spacing=(1.0, 1.0, 1.0), percentile: float = DEFAULT_PERCENTILE,
@@ -232,15 +265,15 @@ def compare_masks(reference_mask, compared_mask, spacing=(1.0, 1.0, 1.0), percen
     voxel_cc = float(np.prod(spacing)) / 1000.0
     lo, hi = _union_box([_mask_box(a), _mask_box(b)])
     if lo is None:
-        m = _measure(a[:0, :0, :0], b[:0, :0, :0], spacing, voxel_cc, 0.0, 0.0, percentile)
+        m, _runs = _measure(a[:0, :0, :0], b[:0, :0, :0], spacing, voxel_cc, 0.0, 0.0, percentile)
     else:
         lo = np.maximum(np.array(lo) - 1, 0)
         hi = np.minimum(np.array(hi) + 1, a.shape)
         sl = tuple(slice(int(s), int(e)) for s, e in zip(lo, hi))
         a_crop = np.pad(a[sl], 1)  # the pad stands for the outside (also beyond the array edge)
         b_crop = np.pad(b[sl], 1)
-        m = _measure(a_crop, b_crop, spacing, voxel_cc, np.count_nonzero(a) * voxel_cc,
-                     np.count_nonzero(b) * voxel_cc, percentile)
+        m, _runs = _measure(a_crop, b_crop, spacing, voxel_cc, np.count_nonzero(a) * voxel_cc,
+                            np.count_nonzero(b) * voxel_cc, percentile)
     m.nsd_tolerances = tolerances
     out = result_dict(m, label, name)
     out["shifted_self_dice"] = surface.worst_shifted_dice(a, spacing)
@@ -533,17 +566,20 @@ def compare_sources(reference: LabelSource, compared: LabelSource, percentile: f
         lo, hi = _union_box([(s[0], s[1]) for s in (r_stat, c_stat) if s is not None])
         if lo is None:
             empty = np.zeros((0, 0, 0), bool)
-            m = _measure(empty, empty, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
-            a = empty
+            m, a_runs = _measure(empty, empty, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
+            shape = empty.shape
         else:
             lo = np.array(lo) - 1
             hi = np.array(hi) + 1
             a = _crop(ref, rseg.layer, rseg.label, lo, hi) if r_stat else np.zeros(tuple(hi - lo), bool)
             b = _crop(cmp, cseg.layer, cseg.label, lo, hi) if c_stat else np.zeros(tuple(hi - lo), bool)
-            m = _measure(a, b, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
+            m, a_runs = _measure(a, b, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
+            shape = a.shape
+            del a, b
         m.nsd_tolerances = tolerances
         results.append(result_dict(m, label, name))
-        results[-1]["shifted_self_dice"] = surface.worst_shifted_dice(a, spacing, lattice.GetDirection())
+        results[-1]["shifted_self_dice"] = surface.worst_shifted_dice_of_runs(a_runs, shape, spacing,
+                                                                              lattice.GetDirection())
     return results
 
 

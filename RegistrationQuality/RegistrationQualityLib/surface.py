@@ -113,7 +113,8 @@ def _histogram_step(span: float, max_bins: int) -> float:
 
 def signed_histogram(signed: np.ndarray, max_bins: int = HISTOGRAM_MAX_BINS) -> dict:
     """Histogram of signed distances: bins of a 1-2-2.5-5 step centred on its multiples (so one bin is centred
-    on 0 and holds the voxels on the reference boundary), at most ``max_bins``."""
+    on 0 and holds the voxels on the reference boundary), at most ``max_bins``; a distance on an edge counts in
+    the upper bin."""
     lo, hi = float(signed.min()), float(signed.max())
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     step = _histogram_step(hi - lo, max_bins - 1)
@@ -124,7 +125,9 @@ def signed_histogram(signed: np.ndarray, max_bins: int = HISTOGRAM_MAX_BINS) -> 
             break
         step = _histogram_step(step * max_bins * 1.0001, max_bins - 1)
     edges = (np.arange(first, last + 2) - 0.5) * step
-    counts, _ = np.histogram(signed, bins=edges)
+    # a distance exactly on an edge (e.g. 9.0 mm = 5 voxels of 1.8 mm) belongs to the upper bin (numpy's rule):
+    # rounded to 1e-9 mm first so that its last-bit float error cannot put −9.000000000000002 below the edge
+    counts, _ = np.histogram(np.round(signed, 9), bins=edges)
     return {"edges_mm": [round(float(e), 9) for e in edges], "counts": [int(c) for c in counts]}
 
 
@@ -154,21 +157,9 @@ def signed_distance_summary(signed, status: str | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # Dice under a shift
 # ---------------------------------------------------------------------------------------------------
-def _overlap(mask: np.ndarray, offset) -> int:
-    """|{p ∈ mask : p + offset ∈ mask}| for an integer (k, j, i) offset (outside the array = not in mask)."""
-    src, dst = [], []
-    for o, n in zip(offset, mask.shape):
-        o = int(o)
-        if abs(o) >= n:
-            return 0
-        src.append(slice(max(0, -o), n - max(0, o)))
-        dst.append(slice(max(0, o), n - max(0, -o)))
-    return int(np.count_nonzero(mask[tuple(src)] & mask[tuple(dst)]))
+def _shifted_dice_of_runs(mask_runs, shape, n: int, shift_kji) -> float | None:
+    from . import segment_kernels as sk
 
-
-def shifted_dice(mask: np.ndarray, shift_kji) -> float | None:
-    """Dice of ``mask`` with itself translated by ``shift_kji`` voxels (float, trilinear partial volume)."""
-    n = int(np.count_nonzero(mask))
     if n == 0:
         return None
     shift = np.asarray(shift_kji, dtype=float)
@@ -181,8 +172,20 @@ def shifted_dice(mask: np.ndarray, shift_kji) -> float | None:
             w *= frac[d] if corner[d] else 1.0 - frac[d]
         if w <= 1e-12:
             continue
-        total += w * _overlap(mask, base + np.array(corner))
+        total += w * sk.overlap(mask_runs, mask_runs, shape, base + np.array(corner))
     return total / n
+
+
+def shifted_dice(mask: np.ndarray, shift_kji) -> float | None:
+    """Dice of ``mask`` with itself translated by ``shift_kji`` voxels (float, trilinear partial volume).
+
+    Each whole-voxel overlap ``|{p ∈ A : p + o ∈ A}|`` is counted on the mask's runs along i
+    (segment_kernels.overlap); outside the array is outside the mask."""
+    from . import segment_kernels as sk
+
+    mask = np.asarray(mask, dtype=bool)
+    runs = sk.runs(mask)
+    return _shifted_dice_of_runs(runs, mask.shape, sk.mask_count(runs), shift_kji)
 
 
 def worst_shifted_dice(mask: np.ndarray, spacing, direction=None, shifts_mm=SHIFTS_MM) -> dict:
@@ -191,7 +194,17 @@ def worst_shifted_dice(mask: np.ndarray, spacing, direction=None, shifts_mm=SHIF
     ``spacing`` (x, y, z) mm and ``direction`` (row-major 3×3 cosines, SimpleITK order; identity when None)
     of its grid: a physical shift ``t`` is ``(D·S)^-1 t`` voxels (oblique grids shift along several axes).
     """
+    from . import segment_kernels as sk
+
     mask = np.asarray(mask, dtype=bool)
+    return worst_shifted_dice_of_runs(sk.runs(mask), mask.shape, spacing, direction, shifts_mm)
+
+
+def worst_shifted_dice_of_runs(mask_runs, shape, spacing, direction=None, shifts_mm=SHIFTS_MM) -> dict:
+    """:func:`worst_shifted_dice` of a mask given by its runs along i (segment_kernels.runs) and its shape."""
+    from . import segment_kernels as sk
+
+    n = sk.mask_count(mask_runs)
     d = np.eye(3) if direction is None else np.asarray(direction, dtype=float).reshape(3, 3)
     to_index = np.linalg.inv(d @ np.diag(np.asarray(spacing, dtype=float)))  # physical (x, y, z) -> (i, j, k)
     out = {}
@@ -202,7 +215,7 @@ def worst_shifted_dice(mask: np.ndarray, spacing, direction=None, shifts_mm=SHIF
                 t = np.zeros(3)
                 t[axis] = sign * float(delta)
                 ijk = to_index @ t
-                value = shifted_dice(mask, ijk[::-1])
+                value = _shifted_dice_of_runs(mask_runs, shape, n, ijk[::-1])
                 if value is not None:
                     values.append(value)
         out[shift_key(delta)] = round(min(values), 9) if values else None

@@ -1,0 +1,619 @@
+"""Compiled (numba) kernels of the segment comparison and of the threshold clean-up.
+
+Segment comparison (metrics.py, surface.py): masks as runs along i (one pass over the crop), their voxel counts,
+overlaps (also of a mask with itself shifted) and boundary voxels computed on the runs; exact Euclidean distances
+from boundary voxels to the other boundary, searched row by row outwards from each query within a 10 mm band,
+with a k-d tree of the boundary voxel centres for the queries farther than that (no distance map of the grid:
+memory grows with the boundaries, not with the volume).
+
+Threshold clean-up (segmentation.py): connected components (face connectivity) of a mask's runs along i with a
+union-find, the component sizes, and the mask rewritten from the kept runs.
+
+Every kernel is exact: integer counts, and distances computed as ``sqrt((Δk·sz)² + (Δj·sy)² + (Δi·sx)²)`` in
+float64 between voxel centres (the nearest voxel is found exactly; ties do not matter for a distance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+# ---------------------------------------------------------------------------------------------------
+# Boundary voxels of a mask from its runs
+# ---------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _row_edges(row_start, lo, hi, nk, nj, ni, k, j, out, pos, write):
+    """Boundary voxels of row (k, j) (i in C order): written to ``out[pos:]`` when ``write``; returns the new pos.
+
+    A run voxel is interior when it is not at a run end and the four rows (k ± 1, j), (k, j ± 1) cover it; the
+    grid's faces are outside."""
+    r = k * nj + j
+    edge_row = k == 0 or k == nk - 1 or j == 0 or j == nj - 1
+    n0 = (k - 1) * nj + j
+    n1 = (k + 1) * nj + j
+    n2 = r - 1
+    n3 = r + 1
+    p0 = row_start[n0] if not edge_row else 0
+    p1 = row_start[n1] if not edge_row else 0
+    p2 = row_start[n2] if not edge_row else 0
+    p3 = row_start[n3] if not edge_row else 0
+    for p in range(row_start[r], row_start[r + 1]):
+        a, b = lo[p], hi[p]
+        if edge_row or b - a <= 2:
+            for i in range(a, b):
+                if write:
+                    out[pos, 0] = k
+                    out[pos, 1] = j
+                    out[pos, 2] = i
+                pos += 1
+            continue
+        # the run's two ends are boundary voxels; between them, walk the neighbours' runs
+        if write:
+            out[pos, 0] = k
+            out[pos, 1] = j
+            out[pos, 2] = a
+        pos += 1
+        x = a + 1
+        e = b - 1
+        while x < e:
+            # the end of the stretch from x that all four neighbours cover (x itself if one does not)
+            cover = e
+            gap_end = e
+            for n in range(4):
+                if n == 0:
+                    q, q_end = p0, row_start[n0 + 1]
+                elif n == 1:
+                    q, q_end = p1, row_start[n1 + 1]
+                elif n == 2:
+                    q, q_end = p2, row_start[n2 + 1]
+                else:
+                    q, q_end = p3, row_start[n3 + 1]
+                while q < q_end and hi[q] <= x:
+                    q += 1
+                if n == 0:
+                    p0 = q
+                elif n == 1:
+                    p1 = q
+                elif n == 2:
+                    p2 = q
+                else:
+                    p3 = q
+                if q < q_end and lo[q] <= x:
+                    if hi[q] < cover:
+                        cover = hi[q]
+                else:
+                    cover = x  # not covered: x starts a gap up to the next run of this neighbour
+                    nxt = lo[q] if q < q_end else e
+                    if nxt < gap_end:
+                        gap_end = nxt
+            if cover > x:
+                x = cover  # interior stretch
+            else:
+                # x is a boundary voxel; so is everything up to the start of this neighbour's next run
+                # (other neighbours may uncover more: the loop continues from there)
+                stop = gap_end if gap_end > x else x + 1
+                if stop > e:
+                    stop = e
+                for i in range(x, stop):
+                    if write:
+                        out[pos, 0] = k
+                        out[pos, 1] = j
+                        out[pos, 2] = i
+                    pos += 1
+                x = stop
+        if write:
+            out[pos, 0] = k
+            out[pos, 1] = j
+            out[pos, 2] = b - 1
+        pos += 1
+    return pos
+
+
+@njit(parallel=True, cache=True)
+def _edge_counts(row_start, lo, hi, nk, nj, ni):
+    counts = np.zeros(nk, np.int64)
+    dummy = np.empty((1, 3), np.int32)
+    for k in prange(nk):
+        pos = 0
+        for j in range(nj):
+            pos = _row_edges(row_start, lo, hi, nk, nj, ni, k, j, dummy, pos, False)
+        counts[k] = pos
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def _edge_fill(row_start, lo, hi, nk, nj, ni, first, out):
+    for k in prange(nk):
+        pos = first[k]
+        for j in range(nj):
+            pos = _row_edges(row_start, lo, hi, nk, nj, ni, k, j, out, pos, True)
+
+
+def boundary_voxels(mask_runs, shape) -> np.ndarray:
+    """(m, 3) int32 (k, j, i) of the boundary voxels (a 6-neighbour outside the mask; the array edge is
+    outside), in C order, from :func:`runs` of the mask."""
+    row_start, lo, hi = mask_runs
+    nk, nj, ni = shape
+    counts = _edge_counts(row_start, lo, hi, nk, nj, ni)
+    first = np.zeros(nk + 1, np.int64)
+    np.cumsum(counts, out=first[1:])
+    out = np.empty((int(first[-1]), 3), np.int32)
+    _edge_fill(row_start, lo, hi, nk, nj, ni, first, out)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _in_runs(row_start, lo, hi, nj, pts, out):
+    for n in prange(pts.shape[0]):
+        r = pts[n, 0] * nj + pts[n, 1]
+        i = pts[n, 2]
+        a, b = row_start[r], row_start[r + 1]
+        while b - a > 1:  # the last run starting at or before i
+            m = (a + b) // 2
+            if lo[m] <= i:
+                a = m
+            else:
+                b = m
+        out[n] = a < row_start[r + 1] and lo[a] <= i < hi[a]
+
+
+def in_mask(mask_runs, shape, pts_kji) -> np.ndarray:
+    """Whether each (k, j, i) voxel lies in the mask (from its :func:`runs`)."""
+    out = np.empty(len(pts_kji), np.bool_)
+    if len(pts_kji):
+        row_start, lo, hi = mask_runs
+        _in_runs(row_start, lo, hi, shape[1], np.ascontiguousarray(pts_kji, dtype=np.int64), out)
+    return out
+
+
+def mask_count(mask_runs) -> int:
+    _row_start, lo, hi = mask_runs
+    return int(np.sum(hi.astype(np.int64) - lo))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Exact nearest-point distances: a k-d tree of the target voxel centres (mm)
+# ---------------------------------------------------------------------------------------------------
+_LEAF = 8
+
+
+@njit(cache=True)
+def _select(order, pts, lo, hi, nth, dim):
+    """Quickselect: reorder ``order[lo:hi]`` so that position ``nth`` holds the element of rank nth (by
+    ``pts[:, dim]``), smaller-or-equal before it, greater-or-equal after it."""
+    while hi - lo > 1:
+        mid = (lo + hi - 1) // 2
+        # median of three as the pivot
+        x0, x1, x2 = pts[order[lo], dim], pts[order[mid], dim], pts[order[hi - 1], dim]
+        if (x0 <= x1 <= x2) or (x2 <= x1 <= x0):
+            pivot = x1
+        elif (x1 <= x0 <= x2) or (x2 <= x0 <= x1):
+            pivot = x0
+        else:
+            pivot = x2
+        i, j = lo, hi - 1
+        while i <= j:
+            while pts[order[i], dim] < pivot:
+                i += 1
+            while pts[order[j], dim] > pivot:
+                j -= 1
+            if i <= j:
+                t = order[i]
+                order[i] = order[j]
+                order[j] = t
+                i += 1
+                j -= 1
+        if nth <= j:
+            hi = j + 1
+        elif nth >= i:
+            lo = i
+        else:
+            return
+
+
+@njit(cache=True)
+def _build(pts):
+    """k-d tree over ``pts`` (n, 3): (order, node arrays). Node c: points order[start[c]:stop[c]]; inner nodes
+    split on ``dim[c]`` at ``split[c]`` into children 2c+1 (≤) and 2c+2 (≥); leaves have dim −1."""
+    n = pts.shape[0]
+    order = np.arange(n)
+    size = 1
+    while size * _LEAF < n:
+        size *= 2
+    n_nodes = 2 * size - 1
+    start = np.zeros(n_nodes, np.int64)
+    stop = np.zeros(n_nodes, np.int64)
+    dim = -np.ones(n_nodes, np.int64)
+    split = np.zeros(n_nodes)
+    stack = np.empty(n_nodes, np.int64)
+    top = 0
+    stack[top] = 0
+    top += 1
+    start[0], stop[0] = 0, n
+    while top > 0:
+        top -= 1
+        c = stack[top]
+        lo, hi = start[c], stop[c]
+        if hi - lo <= _LEAF or 2 * c + 2 >= n_nodes:
+            continue
+        lo_x = np.full(3, np.inf)
+        hi_x = np.full(3, -np.inf)
+        for p in range(lo, hi):
+            for d in range(3):
+                v = pts[order[p], d]
+                if v < lo_x[d]:
+                    lo_x[d] = v
+                if v > hi_x[d]:
+                    hi_x[d] = v
+        d_best = 0
+        for d in range(1, 3):
+            if hi_x[d] - lo_x[d] > hi_x[d_best] - lo_x[d_best]:
+                d_best = d
+        mid = (lo + hi) // 2
+        _select(order, pts, lo, hi, mid, d_best)
+        dim[c] = d_best
+        split[c] = pts[order[mid], d_best]
+        left, right = 2 * c + 1, 2 * c + 2
+        start[left], stop[left] = lo, mid
+        start[right], stop[right] = mid, hi
+        stack[top] = left
+        top += 1
+        stack[top] = right
+        top += 1
+    return order, start, stop, dim, split
+
+
+@njit(parallel=True, cache=True)
+def _query(tpts, order, start, stop, dim, split, qpts, chunk, out):
+    """Squared distance from each query point to its nearest tree point. Queries are taken in chunks in order;
+    within a chunk the previous answer bounds the next (``d(q) <= d(p) + |p - q|``), which prunes the search."""
+    nq = qpts.shape[0]
+    n_chunks = (nq + chunk - 1) // chunk
+    n_nodes = start.shape[0]
+    depth = 1
+    while (1 << depth) < n_nodes + 1:
+        depth += 1
+    for c in prange(n_chunks):
+        stack_node = np.empty(2 * depth + 2, np.int64)
+        stack_bound = np.empty(2 * depth + 2)
+        prev = -1
+        for q in range(c * chunk, min(nq, (c + 1) * chunk)):
+            x0, x1, x2 = qpts[q, 0], qpts[q, 1], qpts[q, 2]
+            best = np.inf
+            if prev >= 0:
+                e0, e1, e2 = x0 - qpts[prev, 0], x1 - qpts[prev, 1], x2 - qpts[prev, 2]
+                r = np.sqrt(out[prev]) + np.sqrt(e0 * e0 + e1 * e1 + e2 * e2)
+                best = r * r * (1.0 + 1e-12) + 1e-300  # an upper bound: never below the true answer
+            stack_node[0] = 0
+            stack_bound[0] = 0.0
+            top = 1
+            found = np.inf
+            while top > 0:
+                top -= 1
+                if stack_bound[top] >= best:
+                    continue
+                node = stack_node[top]
+                while dim[node] >= 0:
+                    d = dim[node]
+                    diff = (x0 if d == 0 else (x1 if d == 1 else x2)) - split[node]
+                    if diff < 0.0:
+                        near, far = 2 * node + 1, 2 * node + 2
+                    else:
+                        near, far = 2 * node + 2, 2 * node + 1
+                    b = diff * diff
+                    if b < best:
+                        stack_node[top] = far
+                        stack_bound[top] = b
+                        top += 1
+                    node = near
+                for p in range(start[node], stop[node]):
+                    t = order[p]
+                    e0, e1, e2 = x0 - tpts[t, 0], x1 - tpts[t, 1], x2 - tpts[t, 2]
+                    s = e0 * e0 + e1 * e1 + e2 * e2
+                    if s < found:
+                        found = s
+                        if s < best:
+                            best = s
+            out[q] = found
+            prev = q
+
+
+@njit(parallel=True, cache=True)
+def _row_search(t_start, t_i, nk, nj, q, sx, sy, sz, cap2, chunk, out):
+    """Squared distance (mm²) from each query voxel to the nearest target voxel, searching the targets' rows
+    (k', j') in order of their distance to the query's row, within ``cap2``; ``inf`` where no target lies
+    within the cap (the caller searches those otherwise). The previous query's answer bounds the next one."""
+    nq = q.shape[0]
+    n_chunks = (nq + chunk - 1) // chunk
+    for c in prange(n_chunks):
+        prev = -1
+        for n in range(c * chunk, min(nq, (c + 1) * chunk)):
+            k, j, i = q[n, 0], q[n, 1], q[n, 2]
+            best = cap2
+            if prev >= 0 and out[prev] < np.inf:
+                e0 = (k - q[prev, 0]) * sz
+                e1 = (j - q[prev, 1]) * sy
+                e2 = (i - q[prev, 2]) * sx
+                ub = np.sqrt(out[prev]) + np.sqrt(e0 * e0 + e1 * e1 + e2 * e2)
+                ub = ub * ub * (1.0 + 1e-12) + 1e-300
+                if ub < best:
+                    best = ub
+            found = np.inf
+            for tk in range(2 * nk + 1):
+                dk = (tk + 1) // 2
+                if tk % 2 == 0:
+                    dk = -dk
+                z2 = (dk * sz) * (dk * sz)
+                if z2 >= best:
+                    break
+                kk = k + dk
+                if kk < 0 or kk >= nk:
+                    continue
+                for tj in range(2 * nj + 1):
+                    dj = (tj + 1) // 2
+                    if tj % 2 == 0:
+                        dj = -dj
+                    base = z2 + (dj * sy) * (dj * sy)
+                    if base >= best:
+                        break
+                    jj = j + dj
+                    if jj < 0 or jj >= nj:
+                        continue
+                    r = kk * nj + jj
+                    a, b = t_start[r], t_start[r + 1]
+                    if a == b:
+                        continue
+                    lo_, hi_ = a, b
+                    while hi_ - lo_ > 1:  # last target with t_i <= i (or the first one)
+                        m = (lo_ + hi_) // 2
+                        if t_i[m] <= i:
+                            lo_ = m
+                        else:
+                            hi_ = m
+                    di = abs(i - t_i[lo_])
+                    if lo_ + 1 < b:
+                        d2 = abs(t_i[lo_ + 1] - i)
+                        if d2 < di:
+                            di = d2
+                    s = base + (di * sx) * (di * sx)
+                    if s < found:
+                        found = s
+                        if s < best:
+                            best = s
+            out[n] = found if found <= cap2 else np.inf
+            prev = n
+
+
+def nearest_distances(targets_kji: np.ndarray, queries_kji: np.ndarray, spacing, shape) -> np.ndarray:
+    """Euclidean distance (mm, float64) from each query voxel centre to the nearest target voxel centre.
+
+    ``targets_kji``/``queries_kji``: (n, 3) integer (k, j, i) indices of one grid of ``shape``, the targets in
+    C order (as :func:`boundary_voxels` gives them); ``spacing`` (x, y, z) mm. Exact: the targets' rows are
+    searched outwards from the query's row within a band of 10 mm (at least 6 voxels), the previous query's
+    answer bounding the next; queries with no target in the band are answered by a k-d tree of the targets.
+    The target set must not be empty.
+    """
+    nk, nj, _ni = shape
+    sx, sy, sz = (float(v) for v in spacing)
+    t = np.ascontiguousarray(targets_kji, dtype=np.int64)
+    q = np.ascontiguousarray(queries_kji, dtype=np.int64)
+    out = np.empty(len(q))
+    if len(q) == 0:
+        return out
+    t_start = np.zeros(nk * nj + 1, np.int64)
+    np.cumsum(np.bincount(t[:, 0] * nj + t[:, 1], minlength=nk * nj), out=t_start[1:])
+    band = max(10.0, 6.0 * max(sx, sy, sz))
+    _row_search(t_start, np.ascontiguousarray(t[:, 2]), nk, nj, q, sx, sy, sz, band * band, 2048, out)
+    far = np.flatnonzero(~np.isfinite(out))
+    if far.size:
+        scale = np.array([sz, sy, sx])
+        tpts = t.astype(np.float64) * scale
+        qpts = q[far].astype(np.float64) * scale
+        order, start, stop, dim, split = _build(tpts)
+        d2 = np.empty(far.size)
+        _query(tpts, order, start, stop, dim, split, qpts, 2048, d2)
+        out[far] = d2
+    return np.sqrt(out)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Runs along i
+# ---------------------------------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _row_run_counts(m, value):
+    nk, nj, ni = m.shape
+    counts = np.zeros(nk * nj, np.int64)
+    for k in prange(nk):
+        for j in range(nj):
+            n = 0
+            inside = False
+            for i in range(ni):
+                v = m[k, j, i] == value
+                if v and not inside:
+                    n += 1
+                inside = v
+            counts[k * nj + j] = n
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def _row_runs(m, value, row_start, run_lo, run_hi):
+    nk, nj, ni = m.shape
+    for k in prange(nk):
+        for j in range(nj):
+            p = row_start[k * nj + j]
+            inside = False
+            for i in range(ni):
+                v = m[k, j, i] == value
+                if v and not inside:
+                    run_lo[p] = i
+                elif inside and not v:
+                    run_hi[p] = i
+                    p += 1
+                inside = v
+            if inside:
+                run_hi[p] = ni
+                p += 1
+
+
+def runs(mask: np.ndarray, value=1):
+    """Runs along i of the voxels equal to ``value`` of a (k, j, i) array: (row_start (nk·nj + 1), lo, hi);
+    row r = k·nj + j holds runs ``row_start[r]:row_start[r + 1]``, each [lo, hi) in i, in order."""
+    m = np.ascontiguousarray(mask)
+    counts = _row_run_counts(m, m.dtype.type(value))
+    row_start = np.zeros(counts.size + 1, np.int64)
+    np.cumsum(counts, out=row_start[1:])
+    lo = np.empty(int(row_start[-1]), np.int32)
+    hi = np.empty(int(row_start[-1]), np.int32)
+    _row_runs(m, m.dtype.type(value), row_start, lo, hi)
+    return row_start, lo, hi
+
+
+@njit(cache=True)
+def _overlap(a_start, a_lo, a_hi, b_start, b_lo, b_hi, nk, nj, ok, oj, oi):
+    """|{p ∈ A : p + (ok, oj, oi) ∈ B}| from the runs of A and B (outside the array = in neither)."""
+    total = 0
+    for k in range(max(0, -ok), min(nk, nk - ok)):
+        for j in range(max(0, -oj), min(nj, nj - oj)):
+            r1 = k * nj + j
+            r2 = (k + ok) * nj + (j + oj)
+            p, q = a_start[r1], b_start[r2]
+            p_end, q_end = a_start[r1 + 1], b_start[r2 + 1]
+            while p < p_end and q < q_end:
+                a0, a1 = a_lo[p], a_hi[p]
+                b0, b1 = b_lo[q] - oi, b_hi[q] - oi
+                s = a0 if a0 > b0 else b0
+                e = a1 if a1 < b1 else b1
+                if e > s:
+                    total += e - s
+                if a1 < b1:
+                    p += 1
+                else:
+                    q += 1
+    return total
+
+
+def overlap(a_runs, b_runs, shape, offset_kji=(0, 0, 0)) -> int:
+    """|{p ∈ A : p + offset ∈ B}| for an integer (k, j, i) offset, from :func:`runs` of A and B (one shape);
+    the offset 0 gives |A ∩ B|."""
+    ok, oj, oi = (int(v) for v in offset_kji)
+    if abs(ok) >= shape[0] or abs(oj) >= shape[1] or abs(oi) >= shape[2]:
+        return 0
+    return int(_overlap(a_runs[0], a_runs[1], a_runs[2], b_runs[0], b_runs[1], b_runs[2], shape[0], shape[1],
+                        ok, oj, oi))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Connected components of runs (face connectivity) and the clean-up
+# ---------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _find(parent, x):
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:
+        nxt = parent[x]
+        parent[x] = root
+        x = nxt
+    return root
+
+
+@njit(cache=True)
+def _union_rows(parent, row_start, lo, hi, r1, r2):
+    p, q = row_start[r1], row_start[r2]
+    p_end, q_end = row_start[r1 + 1], row_start[r2 + 1]
+    while p < p_end and q < q_end:
+        if lo[p] < hi[q] and lo[q] < hi[p]:  # overlapping in i: face-connected
+            a = _find(parent, p)
+            b = _find(parent, q)
+            if a != b:
+                if a < b:
+                    parent[b] = a
+                else:
+                    parent[a] = b
+        if hi[p] < hi[q]:
+            p += 1
+        else:
+            q += 1
+
+
+@njit(cache=True)
+def _components(row_start, lo, hi, nk, nj, ni):
+    """Per run: component id (consecutive, in raster order of each component's first run); per component:
+    voxel count and whether it touches a face of the grid."""
+    n = lo.shape[0]
+    parent = np.arange(n)
+    for k in range(nk):
+        for j in range(nj):
+            r = k * nj + j
+            if j > 0:
+                _union_rows(parent, row_start, lo, hi, r, r - 1)
+            if k > 0:
+                _union_rows(parent, row_start, lo, hi, r, r - nj)
+    label = -np.ones(n, np.int64)
+    comp = np.empty(n, np.int64)
+    n_comp = 0
+    for p in range(n):
+        root = _find(parent, p)
+        if label[root] < 0:  # roots are the smallest run index of their component: raster order
+            label[root] = n_comp
+            n_comp += 1
+        comp[p] = label[root]
+    sizes = np.zeros(n_comp, np.int64)
+    border = np.zeros(n_comp, np.bool_)
+    for k in range(nk):
+        for j in range(nj):
+            r = k * nj + j
+            for p in range(row_start[r], row_start[r + 1]):
+                c = comp[p]
+                sizes[c] += hi[p] - lo[p]
+                if k == 0 or k == nk - 1 or j == 0 or j == nj - 1 or lo[p] == 0 or hi[p] == ni:
+                    border[c] = True
+    return comp, sizes, border
+
+
+@njit(parallel=True, cache=True)
+def _paint(out, row_start, lo, hi, comp, keep, value):
+    nk, nj, _ni = out.shape
+    for k in prange(nk):
+        for j in range(nj):
+            r = k * nj + j
+            for p in range(row_start[r], row_start[r + 1]):
+                if keep[comp[p]]:
+                    for i in range(lo[p], hi[p]):
+                        out[k, j, i] = value
+
+
+def components(mask: np.ndarray, value=1):
+    """Face-connected components of the voxels equal to ``value``: (runs, component of each run, sizes,
+    touches-the-grid-face flags); components numbered in raster order of their first voxel."""
+    r = runs(mask, value)
+    nk, nj, ni = mask.shape
+    comp, sizes, border = _components(r[0], r[1], r[2], nk, nj, ni)
+    return r, comp, sizes, border
+
+
+def keep_components(mask: np.ndarray, min_voxels: int, largest: bool) -> np.ndarray:
+    """uint8 0/1 mask of the components of ``mask != 0`` with at least ``min_voxels`` voxels; with ``largest``,
+    only the largest (ties: the first in raster order)."""
+    m = np.ascontiguousarray(mask).view(np.uint8) if mask.dtype == np.bool_ else np.ascontiguousarray(mask != 0)
+    m = m.view(np.uint8)
+    r, comp, sizes, _border = components(m, 1)
+    keep = sizes >= max(int(min_voxels), 1)
+    if largest and sizes.size and sizes.max() > 0:
+        keep = np.zeros(sizes.size, np.bool_)
+        keep[int(np.argmax(sizes))] = True  # argmax: the first of equal sizes
+    out = np.zeros(m.shape, np.uint8)
+    _paint(out, r[0], r[1], r[2], comp, keep, np.uint8(1))
+    return out
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """uint8 0/1 mask with every background component that touches no face of the grid filled."""
+    m = np.ascontiguousarray(mask)
+    m = m.view(np.uint8) if m.dtype == np.bool_ else (m != 0).view(np.uint8)
+    r, comp, _sizes, border = components(m, 0)
+    out = m.copy()
+    _paint(out, r[0], r[1], r[2], comp, ~border, np.uint8(1))
+    return out

@@ -1,0 +1,92 @@
+"""The compiled segment kernels against brute-force oracles (numpy / SimpleITK), on random masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from RegistrationQualityLib import segment_kernels as sk
+
+
+def _edges_oracle(m: np.ndarray) -> np.ndarray:
+    """Boundary voxels: set voxels with a 6-neighbour unset or outside the array."""
+    p = np.pad(m, 1)
+    interior = p[1:-1, 1:-1, 1:-1].copy()
+    for axis in range(3):
+        for step in (-1, 1):
+            interior &= np.roll(p, step, axis=axis)[1:-1, 1:-1, 1:-1]
+    return m & ~interior
+
+
+def _random_masks(rng, n):
+    for trial in range(n):
+        shape = tuple(int(v) for v in rng.integers(1, 22, 3))
+        a = rng.random(shape) < rng.uniform(0.05, 0.95)
+        b = rng.random(shape) < rng.uniform(0.01, 0.95)
+        if trial % 5 == 0:  # one far-away voxel: distances beyond the row-search band
+            b[:] = False
+            b[tuple(int(rng.integers(0, s)) for s in shape)] = True
+        yield trial, a, b
+
+
+def test_runs_counts_boundaries_and_membership_match_numpy():
+    rng = np.random.default_rng(3)
+    for _trial, a, b in _random_masks(rng, 40):
+        ra, rb = sk.runs(a), sk.runs(b)
+        assert sk.mask_count(ra) == a.sum()
+        assert sk.overlap(ra, rb, a.shape) == np.count_nonzero(a & b)
+        ea = sk.boundary_voxels(ra, a.shape)
+        assert np.array_equal(ea, np.argwhere(_edges_oracle(a)))  # also the C order
+        assert np.array_equal(sk.in_mask(rb, b.shape, ea), b[tuple(ea.T)])
+
+
+@pytest.mark.parametrize("spacing", [(0.7, 0.7, 2.0), (1.0, 1.0, 1.0), (3.0, 0.4, 1.3), (6.0, 7.0, 9.0)])
+def test_nearest_distances_equal_brute_force(spacing):
+    rng = np.random.default_rng(int(10 * spacing[2]))
+    scale = np.array(spacing[::-1])
+    for _trial, a, b in _random_masks(rng, 25):
+        ea, eb = np.argwhere(_edges_oracle(a)), np.argwhere(_edges_oracle(b))
+        if not (len(ea) and len(eb)):
+            continue
+        got = sk.nearest_distances(eb, ea, spacing, a.shape)
+        want = np.sqrt((((ea[:, None, :] - eb[None, :, :]) * scale) ** 2).sum(-1).min(axis=1))
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_far_queries_are_answered_by_the_tree():
+    """Targets 40 mm away (beyond the 10 mm band): every query takes the k-d tree; still exact."""
+    shape = (3, 60, 60)
+    targets = np.array([[1, 59, 59], [0, 58, 59], [2, 59, 3]])
+    queries = np.argwhere(np.ones((3, 12, 12), bool))
+    got = sk.nearest_distances(targets, queries, (1.0, 1.0, 1.0), shape)
+    want = np.sqrt(((queries[:, None, :] - targets[None, :, :]) ** 2).sum(-1).min(axis=1))
+    assert want.min() > 10
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_shifted_overlaps_match_numpy():
+    rng = np.random.default_rng(5)
+    for _trial, a, _b in _random_masks(rng, 20):
+        r = sk.runs(a)
+        for o in [(0, 0, 1), (1, 0, -1), (0, -2, 1), (2, 1, 3), (-1, -1, -4), (30, 0, 0)]:
+            src = tuple(slice(max(0, -d), n - max(0, d)) for d, n in zip(o, a.shape))
+            dst = tuple(slice(max(0, d), n - max(0, -d)) for d, n in zip(o, a.shape))
+            want = 0 if any(abs(d) >= n for d, n in zip(o, a.shape)) else np.count_nonzero(a[src] & a[dst])
+            assert sk.overlap(r, r, a.shape, o) == want
+
+
+def test_components_largest_and_holes_match_simpleitk():
+    rng = np.random.default_rng(7)
+    for _trial in range(30):
+        shape = tuple(int(v) for v in rng.integers(1, 14, 3))
+        m = (rng.random(shape) < rng.uniform(0.2, 0.8)).astype(np.uint8)
+        img = sitk.GetImageFromArray(m)
+        labels = sitk.GetArrayFromImage(sitk.ConnectedComponent(img, False))
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        largest = (labels == np.argmax(sizes)).astype(np.uint8) if sizes.max() else np.zeros_like(m)
+        assert np.array_equal(sk.keep_components(m, 0, True), largest)
+        islands = np.isin(labels, np.flatnonzero(sizes >= 3)).astype(np.uint8)
+        assert np.array_equal(sk.keep_components(m, 3, False), islands)
+        assert np.array_equal(sk.fill_holes(m), sitk.GetArrayFromImage(sitk.BinaryFillhole(img, False, 1)))
