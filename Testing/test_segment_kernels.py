@@ -90,3 +90,60 @@ def test_components_largest_and_holes_match_simpleitk():
         islands = np.isin(labels, np.flatnonzero(sizes >= 3)).astype(np.uint8)
         assert np.array_equal(sk.keep_components(m, 3, False), islands)
         assert np.array_equal(sk.fill_holes(m), sitk.GetArrayFromImage(sitk.BinaryFillhole(img, False, 1)))
+
+
+def _itk_otsu(a: np.ndarray) -> float | None:
+    """The oracle: SimpleITK's OtsuThreshold on the array cast to float32, finite voxels as mask, 256 bins."""
+    finite = np.isfinite(a.astype(np.float32))
+    if not finite.any() or np.nanmin(a[finite]) == np.nanmax(a[finite]):
+        return None
+    img = sitk.GetImageFromArray(np.where(finite, a, a[finite].min()).astype(np.float32))
+    mask = sitk.GetImageFromArray(finite.astype(np.uint8))
+    f = sitk.OtsuThresholdImageFilter()
+    f.SetNumberOfHistogramBins(256)
+    f.SetInsideValue(0)
+    f.SetOutsideValue(1)
+    f.SetMaskValue(1)
+    f.Execute(img, mask)
+    return float(f.GetThreshold())
+
+
+def test_otsu_threshold_equals_simpleitk_bit_for_bit():
+    rng = np.random.default_rng(11)
+    for trial in range(48):
+        shape = (int(rng.integers(1, 12)), int(rng.integers(1, 20)), int(rng.integers(2, 20)))
+        kind = trial % 6
+        if kind == 0:
+            a = (rng.normal(0, 1, shape) * rng.uniform(0.001, 1e4)).astype(np.float32)
+        elif kind == 1:
+            a = rng.integers(-1024, 3000, shape).astype(np.int16)
+        elif kind == 2:
+            a = rng.integers(0, 255, shape).astype(np.uint8)
+        elif kind == 3:  # float64 with NaN and inf: cast to float32, non-finite voxels left out
+            a = rng.normal(0, 1, shape) * 100 + 37.3
+            a.flat[rng.integers(0, a.size, 3)] = np.nan
+            a.flat[rng.integers(0, a.size, 1)] = np.inf
+        elif kind == 4:  # two classes (air and tissue)
+            a = np.concatenate([rng.normal(-800, 50, shape), rng.normal(40, 30, shape)], axis=2).astype(np.float32)
+        else:
+            a = rng.integers(0, 60000, shape).astype(np.uint16)
+        assert sk.otsu_threshold(a) == _itk_otsu(a), trial
+    assert sk.otsu_threshold(np.full((2, 2, 2), 7, np.int16)) is None
+
+
+def test_threshold_runs_and_clean_runs_match_numpy():
+    rng = np.random.default_rng(13)
+    for _trial in range(20):
+        a = rng.normal(0, 1, (6, 9, 11)).astype(np.float32)
+        a.flat[rng.integers(0, a.size, 4)] = np.nan
+        a.flat[rng.integers(0, a.size, 2)] = np.inf
+        above = np.isfinite(a) & (a > 0.3)
+        r = sk.threshold_runs(a, above=0.3)
+        assert np.array_equal(sk.clean_runs(r, a.shape, 0, False, False), above)
+        r = sk.threshold_runs(a, -0.5, 0.7)
+        assert np.array_equal(sk.clean_runs(r, a.shape, 0, False, False), np.isfinite(a) & (a >= -0.5) & (a <= 0.7))
+        img = sitk.GetImageFromArray(above.astype(np.uint8))
+        both = sitk.BinaryFillhole(sitk.GetImageFromArray(sk.keep_components(above, 0, True)), False, 1)
+        got = sk.clean_runs(sk.threshold_runs(a, above=0.3), a.shape, 0, True, True)
+        assert np.array_equal(got, sitk.GetArrayFromImage(both))
+        assert img.GetSize() == got.shape[::-1]

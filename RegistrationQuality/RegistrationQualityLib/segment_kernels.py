@@ -594,26 +594,284 @@ def components(mask: np.ndarray, value=1):
     return r, comp, sizes, border
 
 
-def keep_components(mask: np.ndarray, min_voxels: int, largest: bool) -> np.ndarray:
-    """uint8 0/1 mask of the components of ``mask != 0`` with at least ``min_voxels`` voxels; with ``largest``,
-    only the largest (ties: the first in raster order)."""
-    m = np.ascontiguousarray(mask).view(np.uint8) if mask.dtype == np.bool_ else np.ascontiguousarray(mask != 0)
-    m = m.view(np.uint8)
-    r, comp, sizes, _border = components(m, 1)
-    keep = sizes >= max(int(min_voxels), 1)
-    if largest and sizes.size and sizes.max() > 0:
-        keep = np.zeros(sizes.size, np.bool_)
-        keep[int(np.argmax(sizes))] = True  # argmax: the first of equal sizes
-    out = np.zeros(m.shape, np.uint8)
-    _paint(out, r[0], r[1], r[2], comp, keep, np.uint8(1))
+@njit(parallel=True, cache=True)
+def _gaps(row_start, lo, hi, comp, keep, ni, out_start, out_lo, out_hi, write):
+    """Per row, the maximal stretches of [0, ni) that no kept run covers (the background of the kept runs)."""
+    n_rows = row_start.shape[0] - 1
+    counts = np.zeros(n_rows, np.int64)
+    for r in prange(n_rows):
+        x = 0
+        n = 0
+        pos = out_start[r] if write else 0
+        for p in range(row_start[r], row_start[r + 1]):
+            if not keep[comp[p]]:
+                continue
+            if lo[p] > x:
+                if write:
+                    out_lo[pos + n] = x
+                    out_hi[pos + n] = lo[p]
+                n += 1
+            x = hi[p]
+        if x < ni:
+            if write:
+                out_lo[pos + n] = x
+                out_hi[pos + n] = ni
+            n += 1
+        counts[r] = n
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def _threshold_pass(arr, mode, a, b, row_start, lo, hi, write):
+    """Runs (or, without ``write``, run counts per row) of the voxels above ``a`` (mode 0) or in [a, b]
+    (mode 1); non-finite voxels are never in."""
+    nk, nj, ni = arr.shape
+    counts = np.zeros(nk * nj, np.int64)
+    for k in prange(nk):
+        for j in range(nj):
+            r = k * nj + j
+            p = row_start[r] if write else 0
+            n = 0
+            inside = False
+            for i in range(ni):
+                x = np.float64(arr[k, j, i])
+                if mode == 0:
+                    v = x > a and x < np.inf
+                else:
+                    v = x >= a and x <= b and np.isfinite(x)
+                if v and not inside:
+                    if write:
+                        lo[p + n] = i
+                elif inside and not v:
+                    if write:
+                        hi[p + n] = i
+                    n += 1
+                inside = v
+            if inside:
+                if write:
+                    hi[p + n] = ni
+                n += 1
+            counts[r] = n
+    return counts
+
+
+def threshold_runs(arr: np.ndarray, lower=None, upper=None, above=None):
+    """Runs along i of the finite voxels of a (k, j, i) intensity array strictly ``above`` a value, or within
+    [``lower``, ``upper``] (a missing bound is open), read straight from the intensities."""
+    arr = np.ascontiguousarray(arr)
+    if above is not None:
+        mode, a, b = 0, float(above), 0.0
+    else:
+        mode = 1
+        a = -np.inf if lower is None else float(lower)
+        b = np.inf if upper is None else float(upper)
+    empty = np.zeros(1, np.int64)
+    no_runs = np.zeros(0, np.int32)
+    counts = _threshold_pass(arr, mode, a, b, empty, no_runs, no_runs, False)
+    row_start = np.zeros(counts.size + 1, np.int64)
+    np.cumsum(counts, out=row_start[1:])
+    lo = np.empty(int(row_start[-1]), np.int32)
+    hi = np.empty(int(row_start[-1]), np.int32)
+    _threshold_pass(arr, mode, a, b, row_start, lo, hi, True)
+    return row_start, lo, hi
+
+
+def clean_runs(mask_runs, shape, min_voxels: int, largest: bool, fill_holes: bool) -> np.ndarray:
+    """uint8 0/1 (k, j, i) mask from a mask's runs after the clean-up: components (face connectivity) with fewer
+    than ``min_voxels`` voxels dropped, or with ``largest`` all but the largest (equal sizes: the first in raster
+    order); then with ``fill_holes`` every background component that touches no face of the grid filled."""
+    nk, nj, ni = shape
+    row_start, lo, hi = mask_runs
+    if min_voxels > 1 or largest:
+        comp, sizes, _border = _components(row_start, lo, hi, nk, nj, ni)
+        keep = sizes >= max(int(min_voxels), 1)
+        if largest and sizes.size and sizes.max() > 0:
+            keep = np.zeros(sizes.size, np.bool_)
+            keep[int(np.argmax(sizes))] = True  # argmax: the first of equal sizes
+    else:
+        comp = np.zeros(lo.size, np.int64)
+        keep = np.ones(1, np.bool_)
+    out = np.zeros(shape, np.uint8)
+    _paint(out, row_start, lo, hi, comp, keep, np.uint8(1))
+    if fill_holes and out.size:
+        no_runs = np.zeros(0, np.int32)
+        counts = _gaps(row_start, lo, hi, comp, keep, ni, row_start, no_runs, no_runs, False)
+        g_start = np.zeros(counts.size + 1, np.int64)
+        np.cumsum(counts, out=g_start[1:])
+        g_lo = np.empty(int(g_start[-1]), np.int32)
+        g_hi = np.empty(int(g_start[-1]), np.int32)
+        _gaps(row_start, lo, hi, comp, keep, ni, g_start, g_lo, g_hi, True)
+        g_comp, _sizes, g_border = _components(g_start, g_lo, g_hi, nk, nj, ni)
+        _paint(out, g_start, g_lo, g_hi, g_comp, ~g_border, np.uint8(1))
     return out
+
+
+def _binary(mask: np.ndarray) -> np.ndarray:
+    """uint8 0/1 C-contiguous view or copy of ``mask > 0``."""
+    m = np.asarray(mask)
+    if m.dtype == np.bool_:
+        return np.ascontiguousarray(m).view(np.uint8)
+    return np.ascontiguousarray(m > 0).view(np.uint8)
+
+
+def keep_components(mask: np.ndarray, min_voxels: int, largest: bool) -> np.ndarray:
+    """uint8 0/1 mask of the components of ``mask > 0`` with at least ``min_voxels`` voxels; with ``largest``,
+    only the largest (ties: the first in raster order)."""
+    m = _binary(mask)
+    return clean_runs(runs(m, 1), m.shape, min_voxels, largest, False)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """uint8 0/1 mask with every background component that touches no face of the grid filled."""
-    m = np.ascontiguousarray(mask)
-    m = m.view(np.uint8) if m.dtype == np.bool_ else (m != 0).view(np.uint8)
-    r, comp, _sizes, border = components(m, 0)
-    out = m.copy()
-    _paint(out, r[0], r[1], r[2], comp, ~border, np.uint8(1))
-    return out
+    m = _binary(mask)
+    return clean_runs(runs(m, 1), m.shape, 0, False, True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Otsu's threshold: ITK's histogram and calculator, reproduced
+# ---------------------------------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _finite_min_max(arr, n_chunks):
+    """(min, max, count) of the finite values of ``arr`` taken as float32 (the image cast to float32)."""
+    flat = arr.ravel()
+    n = flat.size
+    lo = np.full(n_chunks, np.inf)
+    hi = np.full(n_chunks, -np.inf)
+    cnt = np.zeros(n_chunks, np.int64)
+    step = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        a, b = np.inf, -np.inf
+        m = 0
+        for p in range(c * step, min(n, (c + 1) * step)):
+            x = np.float64(np.float32(flat[p]))
+            if np.isfinite(x):
+                m += 1
+                if x < a:
+                    a = x
+                if x > b:
+                    b = x
+        lo[c], hi[c], cnt[c] = a, b, m
+    return lo.min(), hi.max(), cnt.sum()
+
+
+@njit(cache=True, inline="always")
+def _bin_of(x, first, interval, mins):
+    nb = mins.shape[0]
+    j = int((x - first) / interval)
+    if j < 0:
+        j = 0
+    if j > nb - 1:
+        j = nb - 1
+    while j > 0 and x < mins[j]:
+        j -= 1
+    while j < nb - 1 and x >= mins[j + 1]:
+        j += 1
+    return j
+
+
+@njit(parallel=True, cache=True)
+def _histogram(arr, mins, interval, n_chunks):
+    """Counts per bin of the finite float32 values: bin j = the last bin whose lower edge is <= the value
+    (ITK's Histogram::GetIndex on contiguous bins)."""
+    flat = arr.ravel()
+    n = flat.size
+    nb = mins.shape[0]
+    counts = np.zeros((n_chunks, nb), np.int64)
+    step = (n + n_chunks - 1) // n_chunks
+    first = mins[0]
+    for c in prange(n_chunks):
+        for p in range(c * step, min(n, (c + 1) * step)):
+            x = np.float64(np.float32(flat[p]))
+            if np.isfinite(x):
+                counts[c, _bin_of(x, first, interval, mins)] += 1
+    return counts.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def _value_counts_16(arr, offset, n_chunks):
+    """Voxel count per value of a ≤ 16-bit integer array (index = value + offset)."""
+    flat = arr.ravel()
+    n = flat.size
+    counts = np.zeros((n_chunks, 65536), np.int64)
+    step = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        for p in range(c * step, min(n, (c + 1) * step)):
+            counts[c, np.int64(flat[p]) + offset] += 1
+    return counts.sum(axis=0)
+
+
+def _almost_equal_1ulp(x: float, y: float) -> bool:
+    """ITK's Math::FloatAlmostEqual(x, y, maxUlps=1) for doubles."""
+    if abs(x - y) <= 0.1 * np.finfo(np.float64).eps:
+        return True
+    if (x < 0) != (y < 0):
+        return False
+    ix = int(np.array(abs(x)).view(np.int64))
+    iy = int(np.array(abs(y)).view(np.int64))
+    return abs(ix - iy) <= 1
+
+
+def otsu_threshold(arr: np.ndarray, bins: int = 256) -> float | None:
+    """Otsu's threshold of the finite values of ``arr`` (as float32), exactly as SimpleITK's
+    ``OtsuThresholdImageFilter`` on the image cast to float32 with the finite voxels as mask: ``bins`` bins from
+    the minimum to the maximum plus 1/100 of a bin (ITK's marginal scale) with float32 bin widths, each value in the last bin whose lower
+    edge it reaches, the between-class variance maximised over the bins (ITK's OtsuMultipleThresholdsCalculator
+    with one threshold, the same sums in the same order), returned as the upper edge of the chosen bin in float32.
+    ``None`` when fewer than two distinct finite values."""
+    arr = np.ascontiguousarray(arr)
+    n_chunks = 8
+    small_int = arr.dtype.kind in "iu" and arr.dtype.itemsize <= 2
+    if small_int:
+        offset = 32768 if arr.dtype.kind == "i" else 0
+        per_value = _value_counts_16(arr, offset, n_chunks)
+        present = np.flatnonzero(per_value)
+        if present.size < 2:
+            return None
+        lo, hi = float(present[0] - offset), float(present[-1] - offset)
+    else:
+        lo, hi, count = _finite_min_max(arr, n_chunks)
+        if count == 0 or lo == hi:
+            return None
+    margin = ((hi - lo) / bins) / 100.0
+    upper = hi + margin
+    # ITK's Histogram::Initialize: a float32 bin width, edges lower + float32(j * width)
+    width = np.float32(np.float32(upper) - np.float32(lo)) / np.float32(bins)
+    j = np.arange(bins, dtype=np.float32)
+    mins = lo + (j * width).astype(np.float64)
+    maxs = lo + ((j + np.float32(1.0)) * width).astype(np.float64)
+    maxs[-1] = upper
+    interval = float(width)
+    if small_int:
+        values = (present - offset).astype(np.float64)
+        idx = np.array([_bin_of(v, mins[0], interval, mins) for v in values], np.int64)
+        freq = np.bincount(idx, weights=per_value[present], minlength=bins).astype(np.int64)
+    else:
+        freq = _histogram(arr, mins, interval, n_chunks)
+    freq = [int(f) for f in freq]
+    centre = [(float(a) + float(b)) / 2.0 for a, b in zip(mins, maxs)]
+    total = sum(freq)
+    global_mean = 0.0
+    for c, f in zip(centre, freq):
+        global_mean += c * float(f)
+    global_mean /= float(total)
+    # one threshold: class 0 = bins 0..t, class 1 = the rest (ITK's loop, its operations in its order)
+    t = 0
+    f0 = freq[0]
+    f1 = total - f0
+    m0 = centre[0] if f0 > 0 else 0.0
+    mean_sum = m0 * float(f0)
+    m1 = (global_mean * float(total) - mean_sum) / float(f1) if f1 > 0 else 0.0
+    best = (float(f0) * (m0 * m0) + float(f1) * (m1 * m1)) / float(total)
+    best_t = 0
+    while t < bins - 2:
+        t += 1
+        m_old, f_old = m0, f0
+        f0 += freq[t]
+        m0 = (m_old * float(f_old) + centre[t] * float(freq[t])) / float(f0) if f0 > 0 else 0.0
+        f1 = total - f0
+        m1 = global_mean * float(total) - m0 * float(f0)
+        m1 = m1 / float(f1) if f1 > 0 else 0.0
+        var = (float(f0) * (m0 * m0) + float(f1) * (m1 * m1)) / float(total)
+        if var > best and not _almost_equal_1ulp(best, var):
+            best, best_t = var, t
+    return float(np.float32(maxs[best_t]))
