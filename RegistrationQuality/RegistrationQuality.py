@@ -764,7 +764,8 @@ class RegistrationQualityLogic(ScriptedLoadableModuleLogic):
             raise
         self.removeResultNodes(p)
         ctx.remove_nodes(previous_heatmaps)
-        verdict = {"pass": _("PASS"), "fail": _("FAIL"), "no checks": _("no checks requested")}[result.verdict]
+        verdict = {"pass": _("PASS"), "review": _("REVIEW"), "fail": _("FAIL"),
+                   "no checks": _("no checks requested")}[result.verdict]
         failed = summary_lines(result)[1:]
         wasModified = p.StartModify()
         try:

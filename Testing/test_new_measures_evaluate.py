@@ -156,7 +156,8 @@ def test_panel_rows_cohort_columns_and_the_surface_section_carry_the_new_figures
     page = surface_section(report)
     text = re.sub(r"<[^>]+>", " ", page)
     assert "NSD 1 mm" in text and "NSD 3 mm" in text
-    assert "3.25 mm / 2.50 mm" in text  # largest outward / inward
+    # largest outward / inward excursion, in the columns titled by their registry entries
+    assert "Largest outward  mm" in text and "Largest inward  mm" in text and "3.25 mm  2.50 mm" in text
     # big: Dice 0.93 is no higher than its 2 mm-shift Dice 0.95 -> highlighted; small (0.9 > 0.7) is not
     assert page.count('class="worse" title="the Dice after registration') == 1
     svg = signed_distance_histogram_svg([-2.5, -1.5, -0.5, 0.5, 1.5], [1, 0, 6, 3], "x")

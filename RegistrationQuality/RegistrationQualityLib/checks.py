@@ -19,6 +19,7 @@ from typing import Callable
 
 from . import measures
 from .errors import BadInputError
+from .surface import NSD_AT_TOLERANCE
 
 # what each kind of input a check needs is called in messages
 NEEDS_TEXT = {
@@ -27,6 +28,17 @@ NEEDS_TEXT = {
     "transform": "a transform (--transform or --elastix-dir)",
 }
 COMPARISON_SYMBOLS = {">=": "≥", "<=": "≤"}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A measurement parameter of a check that a tolerance profile may set, per segment and as a default
+    (:mod:`.profiles`): ``name`` (the profile key), ``title``, ``unit``. A value is a positive number or a
+    data-dependent expression (``max_voxel``, ``K*max_voxel``), like a limit."""
+
+    name: str
+    title: str
+    unit: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,8 +60,10 @@ class Check:
     metavar: str = "X"
     stage: str = "after"
     subject_of: Callable | None = None  # report -> the subject text of a summary check (else ``subject``)
-    # per-segment checks measured several ways (NSD at each tolerance): (entry, report) -> [(subject, value)]
+    # per-segment checks measured several ways (NSD at each tolerance): (entry, report) -> [(subject, value,
+    # field of the stage record checked)]
     values_of: Callable | None = None
+    parameters: tuple = ()  # Parameter, ...: what a tolerance profile may set for this check (NSD's tolerance)
 
     def __post_init__(self):
         if self.comparison not in COMPARISON_SYMBOLS:
@@ -103,11 +117,16 @@ def _landmark_subject(what: str) -> Callable:
 
 
 def _nsd_values(entry: dict, report: dict) -> list:
-    """min_nsd: one value per NSD tolerance of the run (report.json options.nsd_tolerances_mm)."""
+    """min_nsd: the NSD at the segment's own tolerance when the tolerance profile sets one (``nsd_at_tolerance``
+    of the segment, surface.py), else one value per NSD tolerance of the run (options.nsd_tolerances_mm)."""
     after = entry.get("after") or {}
+    own = after.get(NSD_AT_TOLERANCE)
+    if isinstance(own, dict) and own.get("tolerance_mm") is not None:
+        return [(f"{entry.get('name')} (NSD {float(own['tolerance_mm']):g} mm)", own.get("value"),
+                 f"{NSD_AT_TOLERANCE}.value")]
     tolerances = (report.get("options") or {}).get("nsd_tolerances_mm") or [2.0]
-    return [(f"{entry.get('name')} (NSD {float(t):g} mm)", after.get("nsd_" + f"{float(t):g}".replace(".", "_") + "mm"))
-            for t in tolerances]
+    keys = ["nsd_" + f"{float(t):g}".replace(".", "_") + "mm" for t in tolerances]
+    return [(f"{entry.get('name')} (NSD {float(t):g} mm)", after.get(key), key) for t, key in zip(tolerances, keys)]
 
 
 def _ndv_subject(report: dict) -> str:
@@ -129,7 +148,10 @@ CHECKS: list = [
     Check("max_mean_distance", "--max-mean-distance", "mean_surface_distance_mm", "each", "<=", "segments",
           "mean surface distance (MDA)", metavar="MM"),
     Check("min_nsd", "--min-nsd", "nsd_2mm", "each", ">=", "segments",
-          "normalised surface Dice (at each --nsd-tolerance)", values_of=_nsd_values),
+          "normalised surface Dice (at each --nsd-tolerance, or at the segment's tolerance of a --profile)",
+          values_of=_nsd_values,
+          parameters=(Parameter("tolerance_mm", "NSD tolerance τ at which the segment's NSD is computed and checked",
+                                "mm"),)),
     Check("max_tre", "--max-tre", "tre_mean_mm", "summary", "<=", "landmarks", "mean TRE", metavar="MM",
           subject_of=_landmark_subject("mean TRE after")),
     Check("max_tre_point", "--max-tre-point", "tre_max_mm", "summary", "<=", "landmarks",
@@ -140,6 +162,15 @@ CHECKS: list = [
           "non-diffeomorphic volume (Liu et al. 2024, 10 stencils) percent", metavar="PCT", stage="-",
           subject_of=_ndv_subject),
 ]
+
+
+def nsd_tolerance_of(limits) -> Callable | None:
+    """segment name -> the NSD tolerance τ (mm) the run's tolerance profile sets for it (min_nsd's
+    ``tolerance_mm``, per segment or default), or None; None when no profile sets one."""
+    parameter = getattr(limits, "parameter", None)
+    if parameter is None or not limits.has_parameter("min_nsd", "tolerance_mm"):
+        return None
+    return lambda segment: parameter("min_nsd", "tolerance_mm", segment)
 
 
 def register(check: Check) -> Check:
@@ -236,12 +267,15 @@ def status_of(check: Check, value, limit) -> str:
     return "fail"
 
 
-def _record(check: Check, subject, value, limit) -> dict:
+def _record(check: Check, subject, value, limit, segment=None, field=None) -> dict:
     status = status_of(check, value, limit)
     record = {"name": check.name, "subject": subject, "passed": status == "pass",
               "value": None if value is None else float(value), "limit": float(limit.pass_),
               "comparison": check.comparison, "measure": check.measure, "unit": check.unit, "status": status,
               "review_limit": None if limit.review is None else float(limit.review)}
+    if segment is not None:  # per-segment checks: the segment and the field of its record that was compared
+        record["segment"] = segment
+        record["field"] = field
     if limit.source:
         record["source"] = limit.source
     if limit.basis:
@@ -275,10 +309,11 @@ def run_checks(report: dict, limits) -> list:
                 if limit is None:  # a profile's per-segment rule may name only some segments
                     continue
                 if check.values_of is not None:
-                    out.extend(_record(check, subject, value, limit) for subject, value in check.values_of(entry, report))
+                    out.extend(_record(check, subject, value, limit, entry.get("name"), field)
+                               for subject, value, field in check.values_of(entry, report))
                 else:
                     out.append(_record(check, entry.get("name"), measure.value_in(entry.get(check.stage) or {}),
-                                       limit))
+                                       limit, entry.get("name"), measure.field))
             continue
         section = report.get(measure.section)
         limit = resolved.for_subject(check.name)
@@ -306,9 +341,16 @@ def verdict(checks_run: list) -> str:
 EXIT_CODES = {"pass": 0, "no checks": 0, "fail": 1, "review": 4}
 
 
-def find(checks_run: list, name: str, subject=None) -> dict | None:
-    """The check record of check ``name`` (and ``subject`` for per-segment checks) in report.json ``checks``."""
+def find(checks_run: list, name: str, subject=None, field=None) -> dict | None:
+    """The check record of check ``name`` (and ``subject`` for per-segment checks: the record's subject or its
+    segment; ``field``: only the record that compared that field of the segment's record, e.g. ``nsd_1mm``) in
+    report.json ``checks``."""
     for c in checks_run or []:
-        if c.get("name") == name and (subject is None or str(c.get("subject")) == str(subject)):
-            return c
+        if c.get("name") != name:
+            continue
+        if subject is not None and str(subject) not in (str(c.get("subject")), str(c.get("segment"))):
+            continue
+        if field is not None and c.get("field") not in (None, field):
+            continue
+        return c
     return None

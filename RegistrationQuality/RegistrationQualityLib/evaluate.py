@@ -427,9 +427,12 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             if nonlinear:
                 consumers["inside"] = InsideMoving(moving, fixed)
             mask = mask_array(fixed_union, fixed) if fixed_union is not None else None
-            keep = options.scene_outputs or (options.snapshots and output_dir is not None)  # the Jacobian picture
             consumers["deformation"] = DeformationStatistics(fixed, mask, options.jacobian_histogram_bins,
-                                                             keep_jacobian=keep)
+                                                             keep_jacobian=options.scene_outputs)
+            if options.snapshots and output_dir is not None:  # the Jacobian picture: one byte per voxel
+                from .rendering import JacobianPicture
+
+                consumers["jacobian_picture"] = JacobianPicture(fixed)
             inside = consumers.get("inside")
             consumers["jacobian_moving_domain"] = JacobianInRegion(
                 fixed, after_mask if inside is None else (lambda slab, c=inside: c.out[slab.k0:slab.k1]))
@@ -459,7 +462,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             deformation["jacobian"].update(results["ndv"])
             deformation["jacobian"]["region"] = deformation["region"]
             deformation["jacobian_by_region"] = _jacobian_by_region(results, label_pair is not None)
-            jacobian = consumers["deformation"].jacobian
+            jacobian = results.get("jacobian_picture")
             if options.scene_outputs:
                 from .deformation import jacobian_volume_node
 
@@ -472,8 +475,12 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             registered = resample_image(ctx, moving, fixed, transform_node, "linear")
 
         step("segments")
+        # the run's limits (profile + flags): a profile may set each segment's NSD tolerance (checks.Parameter)
+        limits = profiles.resolve(profiles.load(options.profile) if options.profile is not None else None,
+                                  profiles.data_terms(fixed), options.check_limits())
         segments, seg_masks = _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings,
-                                        label_pair, fixed_union, after_source, thresholds, threshold_after)
+                                        label_pair, fixed_union, after_source, thresholds, threshold_after,
+                                        nsd_tolerance_of=checks.nsd_tolerance_of(limits))
 
         landmarks = None
         if inputs.fixed_landmarks is not None:
@@ -506,7 +513,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             "definitions": measures.definitions(options.percentile),
             "warnings": warnings + notices,
         }
-        report["checks"] = checks.run_checks(report, _resolved_limits(inputs, options, fixed, report))
+        report["checks"] = checks.run_checks(report, _resolved_limits(inputs, options, report, limits))
         report["warnings"].extend(dice_hiding_warnings(report["segments"], options.min_dice))
         report["verdict"] = checks.verdict(report["checks"])
 
@@ -654,7 +661,7 @@ def _threshold_masks(inputs, options, fixed, moving) -> dict:
 
 
 def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings, label_pair=None,
-              fixed_union=None, after_source=None, thresholds=None, threshold_after=None):
+              fixed_union=None, after_source=None, thresholds=None, threshold_after=None, nsd_tolerance_of=None):
     """Compare segments before and after: ({"source", "entries"} or None, display masks on the fixed grid).
 
     Comparison grid: the fixed image's. Before: the moving segments as loaded, resampled (nearest neighbour,
@@ -670,7 +677,8 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         f_src, m_src, by = label_pair
         before = _resampled_source(ctx, m_src, fixed, None)
         after = after_source if after_source is not None else _resampled_source(ctx, m_src, fixed, transform_node)
-        kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances}
+        kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances,
+              "nsd_tolerance_of": nsd_tolerance_of}
         entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
         if fixed_union is None:
             fixed_union = _fixed_union(ctx, f_src, fixed)
@@ -705,7 +713,7 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         names = {label: "threshold"}
         ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names, labels=[label])
         kw = {"percentile": options.percentile, "by": "label", "lattice": fixed,
-              "nsd_tolerances": options.nsd_tolerances}
+              "nsd_tolerances": options.nsd_tolerances, "nsd_tolerance_of": nsd_tolerance_of}
         b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names,
                                                  labels=[label]), **kw)
         a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
@@ -814,50 +822,9 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, h
 
     legend = "blue = fixed, orange = moving"
     try:
-        if "fixed_labels" in masks:
-            out = rendering.render_before_after(ctx, fixed, masks["fixed_labels"], masks["moving_before_labels"],
-                                                masks["moving_after_labels"], folder)
-            for path in out["side_by_side"]:
-                view = Path(path).stem.replace("before_after_", "")
-                add(path, f"{view}: before | after registration", f"outlines: {legend}")
-        worst = _worst_segment(report, masks)
-        if worst is not None:
-            name, dice, f_mask, b_mask, a_mask = worst
-            out = rendering.render_before_after(ctx, fixed, f_mask, b_mask, a_mask, folder / "worst",
-                                                views=("axial", "coronal"), montage=False, labels=(
-                                                    f"fixed {name}", f"moving {name}"))
-            for path in out["side_by_side"]:
-                view = Path(path).stem.replace("before_after_", "")
-                target = folder / f"worst_{Path(path).name}"
-                Path(path).rename(target)
-                add(target, f"{view} through '{name}', the structure with the lowest Dice after registration "
-                    f"({dice:.3f}): before | after", f"outlines: {legend}")
-        board = rendering.render_checkerboard(ctx, fixed, registered, folder,
-                                              overlays=[(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")]
-                                              if "fixed_labels" in masks else ())
-        for path in board:
-            add(path, "checkerboard of fixed and registered images", "edges should continue across squares")
-        if jacobian is not None:
-            from .segmentation import mask_centroid_ras
-
-            folds = bool(np.any(jacobian <= 0))
-            center = None if folds or "fixed_labels" not in masks else mask_centroid_ras(masks["fixed_labels"])
-            where = "through the largest folding region" if folds else (
-                "through the smallest J (nothing folds)" if center is None else
-                "through the fixed segmentation's centre (nothing folds)")
-            for path in rendering.render_jacobian(ctx, fixed, jacobian, folder, center_ras=center):
-                view = Path(path).stem.replace("jacobian_", "")
-                add(path, f"{view}: Jacobian determinant {where}",
-                    "blue = compression (J = 0.5), white = J = 1, red = expansion (J = 2); yellow outline = "
-                    "folding (J ≤ 0)")
-        for path, title, caption in _heatmap_pictures(report, masks, folder, heatmaps, warnings):
-            add(path, title, caption)
-        # the fixed and the registered image on the same slice (the review page flickers between them)
-        outline = [(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")] if "fixed_labels" in masks else []
-        for image, prefix, title in ((fixed, "fixed_", "fixed image"), (registered, "registered_", "registered image")):
-            for path in rendering.render_snapshots(ctx, image, outline, folder, views=("axial",), montage=False,
-                                                   prefix=prefix, title=title):
-                add(path, f"axial: {title}", "same slice as the other one of the pair; blue = fixed outline")
+        with rendering.snapshot_session(ctx):  # each image's window and each mask's extent computed once
+            _render_snapshot_set(ctx, rendering, fixed, registered, masks, report, warnings, jacobian, heatmaps,
+                                 folder, add, legend)
     except BadInputError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -868,6 +835,55 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, h
     finally:  # the renderer's slice node, composite node and slice model are temporary nodes too
         rendering.close_renderer(ctx)
     return files, entries
+
+
+def _render_snapshot_set(ctx, rendering, fixed, registered, masks, report, warnings, jacobian, heatmaps, folder, add,
+                         legend) -> None:
+    """The snapshots of :func:`_snapshots`, each added with ``add(path, title, caption)``."""
+    if "fixed_labels" in masks:
+        out = rendering.render_before_after(ctx, fixed, masks["fixed_labels"], masks["moving_before_labels"],
+                                            masks["moving_after_labels"], folder)
+        for path in out["side_by_side"]:
+            view = Path(path).stem.replace("before_after_", "")
+            add(path, f"{view}: before | after registration", f"outlines: {legend}")
+    worst = _worst_segment(report, masks)
+    if worst is not None:
+        name, dice, f_mask, b_mask, a_mask = worst
+        out = rendering.render_before_after(ctx, fixed, f_mask, b_mask, a_mask, folder / "worst",
+                                            views=("axial", "coronal"), montage=False, labels=(
+                                                f"fixed {name}", f"moving {name}"))
+        for path in out["side_by_side"]:
+            view = Path(path).stem.replace("before_after_", "")
+            target = folder / f"worst_{Path(path).name}"
+            Path(path).rename(target)
+            add(target, f"{view} through '{name}', the structure with the lowest Dice after registration "
+                f"({dice:.3f}): before | after", f"outlines: {legend}")
+    board = rendering.render_checkerboard(ctx, fixed, registered, folder,
+                                          overlays=[(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")]
+                                          if "fixed_labels" in masks else ())
+    for path in board:
+        add(path, "checkerboard of fixed and registered images", "edges should continue across squares")
+    if jacobian is not None:
+        if not isinstance(jacobian, rendering.JacobianPicture):
+            jacobian = rendering.JacobianPicture.from_array(jacobian, fixed)
+        folds = jacobian.folded > 0
+        center = None if folds or "fixed_labels" not in masks else rendering.mask_centroid(ctx, masks["fixed_labels"])
+        where = "through the largest folding region" if folds else (
+            "through the smallest J (nothing folds)" if center is None else
+            "through the fixed segmentation's centre (nothing folds)")
+        for path in rendering.render_jacobian(ctx, fixed, jacobian, folder, center_ras=center):
+            view = Path(path).stem.replace("jacobian_", "")
+            add(path, f"{view}: Jacobian determinant {where}",
+                "blue = compression (J = 0.5), white = J = 1, red = expansion (J = 2); yellow outline = "
+                "folding (J ≤ 0)")
+    for path, title, caption in _heatmap_pictures(report, masks, folder, heatmaps, warnings):
+        add(path, title, caption)
+    # the fixed and the registered image on the same slice (the review page flickers between them)
+    outline = [(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")] if "fixed_labels" in masks else []
+    for image, prefix, title in ((fixed, "fixed_", "fixed image"), (registered, "registered_", "registered image")):
+        for path in rendering.render_snapshots(ctx, image, outline, folder, views=("axial",), montage=False,
+                                               prefix=prefix, title=title):
+            add(path, f"axial: {title}", "same slice as the other one of the pair; blue = fixed outline")
 
 
 def _heatmap_names(report, count: int) -> list:
@@ -905,8 +921,9 @@ def _heatmap_pictures(report, masks, folder, count: int, warnings) -> list:
 
 
 def _worst_segment(report, masks):
-    """(name, Dice after, fixed mask, moving-before mask, moving-after mask) of the labelmap segment with the lowest
-    Dice after registration, when there are at least two segments (with one, the main snapshots show it)."""
+    """(name, Dice after, fixed, moving-before, moving-after overlay) of the labelmap segment with the lowest Dice
+    after registration (:class:`rendering.LabelMask` of each label source), when there are at least two segments
+    (with one, the main snapshots show it)."""
     if "label_sources" not in masks:
         return None
     f_src, before, after, by = masks["label_sources"]
@@ -917,14 +934,12 @@ def _worst_segment(report, masks):
     dice, name, label = min(scored)
 
     def mask(src, want_name, want_label):
-        import SimpleITK as sitk
+        from .rendering import LabelMask
 
         for seg in src.segments:
             if (seg.name == want_name) if by == "name" else (seg.label == want_label):
-                arr = (sitk.GetArrayViewFromImage(src.layers[seg.layer]) == seg.label).astype(np.uint8)
-                out = sitk.GetImageFromArray(arr)
-                out.CopyInformation(src.layers[seg.layer])
-                return out
+                stat = src.stats(seg.layer).get(seg.label)  # (lo, hi, count): the label's box, no scan
+                return LabelMask(src.layers[seg.layer], seg.label, box=(stat[0], stat[1]) if stat else None)
         return None
 
     parts = [mask(src, name, label) for src in (f_src, before, after)]
@@ -1041,14 +1056,13 @@ def software_versions() -> dict:
     return versions
 
 
-def _resolved_limits(inputs, options, fixed, report):
-    """The run's limits: the tolerance profile's (data-dependent terms computed from the fixed image) with the
-    command-line limits replacing theirs; a profile check whose inputs are absent is skipped with a warning.
-    Sets report["profile"]."""
+def _resolved_limits(inputs, options, report, resolved):
+    """The run's limits (``resolved``: the tolerance profile's, data-dependent terms computed from the fixed
+    image, with the command-line limits replacing theirs); a profile check whose inputs are absent is skipped
+    with a warning. Sets report["profile"]."""
     profile = profiles.load(options.profile) if options.profile is not None else None
     flags = options.check_limits()
-    data = profiles.data_terms(fixed)
-    resolved = profiles.resolve(profile, data, flags)
+    data = resolved.data
     if profile is not None:
         have = {"segments": inputs.fixed_segmentation is not None or inputs.threshold is not None,
                 "landmarks": report.get("landmarks") is not None, "transform": report.get("deformation") is not None}

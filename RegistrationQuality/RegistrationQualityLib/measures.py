@@ -61,6 +61,11 @@ class Measure:
     # a family of fields (NSD at each tolerance): report -> [(field, short title)]; the panel shows each, the
     # cohort summary the first
     expand: Callable | None = None
+    # the same before and after (a property of the fixed segment or a setting of the run): shown once
+    stage_free: bool = False
+    # the cohort cell of a segment measure, over the segments: "min", "max" or "abs" (largest magnitude, sign
+    # kept); "" = the worst by ``better`` (lowest when higher is better, else highest)
+    worst: str = ""
     panel_scale: float = 1.0  # the panel shows value × scale in ``panel_unit`` (fractions as percent)
     panel_unit: str | None = None
     panel_digits: int | None = None
@@ -72,6 +77,19 @@ class Measure:
             raise ValueError(f"measure {self.key}: better {self.better!r} is not higher / lower / None")
         if self.compute is None and not self.computed_by:
             raise ValueError(f"measure {self.key}: give its compute function (or the function computing it)")
+
+    def worst_of(self, values):
+        """The cohort cell of a segment measure over its segments' values (see ``worst``)."""
+        rule = self.worst or ("min" if self.better == "higher" else "max")
+        if rule == "abs":
+            return max(values, key=abs)
+        return min(values) if rule == "min" else max(values)
+
+    @property
+    def worst_word(self) -> str:
+        """How :meth:`worst_of` picks, in words (cohort plot titles)."""
+        rule = self.worst or ("min" if self.better == "higher" else "max")
+        return {"min": "Lowest", "max": "Largest", "abs": "Largest magnitude of"}[rule]
 
     @property
     def in_panel(self) -> bool:
@@ -254,14 +272,54 @@ MEASURES: list = [
             "side is empty, null if both are (one nsd_<τ>mm key per --nsd-tolerance; 2 mm is the default)",
             "Nikolov S et al., J Med Internet Res 23(7):e26151, 2021", computed_by="surface.nsd_record", shown=False,
             panel=True, expand=_nsd_fields, cohort=(("min_nsd_before", "before"), ("min_nsd_after", "after"))),
+    Measure("nsd_segment", "segment", "nsd_at_tolerance.value", "Normalised surface Dice at the segment's tolerance",
+            "NSD at segment τ", "", 3, "higher",
+            "NSD (as nsd_<τ>mm) at the tolerance τ the tolerance profile sets for this segment (min_nsd "
+            "tolerance_mm, per segment or default; nsd_at_tolerance.tolerance_mm); absent when no profile sets one. "
+            "The min_nsd check compares this value when present",
+            "Nikolov S et al., J Med Internet Res 23(7):e26151, 2021 (organ-specific tolerances)",
+            computed_by="surface.segment_nsd", panel=True,
+            cohort=(("min_nsd_segment_tolerance_before", "before"), ("min_nsd_segment_tolerance_after", "after"))),
+    Measure("nsd_segment_tolerance_mm", "segment", "nsd_at_tolerance.tolerance_mm",
+            "NSD tolerance of the segment (tolerance profile)", "NSD τ of segment", "mm", 2, None,
+            "the tolerance τ at which nsd_segment is computed: the profile's min_nsd tolerance_mm for this segment",
+            computed_by="surface.segment_nsd", panel=True, stage_free=True),
     Measure("signed_distance_mean_mm", "segment", "signed_distance.mean_mm", "Signed distance mean",
             "Signed distance mean", "mm", 2, None, "mean signed distance of the compared boundary voxels to the "
             "reference boundary (negative inside the reference)", computed_by="surface.signed_distance_summary",
-            panel=True),
+            panel=True, worst="abs", cohort=(("worst_signed_distance_mean_after_mm", "after"),)),
+    Measure("signed_distance_p5_mm", "segment", "signed_distance.p5_mm", "Signed distance 5th percentile",
+            "Signed distance p5", "mm", 2, None, "5th percentile of the signed distances (numpy linear "
+            "interpolation): how far the registered boundary falls short, inside the reference",
+            computed_by="surface.signed_distance_summary", panel=True, worst="min",
+            cohort=(("min_signed_distance_p5_after_mm", "after"),)),
+    Measure("signed_distance_p95_mm", "segment", "signed_distance.p95_mm", "Signed distance 95th percentile",
+            "Signed distance p95", "mm", 2, None, "95th percentile of the signed distances (numpy linear "
+            "interpolation): how far the registered boundary sticks out", computed_by="surface.signed_distance_summary",
+            panel=True, cohort=(("max_signed_distance_p95_after_mm", "after"),)),
+    Measure("signed_distance_max_outward_mm", "segment", "signed_distance.max_outward_mm",
+            "Largest outward excursion", "Largest outward", "mm", 2, "lower",
+            "max(max signed distance, 0): how far the registered segment sticks out of the reference at most",
+            computed_by="surface.signed_distance_summary", panel=True,
+            cohort=(("max_outward_after_mm", "after"),)),
+    Measure("signed_distance_max_inward_mm", "segment", "signed_distance.max_inward_mm",
+            "Largest inward excursion", "Largest inward", "mm", 2, "lower",
+            "max(−min signed distance, 0): how far the registered boundary lies inside the reference at most",
+            computed_by="surface.signed_distance_summary", panel=True,
+            cohort=(("max_inward_after_mm", "after"),)),
+    Measure("signed_distance_voxels", "segment", "signed_distance.voxels", "Boundary voxels of the signed distances",
+            "Signed distance voxels", "voxels", 0, None, "compared (registered) boundary voxels the signed distances "
+            "are taken over", computed_by="surface.signed_distance_summary"),
+    Measure("shifted_self_dice_1mm", "segment", "shifted_self_dice.1mm", "Dice of itself shifted 1 mm",
+            "Dice of itself shifted 1 mm", "", 3, None, "Dice of the fixed segment with itself shifted by 1 mm (worst "
+            "of ±x, ±y, ±z, trilinear partial volume): a Dice check above it cannot see an error of that size",
+            computed_by="surface.worst_shifted_dice", panel=True, stage_free=True,
+            cohort=(("max_shifted_self_dice_1mm", "after"),)),
     Measure("shifted_self_dice_2mm", "segment", "shifted_self_dice.2mm", "Dice of itself shifted 2 mm",
             "Dice of itself shifted 2 mm", "", 3, None, "Dice of the fixed segment with itself shifted by 2 mm (worst "
             "of ±x, ±y, ±z): a Dice check above it cannot see an error of that size",
-            computed_by="surface.worst_shifted_dice", panel=True),
+            computed_by="surface.worst_shifted_dice", panel=True, stage_free=True,
+            cohort=(("max_shifted_self_dice_2mm", "after"),)),
     *_directed_measures(),
     Measure("reference_volume_cc", "segment", "reference_volume_cc", "Reference volume", "Reference volume", "cc",
             3, None, "reference voxel count × voxel volume, on its own grid", compute=lambda m: m.reference_cc),
@@ -324,9 +382,10 @@ MEASURES: list = [
             cohort=(("ndv_percent", "-"),)),
     Measure("jacobian_ndv_cc", "deformation", "jacobian.ndv_cc", "NDV", "NDV volume", "cc", 3, "lower",
             "non-diffeomorphic volume in cc", "Liu Y et al., Int J Comput Vis 132:3678-3688, 2024", computed_by="ndv.NonDiffeomorphicVolume",
-            shown=True, panel=False),
+            shown=True, panel=True, cohort=(("ndv_cc", "-"),)),
     Measure("jacobian_ndv_voxels", "deformation", "jacobian.ndv_voxels", "NDV in voxels", "NDV voxels", "voxels", 3,
-            None, "non-diffeomorphic volume in voxel units", computed_by="ndv.NonDiffeomorphicVolume"),
+            "lower", "non-diffeomorphic volume in voxel units", "Liu Y et al., Int J Comput Vis 132:3678-3688, 2024",
+            computed_by="ndv.NonDiffeomorphicVolume", shown=True, panel=True, cohort=(("ndv_voxels", "-"),)),
     Measure("jacobian_folding_voxels", "deformation", "jacobian.folding_voxels", "Folding voxels (J ≤ 0)",
             "Folding voxels", "voxels", 0, "lower", "number of voxels with J ≤ 0",
             computed_by="deformation.jacobian_statistics"),
@@ -341,6 +400,10 @@ MEASURES: list = [
             "SDlogJ, Learn2Reg convention (log(J + 3))", "SDlogJ (Learn2Reg)", "", 3, "lower",
             "std(log(clip(J + 3, 1e-9, 1e9))) over the region minus a 2-voxel border (Learn2Reg's evaluation)",
             computed_by="ndv.Learn2RegSDlogJ", shown=True, cohort=(("sdlogj_learn2reg", "-"),)),
+    Measure("jacobian_sdlogj_learn2reg_voxels", "deformation", "jacobian.sdlogj_learn2reg_voxels",
+            "Voxels in Learn2Reg SDlogJ", "SDlogJ (Learn2Reg) voxels", "voxels", 0, None,
+            "voxels of the region minus its 2-voxel border (those the Learn2Reg SDlogJ is computed over)",
+            computed_by="ndv.Learn2RegSDlogJ"),
     Measure("jacobian_sdlogj_voxels", "deformation", "jacobian.sdlogj_voxels", "Voxels in SD of log J",
             "SD log J voxels", "voxels", 0, None, "voxels with J > 0 (those SD of log J is computed over)",
             computed_by="deformation.jacobian_statistics"),
@@ -361,7 +424,7 @@ MEASURES: list = [
             computed_by="deformation.displacement_statistics", shown=True, panel=False),
     Measure("displacement_max_mm", "deformation", "displacement_mm.max", "Maximum displacement", "Max |u|", "mm", 2,
             None, "largest |u| over the region", computed_by="deformation.displacement_statistics", shown=True, panel=False),
-    Measure("displacement_voxels_mm", "deformation", "displacement_mm.voxels", "Voxels of the displacement region",
+    Measure("displacement_voxels", "deformation", "displacement_mm.voxels", "Voxels of the displacement region",
             "Voxels", "voxels", 0, None, "voxels with finite |u| in the region",
             computed_by="deformation.displacement_statistics"),
     # -- similarity (fixed vs moving intensities, before and after) ------------------------------------
@@ -406,7 +469,8 @@ CONCEPTS = {
                   "registered",
     "nsd": "NSD at τ mm (nsd_<τ>mm): boundary voxels of either segment within τ mm of the other's boundary / all "
            "boundary voxels (Nikolov et al. 2021, voxel counts = MONAI's default; surface-distance weighs surfel "
-           "areas instead)",
+           "areas instead); nsd_at_tolerance: the NSD at the tolerance a tolerance profile sets for the segment "
+           "(min_nsd tolerance_mm), with that tolerance",
     "signed_distance": "signed distance of each registered-segment boundary voxel to the fixed boundary, negative "
                        "inside the fixed segment: mean, p5, p95, largest outward / inward excursion",
     "shifted_self_dice": "Dice of the fixed segment with itself shifted by 1 or 2 mm (worst of ±x, ±y, ±z): a Dice "
@@ -526,12 +590,12 @@ def cohort_value(measure: Measure, stage: str, report: dict):
             fields = measure.expand(report)
             measure = Measure(measure.key, measure.applies_to, fields[0][0] if fields else measure.field,
                               measure.title, measure.short, measure.unit, measure.digits, measure.better,
-                              measure.definition, computed_by=measure.computed_by or "family")
+                              measure.definition, computed_by=measure.computed_by or "family", worst=measure.worst)
         values = [measure.value_in(s.get(stage) or {}) for s in section or []]
         values = [float(v) for v in values if v is not None]
         if not values:
             return None
-        return min(values) if measure.better == "higher" else max(values)
+        return measure.worst_of(values)
     if not isinstance(section, dict):
         return None
     return measure.value_in(section if stage == "-" else (section.get(stage) or {}))
@@ -548,6 +612,8 @@ def unit_of(section: str, metric: str) -> str | None:
     """The unit of a metrics.csv row (section, metric key), or None when no measure has that key."""
     applies = {v: k for k, v in SECTIONS.items()}.get(section)
     for m in MEASURES:
-        if m.key == metric and (applies is None or m.applies_to == applies):
+        # segment rows are named by the report.json field (signed_distance.mean_mm), the others by key
+        if (m.key == metric or (m.applies_to == "segment" and m.field == metric)) and (
+                applies is None or m.applies_to == applies):
             return m.unit
     return None

@@ -527,13 +527,14 @@ def match_segments(reference: LabelSource, compared: LabelSource, by: str = "lab
 
 def compare_sources(reference: LabelSource, compared: LabelSource, percentile: float = DEFAULT_PERCENTILE,
                     by: str = "label", lattice=None, messages=None, reference_volumes=None,
-                    compared_volumes=None, pairs=None, nsd_tolerances=None) -> list[dict]:
+                    compared_volumes=None, pairs=None, nsd_tolerances=None, nsd_tolerance_of=None) -> list[dict]:
     """Compare every matched segment pair of two label sources; the comparison grid is ``lattice``'s voxel lattice
     (default: the reference's), extended as needed so that no voxel of either input is lost.
 
     ``pairs``: explicit ``(label, name, reference Segment | None, compared Segment | None)`` list (default:
     :func:`match_segments` by ``by``). ``reference_volumes`` / ``compared_volumes``: optional {segment name: cc}
-    overriding own-grid volumes. ``nsd_tolerances``: NSD tolerances in mm (default 2).
+    overriding own-grid volumes. ``nsd_tolerances``: NSD tolerances in mm (default 2). ``nsd_tolerance_of``:
+    segment name -> its own NSD tolerance (mm) or None (a tolerance profile's; surface.segment_nsd).
     """
     percentile = check_percentile(percentile)
     tolerances = surface.check_tolerances(nsd_tolerances)
@@ -578,6 +579,7 @@ def compare_sources(reference: LabelSource, compared: LabelSource, percentile: f
             del a, b
         m.nsd_tolerances = tolerances
         results.append(result_dict(m, label, name))
+        results[-1].update(surface.segment_nsd(m, name, nsd_tolerance_of))
         results[-1]["shifted_self_dice"] = surface.worst_shifted_dice_of_runs(a_runs, shape, spacing,
                                                                               lattice.GetDirection())
     return results

@@ -261,9 +261,11 @@ def _fmt(value, digits: int | None) -> str:
     return f"{float(value):.{digits}f}"
 
 
-def _check_text(records, check, subject) -> str:
-    """A requested check's outcome and limit, found by check name (and segment for per-segment checks)."""
-    record = checks.find(records, check.name, subject if check.statistic == "each" else None)
+def _check_text(records, check, subject, field=None) -> str:
+    """A requested check's outcome and limit, found by check name (and segment and compared field for
+    per-segment checks)."""
+    each = check.statistic == "each"
+    record = checks.find(records, check.name, subject if each else None, field if each else None)
     if record is None:
         return ""
     state = checks.status(record)
@@ -295,9 +297,10 @@ def summary_rows(report: dict) -> list[dict]:
                      "before": "" if single_stage else _fmt(before, digits), "after": _fmt(after, digits),
                      "unit": m.unit if m.panel_unit is None else m.panel_unit, "check": check})
 
-    def check_column(m, subject):
-        return "; ".join(t for t in (_check_text(records, c, subject) for c in checks.CHECKS if c.measure == m.key)
-                         if t)
+    def check_column(m, subject, field=None):
+        """The checks that compared this row's value: by measure key, or (per segment) by the compared field."""
+        gating = [c for c in checks.CHECKS if c.measure == m.key or (field is not None and c.values_of is not None)]
+        return "; ".join(t for t in (_check_text(records, c, subject, field) for c in gating) if t)
 
     panel_measures = [m for m in measures.MEASURES if m.in_panel]
     for entry in report.get("segments") or []:
@@ -308,12 +311,12 @@ def summary_rows(report: dict) -> list[dict]:
             if m.expand is not None:  # NSD at each tolerance
                 for field_, title in m.expand(report):
                     if field_ in a or field_ in b:
-                        add(m, name, b.get(field_), a.get(field_), title=title)
+                        add(m, name, b.get(field_), a.get(field_), check_column(m, name, field_), title=title)
                 continue
             if m.value_in(a) is None and m.value_in(b) is None and m.computed_by.startswith("surface."):
                 continue  # surface figures not computed for this segment
-            add(m, name, m.value_in(b), m.value_in(a), check_column(m, name) or (reason if i == 0 else ""),
-                single_stage=m.key == "shifted_self_dice_2mm")
+            add(m, name, m.value_in(b), m.value_in(a), check_column(m, name, m.field) or (reason if i == 0 else ""),
+                single_stage=m.stage_free)
     landmarks = report.get("landmarks")
     if landmarks:
         b, a = landmarks.get("before") or {}, landmarks.get("after") or {}

@@ -23,6 +23,19 @@ result. ``segments``: limits for segments by name (exact, or a glob with ``*`` /
 wins over a glob, then the first glob in file order); a per-segment check without a ``pass`` of its own checks
 only the segments its selectors name.
 
+A check may declare measurement parameters (:class:`.checks.Parameter`) that a profile sets beside its limits,
+as a default and per segment: ``min_nsd`` has ``tolerance_mm``, the tolerance τ at which each segment's NSD is
+computed and checked::
+
+    "min_nsd": {"pass": 0.9, "review": 0.8, "tolerance_mm": 3.0,
+                "segments": {"*arotid*": {"tolerance_mm": 2.0}, "Spinal*ord": {"tolerance_mm": 1.0, "pass": 0.8}}}
+
+A segment rule that sets only parameters keeps the check's limits. A parameter is a positive number or
+``K*max_voxel``; a segment without a rule setting it gets the check's default (no default: the run's own
+``--nsd-tolerance`` values, as without a profile). A limit given on the command line replaces the profile's limits
+but not its parameters: ``--min-nsd 0.7`` with a profile setting tolerances checks each segment's NSD at its
+profile tolerance against 0.7.
+
 Verdicts: pass (every check passed), review (none failed, at least one needs review), fail, no checks. A limit
 given on the command line (``--min-dice 0.7``) replaces the profile's limits of that check (no review band).
 """
@@ -42,7 +55,7 @@ from .errors import BadInputError
 
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 TOP_KEYS = ("profile", "title", "source", "notes", "checks")
-CHECK_KEYS = ("pass", "review", "source", "segments")
+CHECK_KEYS = ("pass", "review", "source", "segments")  # + the check's parameters (checks.Parameter)
 SEGMENT_KEYS = ("pass", "review", "source")
 # data-dependent limit terms: name -> what it is (computed from the inputs by :func:`data_terms`)
 TERMS = {"max_voxel": "largest voxel dimension of the fixed image (mm)"}
@@ -87,6 +100,8 @@ class ProfileCheck:
     name: str
     band: Band
     segments: tuple = ()  # ((selector, Band), ...)
+    parameters: tuple = ()  # ((parameter name, LimitValue), ...): the check's defaults
+    segment_parameters: tuple = ()  # ((selector, ((parameter name, LimitValue), ...)), ...)
 
 
 @dataclass(frozen=True)
@@ -122,18 +137,32 @@ class ResolvedLimits:
     default: dict = field(default_factory=dict)  # check name -> Limit
     segments: dict = field(default_factory=dict)  # check name -> ((selector, Limit), ...)
     data: dict = field(default_factory=dict)
+    # check name -> {parameter name: value}; and per segment: check name -> ((selector, {name: value}), ...)
+    parameters: dict = field(default_factory=dict)
+    segment_parameters: dict = field(default_factory=dict)
 
     def for_subject(self, check_name: str, segment=None) -> Limit | None:
         if segment is not None:
-            rules = self.segments.get(check_name) or ()
-            name = str(segment)
-            for selector, limit in rules:
-                if selector == name:
-                    return limit
-            for selector, limit in rules:
-                if _is_glob(selector) and fnmatch.fnmatchcase(name, selector):
-                    return limit
+            limit = _match(self.segments.get(check_name) or (), segment)
+            if limit is not None:
+                return limit
         return self.default.get(check_name)
+
+    def has_parameter(self, check_name: str, name: str) -> bool:
+        """Whether the profile sets parameter ``name`` of a check, as a default or for some segment."""
+        return name in (self.parameters.get(check_name) or {}) or any(
+            name in values for _sel, values in self.segment_parameters.get(check_name) or ())
+
+    def parameter(self, check_name: str, name: str, segment=None):
+        """The value of a check's parameter for a segment: its segment rule's (exact name, then the first
+        matching glob among the rules setting it), else the check's default, else None."""
+        if segment is not None:
+            rules = tuple((sel, values[name]) for sel, values in self.segment_parameters.get(check_name) or ()
+                          if name in values)
+            value = _match(rules, segment)
+            if value is not None:
+                return value
+        return (self.parameters.get(check_name) or {}).get(name)
 
     def names(self) -> list:
         return [c.name for c in checks.CHECKS if c.name in self.default or c.name in self.segments]
@@ -218,12 +247,19 @@ def _limit(where: str, path: str, value) -> LimitValue | None:
     raise BadInputError(where, f"{path}: {value!r} is not a limit (a number or 'K*max_voxel')")
 
 
-def _band(where: str, path: str, entry: dict, check: checks.Check, keys, default_source: str) -> Band:
+def _band(where: str, path: str, entry: dict, check: checks.Check, keys, default_source: str,
+          inherit: Band | None = None) -> Band:
+    """The limits of an entry; ``inherit``: the check's band, kept by a segment rule that sets only parameters."""
     if not isinstance(entry, dict):
         raise BadInputError(where, f"{path}: must be an object with 'pass' (and 'review', 'source')")
+    keys = tuple(keys) + tuple(p.name for p in check.parameters)
     unknown = sorted(set(entry) - set(keys))
     if unknown:
         raise BadInputError(where, f"{path}: unknown key '{unknown[0]}' (known: {', '.join(keys)})")
+    if (inherit is not None and inherit.pass_ is not None and "pass" not in entry and "review" not in entry
+            and any(p.name in entry for p in check.parameters)):
+        return Band(inherit.pass_, inherit.review, _text(where, f"{path}.source", entry.get("source"))
+                    or default_source)
     band = Band(_limit(where, f"{path}.pass", entry.get("pass")), _limit(where, f"{path}.review", entry.get("review")),
                 _text(where, f"{path}.source", entry.get("source")) or default_source)
     if band.review is not None and band.pass_ is None:
@@ -240,6 +276,32 @@ def _band(where: str, path: str, entry: dict, check: checks.Check, keys, default
 
 def _is_glob(selector: str) -> bool:
     return any(ch in selector for ch in "*?[")
+
+
+def _match(rules, segment):
+    """The value of the rule (selector, value) naming ``segment``: an exact name, else the first glob."""
+    name = str(segment)
+    for selector, value in rules:
+        if selector == name:
+            return value
+    for selector, value in rules:
+        if _is_glob(selector) and fnmatch.fnmatchcase(name, selector):
+            return value
+    return None
+
+
+def _parameters(where: str, path: str, entry: dict, check: checks.Check) -> tuple:
+    """((name, LimitValue), ...) of the check's parameters an entry sets (positive numbers or K*term)."""
+    out = []
+    for p in check.parameters:
+        if p.name not in entry:
+            continue
+        value = _limit(where, f"{path}.{p.name}", entry[p.name])
+        if value is None or (value.term is None and value.number <= 0) or value.factor <= 0:
+            raise BadInputError(where, f"{path}.{p.name}: {entry[p.name]!r} is not a valid {p.title} (a positive "
+                                f"number{' of ' + p.unit if p.unit else ''}, or K*max_voxel)")
+        out.append((p.name, value))
+    return tuple(out)
 
 
 def _selector(where: str, path: str, selector) -> str:
@@ -273,7 +335,7 @@ def parse(data: dict, where: str = "profile") -> Profile:
         check = checks.get(check_name)
         path = f"checks.{check_name}"
         band = _band(where, path, entry, check, CHECK_KEYS, source)
-        rules = []
+        rules, rule_parameters = [], []
         segments = entry.get("segments")
         if segments is not None:
             if check.statistic != "each":
@@ -282,13 +344,18 @@ def parse(data: dict, where: str = "profile") -> Profile:
                 raise BadInputError(where, f"{path}.segments: must be an object of segment selectors")
             for selector, seg_entry in segments.items():
                 sel = _selector(where, f"{path}.segments", selector)
-                seg_band = _band(where, f"{path}.segments.{sel}", seg_entry, check, SEGMENT_KEYS, band.source)
+                seg_band = _band(where, f"{path}.segments.{sel}", seg_entry, check, SEGMENT_KEYS, band.source,
+                                 inherit=band)
                 if seg_band.pass_ is None:
                     raise BadInputError(where, f"{path}.segments.{sel}: 'pass' is missing")
                 rules.append((sel, seg_band))
+                values = _parameters(where, f"{path}.segments.{sel}", seg_entry, check)
+                if values:
+                    rule_parameters.append((sel, values))
         if band.pass_ is None and not rules:
             raise BadInputError(where, f"{path}: 'pass' is missing")
-        parsed.append(ProfileCheck(check_name, band, tuple(rules)))
+        parsed.append(ProfileCheck(check_name, band, tuple(rules), _parameters(where, path, entry, check),
+                                   tuple(rule_parameters)))
     return Profile(name=name, title=_text(where, "title", data.get("title")) or name, source=source,
                    notes=_text(where, "notes", data.get("notes")), checks=tuple(parsed), file=where)
 
@@ -324,11 +391,26 @@ def resolve(profile: Profile | None, data: dict, flags: dict) -> ResolvedLimits:
                 out.segments[pc.name] = tuple((sel, lim) for sel, lim in
                                               ((sel, _resolve_band(b, data, profile.name)) for sel, b in pc.segments)
                                               if lim is not None)
-    for name, value in flags.items():
+            if pc.parameters:
+                out.parameters[pc.name] = _resolve_values(pc.parameters, data)
+            if pc.segment_parameters:
+                out.segment_parameters[pc.name] = tuple((sel, _resolve_values(values, data))
+                                                        for sel, values in pc.segment_parameters)
+    for name, value in flags.items():  # a flag replaces the limits, never the parameters (NSD tolerances)
         if value is None:
             continue
         out.default[name] = Limit(float(value), None, "command line", "", "")
         out.segments.pop(name, None)
+    return out
+
+
+def _resolve_values(values, data: dict) -> dict:
+    """{parameter name: value} of ((name, LimitValue), ...) with this run's data terms (unknown terms left out)."""
+    out = {}
+    for name, value in values:
+        number, _basis = value.resolve(data)
+        if number is not None:
+            out[name] = float(number)
     return out
 
 
@@ -347,8 +429,16 @@ def describe(profile: Profile) -> list:
                 text += f", review {check.symbol} {b.review.text()}{unit}"
             return text
 
-        lines.append(f"  {pc.name} ({check.title_for()}): {band_text(pc.band)}"
+        params = {sel: values for sel, values in pc.segment_parameters}
+
+        def param_text(values, check=check) -> str:
+            units = {p.name: p.unit for p in check.parameters}
+            return "".join(f", {name} {v.text()}{' ' + units[name] if units.get(name) and v.term is None else ''}"
+                           for name, v in values)
+
+        lines.append(f"  {pc.name} ({check.title_for()}): {band_text(pc.band)}{param_text(pc.parameters)}"
                      + (f"  [{pc.band.source}]" if pc.band.source != profile.source else ""))
         for sel, b in pc.segments:
-            lines.append(f"    segment {sel}: {band_text(b)}" + (f"  [{b.source}]" if b.source != pc.band.source else ""))
+            lines.append(f"    segment {sel}: {band_text(b)}{param_text(params.get(sel, ()))}"
+                         + (f"  [{b.source}]" if b.source != pc.band.source else ""))
     return lines

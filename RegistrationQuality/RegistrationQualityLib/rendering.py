@@ -18,6 +18,7 @@ milliseconds each (see ``Testing/benchmarks/bench_snapshots.py``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import weakref
 from pathlib import Path
@@ -147,9 +148,7 @@ def _check_same_grid(fixed, registered, name: str = "registered image") -> None:
 def _normalized(image):
     """Float32 copy linearly mapped so its 1st..99th percentiles (finite voxels) become 0..1."""
     sitk = _sitk()
-    arr = sitk.GetArrayFromImage(image).astype(np.float32)
-    lo, hi = percentile_range(image)
-    out = sitk.GetImageFromArray((arr - lo) / (hi - lo) if hi > lo else arr - lo)
+    out = sitk.GetImageFromArray(_scaled(sitk.GetArrayViewFromImage(image), percentile_range(image)))
     out.CopyInformation(image)
     return out
 
@@ -165,30 +164,59 @@ def checkerboard_image(fixed, registered, squares=8, normalize: bool = True):
     fixed = _as_image(fixed, "fixed image")
     registered = _as_image(registered, "registered image")
     _check_same_grid(fixed, registered)
-    pattern = [int(squares)] * 3 if np.isscalar(squares) else [int(s) for s in squares]
-    require(len(pattern) == 3 and all(s >= 1 for s in pattern), "squares", f"{squares!r}: need 1 or more per axis")
-    pattern = [min(s, n) for s, n in zip(pattern, fixed.GetSize())]
-    # ITK's CheckerBoardImageFilter pattern (block = index // (size // pattern), even block sum -> fixed), built
     # slice by slice into one float32 array: no normalised float copies of the two whole volumes
+    block = _board_blocks(fixed, squares)
     a = sitk.GetArrayViewFromImage(fixed)
     b = sitk.GetArrayViewFromImage(registered)
     ranges = (percentile_range(fixed), percentile_range(registered)) if normalize else None
     ni, nj, nk = fixed.GetSize()
-    block = [max(1, n // p) for n, p in zip((ni, nj, nk), pattern)]
     plane = (np.arange(nj)[:, None] // block[1] + np.arange(ni)[None, :] // block[0])
     out = np.empty((nk, nj, ni), np.float32)
     for k in range(nk):
         take_fixed = (plane + k // block[2]) % 2 == 0
-        fa, fb = a[k].astype(np.float32), b[k].astype(np.float32)
-        if ranges is not None:
-            for arr, (lo, hi) in ((fa, ranges[0]), (fb, ranges[1])):
-                arr -= np.float32(lo)
-                if hi > lo:
-                    arr /= np.float32(hi - lo)
+        fa, fb = _scaled(a[k], ranges[0] if ranges else None), _scaled(b[k], ranges[1] if ranges else None)
         np.copyto(out[k], np.where(take_fixed, fa, fb))
     board = sitk.GetImageFromArray(out)
     board.CopyInformation(fixed)
     return board
+
+
+def _board_blocks(fixed, squares) -> list:
+    """Block size (voxels along i, j, k) of the checkerboard: ITK's CheckerBoardImageFilter pattern (block =
+    index // (size // pattern); an even block sum shows the fixed image)."""
+    pattern = [int(squares)] * 3 if np.isscalar(squares) else [int(s) for s in squares]
+    require(len(pattern) == 3 and all(s >= 1 for s in pattern), "squares", f"{squares!r}: need 1 or more per axis")
+    pattern = [min(s, n) for s, n in zip(pattern, fixed.GetSize())]
+    return [max(1, n // p) for n, p in zip(fixed.GetSize(), pattern)]
+
+
+def _scaled(values, value_range):
+    """float32 ``(values - low) / (high - low)`` (``value_range`` None: the values as float32): the snapshots'
+    normalisation of an image to its :func:`percentile_range`."""
+    out = np.asarray(values).astype(np.float32)
+    if value_range is not None:
+        lo, hi = value_range
+        out -= np.float32(lo)
+        if hi > lo:
+            out /= np.float32(hi - lo)
+    return out
+
+
+def _board_window(fixed, registered, block, ranges) -> tuple[float, float]:
+    """:func:`auto_window` of :func:`checkerboard_image`, from the board's voxels :func:`_sample_values` would
+    look at, computed at those voxels only (the board itself is never built)."""
+    sitk = _sitk()
+    a = sitk.GetArrayViewFromImage(fixed).reshape(-1)
+    b = sitk.GetArrayViewFromImage(registered).reshape(-1)
+    ni, nj, _nk = fixed.GetSize()
+    flat = np.arange(0, a.size, a.size // 500_000 if a.size > 1_000_000 else 1)
+    k, rest = np.divmod(flat, ni * nj)
+    j, i = np.divmod(rest, ni)
+    take_fixed = (i // block[0] + j // block[1] + k // block[2]) % 2 == 0
+    fa = _scaled(a[flat], ranges[0] if ranges else None)
+    fb = _scaled(b[flat], ranges[1] if ranges else None)
+    values = np.where(take_fixed, fa, fb)
+    return _auto_window(values[np.isfinite(values)])
 
 
 def difference_image(fixed, registered, normalize: bool = False):
@@ -226,15 +254,29 @@ def difference_node(ctx, fixed, registered, name: str = "absolute difference", n
     return _volume_with_window(ctx, difference_image(fixed, registered, normalize), name)
 
 
-def percentile_range(image_or_array, percentiles=BACKGROUND_PERCENTILES) -> tuple[float, float]:
-    """(low, high) percentiles of the finite voxels: the automatic window of the snapshots' background."""
+def _sample_values(image_or_array) -> np.ndarray:
+    """The voxel values the automatic windows look at: every voxel, or above 1 000 000 voxels a regular subsample
+    (every ``size // 500 000``-th voxel in memory order, >= 500 000 values), finite ones only. No whole-volume
+    copy: the subsample is taken from the array view first (identical to filtering first when all voxels are
+    finite)."""
     sitk = _sitk()
     arr = image_or_array if isinstance(image_or_array, np.ndarray) else sitk.GetArrayViewFromImage(image_or_array)
-    values = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr.ravel()
+    values = arr.reshape(-1)
+    if values.size > 1_000_000:
+        values = values[:: values.size // 500_000]
+    if values.dtype.kind == "f":
+        values = values[np.isfinite(values)]
+    return values
+
+
+def percentile_range(image_or_array, percentiles=BACKGROUND_PERCENTILES) -> tuple[float, float]:
+    """(low, high) percentiles of the finite voxels (see :func:`_sample_values`): the snapshots' normalisation."""
+    return _percentiles(_sample_values(image_or_array), percentiles)
+
+
+def _percentiles(values, percentiles=BACKGROUND_PERCENTILES) -> tuple[float, float]:
     if values.size == 0:
         return 0.0, 1.0
-    if values.size > 1_000_000:  # a regular subsample (>= 500 000 voxels) is plenty for two percentiles
-        values = values[:: values.size // 500_000]
     lo, hi = (float(v) for v in np.percentile(values, percentiles))
     if hi <= lo:
         lo, hi = float(values.min()), float(values.max())
@@ -249,23 +291,23 @@ def auto_window(image_or_array) -> tuple[float, float]:
     The 1st..99th percentiles of the *object's* voxels: the finite voxels above the Otsu threshold of the image
     (air around a body, the zero background of an MR volume are left out, so soft tissue keeps its contrast).
     Falls back to the percentiles of all voxels when that object is under 1 % of the voxels or uniform, and to
-    min..max when the percentiles coincide (a constant image is mid-grey).
+    min..max when the percentiles coincide (a constant image is mid-grey). Computed on :func:`_sample_values`.
     """
+    return _auto_window(_sample_values(image_or_array))
+
+
+def _auto_window(values) -> tuple[float, float]:
     from .segmentation import otsu_threshold
 
-    sitk = _sitk()
-    arr = image_or_array if isinstance(image_or_array, np.ndarray) else sitk.GetArrayViewFromImage(image_or_array)
-    values = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr.ravel()
-    if values.size > 1_000_000:
-        values = values[:: values.size // 500_000]
     if values.size == 0:
         return 0.0, 1.0
+    sitk = _sitk()
     t = otsu_threshold(sitk.GetImageFromArray(values.astype(np.float32).reshape(1, 1, -1)))
     if t is not None:
         above = values[values > t]
         if above.size >= 0.01 * values.size and above.min() < above.max():  # a uniform object: see it all
-            return percentile_range(above)
-    return percentile_range(values)
+            return _percentiles(above)
+    return _percentiles(values)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -363,22 +405,31 @@ def _numpy_to_matrix(a):
     return matrix_to_vtk(a)
 
 
+class LabelMask:
+    """One label of a label image as an overlay: the voxels of ``image`` equal to ``value`` (no mask is built).
+
+    ``box``: ``(lo, hi)`` exclusive (k, j, i) index box of those voxels when known (e.g. ``LabelSource.stats``),
+    so the outline's centre and extent are found without scanning the whole image."""
+
+    def __init__(self, image, value: int, box=None):
+        self.image, self.value, self.box = image, int(value), box
+
+
 class Overlay:
-    """A mask to outline: voxels in their own index space plus how to reach them from the world (RAS)."""
+    """A mask to outline: voxels in their own index space plus how to reach them from the world (RAS).
 
-    def __init__(self, arr_kji, ijk_to_ras, color, label, from_world=None, to_world=None):
-        """``arr_kji``: 3D array, non-zero inside; ``ijk_to_ras``: 4×4 matrix of its indices (local frame).
-        ``from_world`` (vtkAbstractTransform, world -> local RAS) and ``to_world`` (local -> world) when the mask
-        sits under a parent transform."""
-        from vtkmodules.util.numpy_support import numpy_to_vtk
-        from vtkmodules.vtkCommonDataModel import vtkImageData
+    The voxels are not copied: ``arr_kji`` is kept as given (e.g. the view of a SimpleITK image) and only the
+    pixels of a drawn slice are looked up (:func:`sample_pixels`)."""
 
+    def __init__(self, arr_kji, ijk_to_ras, color, label, from_world=None, to_world=None, value=None, box=None,
+                 keep=None):
+        """``arr_kji``: 3D array, non-zero inside (or equal to ``value`` when given); ``ijk_to_ras``: 4×4 matrix
+        of its indices (local frame). ``from_world`` (vtkAbstractTransform, world -> local RAS) and ``to_world``
+        (local -> world) when the mask sits under a parent transform. ``box``: (lo, hi) (k, j, i) index box of the
+        inside voxels when known. ``keep``: an object owning the array's memory (kept alive with the overlay)."""
         self.color, self.label = color, label
         self.rgb = np.round(np.array(parse_color(color)) * 255).astype(np.uint8)
-        arr = np.ascontiguousarray(np.asarray(arr_kji) != 0, dtype=np.uint8)
-        self.image = vtkImageData()
-        self.image.SetDimensions(arr.shape[2], arr.shape[1], arr.shape[0])
-        self.image.GetPointData().SetScalars(numpy_to_vtk(arr.ravel(), deep=1))
+        self.arr, self.value, self._keep = np.asarray(arr_kji), value, keep
         self.ijk_to_ras = np.asarray(ijk_to_ras, dtype=float)
         self.ras_to_ijk = np.linalg.inv(self.ijk_to_ras)
         self.from_world = from_world
@@ -387,15 +438,25 @@ class Overlay:
             self.ras_to_ijk = self.ras_to_ijk @ _matrix_to_numpy(from_world)
             self.ijk_to_ras = to_world_matrix @ self.ijk_to_ras
             self.from_world = to_world = None
-        # centroid and bounds (voxel-centre box) in the world, from per-axis projections (no index arrays)
+        # centroid and bounds (voxel-centre box) in the world, from per-axis projections of the inside voxels'
+        # index box (no index arrays, no whole-volume mask)
         self.centroid = self.bounds = None
-        counts = [arr.sum(axis=(1, 2), dtype=np.int64), arr.sum(axis=(0, 2), dtype=np.int64),
-                  arr.sum(axis=(0, 1), dtype=np.int64)]  # per k, j, i
+        if box is None:
+            from .metrics import _foreground_box
+
+            box = _foreground_box(self.arr if value is None else self.arr == value)
+        if box is None:
+            return
+        lo_kji = np.asarray(box[0], int)
+        crop = self.arr[tuple(slice(int(s), int(e)) for s, e in zip(box[0], box[1]))]
+        inside = crop != 0 if value is None else crop == value
+        counts = [np.count_nonzero(inside, axis=(1, 2)), np.count_nonzero(inside, axis=(0, 2)),
+                  np.count_nonzero(inside, axis=(0, 1))]  # per k, j, i of the box
         total = int(counts[0].sum())
         if total:
-            mean_kji = [float(np.dot(np.arange(c.size), c)) / total for c in counts]
-            lo = [int(np.flatnonzero(c)[0]) for c in counts][::-1]  # i, j, k
-            hi = [int(np.flatnonzero(c)[-1]) for c in counts][::-1]
+            mean_kji = [o + float(np.dot(np.arange(c.size), c)) / total for o, c in zip(lo_kji, counts)]
+            lo = [int(o + np.flatnonzero(c)[0]) for o, c in zip(lo_kji, counts)][::-1]  # i, j, k
+            hi = [int(o + np.flatnonzero(c)[-1]) for o, c in zip(lo_kji, counts)][::-1]
             local = (self.ijk_to_ras @ np.array([*mean_kji[::-1], 1.0]))[:3]
             corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])],
                                dtype=float)
@@ -408,35 +469,64 @@ class Overlay:
 
     def reslice(self, xy_to_ras: np.ndarray, width: int, height: int) -> np.ndarray:
         """The mask on the view's pixels (nearest voxel), rows top to bottom, as booleans."""
-        return reslice_pixels(self.image, self.ras_to_ijk, xy_to_ras, width, height, self.from_world) > 0
+        values = sample_pixels(self.arr, self.ras_to_ijk, xy_to_ras, width, height, self.from_world)
+        return values != 0 if self.value is None else values == self.value
 
 
-def reslice_pixels(image, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None, background=0.0):
-    """A vtkImageData's voxels on a view's pixels (nearest voxel), rows top to bottom; ``background`` outside."""
-    from vtkmodules.util.numpy_support import vtk_to_numpy
-    from vtkmodules.vtkImagingCore import vtkImageReslice
+_INDEX_CACHE: dict = {}  # the last views' pixel -> voxel lookups (overlays of one grid share them)
 
-    reslice = vtkImageReslice()
-    reslice.SetInputData(image)
-    reslice.SetInterpolationModeToNearestNeighbor()
-    reslice.SetOutputExtent(0, int(width) - 1, 0, int(height) - 1, 0, 0)
-    reslice.SetOutputSpacing(1.0, 1.0, 1.0)
-    reslice.SetOutputOrigin(0.0, 0.0, 0.0)
-    reslice.SetBackgroundLevel(float(background))
+
+def pixel_indices(shape_kji, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None):
+    """((k, j, i) integer index arrays of the nearest voxel of each view pixel, inside flags), (height, width)
+    arrays with rows top to bottom. Nearest voxel as ``vtkImageReslice`` finds it (round half up, a half voxel of
+    border around the grid); ``from_world``: a world -> local vtkAbstractTransform applied point by point."""
+    width, height = int(width), int(height)
+    key = None
     if from_world is None:
-        reslice.SetResliceAxes(_numpy_to_matrix(np.asarray(ras_to_ijk) @ xy_to_ras))
+        key = (tuple(shape_kji), np.asarray(ras_to_ijk, float).tobytes(), np.asarray(xy_to_ras, float).tobytes(),
+               width, height)
+        if key in _INDEX_CACHE:
+            return _INDEX_CACHE[key]
+    x = np.arange(width, dtype=float)[None, :]
+    y = np.arange(height - 1, -1, -1, dtype=float)[:, None]  # row 0 is the top of the view (largest y)
+    r = np.asarray(ras_to_ijk, float)
+    if from_world is None:  # pixel -> voxel index is one affine map
+        m = r @ np.asarray(xy_to_ras, float)
+        ijk = [m[a, 0] * x + m[a, 1] * y + m[a, 3] for a in range(3)]
     else:  # any transform Slicer can hold (grid, B-spline, composite): point by point
-        from vtkmodules.vtkCommonTransforms import vtkGeneralTransform
+        from vtkmodules.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+        from vtkmodules.vtkCommonCore import vtkPoints
 
-        t = vtkGeneralTransform()
-        t.PostMultiply()
-        t.Concatenate(_numpy_to_matrix(xy_to_ras))
-        t.Concatenate(from_world)
-        t.Concatenate(_numpy_to_matrix(ras_to_ijk))
-        reslice.SetResliceTransform(t)
-    reslice.Update()
-    out = vtk_to_numpy(reslice.GetOutput().GetPointData().GetScalars()).reshape(int(height), int(width))
-    return out[::-1]
+        m = np.asarray(xy_to_ras, float)
+        ras = np.stack(np.broadcast_arrays(*[m[a, 0] * x + m[a, 1] * y + m[a, 3] for a in range(3)]), axis=-1)
+        src, dst = vtkPoints(), vtkPoints()
+        src.SetData(numpy_to_vtk(np.ascontiguousarray(ras.reshape(-1, 3)), deep=1))
+        from_world.TransformPoints(src, dst)
+        ras = vtk_to_numpy(dst.GetData()).reshape(height, width, 3).astype(float)
+        ijk = [ras @ r[a, :3] + r[a, 3] for a in range(3)]
+    inside = np.ones((height, width), bool)
+    index = []
+    for a, n in enumerate(shape_kji[::-1]):  # i, j, k
+        v = np.broadcast_to(ijk[a], (height, width))
+        inside &= (v >= -0.5) & (v <= n - 0.5)
+        index.append(np.clip(np.floor(v + 0.5), 0, n - 1).astype(np.intp))
+    result = (index[2], index[1], index[0]), inside
+    if key is not None:
+        if len(_INDEX_CACHE) >= 4:
+            _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
+        _INDEX_CACHE[key] = result
+    return result
+
+
+def sample_pixels(arr_kji, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None, background=0.0):
+    """A (k, j, i) array's voxels on a view's pixels (nearest voxel), rows top to bottom; ``background`` outside.
+    Only the drawn pixels are looked up (no copy of the array)."""
+    arr = np.asarray(arr_kji)
+    kji, inside = pixel_indices(arr.shape, ras_to_ijk, xy_to_ras, width, height, from_world)
+    dtype = np.result_type(arr.dtype, np.asarray(background).dtype) if np.isnan(background) else arr.dtype
+    out = np.full(inside.shape, background, dtype=dtype)
+    out[inside] = arr[kji[0][inside], kji[1][inside], kji[2][inside]]
+    return out
 
 
 def outline_pixels(mask: np.ndarray, thickness: int) -> np.ndarray:
@@ -505,6 +595,7 @@ class SnapshotRenderer:
         self.composite_node = sl.GetSliceCompositeNode()
         self.composite_node.SetHideFromEditors(True)
         self.last_absent: set = set()  # labels of the overlays the last view did not cross
+        self.session = None  # the caches of an open snapshot_session
         # owner, slice node, its composite node and the slice model the logic makes for 3D views: removed by close()
         self.own_node_ids = [i for i in _node_ids(ctx.scene) if i not in before]
         self._batch_observer = ctx.scene.AddObserver(ctx.scene.StartBatchProcessEvent, self._on_batch_start)
@@ -566,6 +657,16 @@ class SnapshotRenderer:
         if arr.shape[2] == 1:
             arr = np.repeat(arr, 3, axis=2)
         return np.array(arr[::-1, :, :3], dtype=np.uint8)
+
+    def background_pixels(self, node, width: int, height: int) -> np.ndarray:
+        """The current view's pixels of another background volume (same plane and field of view), RGB rows top
+        to bottom; the view's own background is restored."""
+        current = self.composite_node.GetBackgroundVolumeID()
+        self.composite_node.SetBackgroundVolumeID(node.GetID())
+        try:
+            return self._pixels(int(width), int(height))
+        finally:
+            self.composite_node.SetBackgroundVolumeID(current)
 
     def render_slice(self, background_node, view: str, point_ras, width: int, height: int, overlays=(),
                      label: str | None = None, letters: bool = True, title: str = "", legend=(),
@@ -664,6 +765,18 @@ def close_renderer(ctx) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Snapshots
 # ---------------------------------------------------------------------------------------------------
+def _cached_overlay(ctx, item, index) -> Overlay:
+    """:func:`_prepare_overlay`, once per (mask, colour, label) within a :func:`snapshot_session`."""
+    parts = tuple(item) if isinstance(item, (tuple, list)) else (item,)
+    return _cached(ctx, f"overlay {index} {parts[1:]!r}", parts[0], lambda: _prepare_overlay(ctx, item, index))
+
+
+def mask_centroid(ctx, mask):
+    """Centroid (RAS, mm) of a mask's inside voxels (``None`` when empty), as its outline's centre: computed once
+    with the overlay within a :func:`snapshot_session`."""
+    return _cached_overlay(ctx, (mask, FIXED_COLOR, "fixed"), 0).centroid
+
+
 def _prepare_overlay(ctx, item, index) -> Overlay:
     """:class:`Overlay` of one ``(mask_or_segmentation, color, label)`` item."""
     from .io import image_ijk_to_ras
@@ -682,15 +795,19 @@ def _prepare_overlay(ctx, item, index) -> Overlay:
             from_world, to_world = _world_transforms(obj)
         arr, ijk_to_ras = _merged_labelmap(obj)
         return Overlay(arr, ijk_to_ras, color, label, from_world, to_world)
+    value = box = None
+    if isinstance(obj, LabelMask):
+        mask, value, box = obj.image, obj.value, obj.box
     elif hasattr(obj, "IsA") and obj.IsA("vtkMRMLVolumeNode"):
         mask = volume_to_image(obj)
         if obj.GetParentTransformNode() is not None:
             from_world, to_world = _world_transforms(obj)
     else:
-        require(hasattr(obj, "GetSize") and obj.GetDimension() == 3, label,
-                "overlay must be a 3D mask image, a labelmap volume node or a segmentation node")
         mask = obj
-    return Overlay(sitk.GetArrayViewFromImage(mask), image_ijk_to_ras(mask), color, label, from_world, to_world)
+    require(hasattr(mask, "GetSize") and mask.GetDimension() == 3, label,
+            "overlay must be a 3D mask image, a labelmap volume node or a segmentation node")
+    return Overlay(sitk.GetArrayViewFromImage(mask), image_ijk_to_ras(mask), color, label, from_world, to_world,
+                   value=value, box=box, keep=mask)
 
 
 def _merged_labelmap(segmentation_node):
@@ -732,7 +849,9 @@ def _world_transforms(node):
 
 
 def _prepare_background(ctx, tmp, fixed, window_level):
-    """A temporary scalar volume node showing ``fixed`` (image, or node: voxels shared, transform observed)."""
+    """A temporary scalar volume node showing ``fixed`` (image: its voxels shared, never copied; node: voxels
+    shared, transform observed), windowed to ``window_level`` or :func:`auto_window` (once per image within a
+    :func:`snapshot_session`)."""
     from vtkmodules.vtkCommonMath import vtkMatrix4x4
 
     node = tmp.add(ctx.add_node("vtkMRMLScalarVolumeNode", "snapshot background"))
@@ -755,18 +874,79 @@ def _prepare_background(ctx, tmp, fixed, window_level):
         node.SetAndObserveImageData(fixed.GetImageData())  # shared, never written
         if fixed.GetTransformNodeID():
             node.SetAndObserveTransformNodeID(fixed.GetTransformNodeID())
-        scalars = fixed.GetImageData().GetPointData().GetScalars()
-        arr = vtk_to_numpy(scalars) if scalars is not None else np.zeros(1)
-        if arr.ndim > 1:
-            arr = arr[:, 0]
+
+        def values():
+            scalars = fixed.GetImageData().GetPointData().GetScalars()
+            arr = vtk_to_numpy(scalars) if scalars is not None else np.zeros(1)
+            return arr[:, 0] if arr.ndim > 1 else arr
     else:
-        sitk = _sitk()
         require(hasattr(fixed, "GetSize") and fixed.GetDimension() == 3, "fixed image", "a 3D image is needed")
-        image_to_volume(ctx, fixed, node.GetName(), node=node)
-        arr = sitk.GetArrayViewFromImage(fixed)
-    lo, hi = window_level if window_level is not None else auto_window(np.asarray(arr))
+        node.SetIJKToRASMatrix(_numpy_to_matrix(_image_ijk_to_ras(fixed)))
+        node.SetAndObserveImageData(shared_image_data(fixed))
+
+        def values():
+            return _sitk().GetArrayViewFromImage(fixed)
+    lo, hi = window_level if window_level is not None else _cached(ctx, "auto_window", fixed,
+                                                                   lambda: auto_window(values()))
     display.SetWindowLevelMinMax(float(lo), float(hi))
     return node
+
+
+def shared_image_data(image):
+    """vtkImageData of a scalar SimpleITK image *sharing* its voxel buffer (no copy; read only: VTK filters never
+    write their input). The image is kept alive with the data object."""
+    from vtkmodules.util.numpy_support import numpy_to_vtk
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+
+    require(image.GetNumberOfComponentsPerPixel() == 1, "image", "a scalar image is needed")
+    arr = _sitk().GetArrayViewFromImage(image)
+    data = vtkImageData()
+    data.SetDimensions(*image.GetSize())
+    scalars = numpy_to_vtk(arr.reshape(-1), deep=0)  # keeps a reference to the view
+    data.GetPointData().SetScalars(scalars)
+    data._rq_image = image  # the buffer's owner lives as long as the data object's Python attributes
+    return data
+
+
+def _image_ijk_to_ras(image):
+    from .io import image_ijk_to_ras
+
+    return image_ijk_to_ras(image)
+
+
+# ---------------------------------------------------------------------------------------------------
+# One batch of snapshots of the same images: computed once, reused
+# ---------------------------------------------------------------------------------------------------
+class _Session:
+    """Caches of a :func:`snapshot_session`: {(kind, id(object)): (object, value)} (the object is held so its
+    id stays unique while the session lasts)."""
+
+    def __init__(self):
+        self.cache: dict = {}
+
+
+@contextlib.contextmanager
+def snapshot_session(ctx):
+    """Within this block, snapshots of the same images and masks reuse what was computed for them: the automatic
+    window of each background image, each overlay's centre and extent, the checkerboard's normalisations. Use it
+    around a batch of snapshots of one registration (``evaluate`` does); the inputs must not change inside."""
+    renderer = get_renderer(ctx)
+    previous, renderer.session = renderer.session, _Session()
+    try:
+        yield
+    finally:
+        renderer.session = previous
+
+
+def _cached(ctx, kind: str, obj, make):
+    renderer = _RENDERERS.get(ctx)
+    session = renderer.session if renderer is not None else None
+    if session is None:
+        return make()
+    key = (kind, id(obj))
+    if key not in session.cache:
+        session.cache[key] = (obj, make())
+    return session.cache[key][1]
 
 
 def _view_size(bounds, view: str, size: int) -> tuple[int, int]:
@@ -810,7 +990,7 @@ def render_snapshots(ctx, fixed_image_or_node, overlays=(), output_dir=".", view
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer = get_renderer(ctx)
     written = []
-    items = [_prepare_overlay(ctx, item, i) for i, item in enumerate(overlays or ())]
+    items = [_cached_overlay(ctx, item, i) for i, item in enumerate(overlays or ())]
     legend = [(item.label, item.color) for item in items]
     before = set(_node_ids(ctx.scene))
     try:
@@ -902,11 +1082,62 @@ def render_before_after(ctx, fixed_image_or_node, fixed_segmentation, moving_bef
 
 def render_checkerboard(ctx, fixed, registered, output_dir, squares=8, views=("axial",), overlays=(),
                         prefix: str = "checkerboard_", size: int = DEFAULT_SIZE, normalize: bool = True) -> list:
-    """Snapshots of the fixed/registered checkerboard (:func:`checkerboard_image`), optionally with outlines."""
-    board = checkerboard_image(fixed, registered, squares, normalize)
-    return render_snapshots(ctx, board, overlays, output_dir, views=views, montage=False, prefix=prefix,
-                            title=f"checkerboard fixed / registered ({squares} squares)", size=size,
-                            center_ras=None if overlays else _center_of(board))
+    """Snapshots of the fixed/registered checkerboard (:func:`checkerboard_image`), optionally with outlines.
+
+    The board is composed on the drawn pixels only: each pixel shows the fixed or the registered image by the
+    block of its nearest voxel, each image windowed so that its values appear as on the normalised board under
+    the board's :func:`auto_window` (computed from the board's voxels at :func:`_sample_values`' subsample)."""
+    fixed = _as_image(fixed, "fixed image")
+    registered = _as_image(registered, "registered image")
+    _check_same_grid(fixed, registered)
+    block = _board_blocks(fixed, squares)
+    ranges = (_cached(ctx, "percentile_range", fixed, lambda: percentile_range(fixed)),
+              _cached(ctx, "percentile_range", registered, lambda: percentile_range(registered))) \
+        if normalize else None
+    lo_b, hi_b = _board_window(fixed, registered, block, ranges)
+
+    def window(value_range):  # the board's window in the image's own units
+        if value_range is None:
+            return lo_b, hi_b
+        lo, hi = value_range
+        return lo + lo_b * (hi - lo), lo + hi_b * (hi - lo)
+
+    title = f"checkerboard fixed / registered ({squares} squares)"
+    items = [_cached_overlay(ctx, item, i) for i, item in enumerate(overlays or ())]
+    legend = [(item.label, item.color) for item in items]
+    ras_to_ijk = np.linalg.inv(_image_ijk_to_ras(fixed))
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    renderer = get_renderer(ctx)
+    written = []
+    before = set(_node_ids(ctx.scene))
+    try:
+        with TemporaryNodes(ctx) as tmp:
+            try:
+                f_node = _prepare_background(ctx, tmp, fixed, window(ranges[0] if ranges else None))
+                r_node = _prepare_background(ctx, tmp, registered, window(ranges[1] if ranges else None))
+                bounds = [0.0] * 6
+                f_node.GetRASBounds(bounds)
+                center = items[0].centroid if items and items[0].centroid is not None else _center_of(fixed)
+
+                def compose(rgb, xy_to_ras):
+                    h, w = rgb.shape[:2]
+                    (k, j, i), _inside = pixel_indices(fixed.GetSize()[::-1], ras_to_ijk, xy_to_ras, w, h)
+                    take_registered = (i // block[0] + j // block[1] + k // block[2]) % 2 == 1
+                    other = renderer.background_pixels(r_node, w, h)
+                    rgb[take_registered] = other[take_registered]
+                    return rgb
+
+                for view in views:
+                    w, h = _view_size(bounds, view, int(size))
+                    image = renderer.render_slice(f_node, view, center, max(w, MIN_WIDTH), max(h, MIN_HEIGHT), items,
+                                                  title=_join(title, view), legend=legend, tint=compose)
+                    written.append(write_png(image, out_dir / f"{prefix}{view}.png"))
+            finally:
+                renderer.composite_node.SetBackgroundVolumeID(None)
+    finally:
+        _remove_added_volume_display_nodes(ctx, before)
+    return written
 
 
 # Jacobian map: log2 J from -1 (J = 0.5, compression) to +1 (J = 2, expansion) on a diverging blue-white-red
@@ -931,24 +1162,84 @@ def jacobian_rgb(jacobian: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def worst_folding_point(jacobian_kji: np.ndarray, image) -> tuple:
+class JacobianPicture:
+    """What the Jacobian snapshot needs of J on the fixed grid, gathered while the registration is sampled (a
+    consumer of :func:`transforms.stream`; or :meth:`from_array`): J rounded to bfloat16 (the upper half of its
+    float32 bits, rounded: 8 bits of precision, float32's range, signs and NaN kept; the colour scale needs far
+    less), the number of J <= 0 voxels and the position of the smallest finite J. Half of a float32 J map, filled
+    by two cheap passes per slab; the float J map itself is not needed."""
+
+    def __init__(self, fixed_image):
+        size = fixed_image.size if hasattr(fixed_image, "ijk_to_lps") else fixed_image.GetSize()
+        self.shape = tuple(int(n) for n in size)[::-1]
+        self.bits = np.full(self.shape, 0x7FC0, np.uint16)  # NaN until a slab is given
+        self.folded = 0  # voxels with J <= 0
+        self.min_value, self.min_index = np.inf, None  # smallest finite J and its first (k, j, i)
+
+    @classmethod
+    def from_array(cls, jacobian_kji, fixed_image) -> JacobianPicture:
+        """The picture of a whole J map (NaN = not computed), slab by slab."""
+        jac = np.asarray(jacobian_kji)
+        picture = cls(fixed_image)
+        require(jac.shape == picture.shape, "jacobian", f"array {jac.shape} is not on the fixed grid {picture.shape}")
+        step = max(1, 4_000_000 // max(1, jac.shape[1] * jac.shape[2]))
+        for k0 in range(0, jac.shape[0], step):
+            picture.add(k0, np.asarray(jac[k0:k0 + step], dtype=np.float32))
+        return picture
+
+    def consume(self, slab) -> None:
+        self.add(slab.k0, slab.jacobian())
+
+    def add(self, k0: int, det: np.ndarray) -> None:
+        """J of slices ``k0 ..`` (float32 (k, j, i))."""
+        det = np.ascontiguousarray(det, dtype=np.float32)
+        rounded = det.view(np.uint32) + np.uint32(0x8000)  # round to nearest (a NaN stays a NaN)
+        np.right_shift(rounded, 16, out=rounded)
+        np.copyto(self.bits[k0:k0 + det.shape[0]], rounded, casting="unsafe")
+        self.folded += int(np.count_nonzero(det <= 0))
+        flat = det.reshape(-1)
+        low = float(np.fmin.reduce(flat)) if flat.size else np.nan  # NaN ignored
+        if low < self.min_value:
+            first = int(np.argmax(flat == low))
+            plane = det.shape[1] * det.shape[2]
+            self.min_value = low
+            self.min_index = (k0 + first // plane, *divmod(first % plane, det.shape[2]))
+
+    @staticmethod
+    def folding(bits) -> np.ndarray:
+        """J <= 0 of stored bits, on the bits (+0, and -0 .. -inf; NaN excluded): no float copy."""
+        bits = np.asarray(bits)
+        return (bits == 0) | ((bits >= 0x8000) & (bits <= 0xFF80))
+
+    def values(self, bits) -> np.ndarray:
+        """float32 J of stored bits (e.g. those of the drawn pixels)."""
+        return (np.asarray(bits, np.uint32) << 16).view(np.float32)
+
+    def finish(self) -> JacobianPicture:
+        return self
+
+
+def worst_folding_point(jacobian_kji, image) -> tuple:
     """(RAS point, voxels) of the largest face-connected region of J <= 0 on ``image``'s grid (its centroid), or of
-    the minimum J when nothing folds (voxels 0); ``None`` point when there is no finite value."""
+    the minimum J when nothing folds (voxels 0); ``None`` point when there is no finite value. ``jacobian_kji``:
+    a J array or a :class:`JacobianPicture`."""
+    from .metrics import _foreground_box
+
     sitk = _sitk()
-    j = np.asarray(jacobian_kji)
-    folded = np.isfinite(j) & (j <= 0)
-    if folded.any():
-        mask = sitk.GetImageFromArray(folded.astype(np.uint8))
+    picture = jacobian_kji if isinstance(jacobian_kji, JacobianPicture) else \
+        JacobianPicture.from_array(jacobian_kji, image)
+    if picture.folded:
+        folded = picture.folding(picture.bits)
+        lo, hi = _foreground_box(folded)  # components found in the folding voxels' box only
+        mask = sitk.GetImageFromArray(folded[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.uint8))
         relabelled = sitk.RelabelComponent(sitk.ConnectedComponent(mask, False))  # the view needs its image alive
         labels = sitk.GetArrayViewFromImage(relabelled)
-        kji = np.argwhere(labels == 1).mean(axis=0)
+        kji = np.argwhere(labels == 1).mean(axis=0) + np.array(lo)
         voxels = int(np.count_nonzero(labels == 1))
+    elif picture.min_index is not None:
+        kji, voxels = np.array(picture.min_index, float), 0
     else:
-        finite = np.isfinite(j)
-        if not finite.any():
-            return None, 0
-        kji = np.array(np.unravel_index(np.argmin(np.where(finite, j, np.inf)), j.shape), float)
-        voxels = 0
+        return None, 0
     lps = np.array(image.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in kji[::-1])))
     return lps * np.array([-1.0, -1.0, 1.0]), voxels
 
@@ -957,26 +1248,22 @@ def render_jacobian(ctx, fixed, jacobian_kji, output_dir, views=("axial", "coron
                     prefix: str = "jacobian_", center_ras=None) -> list:
     """PNG views of the Jacobian determinant over the fixed image, through the worst folding region.
 
-    ``jacobian_kji``: J on the fixed grid (NaN = not computed). Colours: :func:`jacobian_rgb` blended
-    (``JACOBIAN_ALPHA``) over the grey fixed image; voxels with J <= 0 filled dark and outlined in
-    :data:`FOLDING_COLOR`. The plane goes through ``center_ras`` (default: :func:`worst_folding_point`).
-    Writes ``<prefix><view>.png``; returns the paths.
+    ``jacobian_kji``: J on the fixed grid (NaN = not computed), or its :class:`JacobianPicture`. Colours:
+    :func:`jacobian_rgb` blended (``JACOBIAN_ALPHA``) over the grey fixed image; voxels with J <= 0 filled dark and
+    outlined in :data:`FOLDING_COLOR`. The plane goes through ``center_ras`` (default:
+    :func:`worst_folding_point`). Writes ``<prefix><view>.png``; returns the paths.
     """
-    from vtkmodules.util.numpy_support import numpy_to_vtk
-    from vtkmodules.vtkCommonDataModel import vtkImageData
-
-    from .io import image_ijk_to_ras
-
-    jac = np.ascontiguousarray(np.asarray(jacobian_kji, dtype=np.float32))
-    require(jac.shape == tuple(fixed.GetSize())[::-1], "jacobian", f"array {jac.shape} is not on the fixed grid "
-            f"{tuple(fixed.GetSize())[::-1]}")
-    point, voxels = worst_folding_point(jac, fixed)
+    picture = jacobian_kji if isinstance(jacobian_kji, JacobianPicture) else None
+    if picture is None:
+        jac = np.asarray(jacobian_kji)
+        require(jac.shape == tuple(fixed.GetSize())[::-1], "jacobian", f"array {jac.shape} is not on the fixed grid "
+                f"{tuple(fixed.GetSize())[::-1]}")
+        picture = JacobianPicture.from_array(jac, fixed)
+    require(picture.shape == tuple(fixed.GetSize())[::-1], "jacobian", "not on the fixed grid")
+    point, voxels = worst_folding_point(picture, fixed)
     if center_ras is None:
         center_ras = point if point is not None else _center_of(fixed)
-    image = vtkImageData()
-    image.SetDimensions(jac.shape[2], jac.shape[1], jac.shape[0])
-    image.GetPointData().SetScalars(numpy_to_vtk(jac.ravel(), deep=1))
-    ras_to_ijk = np.linalg.inv(image_ijk_to_ras(fixed))
+    ras_to_ijk = np.linalg.inv(_image_ijk_to_ras(fixed))
     folding_rgb = np.round(np.array(parse_color(FOLDING_COLOR)) * 255).astype(np.uint8)
     where = f"largest folding region ({voxels} voxels)" if voxels else "no folding"
     legend = [("J = 0.5 (compression)", "#2166AC"), ("J = 2 (expansion)", "#B2182B"), ("J ≤ 0 (folding)",
@@ -992,9 +1279,10 @@ def render_jacobian(ctx, fixed, jacobian_kji, output_dir, views=("axial", "coron
                 background = _prepare_background(ctx, tmp, fixed, None)
                 bounds = [0.0] * 6
                 background.GetRASBounds(bounds)
+
                 def tint(rgb, xy_to_ras):
                     h, w = rgb.shape[:2]
-                    j = reslice_pixels(image, ras_to_ijk, xy_to_ras, w, h, background=np.nan)
+                    j = picture.values(sample_pixels(picture.bits, ras_to_ijk, xy_to_ras, w, h, background=0x7FC0))
                     inside = np.isfinite(j)
                     blended = rgb.astype(float)
                     blended[inside] = (1 - JACOBIAN_ALPHA) * blended[inside] + \
@@ -1026,5 +1314,6 @@ __all__ = [
     "BadInputError", "FIXED_COLOR", "MOVING_COLOR", "HEADER_HEIGHT", "VIEWS", "SnapshotRenderer", "checkerboard_image",
     "checkerboard_node", "close_renderer", "difference_image", "difference_node", "get_renderer",
     "orientation_letters", "auto_window", "percentile_range", "read_png", "render_before_after", "render_checkerboard",
-    "render_jacobian", "render_snapshots", "rendering_available", "side_by_side", "write_png",
+    "render_jacobian", "render_snapshots", "rendering_available", "side_by_side", "write_png", "JacobianPicture",
+    "LabelMask", "snapshot_session",
 ]

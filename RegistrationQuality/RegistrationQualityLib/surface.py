@@ -30,6 +30,9 @@ import math
 import numpy as np
 
 DEFAULT_NSD_TOLERANCES_MM = (2.0,)
+# The field of a segment's before/after record holding the NSD at the segment's own tolerance (set by a tolerance
+# profile, min_nsd ``tolerance_mm``): {"tolerance_mm": τ, "value": NSD_τ}; absent when no profile sets one.
+NSD_AT_TOLERANCE = "nsd_at_tolerance"
 
 # The result keys added to metrics.result_dict, with their one-line definitions ({t}: a tolerance, {d}: a shift).
 DEFINITIONS = {
@@ -92,6 +95,16 @@ def nsd_record(to_compared, to_reference, tolerances, n_reference: int, n_compar
     """``{"nsd_2mm": value, ...}`` for every tolerance."""
     return {tolerance_key(t): normalized_surface_dice(to_compared, to_reference, t, n_reference, n_compared)
             for t in tolerances}
+
+
+def segment_nsd(m, name, tolerance_of) -> dict:
+    """``{"nsd_at_tolerance": {"tolerance_mm": τ, "value": NSD_τ}}`` for a pair ``m`` (PairMeasurement) whose
+    segment ``name`` has its own tolerance (``tolerance_of(name)``: mm or None); ``{}`` otherwise."""
+    tolerance = tolerance_of(name) if tolerance_of is not None else None
+    if tolerance is None:
+        return {}
+    value = normalized_surface_dice(m.to_compared, m.to_reference, tolerance, m.n_reference, m.n_compared)
+    return {NSD_AT_TOLERANCE: {"tolerance_mm": float(tolerance), "value": value}}
 
 
 def signed_distances(to_reference, compared_inside_reference) -> np.ndarray | None:

@@ -33,7 +33,7 @@ def summary_metrics() -> dict:
     columns = measures.cohort_columns()
     for column, m, stage in columns:
         if m.applies_to == "segment":
-            title = f"{'Lowest' if m.better == 'higher' else 'Largest'} {m.short}"
+            title = f"{m.worst_word} {m.short}"
         else:
             title = _capital(m.title)
         before = next((c for c, m2, s2 in columns if m2 is m and s2 == "before"), None) if stage == "after" else None

@@ -47,13 +47,20 @@ def _is_number(value) -> bool:
 
 
 def _flatten(values: Mapping, prefix: str = ""):
-    """(dotted key, value) for numbers and nulls of a nested dict; text and lists are skipped."""
+    """(dotted key, value, note) for numbers and nulls of a nested dict; text and lists are skipped, except a
+    histogram ({"edges_mm": [...], "counts": [...]}, e.g. signed_distance.histogram): one ``<key>.count`` per
+    bin, the note naming the bin ("[-0.5, 0.5) mm")."""
     for key, value in values.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
+        if isinstance(value, Mapping) and isinstance(value.get("edges_mm"), list) and \
+                isinstance(value.get("counts"), list):
+            edges = value["edges_mm"]
+            for a, b, count in zip(edges[:-1], edges[1:], value["counts"]):
+                yield f"{name}.count", count, f"[{_plain(a)}, {_plain(b)}) mm"
+        elif isinstance(value, Mapping):
             yield from _flatten(value, name + ".")
         elif value is None or _is_number(value):
-            yield name, value
+            yield name, value, ""
 
 
 def metrics_rows(report: Mapping) -> list[dict]:
@@ -80,8 +87,9 @@ def metrics_rows(report: Mapping) -> list[dict]:
                 continue
             status = values.get("status")
             reason = "" if status in (None, "ok") else str(status)
-            for key, value in _flatten(values):
-                add("segments", subject, key, stage, value, note=reason if value is None else "")
+            for key, value, note in _flatten(values):
+                add("segments", subject, key, stage, value, "voxels" if note else None,
+                    note=reason if value is None else note)
 
     landmarks = report.get("landmarks")
     if isinstance(landmarks, Mapping):
@@ -92,23 +100,23 @@ def metrics_rows(report: Mapping) -> list[dict]:
         for stage in ("before", "after"):
             summary = landmarks.get(stage)
             if isinstance(summary, Mapping):
-                for key, value in _flatten(summary):
+                for key, value, _note in _flatten(summary):
                     add("landmarks", "all landmarks", f"tre_{key}", stage, value)
 
     deformation = report.get("deformation")
     if isinstance(deformation, Mapping):
         jacobian = deformation.get("jacobian") or {}
         region = jacobian.get("region") or ""
-        for key, value in _flatten(jacobian):
+        for key, value, _note in _flatten(jacobian):
             add("deformation", region, f"jacobian_{key}", "-", value)
-        for key, value in _flatten(deformation.get("displacement_mm") or {}):
+        for key, value, _note in _flatten(deformation.get("displacement_mm") or {}):
             add("deformation", region, "displacement_voxels" if key == "voxels" else f"displacement_{key}_mm", "-",
                 value)
 
     similarity = report.get("similarity")
     if isinstance(similarity, Mapping):
         for stage in ("before", "after"):
-            for key, value in _flatten(similarity.get(stage) or {}):
+            for key, value, _note in _flatten(similarity.get(stage) or {}):
                 add("similarity", similarity.get("region") or "", key, stage, value)
 
     elastix = report.get("elastix")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from .. import measures
 from .charts import _nice_ticks, _tick_text
 from .markup import _change, _e, _fmt, _table
 from .rows import _is_number
@@ -74,30 +75,43 @@ def surface_section(report: Mapping) -> str:
     nsd_keys = _tolerances(segments)
     if not nsd_keys:
         return ""
+    own = measures.get("nsd_segment")  # NSD at the segment's own tolerance (a tolerance profile's)
+    own_tolerance = measures.get("nsd_segment_tolerance_mm")
+    with_own = any(own.value_in(s.get(stage) or {}) is not None for s in segments for stage in ("before", "after"))
+    # the signed-distance and shifted-self Dice columns: their registry entries, in registry order
+    signed = [m for m in measures.of("segment") if m.field.startswith("signed_distance.") and m.unit == "mm"]
+    shifted = [m for m in measures.of("segment") if m.field.startswith("shifted_self_dice.")]
     header = (["Segment"] + [f"NSD {k[4:-2].replace('_', '.')} mm" for k in nsd_keys]
-              + ["Signed mean<br><small>mm</small>", "p5 / p95<br><small>mm</small>",
-                 "Largest out / in<br><small>mm</small>", "Dice of itself shifted<br><small>1 mm / 2 mm</small>"])
+              + ([f"{_e(own.short)}<br><small>{_e(own_tolerance.short)}</small>"] if with_own else [])
+              + [f"{_e(m.short)}<br><small>{_e(m.unit)}</small>" for m in signed] + [_e(m.short) for m in shifted])
     rows, charts = [], []
     for seg in segments:
         before, after = seg.get("before") or {}, seg.get("after") or {}
         name = seg.get("name") if seg.get("name") is not None else seg.get("label")
         sd = after.get("signed_distance") or {}
-        shifted = after.get("shifted_self_dice") or {}
         dice = after.get("dice")
-        hide = _is_number(shifted.get("2mm")) and _is_number(dice) and dice <= shifted["2mm"]
-        shift_text = f"{_fmt(shifted.get('1mm'), '', 3)} / {_fmt(shifted.get('2mm'), '', 3)}"
-        if hide:
-            shift_text = (f'<span class="worse" title="the Dice after registration is no higher than this segment '
-                          f'keeps under a 2 mm shift">{shift_text}</span>')
-        rows.append([_e(name)] + [_change(before.get(k), after.get(k), True, "") for k in nsd_keys] + [
-            _fmt(sd.get("mean_mm"), "mm", 2),
-            f"{_fmt(sd.get('p5_mm'), 'mm', 2)} / {_fmt(sd.get('p95_mm'), 'mm', 2)}",
-            f"{_fmt(sd.get('max_outward_mm'), 'mm', 2)} / {_fmt(sd.get('max_inward_mm'), 'mm', 2)}",
-            shift_text])
+        shift_cells = []
+        for m in shifted:
+            value = m.value_in(after)
+            text = _fmt(value, "", m.digits)
+            if m.field.endswith(".2mm") and _is_number(value) and _is_number(dice) and dice <= value:
+                text = (f'<span class="worse" title="the Dice after registration is no higher than this segment '
+                        f'keeps under a 2 mm shift">{text}</span>')
+            shift_cells.append(text)
+        own_cells = []
+        if with_own:
+            tau = own_tolerance.value_in(after) if own_tolerance.value_in(after) is not None else \
+                own_tolerance.value_in(before)
+            own_cells = [_change(own.value_in(before), own.value_in(after), True, "")
+                         + f"<br><small>τ {_fmt(tau, 'mm', own_tolerance.digits)}</small>" if tau is not None else "—"]
+        rows.append([_e(name)] + [_change(before.get(k), after.get(k), True, "") for k in nsd_keys] + own_cells
+                    + [_fmt(m.value_in(after), "mm", m.digits) for m in signed] + shift_cells)
         hist = sd.get("histogram") or {}
         if len(charts) < MAX_HISTOGRAMS and hist:
             charts.append(signed_distance_histogram_svg(hist.get("edges_mm"), hist.get("counts"), str(name)))
-    legend = ('<p class="legend">NSD: share of both boundaries within the tolerance of the other (before → after). '
+    legend = ('<p class="legend">NSD: share of both boundaries within the tolerance of the other (before → after)'
+              + ('; "NSD at segment τ": at the tolerance the tolerance profile sets for that segment (the one its '
+                 'NSD check compares). ' if with_own else '. ') +
               'Signed distances (after registration): each registered boundary voxel\'s distance to the fixed '
               f'boundary, <span style="color:{BLUE}">negative inside</span> the fixed segment, '
               f'<span style="color:{VERMILLION}">positive where it sticks out</span>. "Dice of itself shifted": the '
