@@ -147,3 +147,29 @@ def test_threshold_runs_and_clean_runs_match_numpy():
         got = sk.clean_runs(sk.threshold_runs(a, above=0.3), a.shape, 0, True, True)
         assert np.array_equal(got, sitk.GetArrayFromImage(both))
         assert img.GetSize() == got.shape[::-1]
+
+
+def test_label_stats_box_runs_and_union_match_simpleitk_and_numpy():
+    rng = np.random.default_rng(17)
+    for trial in range(25):
+        a = rng.integers(0, 5, tuple(int(v) for v in rng.integers(1, 9, 3))).astype(np.uint16)
+        a[rng.random(a.shape) < 0.5] = 0
+        f = sitk.LabelShapeStatisticsImageFilter()
+        f.Execute(sitk.GetImageFromArray(a))
+        want = {}
+        for v in f.GetLabels():
+            x, y, z, sx, sy, sz = f.GetBoundingBox(v)
+            want[int(v)] = ((z, y, x), (z + sz, y + sy, x + sx), int(f.GetNumberOfPixels(v)))
+        assert sk.label_stats(a) == want, trial
+        lo = tuple(int(v) for v in rng.integers(-2, 3, 3))
+        shape = tuple(int(v) for v in rng.integers(1, 12, 3))
+        padded = np.zeros(tuple(s + 6 for s in a.shape), a.dtype)  # the box may reach beyond the array
+        padded[3:-3, 3:-3, 3:-3] = a
+        box = padded[tuple(slice(o + 3, o + 3 + s) for o, s in zip(lo, shape))] == 2
+        box = np.pad(box, [(0, s - b) for s, b in zip(shape, box.shape)])
+        got = sk.box_runs(a, 2, lo, shape)
+        assert all(np.array_equal(x, y) for x, y in zip(got, sk.runs(box)))
+        out = np.zeros(a.shape, np.uint8)
+        sk.union_of_labels(a, [1, 3], out)
+        assert np.array_equal(out, np.isin(a, [1, 3]))
+    assert sk.label_stats(np.array([[[-1, 0]]], np.int16)) is None  # negative labels: the caller's other path

@@ -260,10 +260,18 @@ def _union_of(src):
     """0/1 SimpleITK mask of every segment of a label source (on its grid)."""
     import SimpleITK as sitk
 
-    arr = np.zeros(sitk.GetArrayViewFromImage(src.layers[0]).shape, bool)
-    for seg in src.segments:
-        arr |= sitk.GetArrayViewFromImage(src.layers[seg.layer]) == seg.label
-    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    from .segment_kernels import union_of_labels
+
+    out_arr = np.zeros(sitk.GetArrayViewFromImage(src.layers[0]).shape, np.uint8)
+    for layer in sorted({seg.layer for seg in src.segments}):
+        labels = [seg.label for seg in src.segments if seg.layer == layer]
+        arr = sitk.GetArrayViewFromImage(src.layers[layer])
+        if min(labels) < 0 or max(labels) > 1 << 20:  # unusual label values: one comparison per label
+            for value in labels:
+                out_arr[arr == value] = 1
+        else:
+            union_of_labels(arr, labels, out_arr)  # one pass per layer
+    out = sitk.GetImageFromArray(out_arr)
     out.CopyInformation(src.layers[0])
     return out
 
@@ -669,7 +677,7 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
     pass already warped them). Segments are matched by name when both inputs name them (.seg.nrrd,
     segmentation nodes), else by label value.
     """
-    from .metrics import compare_sources, labelmap_source
+    from .metrics import compare_sources
     from .resample import resample_image
 
     entries, masks, sources = [], {}, []
@@ -710,14 +718,15 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         before_mask = resample_image(ctx, m_mask, fixed, None, "nearest")
         used = [e["label"] for e in entries if isinstance(e.get("label"), int)]
         label = 1 + max(used or [0])
-        names = {label: "threshold"}
-        ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names, labels=[label])
-        kw = {"percentile": options.percentile, "by": "label", "lattice": fixed,
-              "nsd_tolerances": options.nsd_tolerances, "nsd_tolerance_of": nsd_tolerance_of}
-        b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names,
-                                                 labels=[label]), **kw)
-        a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
-                                                 labels=[label]), **kw)
+        ref = _mask_source(f_mask, "fixed threshold")
+        kw = {"percentile": options.percentile, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances,
+              "nsd_tolerance_of": nsd_tolerance_of}
+        before_src = _mask_source(before_mask, "moving threshold")
+        after_src = _mask_source(a_mask, "registered threshold")
+        b = compare_sources(ref, before_src, pairs=[(label, "threshold", ref.segments[0], before_src.segments[0])],
+                            **kw)
+        a = compare_sources(ref, after_src, pairs=[(label, "threshold", ref.segments[0], after_src.segments[0])],
+                            **kw)
         for entry in _pair_entries(b, a):
             entry["threshold"] = {"fixed": {k: v for k, v in f_info.items() if k != "cleanup"},
                                   "moving": {k: v for k, v in m_info.items() if k != "cleanup"},
@@ -755,6 +764,19 @@ def _as_label(mask, label: int):
     out = sitk.GetImageFromArray(arr)
     out.CopyInformation(mask)
     return out
+
+
+def _mask_source(mask, source: str):
+    """LabelSource of a 0/1 mask image: one segment "threshold" of value 1 (the mask itself, no copy; any other
+    mask is made 0/1 first)."""
+    import SimpleITK as sitk
+
+    from .metrics import LabelSource, Segment
+
+    arr = sitk.GetArrayViewFromImage(mask)
+    if arr.dtype != np.uint8 or (arr.size and int(arr.max()) > 1):
+        mask = _as_label(mask, 1)
+    return LabelSource(source, [mask], [Segment("threshold", 1, 0)])
 
 
 def _pair_entries(res_before: list, res_after: list) -> list:

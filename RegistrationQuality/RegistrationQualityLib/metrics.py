@@ -7,8 +7,8 @@ Pinned definitions (docs/metrics.md has the long form; every metric below carrie
 * **Boundary voxels** ``∂X``: voxels of ``X`` with at least one 6-connected neighbour outside ``X``; the image
   edge counts as outside (a segment touching the border has a boundary there).
 * **Distance** ``d(p, ∂Y)``: Euclidean distance in mm between voxel *centres*, from ``p`` to the nearest voxel of
-  ``∂Y`` (exact: Maurer's distance transform with the grid spacing; direction cosines do not change distances
-  between centres of one grid).
+  ``∂Y`` (exact, with the grid spacing, searched from the boundary voxels: segment_kernels.nearest_distances;
+  direction cosines do not change distances between centres of one grid).
 * Directed distances ``D(A→B) = {d(p, ∂B) : p ∈ ∂A}`` and ``D(B→A)``. Hausdorff max = max of both directed
   maxima; HD\\ *p* = max of both directed *p*-th percentiles (numpy's default linear interpolation); ASSD = mean
   of the two directed sets pooled together. This is MONAI's ``compute_hausdorff_distance`` /
@@ -24,9 +24,10 @@ table), :func:`compare_files` (``registration-quality compare``, run by ``comman
 numbers a pair yields (key, title, unit, definition, function) is the segment part of the measure registry
 (:mod:`.measures`).
 
-Speed: one run-length pass per input finds every label's bounding box and voxel count
-(``LabelShapeStatisticsImageFilter``); each pair is then cropped to the union of its two boxes plus a one-voxel
-margin, and boundaries and distance maps are computed only there. No whole-volume copy is made per label.
+Speed: one pass per input finds every label's bounding box and voxel count (segment_kernels.label_stats); each
+pair is then read as runs along i within the union of its two boxes plus a one-voxel margin, straight from the
+labelmaps: counts, overlap, boundary voxels and the shifted-self Dice come from the runs, and the distances are
+searched from the boundary voxels (exact, no distance map of the box). No whole-volume copy is made per label.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from .measures import (  # noqa: F401 - the segment measures' functions, importa
 
 DEFAULT_PERCENTILE = measures.DEFAULT_PERCENTILE
 
-# Digits kept in results: distances are float32 Maurer maps (about 1e-6 relative), volumes are voxel counts.
+# Digits kept in results: distances to 1e-6 mm (as before, when they came from float32 maps), volumes are voxel counts.
 _MM_DIGITS = 6
 _CC_DIGITS = 6
 
@@ -206,10 +207,14 @@ class _Pair:
 def _pair(a: np.ndarray, b: np.ndarray) -> _Pair:
     from . import segment_kernels as sk
 
-    shape = a.shape
-    a_runs, b_runs = sk.runs(a), sk.runs(b)
+    return _pair_of_runs(sk.runs(a), sk.runs(b), a.shape)
+
+
+def _pair_of_runs(a_runs, b_runs, shape) -> _Pair:
+    from . import segment_kernels as sk
+
     n_a, n_b = sk.mask_count(a_runs), sk.mask_count(b_runs)
-    pair = _Pair(shape, a_runs, b_runs, n_a, n_b, sk.overlap(a_runs, b_runs, shape) if n_a and n_b else 0)
+    pair = _Pair(tuple(shape), a_runs, b_runs, n_a, n_b, sk.overlap(a_runs, b_runs, shape) if n_a and n_b else 0)
     if n_a and n_b:
         pair.a_edge = sk.boundary_voxels(a_runs, shape)
         pair.b_edge = sk.boundary_voxels(b_runs, shape)
@@ -234,9 +239,12 @@ def directed_surface_distances(reference_mask: np.ndarray, compared_mask: np.nda
 def _measure(a: np.ndarray, b: np.ndarray, spacing, voxel_cc, reference_cc, compared_cc, percentile, status_hint=None):
     """(PairMeasurement, runs of ``a``) of two boolean crops (the crop edge counts as outside: each crop has a
     one-voxel empty margin or is at the grid edge)."""
+    return _measure_pair(_pair(a, b), spacing, voxel_cc, reference_cc, compared_cc, percentile, status_hint)
+
+
+def _measure_pair(pair: _Pair, spacing, voxel_cc, reference_cc, compared_cc, percentile, status_hint=None):
     from . import segment_kernels as sk
 
-    pair = _pair(a, b)
     n_a, n_b = pair.n_a, pair.n_b
     m = PairMeasurement(n_a, n_b, pair.n_both, voxel_cc, reference_cc, compared_cc, percentile=percentile)
     if n_a and n_b:
@@ -396,8 +404,13 @@ def crop_to_foreground(layers):
 
 def _layer_stats(image) -> dict:
     """{label value: ((k0, j0, i0), (k1, j1, i1) exclusive, voxel count)} of every non-zero label, one pass."""
+    from . import segment_kernels as sk
+
     sitk = _sitk()
-    f = sitk.LabelShapeStatisticsImageFilter()
+    fast = sk.label_stats(sitk.GetArrayViewFromImage(image))
+    if fast is not None:
+        return fast
+    f = sitk.LabelShapeStatisticsImageFilter()  # negative or very large label values
     f.SetBackgroundValue(0)
     f.ComputePerimeterOff()
     f.ComputeFeretDiameterOff()
@@ -480,7 +493,8 @@ def _align(src: LabelSource, lattice, messages=None) -> _Aligned:
 
 
 def _crop(aligned: _Aligned, layer: int, value: int, lo, hi) -> np.ndarray:
-    """Boolean mask of ``value`` in the lattice box [lo, hi) (zeros where the input has no voxels)."""
+    """Boolean mask of ``value`` in the lattice box [lo, hi) (zeros where the input has no voxels): the heat map's
+    crop (heatmap.py)."""
     lo, hi = np.asarray(lo), np.asarray(hi)
     out = np.zeros(tuple(hi - lo), dtype=bool)
     arr = aligned.arrays[layer]
@@ -492,6 +506,14 @@ def _crop(aligned: _Aligned, layer: int, value: int, lo, hi) -> np.ndarray:
     src = tuple(slice(int(s - o), int(e - o)) for s, e, o in zip(a_lo, a_hi, aligned.offset))
     np.equal(arr[src], value, out=out[dst])
     return out
+
+
+def _box_runs(aligned: _Aligned, layer: int, value: int, lo, shape):
+    """Runs along i (segment_kernels.runs) of ``value`` in the lattice box at ``lo`` of ``shape`` (nothing where
+    the input has no voxels), read straight from the aligned layer."""
+    from . import segment_kernels as sk
+
+    return sk.box_runs(aligned.arrays[layer], value, np.asarray(lo) - aligned.offset, shape)
 
 
 def match_segments(reference: LabelSource, compared: LabelSource, by: str = "label"):
@@ -536,6 +558,8 @@ def compare_sources(reference: LabelSource, compared: LabelSource, percentile: f
     overriding own-grid volumes. ``nsd_tolerances``: NSD tolerances in mm (default 2). ``nsd_tolerance_of``:
     segment name -> its own NSD tolerance (mm) or None (a tolerance profile's; surface.segment_nsd).
     """
+    from . import segment_kernels as sk
+
     percentile = check_percentile(percentile)
     tolerances = surface.check_tolerances(nsd_tolerances)
     lattice = reference.geometry if lattice is None else lattice
@@ -572,11 +596,11 @@ def compare_sources(reference: LabelSource, compared: LabelSource, percentile: f
         else:
             lo = np.array(lo) - 1
             hi = np.array(hi) + 1
-            a = _crop(ref, rseg.layer, rseg.label, lo, hi) if r_stat else np.zeros(tuple(hi - lo), bool)
-            b = _crop(cmp, cseg.layer, cseg.label, lo, hi) if c_stat else np.zeros(tuple(hi - lo), bool)
-            m, a_runs = _measure(a, b, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
-            shape = a.shape
-            del a, b
+            shape = tuple(int(v) for v in hi - lo)
+            a_runs = _box_runs(ref, rseg.layer, rseg.label, lo, shape) if r_stat else sk.empty_runs(shape)
+            b_runs = _box_runs(cmp, cseg.layer, cseg.label, lo, shape) if c_stat else sk.empty_runs(shape)
+            m, a_runs = _measure_pair(_pair_of_runs(a_runs, b_runs, shape), spacing, voxel_cc, ref_cc, cmp_cc,
+                                      percentile, hint)
         m.nsd_tolerances = tolerances
         results.append(result_dict(m, label, name))
         results[-1].update(surface.segment_nsd(m, name, nsd_tolerance_of))

@@ -420,54 +420,14 @@ def nearest_distances(targets_kji: np.ndarray, queries_kji: np.ndarray, spacing,
 # ---------------------------------------------------------------------------------------------------
 # Runs along i
 # ---------------------------------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
-def _row_run_counts(m, value):
-    nk, nj, ni = m.shape
-    counts = np.zeros(nk * nj, np.int64)
-    for k in prange(nk):
-        for j in range(nj):
-            n = 0
-            inside = False
-            for i in range(ni):
-                v = m[k, j, i] == value
-                if v and not inside:
-                    n += 1
-                inside = v
-            counts[k * nj + j] = n
-    return counts
-
-
-@njit(parallel=True, cache=True)
-def _row_runs(m, value, row_start, run_lo, run_hi):
-    nk, nj, ni = m.shape
-    for k in prange(nk):
-        for j in range(nj):
-            p = row_start[k * nj + j]
-            inside = False
-            for i in range(ni):
-                v = m[k, j, i] == value
-                if v and not inside:
-                    run_lo[p] = i
-                elif inside and not v:
-                    run_hi[p] = i
-                    p += 1
-                inside = v
-            if inside:
-                run_hi[p] = ni
-                p += 1
-
-
 def runs(mask: np.ndarray, value=1):
     """Runs along i of the voxels equal to ``value`` of a (k, j, i) array: (row_start (nk·nj + 1), lo, hi);
     row r = k·nj + j holds runs ``row_start[r]:row_start[r + 1]``, each [lo, hi) in i, in order."""
     m = np.ascontiguousarray(mask)
-    counts = _row_run_counts(m, m.dtype.type(value))
-    row_start = np.zeros(counts.size + 1, np.int64)
-    np.cumsum(counts, out=row_start[1:])
-    lo = np.empty(int(row_start[-1]), np.int32)
-    hi = np.empty(int(row_start[-1]), np.int32)
-    _row_runs(m, m.dtype.type(value), row_start, lo, hi)
-    return row_start, lo, hi
+    if m.dtype == np.bool_:
+        m = m.view(np.uint8)
+        value = int(bool(value))
+    return box_runs(m, value, (0, 0, 0), m.shape)
 
 
 @njit(cache=True)
@@ -875,3 +835,157 @@ def otsu_threshold(arr: np.ndarray, bins: int = 256) -> float | None:
         if var > best and not _almost_equal_1ulp(best, var):
             best, best_t = var, t
     return float(np.float32(maxs[best_t]))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Labelmaps: per-label boxes and counts, one label's runs in a box, the union of labels
+# ---------------------------------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _label_stats(arr, n_values, n_chunks):
+    nk, nj, ni = arr.shape
+    st = np.zeros((n_chunks, n_values, 7), np.int64)  # count, lo k j i, hi k j i (exclusive)
+    for c in range(n_chunks):
+        for v in range(n_values):
+            st[c, v, 1] = st[c, v, 2] = st[c, v, 3] = 1 << 40
+    step = (nk + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        for k in range(c * step, min(nk, (c + 1) * step)):
+            for j in range(nj):
+                i = 0
+                while i < ni:  # runs of one value along i: one update per run
+                    v = np.int64(arr[k, j, i])
+                    e = i + 1
+                    while e < ni and arr[k, j, e] == arr[k, j, i]:
+                        e += 1
+                    if v != 0:
+                        st[c, v, 0] += e - i
+                        if k < st[c, v, 1]:
+                            st[c, v, 1] = k
+                        if j < st[c, v, 2]:
+                            st[c, v, 2] = j
+                        if i < st[c, v, 3]:
+                            st[c, v, 3] = i
+                        if k + 1 > st[c, v, 4]:
+                            st[c, v, 4] = k + 1
+                        if j + 1 > st[c, v, 5]:
+                            st[c, v, 5] = j + 1
+                        if e > st[c, v, 6]:
+                            st[c, v, 6] = e
+                    i = e
+    out = np.zeros((n_values, 7), np.int64)
+    for v in range(n_values):
+        out[v, 1] = out[v, 2] = out[v, 3] = 1 << 40
+        for c in range(n_chunks):
+            out[v, 0] += st[c, v, 0]
+            for d in range(3):
+                out[v, 1 + d] = min(out[v, 1 + d], st[c, v, 1 + d])
+                out[v, 4 + d] = max(out[v, 4 + d], st[c, v, 4 + d])
+    return out
+
+
+def label_stats(arr: np.ndarray, max_values: int = 1 << 16):
+    """{label: ((k0, j0, i0), (k1, j1, i1) exclusive, voxel count)} of every non-zero label of an integer
+    (k, j, i) array in one pass; ``None`` when labels are negative or above ``max_values`` (the caller then uses
+    another method)."""
+    if arr.size == 0:
+        return {}
+    top, bottom = int(arr.max()), int(arr.min())
+    if bottom < 0 or top >= max_values:
+        return None
+    st = _label_stats(np.ascontiguousarray(arr), top + 1, 8)
+    return {v: ((int(s[1]), int(s[2]), int(s[3])), (int(s[4]), int(s[5]), int(s[6])), int(s[0]))
+            for v, s in enumerate(st) if v and s[0]}
+
+
+@njit(parallel=True, cache=True)
+def _box_run_counts(arr, value, o_k, o_j, o_i, nbk, nbj, nbi):
+    """Runs per box row of ``arr == value``; box voxel (bk, bj, bi) is array voxel (bk + o_k, ...)."""
+    nk, nj, ni = arr.shape
+    counts = np.zeros(nbk * nbj, np.int64)
+    i0 = max(0, o_i)
+    i1 = min(ni, nbi + o_i)
+    if i1 <= i0:
+        return counts
+    for bk in prange(nbk):
+        k = bk + o_k
+        if k < 0 or k >= nk:
+            continue
+        for bj in range(nbj):
+            j = bj + o_j
+            if j < 0 or j >= nj:
+                continue
+            row = arr[k, j]
+            n = np.int64(row[i0] == value)
+            for i in range(i0 + 1, i1):  # run starts, branch-free (vectorised)
+                n += (row[i] == value) & (row[i - 1] != value)
+            counts[bk * nbj + bj] = n
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def _box_run_fill(arr, value, o_k, o_j, o_i, nbk, nbj, nbi, row_start, lo, hi):
+    nk, nj, ni = arr.shape
+    i0 = max(0, o_i)
+    i1 = min(ni, nbi + o_i)
+    for bk in prange(nbk):
+        k = bk + o_k
+        for bj in range(nbj):
+            r = bk * nbj + bj
+            p = row_start[r]
+            if row_start[r + 1] == p:
+                continue
+            row = arr[k, bj + o_j]
+            inside = False
+            for i in range(i0, i1):
+                v = row[i] == value
+                if v and not inside:
+                    lo[p] = i - o_i
+                elif inside and not v:
+                    hi[p] = i - o_i
+                    p += 1
+                inside = v
+            if inside:
+                hi[p] = i1 - o_i
+
+
+def box_runs(arr: np.ndarray, value, offset_kji, shape):
+    """Runs along i of ``arr == value`` in a box of ``shape`` whose voxel (0, 0, 0) is array voxel
+    ``offset_kji`` (the box may reach beyond the array: nothing there)."""
+    o_k, o_j, o_i = (int(v) for v in offset_kji)
+    nbk, nbj, nbi = (int(v) for v in shape)
+    arr = np.ascontiguousarray(arr)
+    value = arr.dtype.type(value)
+    counts = _box_run_counts(arr, value, o_k, o_j, o_i, nbk, nbj, nbi)
+    row_start = np.zeros(nbk * nbj + 1, np.int64)
+    np.cumsum(counts, out=row_start[1:])
+    lo = np.empty(int(row_start[-1]), np.int32)
+    hi = np.empty(int(row_start[-1]), np.int32)
+    _box_run_fill(arr, value, o_k, o_j, o_i, nbk, nbj, nbi, row_start, lo, hi)
+    return row_start, lo, hi
+
+
+def empty_runs(shape):
+    return np.zeros(int(shape[0]) * int(shape[1]) + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+
+
+@njit(parallel=True, cache=True)
+def _lut_or(arr, lut, out):
+    nk, nj, ni = arr.shape
+    n = lut.shape[0]
+    for k in prange(nk):
+        for j in range(nj):
+            for i in range(ni):
+                v = np.int64(arr[k, j, i])
+                if 0 <= v < n and lut[v]:
+                    out[k, j, i] = 1
+
+
+def union_of_labels(arr: np.ndarray, labels, out: np.ndarray) -> None:
+    """``out[arr ∈ labels] = 1`` (uint8 out of arr's shape), one pass."""
+    labels = [int(v) for v in labels]
+    wanted = [v for v in labels if v >= 0]
+    if not wanted:
+        return
+    lut = np.zeros(max(wanted) + 1, np.uint8)
+    lut[wanted] = 1
+    _lut_or(np.ascontiguousarray(arr), lut, out)

@@ -11,7 +11,7 @@ implementation): ``∂A``/``∂B`` are the 6-connected boundary voxels of the re
       NSD_τ = (|{a ∈ ∂A : d(a, ∂B) ≤ τ}| + |{b ∈ ∂B : d(b, ∂A) ≤ τ}|) / (|∂A| + |∂B|)
 
   0 when exactly one side is empty, null when both are (like Dice). A distance equal to τ is within (compared
-  with a 1e-6 relative slack for the float32 distance maps).
+  with a 1e-6 relative slack for rounding).
 * **Signed surface distance** of each compared boundary voxel ``b ∈ ∂B``: ``s(b) = d(b, ∂A)``, negative when
   ``b`` lies inside the reference segment ``A`` (0 on ``∂A``). Positive = the compared (registered) segment
   sticks out of the reference there; negative = it falls short (lies inside). Summaries: mean, 5th/95th
@@ -87,7 +87,7 @@ def normalized_surface_dice(to_compared, to_reference, tolerance_mm: float, n_re
     total = to_compared.size + to_reference.size
     if total == 0:
         return None
-    t = float(tolerance_mm) * (1.0 + 1e-6)  # float32 distance maps: a distance of exactly τ counts as within
+    t = float(tolerance_mm) * (1.0 + 1e-6)  # rounding: a distance of exactly τ counts as within
     return (int(np.count_nonzero(to_compared <= t)) + int(np.count_nonzero(to_reference <= t))) / total
 
 
