@@ -177,3 +177,86 @@ def test_jacobian_picture_streamed_by_slabs_equals_the_whole_map():
     point, voxels = rendering.worst_folding_point(positive, fixed)
     assert voxels == 0
     np.testing.assert_allclose(point, np.array(fixed.TransformContinuousIndexToPhysicalPoint((1, 1, 9))) * [-1, -1, 1])
+
+
+def test_fixed_outline_coloured_by_signed_distance_to_a_shifted_ball(rctx, tmp_path):
+    """Fixed ball (r 9 mm) and the registered one shifted 4 mm to the patient's left (LPS +x): on the fixed outline
+    the registered ball extends beyond on the left (red, +4 mm at the extreme) and falls short on the right (blue,
+    -4 mm); colours are the heat maps' (heatmap.diverging_rgb over heatmap.legend_range)."""
+    _gl()
+    from RegistrationQualityLib import heatmap
+    from RegistrationQualityLib.metrics import labelmap_source
+
+    shape, spacing = (40, 48, 48), (1.0, 1.0, 1.0)
+    k, j, i = np.indices(shape)
+    fixed_ball = (i - 24) ** 2 + (j - 24) ** 2 + (k - 20) ** 2 <= 81
+    moved_ball = (i - 28) ** 2 + (j - 24) ** 2 + (k - 20) ** 2 <= 81
+    labels = [make_image(m.astype(np.uint8), spacing) for m in (fixed_ball, moved_ball)]
+    background = make_image(np.full(shape, 10, np.int16), spacing)
+    distances = heatmap.OutlineDistances(labelmap_source(labels[0]), labelmap_source(labels[1]), labels[0])
+    # the values at the fixed boundary: the signed distances of heatmap.signed_distance_map, range as the heat map's
+    sd = heatmap.signed_distance_map(moved_ball, spacing)
+    assert distances.values(np.array([20]), np.array([24]), np.array([33]))[0] == pytest.approx(sd[20, 24, 33])
+    # 4 mm at the extremes, less up to a voxel: distances are to the registered ball's boundary voxels (metrics.py)
+    assert 3.0 <= sd[20, 24, 33] <= 4.0 and -4.0 <= sd[20, 24, 15] <= -3.0
+    assert 3.0 <= distances.value_range[1] <= 4.5
+    assert np.isnan(distances.values(np.array([0]), np.array([0]), np.array([0]))[0])  # outside every segment
+    paths = rendering.render_snapshots(rctx, background, [(labels[0], FIXED_COLOR, "fixed", distances)],
+                                       tmp_path, views=("axial",), montage=False, size=192)
+    rgb = rendering.read_png(paths[0]).astype(int)
+    view = rgb[H0:]
+    r, g, b = view[..., 0], view[..., 1], view[..., 2]
+    red, blue = (r > b + 80) & (r > g + 40), (b > r + 80)
+    rows, cols = np.nonzero(red | blue)
+    centre_row = (rows.min() + rows.max()) // 2
+    row_red, row_blue = np.flatnonzero(red[centre_row]), np.flatnonzero(blue[centre_row])
+    # radiological axial view: the patient's left (LPS +x, where the registered ball went) on the screen's right
+    assert row_red.size and row_blue.size and row_red.min() > row_blue.max()
+    # the outermost ring pixels on that row are the extreme voxels i = 33 and i = 15: their heat-map colours
+    big = distances.value_range[1]
+    np.testing.assert_allclose(view[centre_row, row_red.max()],
+                               np.round(heatmap.diverging_rgb(sd[20, 24, 33] / big) * 255), atol=2)
+    np.testing.assert_allclose(view[centre_row, row_blue.min()],
+                               np.round(heatmap.diverging_rgb(sd[20, 24, 15] / big) * 255), atol=2)
+    # top and bottom of the circle cross the registered outline: near zero, near white
+    top = view[rows.min():rows.min() + 3, (cols.min() + cols.max()) // 2]
+    assert (top.min(axis=-1) > 120).any()
+    # the legend shows the colour bar (the diverging colours in the header)
+    header = rgb[:H0]
+    assert ((header[..., 0] > header[..., 2] + 80).sum() > 20) and ((header[..., 2] > header[..., 0] + 80).sum() > 20)
+
+
+def test_cli_option_colours_the_fixed_outline_after_registration(tmp_path):
+    """--outline-distance-colour through the CLI: the identity 'registration' leaves the moving ball shifted, so
+    the after panel's fixed outline shows both signs; without the option it is the plain fixed colour."""
+    _gl()
+    from conftest import run_cli, write_shift_case
+
+    (tmp_path / "case").mkdir()
+    case = write_shift_case(tmp_path / "case")
+    common = ["evaluate", "--fixed", str(case / "fixed.nrrd"), "--moving", str(case / "moving.nrrd"),
+              "--transform", str(case / "identity.tfm"), "--fixed-segmentation", str(case / "fixed_labels.nrrd"),
+              "--moving-segmentation", str(case / "moving_labels.nrrd")]
+    plain = run_cli(*common, "--output", str(tmp_path / "plain"))
+    coloured = run_cli(*common, "--outline-distance-colour", "--output", str(tmp_path / "coloured"))
+    assert plain.returncode == 0 and coloured.returncode == 0, coloured.stderr
+    import json
+
+    report = json.loads((tmp_path / "coloured" / "report.json").read_text())
+    entry = next(s for s in report["snapshots"] if s["file"] == "snapshots/before_after_axial.png")
+    assert "signed distance" in entry["caption"]
+
+    def after_panel(folder):
+        rgb = rendering.read_png(folder / "snapshots" / "before_after_axial.png").astype(int)
+        return rgb[H0:, rgb.shape[1] // 2 + 8:]
+
+    def counts(view):
+        r, b = view[..., 0], view[..., 2]
+        return int(np.count_nonzero(r > b + 80)), int(np.count_nonzero(b > r + 80))
+
+    red, blue = counts(after_panel(tmp_path / "coloured"))
+    assert red > 20 and blue > 20
+    plain_before = rendering.read_png(tmp_path / "plain" / "snapshots" / "before_after_axial.png")
+    coloured_before = rendering.read_png(tmp_path / "coloured" / "snapshots" / "before_after_axial.png")
+    half = plain_before.shape[1] // 2
+    assert np.array_equal(plain_before[H0:, :half], coloured_before[H0:, :half])  # the before panel is unchanged

@@ -137,6 +137,9 @@ def add_evaluate_arguments(p) -> None:
     p.add_argument("--same-modality", action="store_true", help="fixed and moving images share intensity units: "
                    "judge MSE/MAE (else they are shown as information only)")
     p.add_argument("--no-snapshots", action="store_true", help="skip the PNG snapshots")
+    p.add_argument("--outline-distance-colour", action="store_true",
+                   help="in the before | after snapshots, colour the fixed outline after registration by its signed "
+                   "distance to the registered segment (the heat maps' colours and range)")
     add_nsd_tolerance_argument(p)
     add_check_arguments(p)
     p.add_argument("--output", required=True, help="report folder (written atomically)")

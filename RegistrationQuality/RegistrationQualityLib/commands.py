@@ -69,6 +69,7 @@ def inputs_from_args(args, base: Path | None = None) -> tuple[EvaluationInputs, 
     )
     options = EvaluationOptions(percentile=getattr(args, "percentile", measures.DEFAULT_PERCENTILE),
                                 snapshots=not getattr(args, "no_snapshots", False),
+                                outline_distance_colour=bool(getattr(args, "outline_distance_colour", False)),
                                 limits=checks.limits_from_args(args),
                                 nsd_tolerances=check_tolerances(getattr(args, "nsd_tolerance", None)),
                                 threshold_cleanup=cleanup_from_args(args),

@@ -98,6 +98,7 @@ def _options_class():
                 ("jacobian_histogram_bins", int, field(default=60)),
                 ("nsd_tolerances", tuple, field(default=(2.0,))),  # mm; NSD is reported at each (surface.py)
                 ("heatmaps", int, field(default=3)),  # distance heat-maps in the report: the lowest-Dice segments
+                ("outline_distance_colour", bool, field(default=False)),  # fixed outline after, by signed distance
                 ("threshold_cleanup", object, field(default=None)),
                 ("same_modality", bool, field(default=False)),
                 ("profile", object, field(default=None)),  # tolerance profile: built-in name, file or Profile
@@ -529,7 +530,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         if options.snapshots and output_dir is not None:
             step("snapshots")
             snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings, jacobian,
-                                                      heatmaps=options.heatmaps)
+                                                      heatmaps=options.heatmaps,
+                                                      outline_distances=options.outline_distance_colour)
             report["snapshots"] = snap_entries
         else:
             report["snapshots"] = []
@@ -822,9 +824,12 @@ def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, a
 
 # -- checks --------------------------------------------------------------------------------------------
 # -- snapshots -----------------------------------------------------------------------------------------
-def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, heatmaps: int = 0):
+def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, heatmaps: int = 0,
+               outline_distances: bool = False):
     """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries); with ``heatmaps``,
-    also the distance heat maps of that many segments with the lowest Dice after registration."""
+    also the distance heat maps of that many segments with the lowest Dice after registration; with
+    ``outline_distances``, the fixed outline after registration coloured by its signed distance to the registered
+    segment (heatmap.OutlineDistances)."""
     import shutil
     import tempfile
 
@@ -846,7 +851,7 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, h
     try:
         with rendering.snapshot_session(ctx):  # each image's window and each mask's extent computed once
             _render_snapshot_set(ctx, rendering, fixed, registered, masks, report, warnings, jacobian, heatmaps,
-                                 folder, add, legend)
+                                 folder, add, legend, outline_distances)
     except BadInputError:
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -860,11 +865,21 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, h
 
 
 def _render_snapshot_set(ctx, rendering, fixed, registered, masks, report, warnings, jacobian, heatmaps, folder, add,
-                         legend) -> None:
+                         legend, outline_distances=False) -> None:
     """The snapshots of :func:`_snapshots`, each added with ``add(path, title, caption)``."""
+    distances = None
+    if outline_distances and "label_sources" in masks:
+        from .heatmap import OutlineDistances
+
+        f_src, _before, after, by = masks["label_sources"]
+        distances = OutlineDistances(f_src, after, masks["fixed_union"], by)
+        legend += (f"; after registration the fixed outline is coloured by its signed distance to the registered "
+                   f"segment (red: the registered segment extends beyond it, blue: falls short; "
+                   f"±{distances.value_range[1]:.1f} mm)")
     if "fixed_labels" in masks:
         out = rendering.render_before_after(ctx, fixed, masks["fixed_labels"], masks["moving_before_labels"],
-                                            masks["moving_after_labels"], folder)
+                                            masks["moving_after_labels"], folder, singles=False,
+                                            outline_distances=distances)
         for path in out["side_by_side"]:
             view = Path(path).stem.replace("before_after_", "")
             add(path, f"{view}: before | after registration", f"outlines: {legend}")
@@ -873,7 +888,8 @@ def _render_snapshot_set(ctx, rendering, fixed, registered, masks, report, warni
         name, dice, f_mask, b_mask, a_mask = worst
         out = rendering.render_before_after(ctx, fixed, f_mask, b_mask, a_mask, folder / "worst",
                                             views=("axial", "coronal"), montage=False, labels=(
-                                                f"fixed {name}", f"moving {name}"))
+                                                f"fixed {name}", f"moving {name}"), singles=False,
+                                            outline_distances=distances)
         for path in out["side_by_side"]:
             view = Path(path).stem.replace("before_after_", "")
             target = folder / f"worst_{Path(path).name}"
@@ -927,18 +943,22 @@ def _heatmap_pictures(report, masks, folder, count: int, warnings) -> list:
     f_src, _before, after, by = masks["label_sources"]
     names = _heatmap_names(report, count)
     out = []
-    for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by, names=names):
-        if poly is None:
-            continue
-        value_range = heatmap.legend_range(values, masks["fixed_union"].GetSpacing())
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "segment"
-        path, reason = heatmap.render_png(poly, value_range, Path(folder) / f"heatmap_{safe}.png")
-        if path is None:
-            warnings.append(f"distance heat maps skipped: {reason}")
-            break
-        out.append((path, f"'{name}': fixed surface coloured by its signed distance to the registered segment",
-                    f"red: the registered segment extends beyond the fixed surface, blue: it falls short; "
-                    f"colour range ±{value_range[1]:.1f} mm"))
+    painter = heatmap.Painter()  # one offscreen window for all of them
+    try:
+        for name, poly, values in heatmap.segment_heatmaps(f_src, after, masks["fixed_union"], by, names=names):
+            if poly is None:
+                continue
+            value_range = heatmap.legend_range(values, masks["fixed_union"].GetSpacing())
+            safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "segment"
+            path, reason = painter.render(poly, value_range, Path(folder) / f"heatmap_{safe}.png")
+            if path is None:
+                warnings.append(f"distance heat maps skipped: {reason}")
+                break
+            out.append((path, f"'{name}': fixed surface coloured by its signed distance to the registered segment",
+                        f"red: the registered segment extends beyond the fixed surface, blue: it falls short; "
+                        f"colour range ±{value_range[1]:.1f} mm"))
+    finally:
+        painter.close()
     return out
 
 

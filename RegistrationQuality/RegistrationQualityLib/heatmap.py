@@ -190,125 +190,210 @@ def render_png(polydata, value_range, path, title: str = "", size=(520, 420)) ->
     """Render the surface with its legend offscreen to ``path`` -> (path or None, reason when skipped).
 
     The picture shows a smoothed copy of the surface (windowed sinc, 15 iterations; the vertex values are
-    carried along unchanged), without the voxel staircase."""
+    carried along unchanged), without the voxel staircase. Several pictures: :class:`Painter` (one window)."""
+    painter = Painter(size)
     try:
-        import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text of the legend)
-        import vtkmodules.vtkRenderingOpenGL2  # noqa: F401
+        return painter.render(polydata, value_range, path, title)
+    finally:
+        painter.close()
+
+
+class Painter:
+    """One offscreen render window (EGL/OSMesa) for several heat-map pictures: the OpenGL context and its shaders
+    are made once. :meth:`render` returns (path or None, reason when skipped); :meth:`close` frees the window."""
+
+    def __init__(self, size=(520, 420)):
+        self.size, self.window, self.reason = tuple(int(v) for v in size), None, ""
+        try:
+            import vtkmodules.vtkRenderingFreeType  # noqa: F401  (text of the legend)
+            import vtkmodules.vtkRenderingOpenGL2  # noqa: F401
+            from vtkmodules.vtkRenderingCore import vtkRenderWindow
+        except ImportError as exc:  # pragma: no cover - VTK without rendering modules
+            self.reason = f"VTK rendering modules unavailable ({exc})"
+            return
+        window = vtkRenderWindow()
+        window.SetOffScreenRendering(1)
+        if not hasattr(window, "SupportsOpenGL") or not window.SupportsOpenGL():
+            self.reason = (f"no offscreen OpenGL ({window.GetClassName()}: set "
+                           "VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow)")
+            return
+        window.SetSize(*self.size)
+        self.window = window
+
+    def close(self) -> None:
+        if self.window is not None:
+            self.window.Finalize()
+            self.window = None
+
+    def render(self, polydata, value_range, path, title: str = "") -> tuple[str | None, str]:
+        if self.window is None:
+            return None, self.reason or "the offscreen window is closed"
         from vtkmodules.vtkCommonCore import vtkLookupTable
+        from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkWindowedSincPolyDataFilter
         from vtkmodules.vtkIOImage import vtkPNGWriter
         from vtkmodules.vtkRenderingAnnotation import vtkScalarBarActor
-        from vtkmodules.vtkRenderingCore import (
-            vtkActor,
-            vtkPolyDataMapper,
-            vtkRenderer,
-            vtkRenderWindow,
-            vtkWindowToImageFilter,
-        )
-    except ImportError as exc:  # pragma: no cover - VTK without rendering modules
-        return None, f"VTK rendering modules unavailable ({exc})"
-    window = vtkRenderWindow()
-    window.SetOffScreenRendering(1)
-    if not hasattr(window, "SupportsOpenGL") or not window.SupportsOpenGL():
-        return None, f"no offscreen OpenGL ({window.GetClassName()}: set VTK_DEFAULT_OPENGL_WINDOW=vtkEGLRenderWindow)"
-    lut = vtkLookupTable()
-    n = 255
-    lut.SetNumberOfTableValues(n)
-    rgb = diverging_rgb(np.linspace(-1, 1, n))
-    for i in range(n):
-        lut.SetTableValue(i, *rgb[i].tolist(), 1.0)
-    lut.SetTableRange(*value_range)
-    lut.SetNanColor(0.6, 0.6, 0.6, 1.0)
-    lut.Build()
-    from vtkmodules.vtkFiltersCore import vtkPolyDataNormals, vtkWindowedSincPolyDataFilter
+        from vtkmodules.vtkRenderingCore import vtkActor, vtkPolyDataMapper, vtkRenderer, vtkWindowToImageFilter
 
-    smooth = vtkWindowedSincPolyDataFilter()  # the picture only: the staircase of the voxels smoothed away
-    smooth.SetInputData(polydata)
-    smooth.SetNumberOfIterations(15)
-    smooth.SetPassBand(0.1)
-    smooth.NormalizeCoordinatesOn()
-    shaded = vtkPolyDataNormals()
-    shaded.SetInputConnection(smooth.GetOutputPort())
-    shaded.SplittingOff()
-    shaded.Update()
-    mapper = vtkPolyDataMapper()
-    mapper.SetInputData(shaded.GetOutput())
-    mapper.SetLookupTable(lut)
-    mapper.SetScalarRange(*value_range)
-    mapper.SetScalarModeToUsePointFieldData()
-    mapper.SelectColorArray(ARRAY_NAME)
-    mapper.ScalarVisibilityOn()
-    actor = vtkActor()
-    actor.SetMapper(mapper)
-    actor.GetProperty().SetAmbient(0.3)
-    actor.GetProperty().SetDiffuse(0.7)
-    actor.GetProperty().SetSpecular(0.0)
-    bar = vtkScalarBarActor()
-    bar.SetLookupTable(lut)
-    bar.SetTitle("mm")
-    bar.SetNumberOfLabels(5)
-    bar.SetMaximumWidthInPixels(80)
-    bar.GetLabelTextProperty().SetColor(0.1, 0.1, 0.1)
-    bar.GetTitleTextProperty().SetColor(0.1, 0.1, 0.1)
-    renderer = vtkRenderer()
-    renderer.SetBackground(1.0, 1.0, 1.0)
-    renderer.AddActor(actor)
-    renderer.AddViewProp(bar)
-    window.AddRenderer(renderer)
-    window.SetSize(*size)
-    camera = renderer.GetActiveCamera()  # anterior view (RAS: looking from +A towards −A), S up
-    b = polydata.GetBounds()
-    centre = [(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
-    camera.SetFocalPoint(*centre)
-    camera.SetPosition(centre[0], centre[1] + 1.0, centre[2])
-    camera.SetViewUp(0, 0, 1)
-    renderer.ResetCamera()
-    camera.Elevation(20)
-    camera.Azimuth(30)
-    renderer.ResetCameraClippingRange()
-    try:
-        window.Render()
-        grab = vtkWindowToImageFilter()
-        grab.SetInput(window)
-        grab.Update()
-        writer = vtkPNGWriter()
-        writer.SetFileName(str(path))
-        writer.SetInputData(grab.GetOutput())
-        writer.Write()
-    finally:
-        window.Finalize()
-    return str(path), ""
+        lut = vtkLookupTable()
+        n = 255
+        lut.SetNumberOfTableValues(n)
+        rgb = diverging_rgb(np.linspace(-1, 1, n))
+        for i in range(n):
+            lut.SetTableValue(i, *rgb[i].tolist(), 1.0)
+        lut.SetTableRange(*value_range)
+        lut.SetNanColor(0.6, 0.6, 0.6, 1.0)
+        lut.Build()
+        smooth = vtkWindowedSincPolyDataFilter()  # the picture only: the staircase of the voxels smoothed away
+        smooth.SetInputData(polydata)
+        smooth.SetNumberOfIterations(15)
+        smooth.SetPassBand(0.1)
+        smooth.NormalizeCoordinatesOn()
+        shaded = vtkPolyDataNormals()
+        shaded.SetInputConnection(smooth.GetOutputPort())
+        shaded.SplittingOff()
+        shaded.Update()
+        mapper = vtkPolyDataMapper()
+        mapper.SetInputData(shaded.GetOutput())
+        mapper.SetLookupTable(lut)
+        mapper.SetScalarRange(*value_range)
+        mapper.SetScalarModeToUsePointFieldData()
+        mapper.SelectColorArray(ARRAY_NAME)
+        mapper.ScalarVisibilityOn()
+        actor = vtkActor()
+        actor.SetMapper(mapper)
+        actor.GetProperty().SetAmbient(0.3)
+        actor.GetProperty().SetDiffuse(0.7)
+        actor.GetProperty().SetSpecular(0.0)
+        bar = vtkScalarBarActor()
+        bar.SetLookupTable(lut)
+        bar.SetTitle("mm")
+        bar.SetNumberOfLabels(5)
+        bar.SetMaximumWidthInPixels(80)
+        bar.GetLabelTextProperty().SetColor(0.1, 0.1, 0.1)
+        bar.GetTitleTextProperty().SetColor(0.1, 0.1, 0.1)
+        renderer = vtkRenderer()
+        renderer.SetBackground(1.0, 1.0, 1.0)
+        renderer.AddActor(actor)
+        renderer.AddViewProp(bar)
+        self.window.AddRenderer(renderer)
+        camera = renderer.GetActiveCamera()  # anterior view (RAS: looking from +A towards −A), S up
+        b = polydata.GetBounds()
+        centre = [(b[0] + b[1]) / 2, (b[2] + b[3]) / 2, (b[4] + b[5]) / 2]
+        camera.SetFocalPoint(*centre)
+        camera.SetPosition(centre[0], centre[1] + 1.0, centre[2])
+        camera.SetViewUp(0, 0, 1)
+        renderer.ResetCamera()
+        camera.Elevation(20)
+        camera.Azimuth(30)
+        renderer.ResetCameraClippingRange()
+        try:
+            self.window.Render()
+            grab = vtkWindowToImageFilter()
+            grab.SetInput(self.window)
+            grab.ShouldRerenderOff()  # just rendered: read those pixels back, no second frame
+            grab.Update()
+            writer = vtkPNGWriter()
+            writer.SetCompressionLevel(3)  # as the snapshots: faster, files barely larger
+            writer.SetFileName(str(path))
+            writer.SetInputData(grab.GetOutput())
+            writer.Write()
+        finally:
+            self.window.RemoveRenderer(renderer)
+        return str(path), ""
 
 
 # ---------------------------------------------------------------------------------------------------
 # Segment pairs of two label sources (compare's comparison grid and matching)
 # ---------------------------------------------------------------------------------------------------
-def segment_heatmaps(reference, compared, lattice, by: str = "label", names=None):
-    """[(segment name, vtkPolyData or None, vertex values or None)] for the matched segment pairs of two
-    :class:`~metrics.LabelSource` on ``lattice``'s voxel lattice (as ``compare_sources`` aligns them);
-    ``names``: only these segments (all when None). The surface is the reference segment's, the distances to
-    the compared segment."""
-    from .io import image_ijk_to_ras
+def _segment_pairs(reference, compared, lattice, by: str = "label", names=None):
+    """(name, reference crop or None, compared crop, (k, j, i) of crop voxel 0, aligned reference) of the matched
+    segment pairs of two :class:`~metrics.LabelSource` on ``lattice``'s voxel lattice (as ``compare_sources``
+    aligns them): each pair cropped to the union box of both segments plus one voxel; ``names``: only these."""
     from .metrics import _align, _crop, _union_box, match_segments
 
     ref = _align(reference, lattice)
     cmp = _align(compared, lattice)
-    full = image_ijk_to_ras(lattice)
-    spacing = lattice.GetSpacing()
-    out = []
     for _label, name, rseg, cseg in match_segments(reference, compared, by):
         if names is not None and name not in names:
             continue
         r_stat = ref.stats[rseg.layer].get(rseg.label) if rseg else None
         c_stat = cmp.stats[cseg.layer].get(cseg.label) if cseg else None
         if r_stat is None:
-            out.append((name, None, None))
+            yield name, None, None, None
             continue
         lo, hi = _union_box([(s[0], s[1]) for s in (r_stat, c_stat) if s is not None])
         lo, hi = np.array(lo) - 1, np.array(hi) + 1
         a = _crop(ref, rseg.layer, rseg.label, lo, hi)
         b = _crop(cmp, cseg.layer, cseg.label, lo, hi) if c_stat else np.zeros(a.shape, bool)
+        yield name, a, b, lo
+
+
+def segment_heatmaps(reference, compared, lattice, by: str = "label", names=None):
+    """[(segment name, vtkPolyData or None, vertex values or None)] for the matched segment pairs of two
+    :class:`~metrics.LabelSource` on ``lattice``'s voxel lattice (as ``compare_sources`` aligns them);
+    ``names``: only these segments (all when None). The surface is the reference segment's, the distances to
+    the compared segment."""
+    from .io import image_ijk_to_ras
+
+    full = image_ijk_to_ras(lattice)
+    spacing = lattice.GetSpacing()
+    out = []
+    for name, a, b, lo in _segment_pairs(reference, compared, lattice, by, names):
+        if a is None:
+            out.append((name, None, None))
+            continue
         shift = np.eye(4)
         shift[:3, 3] = lo[::-1]
         poly, values = heatmap_polydata(a, b, full @ shift, spacing)
         out.append((name, poly, values))
     return out
+
+
+class OutlineDistances:
+    """The signed distance (mm) at the voxels of the reference segments' borders, for colouring the fixed outline
+    of a slice snapshot: per matched segment pair, :func:`signed_distance_map` of the compared (registered)
+    segment on their crop (positive inside the compared segment: it extends beyond the reference there),
+    looked up at the reference segment's voxels. ``value_range``: :func:`legend_range` of the values at every
+    boundary voxel of the reference segments (``metrics.boundary_voxels``), as the heat maps' legend.
+
+    ``lattice``: the voxel lattice of the outline drawn (its voxel indices are what :meth:`values` takes)."""
+
+    def __init__(self, reference, compared, lattice, by: str = "label", names=None):
+        from .metrics import boundary_voxels
+
+        self.lattice = lattice
+        self.spacing = lattice.GetSpacing()
+        self.parts = []  # (lo, reference crop, signed distances (float32) on the crop)
+        border_values = []
+        for _name, a, b, lo in _segment_pairs(reference, compared, lattice, by, names):
+            if a is None or not a.any():
+                continue
+            sd = signed_distance_map(b, self.spacing).astype(np.float32) if b.any() else \
+                np.full(a.shape, np.nan, np.float32)
+            self.parts.append((np.asarray(lo), a, sd))
+            border_values.append(sd[boundary_voxels(a)])
+        values = np.concatenate(border_values) if border_values else np.empty(0)
+        self.value_range = legend_range(values, self.spacing)
+
+    def values(self, k, j, i) -> np.ndarray:
+        """Signed distances at voxel indices (arrays of one shape) of the lattice; NaN outside every reference
+        segment (or where its compared segment is empty)."""
+        out = np.full(np.shape(k), np.nan, np.float32)
+        for lo, a, sd in self.parts:
+            kk, jj, ii = k - lo[0], j - lo[1], i - lo[2]
+            inside = (kk >= 0) & (jj >= 0) & (ii >= 0) & (kk < a.shape[0]) & (jj < a.shape[1]) & (ii < a.shape[2])
+            inside &= np.isnan(out)
+            sel = np.flatnonzero(inside)
+            if sel.size == 0:
+                continue
+            kk, jj, ii = kk.reshape(-1)[sel], jj.reshape(-1)[sel], ii.reshape(-1)[sel]
+            mine = a[kk, jj, ii]
+            out.reshape(-1)[sel[mine]] = sd[kk[mine], jj[mine], ii[mine]]
+        return out
+
+    def rgb(self, values) -> np.ndarray:
+        """uint8 RGB of signed distances: :func:`diverging_rgb` over ``value_range`` (NaN: grey, as the heat maps)."""
+        v = np.asarray(values, dtype=float)
+        rgb = diverging_rgb(np.nan_to_num(v / self.value_range[1]))
+        rgb[~np.isfinite(v)] = 0.6
+        return np.round(rgb * 255).astype(np.uint8)

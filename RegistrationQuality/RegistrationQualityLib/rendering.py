@@ -97,20 +97,33 @@ def draw_text(rgb: np.ndarray, text: str, x: float, y: float, size: int = 14, co
     ``halign``: left/center/right of the text at x; ``valign``: top/center/bottom at y. ``halo``: a dark
     one-pixel outline so the text stays legible on any background.
     """
-    rgba = _text_rgba(text, size, color, bold)
-    th, tw = rgba.shape[:2]
+    color_layer, alpha, dark = _text_layers(str(text), int(size), tuple(float(c) for c in color), bool(bold))
+    th, tw = alpha.shape[:2]
     x0 = int(round(x - {"left": 0, "center": tw / 2, "right": tw}[halign]))
     y0 = int(round(y - {"top": 0, "center": th / 2, "bottom": th}[valign]))
-    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-    color_layer = rgba[..., :3].astype(np.float32)
     if halo:
+        _blend(rgb, np.zeros_like(color_layer), dark, x0, y0)
+    _blend(rgb, color_layer, alpha, x0, y0)
+    return tw
+
+
+_TEXT_CACHE: dict = {}  # (text, size, colour, bold) -> layers: the letters and labels repeat on every view
+
+
+def _text_layers(text: str, size: int, color: tuple, bold: bool):
+    """(colour layer, alpha, halo alpha) float32 arrays of a text, drawn once by FreeType and kept."""
+    key = (text, size, color, bold)
+    if key not in _TEXT_CACHE:
+        rgba = _text_rgba(text, size, color, bold)
+        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
         dark = np.zeros_like(alpha)
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
                 dark = np.maximum(dark, np.roll(np.roll(alpha, dy, axis=0), dx, axis=1))
-        _blend(rgb, np.zeros_like(color_layer), dark * 0.75, x0, y0)
-    _blend(rgb, color_layer, alpha, x0, y0)
-    return tw
+        if len(_TEXT_CACHE) > 512:
+            _TEXT_CACHE.clear()
+        _TEXT_CACHE[key] = (rgba[..., :3].astype(np.float32), alpha, dark * 0.75)
+    return _TEXT_CACHE[key]
 
 
 def _blend(rgb, layer, alpha, x0, y0) -> None:
@@ -335,22 +348,25 @@ def read_png(path) -> np.ndarray:
 
 
 def write_png(rgb: np.ndarray, path) -> str:
-    """Write an (H, W, 3) uint8 array (rows top to bottom) as PNG; returns the path as str."""
-    from vtkmodules.util.numpy_support import numpy_to_vtk
-    from vtkmodules.vtkCommonDataModel import vtkImageData
-    from vtkmodules.vtkIOImage import vtkPNGWriter
+    """Write an (H, W, 3) uint8 array (rows top to bottom) as PNG; returns the path as str.
 
-    rgb = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8)[::-1])
+    Encoded here (PNG: 8-bit RGB, no filter, zlib level 3; the PNG specification's chunks and CRCs): about twice
+    as fast as libpng's adaptive filtering through vtkPNGWriter and as small on these pictures (flat areas)."""
+    import struct
+    import zlib
+
+    rgb = np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    require(rgb.ndim == 3 and rgb.shape[2] == 3, str(path), "an (H, W, 3) RGB array is needed")
     h, w = rgb.shape[:2]
-    img = vtkImageData()
-    img.SetDimensions(w, h, 1)
-    img.GetPointData().SetScalars(numpy_to_vtk(rgb.reshape(-1, 3), deep=1))
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1)  # filter type 0 per row
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + \
+        chunk(b"IDAT", zlib.compress(raw.tobytes(), 3)) + chunk(b"IEND", b"")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    writer = vtkPNGWriter()
-    writer.SetFileName(str(path))
-    writer.SetInputData(img)
-    writer.SetCompressionLevel(3)  # zlib 3: much faster than the default, files barely larger
-    writer.Write()
+    Path(path).write_bytes(png)
     return str(path)
 
 
@@ -362,10 +378,13 @@ def _pad_to(arr: np.ndarray, height: int, width: int, value: int = 0) -> np.ndar
 
 def side_by_side(before_png, after_png, out, gap: int = 8) -> str:
     """Put two PNGs next to each other (left: before, right: after) with a ``gap``-pixel grey separator."""
-    a, b = read_png(before_png), read_png(after_png)
+    return write_png(_side_by_side(read_png(before_png), read_png(after_png), gap), out)
+
+
+def _side_by_side(a: np.ndarray, b: np.ndarray, gap: int = 8) -> np.ndarray:
     h = max(a.shape[0], b.shape[0])
     sep = np.full((h, gap, 3), 96, np.uint8)
-    return write_png(np.concatenate([_pad_to(a, h, a.shape[1]), sep, _pad_to(b, h, b.shape[1])], axis=1), out)
+    return np.concatenate([_pad_to(a, h, a.shape[1]), sep, _pad_to(b, h, b.shape[1])], axis=1)
 
 
 def tile(images: list, columns: int, gap: int = 2) -> np.ndarray:
@@ -428,6 +447,7 @@ class Overlay:
         (local -> world) when the mask sits under a parent transform. ``box``: (lo, hi) (k, j, i) index box of the
         inside voxels when known. ``keep``: an object owning the array's memory (kept alive with the overlay)."""
         self.color, self.label = color, label
+        self.distances = None  # heatmap.OutlineDistances: the outline coloured by signed distance (see below)
         self.rgb = np.round(np.array(parse_color(color)) * 255).astype(np.uint8)
         self.arr, self.value, self._keep = np.asarray(arr_kji), value, keep
         self.ijk_to_ras = np.asarray(ijk_to_ras, dtype=float)
@@ -466,6 +486,39 @@ class Overlay:
                 pts = np.array([to_world.TransformPoint(*p) for p in pts])
             self.centroid = local
             self.bounds = np.ravel(np.column_stack([pts.min(axis=0), pts.max(axis=0)]))
+
+    def legend_entry(self) -> tuple:
+        """(text, colour) of the legend, with the colour range when coloured by signed distance."""
+        if self.distances is None:
+            return self.label, self.color
+        return f"{self.label} by signed distance", self.color, self.distances.value_range
+
+    def distance_colours(self, ring: np.ndarray, xy_to_ras) -> np.ndarray:
+        """uint8 RGB of the ``ring`` pixels of this outline coloured by :attr:`distances`: each pixel on the drawn
+        mask's border takes the signed distance of its voxel, the rest of the (few pixels thick) ring the value
+        of the nearest border pixel."""
+        h, w = ring.shape
+        lattice = self.distances.lattice
+        (k, j, i), _inside = pixel_indices(lattice.GetSize()[::-1], np.linalg.inv(_image_ijk_to_ras(lattice)),
+                                           xy_to_ras, w, h)
+        border = ring & outline_pixels(self.reslice(xy_to_ras, w, h), 1)
+        values = np.full(ring.shape, np.nan, np.float32)
+        values[border] = self.distances.values(k[border], j[border], i[border])
+        known = border.copy()
+        for _ in range(OUTLINE_THICKNESS + 4):  # grow the border's values through the ring, a pixel at a time
+            todo = ring & ~known
+            if not todo.any():
+                break
+            grown_v, grown_k = values.copy(), known.copy()
+            for src, dst in (((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+                             ((slice(1, None), slice(None)), (slice(None, -1), slice(None))),
+                             ((slice(None), slice(None, -1)), (slice(None), slice(1, None))),
+                             ((slice(None), slice(1, None)), (slice(None), slice(None, -1)))):
+                take = todo[dst] & known[src] & ~grown_k[dst]
+                grown_v[dst][take] = values[src][take]
+                grown_k[dst][take] = True
+            values, known = grown_v, grown_k
+        return self.distances.rgb(values[ring])
 
     def reslice(self, xy_to_ras: np.ndarray, width: int, height: int) -> np.ndarray:
         """The mask on the view's pixels (nearest voxel), rows top to bottom, as booleans."""
@@ -512,21 +565,37 @@ def pixel_indices(shape_kji, ras_to_ijk, xy_to_ras, width: int, height: int, fro
         index.append(np.clip(np.floor(v + 0.5), 0, n - 1).astype(np.intp))
     result = (index[2], index[1], index[0]), inside
     if key is not None:
-        if len(_INDEX_CACHE) >= 4:
+        if len(_INDEX_CACHE) >= 8:
             _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
         _INDEX_CACHE[key] = result
     return result
+
+
+def _flat_indices(shape_kji, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None):
+    """(flat index into the C-ordered array of the nearest voxel of each pixel, inside flags): one gather."""
+    (k, j, i), inside = pixel_indices(shape_kji, ras_to_ijk, xy_to_ras, width, height, from_world)
+    key = None if from_world is not None else ("flat", id(k))
+    cached = _INDEX_CACHE.get(key) if key is not None else None
+    if cached is not None and cached[0] is k:
+        return cached[1], inside
+    flat = (k * shape_kji[1] + j) * shape_kji[2] + i
+    if key is not None:
+        _INDEX_CACHE[key] = (k, flat)  # k held: its id stays unique while cached
+    return flat, inside
 
 
 def sample_pixels(arr_kji, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None, background=0.0):
     """A (k, j, i) array's voxels on a view's pixels (nearest voxel), rows top to bottom; ``background`` outside.
     Only the drawn pixels are looked up (no copy of the array)."""
     arr = np.asarray(arr_kji)
-    kji, inside = pixel_indices(arr.shape, ras_to_ijk, xy_to_ras, width, height, from_world)
+    if arr.flags.c_contiguous:
+        flat, inside = _flat_indices(arr.shape, ras_to_ijk, xy_to_ras, width, height, from_world)
+        values = np.take(arr.reshape(-1), flat)
+    else:  # never flattened (that would copy the array)
+        (k, j, i), inside = pixel_indices(arr.shape, ras_to_ijk, xy_to_ras, width, height, from_world)
+        values = arr[k, j, i]
     dtype = np.result_type(arr.dtype, np.asarray(background).dtype) if np.isnan(background) else arr.dtype
-    out = np.full(inside.shape, background, dtype=dtype)
-    out[inside] = arr[kji[0][inside], kji[1][inside], kji[2][inside]]
-    return out
+    return np.where(inside, values, np.asarray(background, dtype=dtype)).astype(dtype, copy=False)
 
 
 def outline_pixels(mask: np.ndarray, thickness: int) -> np.ndarray:
@@ -683,7 +752,16 @@ class SnapshotRenderer:
         """
         width, height = int(width), int(height)
         center = self.place(background_node, view, point_ras, width, height, snap)
-        rgb = self._pixels(width, height)
+        # the same background, window and plane again (the after panel of a before|after pair, the fixed image's
+        # picture): the pixels of the first time, within a snapshot_session
+        cache = getattr(background_node, "_rq_pixels", None)
+        key = (getattr(background_node, "_rq_window", None), view, tuple(np.round(center, 4)), width, height)
+        if cache is not None and key in cache:
+            rgb = cache[key].copy()
+        else:
+            rgb = self._pixels(width, height)
+            if cache is not None:
+                cache[key] = rgb.copy()
         xy_to_ras = _matrix_to_numpy(self.slice_node.GetXYToRAS())
         if tint is not None:
             rgb = tint(rgb, xy_to_ras)
@@ -691,7 +769,7 @@ class SnapshotRenderer:
         for i, overlay in enumerate(overlays):
             ring = outline_pixels(overlay.reslice(xy_to_ras, width, height),
                                   OUTLINE_THICKNESS + 2 if i == 0 else OUTLINE_THICKNESS)
-            rgb[ring] = overlay.rgb
+            rgb[ring] = overlay.rgb if overlay.distances is None else overlay.distance_colours(ring, xy_to_ras)
             if not ring.any():
                 absent.add(overlay.label)
         self.last_absent = absent
@@ -712,9 +790,15 @@ class SnapshotRenderer:
 
 
 def _mark_absent(legend, absent: set, overlays, why: str) -> list:
+    labels = {o.legend_entry()[0]: o.label for o in overlays}  # legend text -> overlay label
     empty = {o.label for o in overlays if o.centroid is None}
-    return [(f"{text} ({'empty' if text in empty else why})" if text in absent else text, color)
-            for text, color in legend]
+    out = []
+    for entry in legend:
+        label = labels.get(entry[0], entry[0])
+        if label in absent:
+            entry = (f"{entry[0]} ({'empty' if label in empty else why})", *entry[1:])
+        out.append(tuple(entry))
+    return out
 
 
 def render_header(width: int, title: str, legend=()) -> np.ndarray:
@@ -723,10 +807,32 @@ def render_header(width: int, title: str, legend=()) -> np.ndarray:
     if title:
         draw_text(band, title, 8, 4, 14, halo=False)
     x = 8
-    for text, color in legend:
+    for entry in legend:
+        text, color = entry[0], entry[1]
         x += draw_text(band, "\u2014 " + text, x, HEADER_HEIGHT - 4, 14, color=parse_color(color), valign="bottom",
-                       halo=False) + 18
+                       halo=False) + 6
+        if len(entry) > 2:  # an outline coloured by signed distance: its colour bar, -R .. +R mm
+            x = _draw_colour_bar(band, x, entry[2]) + 18
+        else:
+            x += 12
     return band
+
+
+COLOUR_BAR_WIDTH = 72  # pixels of the signed-distance colour bar in a snapshot's legend
+
+
+def _draw_colour_bar(band, x: int, value_range) -> int:
+    """Draw ``-R [blue-white-red bar] +R mm`` at ``x`` on the legend line; returns the x after it."""
+    from .heatmap import diverging_rgb
+
+    low, high = value_range
+    y1 = HEADER_HEIGHT - 7
+    x += draw_text(band, f"{low:+.1f}", x, HEADER_HEIGHT - 4, 12, valign="bottom", bold=False, halo=False) + 4
+    bar = np.round(diverging_rgb(np.linspace(-1, 1, COLOUR_BAR_WIDTH)) * 255).astype(np.uint8)
+    x1 = min(x + COLOUR_BAR_WIDTH, band.shape[1])
+    band[y1 - 10:y1, x:x1] = bar[None, : x1 - x]
+    x = x1 + 4
+    return x + draw_text(band, f"{high:+.1f} mm", x, HEADER_HEIGHT - 4, 12, valign="bottom", bold=False, halo=False)
 
 
 def _remove_added_volume_display_nodes(ctx, before: set) -> None:
@@ -778,16 +884,24 @@ def mask_centroid(ctx, mask):
 
 
 def _prepare_overlay(ctx, item, index) -> Overlay:
-    """:class:`Overlay` of one ``(mask_or_segmentation, color, label)`` item."""
-    from .io import image_ijk_to_ras
-
-    sitk = _sitk()
+    """:class:`Overlay` of one ``(mask_or_segmentation, color, label[, distances])`` item; ``distances``: a
+    :class:`heatmap.OutlineDistances` on the mask's lattice colours the outline by signed distance."""
     if not isinstance(item, (tuple, list)):
         item = (item,)
     obj = item[0]
     color = item[1] if len(item) > 1 and item[1] is not None else (FIXED_COLOR, MOVING_COLOR)[min(index, 1)]
     label = item[2] if len(item) > 2 and item[2] else f"overlay {index + 1}"
     parse_color(color)
+    distances = item[3] if len(item) > 3 else None
+    overlay = _prepare_overlay_of(ctx, obj, color, label)
+    overlay.distances = distances
+    return overlay
+
+
+def _prepare_overlay_of(ctx, obj, color, label) -> Overlay:
+    from .io import image_ijk_to_ras
+
+    sitk = _sitk()
     from_world = to_world = None
     if hasattr(obj, "IsA") and obj.IsA("vtkMRMLSegmentationNode"):
         require(obj.GetSegmentation().GetNumberOfSegments() > 0, obj, "segmentation has no segments to outline")
@@ -889,6 +1003,10 @@ def _prepare_background(ctx, tmp, fixed, window_level):
     lo, hi = window_level if window_level is not None else _cached(ctx, "auto_window", fixed,
                                                                    lambda: auto_window(values()))
     display.SetWindowLevelMinMax(float(lo), float(hi))
+    renderer = _RENDERERS.get(ctx)
+    if renderer is not None and renderer.session is not None:  # drawn slices of this image, for render_slice
+        node._rq_pixels = _cached(ctx, "pixels", fixed, dict)
+        node._rq_window = (float(lo), float(hi))
     return node
 
 
@@ -982,22 +1100,30 @@ def render_snapshots(ctx, fixed_image_or_node, overlays=(), output_dir=".", view
     legend, then the view, ``size`` pixels along its longest side, square pixels (millimetres are millimetres
     in every direction). Temporary nodes are removed; inputs are not modified.
     """
+    out_dir = Path(output_dir)
+    return [write_png(rgb, out_dir / name) for name, rgb in _snapshot_images(
+        ctx, fixed_image_or_node, overlays, out_dir, views, montage, prefix, title, size, center_ras, montage_slices,
+        window_level)]
+
+
+def _snapshot_images(ctx, fixed_image_or_node, overlays, out_dir, views, montage, prefix, title, size, center_ras,
+                     montage_slices, window_level) -> list:
+    """[(file name, RGB array)] of :func:`render_snapshots` (nothing written)."""
     views = tuple(views or ())
     for view in views:
         require(view in _ORIENTATIONS, "views", f"unknown view '{view}' (use axial, coronal, sagittal)")
     require(int(size) >= 32, "size", f"{size} pixels is too small")
-    out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     renderer = get_renderer(ctx)
     written = []
     items = [_cached_overlay(ctx, item, i) for i, item in enumerate(overlays or ())]
-    legend = [(item.label, item.color) for item in items]
+    legend = [item.legend_entry() for item in items]
     before = set(_node_ids(ctx.scene))
     try:
         with TemporaryNodes(ctx) as tmp:
             try:
-                written += _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir, views,
-                                       montage, prefix, title, size, center_ras, montage_slices, window_level)
+                written += _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, views, montage,
+                                       prefix, title, size, center_ras, montage_slices, window_level)
             finally:  # let go of the background before it is removed (no pipeline updates on removal)
                 renderer.composite_node.SetBackgroundVolumeID(None)
     finally:
@@ -1005,7 +1131,7 @@ def render_snapshots(ctx, fixed_image_or_node, overlays=(), output_dir=".", view
     return written
 
 
-def _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir, views, montage, prefix, title, size,
+def _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, views, montage, prefix, title, size,
                 center_ras, montage_slices, window_level) -> list:
     written = []
     background = _prepare_background(ctx, tmp, fixed_image_or_node, window_level)
@@ -1023,7 +1149,7 @@ def _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir,
         w, h = _view_size(bounds, view, int(size))
         image = renderer.render_slice(background, view, center, max(w, MIN_WIDTH), max(h, MIN_HEIGHT), items,
                                       title=_join(title, view), legend=legend)
-        written.append(write_png(image, out_dir / f"{prefix}{view}.png"))
+        written.append((f"{prefix}{view}.png", image))
     if montage and montage_slices > 0:
         n = int(montage_slices)
         if first is not None and first.bounds is not None:
@@ -1046,8 +1172,8 @@ def _render_all(ctx, renderer, tmp, fixed_image_or_node, items, legend, out_dir,
         grid = tile(tiles, columns)
         legend = _mark_absent(legend, absent, items, "not in these slices")
         header = render_header(grid.shape[1], _join(title, f"axial montage ({len(points)} slices)"), legend)
-        written.append(write_png(np.concatenate([_pad_to(header, HEADER_HEIGHT, grid.shape[1]), grid], axis=0),
-                                 out_dir / f"{prefix}montage.png"))
+        written.append((f"{prefix}montage.png",
+                        np.concatenate([_pad_to(header, HEADER_HEIGHT, grid.shape[1]), grid], axis=0)))
     return written
 
 
@@ -1057,27 +1183,35 @@ def _join(*parts) -> str:
 
 def render_before_after(ctx, fixed_image_or_node, fixed_segmentation, moving_before, moving_after, output_dir,
                         views=VIEWS, montage: bool = True, labels=("fixed", "moving"), size: int = DEFAULT_SIZE,
-                        fixed_color=FIXED_COLOR, moving_color=MOVING_COLOR) -> dict:
+                        fixed_color=FIXED_COLOR, moving_color=MOVING_COLOR, singles: bool = True,
+                        outline_distances=None) -> dict:
     """Before/after snapshots: fixed outline with the moving outline before and after registration.
 
     ``moving_before``: the moving segmentation in world space as loaded (e.g. resampled onto the fixed grid
     without transform); ``moving_after``: resampled through the registration. Writes ``before_<view>.png``,
-    ``after_<view>.png`` and side-by-side ``before_after_<view>.png`` (and the montages) in ``output_dir``; all
-    views go through the same point (the fixed segmentation's centroid) so the pairs are comparable. Returns
-    ``{"before": [...], "after": [...], "side_by_side": [...]}``.
+    ``after_<view>.png`` (unless ``singles`` is False) and side-by-side ``before_after_<view>.png`` (and the
+    montages) in ``output_dir``; all views go through the same point (the fixed segmentation's centroid) so the
+    pairs are comparable. ``outline_distances``: a :class:`heatmap.OutlineDistances` of the fixed segments to the
+    registered ones; the fixed outline *after* registration is then coloured by that signed distance (legend:
+    the heat maps' colours and range). Returns ``{"before": [...], "after": [...], "side_by_side": [...]}``.
     """
     out = Path(output_dir)
-    common = {"views": views, "montage": montage, "size": size}
+    common = {"views": views, "montage": montage, "size": size, "center_ras": None, "montage_slices": 9,
+              "window_level": None}
     fixed_overlay = (fixed_segmentation, fixed_color, labels[0])
-    before = render_snapshots(ctx, fixed_image_or_node, [fixed_overlay, (moving_before, moving_color, labels[1])],
+    before = _snapshot_images(ctx, fixed_image_or_node, [fixed_overlay, (moving_before, moving_color, labels[1])],
                               out, prefix="before_", title="before registration", **common)
-    after = render_snapshots(ctx, fixed_image_or_node, [fixed_overlay, (moving_after, moving_color, labels[1])],
+    fixed_after = fixed_overlay if outline_distances is None else (*fixed_overlay, outline_distances)
+    after = _snapshot_images(ctx, fixed_image_or_node, [fixed_after, (moving_after, moving_color, labels[1])],
                              out, prefix="after_", title="after registration", **common)
-    pairs = []
-    for b, a in zip(before, after):
-        name = Path(b).name.replace("before_", "before_after_", 1)
-        pairs.append(side_by_side(b, a, out / name))
-    return {"before": before, "after": after, "side_by_side": pairs}
+    written = {"before": [], "after": [], "side_by_side": []}
+    for (b_name, b_rgb), (a_name, a_rgb) in zip(before, after):
+        if singles:
+            written["before"].append(write_png(b_rgb, out / b_name))
+            written["after"].append(write_png(a_rgb, out / a_name))
+        name = b_name.replace("before_", "before_after_", 1)
+        written["side_by_side"].append(write_png(_side_by_side(b_rgb, a_rgb), out / name))
+    return written
 
 
 def render_checkerboard(ctx, fixed, registered, output_dir, squares=8, views=("axial",), overlays=(),
@@ -1104,7 +1238,7 @@ def render_checkerboard(ctx, fixed, registered, output_dir, squares=8, views=("a
 
     title = f"checkerboard fixed / registered ({squares} squares)"
     items = [_cached_overlay(ctx, item, i) for i, item in enumerate(overlays or ())]
-    legend = [(item.label, item.color) for item in items]
+    legend = [item.legend_entry() for item in items]
     ras_to_ijk = np.linalg.inv(_image_ijk_to_ras(fixed))
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
