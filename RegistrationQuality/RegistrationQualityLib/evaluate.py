@@ -632,12 +632,34 @@ def _load_label_pair(ctx, inputs, fixed, moving, warnings):
 
 def _fixed_union(ctx, f_src, fixed):
     """0/1 mask of every fixed segment on the fixed grid (the deformation statistics' region)."""
+    return _union_on(ctx, f_src, fixed)
+
+
+def _union_on(ctx, src, reference):
+    """0/1 mask of every segment of ``src`` on ``reference``'s grid: pasted when ``src`` lies on its voxel lattice
+    (a crop of it, or a part covering the segments), else resampled nearest neighbour."""
+    import SimpleITK as sitk
+
+    from .metrics import _lattice_position
     from .resample import resample_image
 
-    union = _union_of(f_src)
-    if not _same_grid(union, fixed):
-        union = resample_image(ctx, union, fixed, None, "nearest")
-    return union
+    union = _union_of(src)
+    if _same_grid(union, reference):
+        return union
+    position = _lattice_position(union, reference)
+    if position is None:
+        return resample_image(ctx, union, reference, None, "nearest")
+    out = np.zeros(reference.GetSize()[::-1], np.uint8)
+    arr = sitk.GetArrayViewFromImage(union)
+    lo = np.maximum(position, 0)
+    hi = np.minimum(position + np.array(arr.shape), out.shape)
+    if np.all(hi > lo):
+        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = arr[lo[0] - position[0]:hi[0] - position[0],
+                                                          lo[1] - position[1]:hi[1] - position[1],
+                                                          lo[2] - position[2]:hi[2] - position[2]]
+    image = sitk.GetImageFromArray(out)
+    image.CopyInformation(reference)
+    return image
 
 
 JACOBIAN_REGIONS = {
@@ -679,20 +701,21 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
     pass already warped them). Segments are matched by name when both inputs name them (.seg.nrrd,
     segmentation nodes), else by label value.
     """
-    from .metrics import compare_sources
+    from .metrics import compare_sources, on_lattice
     from .resample import resample_image
 
     entries, masks, sources = [], {}, []
     if label_pair is not None:
         f_src, m_src, by = label_pair
-        before = _resampled_source(ctx, m_src, fixed, None)
+        # nearest neighbour onto the part of the fixed grid it covers (the voxels of a resampling onto the grid)
+        before = on_lattice(m_src, fixed) or _resampled_source(ctx, m_src, fixed, None)
         after = after_source if after_source is not None else _resampled_source(ctx, m_src, fixed, transform_node)
         kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances,
               "nsd_tolerance_of": nsd_tolerance_of}
         entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
         if fixed_union is None:
             fixed_union = _fixed_union(ctx, f_src, fixed)
-        masks.update(fixed_labels=fixed_union, moving_before_labels=_union_of(before),
+        masks.update(fixed_labels=fixed_union, moving_before_labels=_union_on(ctx, before, fixed),
                      moving_after_labels=_union_of(after), fixed_union=fixed_union,
                      label_sources=(f_src, before, after, by))
         sources.append("labelmaps")

@@ -451,8 +451,10 @@ def _lattice_position(image, lattice):
     return rounded.astype(int)[::-1]
 
 
-def _align(src: LabelSource, lattice, messages=None) -> _Aligned:
-    """Bring ``src``'s layers onto ``lattice`` (exactly when on the same voxel lattice, else nearest neighbour)."""
+def _align(src: LabelSource, lattice, messages=None, within_lattice: bool = False) -> _Aligned:
+    """Bring ``src``'s layers onto ``lattice`` (exactly when on the same voxel lattice, else nearest neighbour);
+    ``within_lattice``: resampled voxels outside the lattice image's extent are left out (as a resampling onto the
+    lattice image would)."""
     sitk = _sitk()
     stats = [src.stats(i) for i in range(len(src.layers))]
     position = _lattice_position(src.geometry, lattice)
@@ -479,6 +481,12 @@ def _align(src: LabelSource, lattice, messages=None) -> _Aligned:
     corners = np.array(corners)  # (i, j, k) continuous lattice indices
     start = np.floor(corners.min(axis=0)).astype(int) - 1
     stop = np.ceil(corners.max(axis=0)).astype(int) + 2
+    if within_lattice:
+        start = np.maximum(start, 0)
+        stop = np.minimum(stop, np.array(lattice.GetSize()))
+        if np.any(stop <= start):
+            empty = [np.zeros((0, 0, 0), np.uint8) for _ in src.layers]
+            return _Aligned(empty, np.zeros(3, int), [{} for _ in src.layers])
     size = [int(v) for v in stop - start]
     origin = lattice.TransformContinuousIndexToPhysicalPoint([float(v) for v in start])
     resampled = []
@@ -506,6 +514,19 @@ def _crop(aligned: _Aligned, layer: int, value: int, lo, hi) -> np.ndarray:
     src = tuple(slice(int(s - o), int(e - o)) for s, e, o in zip(a_lo, a_hi, aligned.offset))
     np.equal(arr[src], value, out=out[dst])
     return out
+
+
+def on_lattice(src: LabelSource, lattice, messages=None) -> LabelSource:
+    """``src`` with its layers on ``lattice``'s voxel lattice: itself when already there (any crop of it), else
+    resampled nearest neighbour (physical space, identity) onto the part of the lattice image that covers its
+    foreground — the same voxels a resampling onto the whole lattice image gives, without the empty rest;
+    ``None`` when nothing of it lies within the lattice image (the caller resamples onto the whole image)."""
+    if _lattice_position(src.geometry, lattice) is not None:
+        return src
+    aligned = _align(src, lattice, messages, within_lattice=True)
+    if not aligned.keep:  # nothing in any layer, or nothing within the lattice image
+        return None
+    return LabelSource(src.source, list(aligned.keep), list(src.segments))
 
 
 def _box_runs(aligned: _Aligned, layer: int, value: int, lo, shape):

@@ -170,7 +170,8 @@ def signed_distance_summary(signed, status: str | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # Dice under a shift
 # ---------------------------------------------------------------------------------------------------
-def _shifted_dice_of_runs(mask_runs, shape, n: int, shift_kji) -> float | None:
+def _shifted_dice_of_runs(mask_runs, shape, n: int, shift_kji, overlaps=None) -> float | None:
+    """``overlaps``: a dict caching |{p ∈ A : p + o ∈ A}| by integer offset o (shifts share corners)."""
     from . import segment_kernels as sk
 
     if n == 0:
@@ -185,7 +186,14 @@ def _shifted_dice_of_runs(mask_runs, shape, n: int, shift_kji) -> float | None:
             w *= frac[d] if corner[d] else 1.0 - frac[d]
         if w <= 1e-12:
             continue
-        total += w * sk.overlap(mask_runs, mask_runs, shape, base + np.array(corner))
+        offset = tuple(int(v) for v in base + np.array(corner))
+        if overlaps is None or offset not in overlaps:
+            count = sk.overlap(mask_runs, mask_runs, shape, offset)
+            if overlaps is None:
+                total += w * count
+                continue
+            overlaps[offset] = count
+        total += w * overlaps[offset]
     return total / n
 
 
@@ -218,6 +226,7 @@ def worst_shifted_dice_of_runs(mask_runs, shape, spacing, direction=None, shifts
     from . import segment_kernels as sk
 
     n = sk.mask_count(mask_runs)
+    overlaps: dict = {}
     d = np.eye(3) if direction is None else np.asarray(direction, dtype=float).reshape(3, 3)
     to_index = np.linalg.inv(d @ np.diag(np.asarray(spacing, dtype=float)))  # physical (x, y, z) -> (i, j, k)
     out = {}
@@ -228,7 +237,7 @@ def worst_shifted_dice_of_runs(mask_runs, shape, spacing, direction=None, shifts
                 t = np.zeros(3)
                 t[axis] = sign * float(delta)
                 ijk = to_index @ t
-                value = _shifted_dice_of_runs(mask_runs, shape, n, ijk[::-1])
+                value = _shifted_dice_of_runs(mask_runs, shape, n, ijk[::-1], overlaps)
                 if value is not None:
                     values.append(value)
         out[shift_key(delta)] = round(min(values), 9) if values else None
