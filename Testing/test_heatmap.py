@@ -101,3 +101,29 @@ def test_offscreen_picture_or_a_reason(tmp_path):
     reddish = (rgb[..., 0].astype(int) - rgb[..., 2] > 40).sum()
     bluish = (rgb[..., 2].astype(int) - rgb[..., 0] > 40).sum()
     assert reddish > 50 and bluish > 50  # both signs visible (surface and legend)
+
+
+def test_one_window_for_several_pictures_draws_each_as_alone(tmp_path):
+    """heatmap.Painter reuses one offscreen window: each picture equals the one render_png draws in its own window
+    (within a grey level: the same frame, read back once)."""
+    from RegistrationQualityLib.rendering import read_png
+
+    pictures = []
+    for shift in (3.0, -2.0):
+        a, b = _balls(shift)
+        poly, values = heatmap.heatmap_polydata(a, b, np.diag(SPACING + (1.0,)), SPACING)
+        pictures.append((poly, heatmap.legend_range(values, SPACING)))
+    alone = [heatmap.render_png(poly, r, tmp_path / f"alone{n}.png") for n, (poly, r) in enumerate(pictures)]
+    if alone[0][0] is None:
+        pytest.skip(f"no offscreen rendering here: {alone[0][1]}")
+    painter = heatmap.Painter()
+    try:
+        shared = [painter.render(poly, r, tmp_path / f"shared{n}.png") for n, (poly, r) in enumerate(pictures)]
+    finally:
+        painter.close()
+    assert painter.render(*pictures[0], tmp_path / "closed.png")[0] is None  # closed: a reason, no picture
+    for (a_path, _), (s_path, _) in zip(alone, shared):
+        a_rgb, s_rgb = read_png(a_path).astype(int), read_png(s_path).astype(int)
+        assert a_rgb.shape == s_rgb.shape
+        assert np.abs(a_rgb - s_rgb).max() <= 1
+    assert not np.array_equal(read_png(shared[0][0]), read_png(shared[1][0]))  # two different pictures

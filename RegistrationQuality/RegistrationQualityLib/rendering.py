@@ -526,7 +526,9 @@ class Overlay:
         return values != 0 if self.value is None else values == self.value
 
 
-_INDEX_CACHE: dict = {}  # the last views' pixel -> voxel lookups (overlays of one grid share them)
+_INDEX_CACHE: dict = {}  # the last views' pixel -> voxel lookups (overlays of one grid share them); a few MB,
+# emptied when a snapshot_session ends and when a renderer closes
+_INDEX_CACHE_SIZE = 6
 
 
 def pixel_indices(shape_kji, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None):
@@ -565,10 +567,14 @@ def pixel_indices(shape_kji, ras_to_ijk, xy_to_ras, width: int, height: int, fro
         index.append(np.clip(np.floor(v + 0.5), 0, n - 1).astype(np.intp))
     result = (index[2], index[1], index[0]), inside
     if key is not None:
-        if len(_INDEX_CACHE) >= 8:
-            _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
-        _INDEX_CACHE[key] = result
+        _remember(key, result)
     return result
+
+
+def _remember(key, value) -> None:
+    while len(_INDEX_CACHE) >= _INDEX_CACHE_SIZE:
+        _INDEX_CACHE.pop(next(iter(_INDEX_CACHE)))
+    _INDEX_CACHE[key] = value
 
 
 def _flat_indices(shape_kji, ras_to_ijk, xy_to_ras, width: int, height: int, from_world=None):
@@ -580,7 +586,7 @@ def _flat_indices(shape_kji, ras_to_ijk, xy_to_ras, width: int, height: int, fro
         return cached[1], inside
     flat = (k * shape_kji[1] + j) * shape_kji[2] + i
     if key is not None:
-        _INDEX_CACHE[key] = (k, flat)  # k held: its id stays unique while cached
+        _remember(key, (k, flat))  # k held: its id stays unique while cached
     return flat, inside
 
 
@@ -866,6 +872,7 @@ def close_renderer(ctx) -> None:
     renderer = _RENDERERS.pop(ctx, None)
     if renderer is not None:
         renderer.close()
+    _INDEX_CACHE.clear()
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1054,6 +1061,7 @@ def snapshot_session(ctx):
         yield
     finally:
         renderer.session = previous
+        _INDEX_CACHE.clear()
 
 
 def _cached(ctx, kind: str, obj, make):

@@ -456,15 +456,3 @@ def outline_overlays(ctx, fixed_volume, moving_volume, fixed_spec="otsu", moving
     return {"fixed": fixed, "moving_before": before, "moving_after": after,
             "thresholds": {"fixed": fixed.GetAttribute(ATTRIBUTE_PREFIX + "Threshold"),
                            "moving": f"{attr[0]} {moving_lower!r} {moving_upper!r}"}}
-
-
-def mask_centroid_ras(mask) -> np.ndarray | None:
-    """Centroid (RAS, mm) of the non-zero voxels of a SimpleITK mask; ``None`` when empty."""
-    sitk = _sitk()
-    arr = sitk.GetArrayViewFromImage(mask)
-    kji = np.argwhere(arr > 0)
-    if kji.size == 0:
-        return None
-    ijk = kji[:, ::-1].mean(axis=0)
-    lps = np.array(mask.TransformContinuousIndexToPhysicalPoint(tuple(float(v) for v in ijk)))
-    return lps * np.array([-1.0, -1.0, 1.0])
