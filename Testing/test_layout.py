@@ -21,7 +21,7 @@ SAMPLE_CASE = ROOT / "Resources" / "SampleCase"
 LIBRARY_FILES = ["__init__.py", "__main__.py", "errors.py", "context.py", "io.py", "cli.py", "resample.py",
                  "metrics.py", "surface.py", "ndv.py", "heatmap.py", "elastix.py",
                  "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
-                 "similarity.py", "transforms.py", "kernels.py", "kernels_bspline.py", "evaluate.py", "cohort.py", "samplecase.py",
+                 "similarity.py", "transforms.py", "kernels.py", "kernels_bspline.py", "segment_kernels.py", "evaluate.py", "cohort.py", "samplecase.py",
                  "commands.py", "measures.py", "checks.py", "profiles.py",
                  "report/__init__.py",
                  "report/folder.py", "report/rows.py", "report/style.py", "report/markup.py", "report/charts.py",

@@ -770,3 +770,41 @@ def test_labelmap_against_named_segmentation_takes_the_segment_names(tmp_path):
     out = metrics.compare_files(sample / "fixed_labels.nrrd", sample / "moving_segmentation.seg.nrrd")
     assert out["matched_by"] == "label"
     assert [s["name"] for s in out["segments"]] == ["brain", "ventricles", "lesion", "skull"]
+
+
+def test_on_lattice_gives_the_voxels_of_a_resampling_onto_the_whole_grid():
+    """A labelmap on another (rotated, shifted, coarser) grid brought onto the part of the reference grid that
+    covers it: the same segment numbers as after resampling it onto the whole reference grid (which clips it to
+    the reference image's extent), and its union pasted back equals the full resampling."""
+    import SimpleITK as sitk
+
+    from RegistrationQualityLib import evaluate as ev
+    from RegistrationQualityLib.context import Context
+
+    rng = np.random.default_rng(4)
+    ref = sitk.Image(80, 72, 30, sitk.sitkUInt8)
+    ref.SetSpacing((0.9, 0.9, 2.0))
+    ref.SetOrigin((-8.0, -9.0, -6.0))
+    arr = np.zeros((30, 72, 80), np.uint8)
+    arr[5:15, 8:30, 10:34] = 1
+    arr[8:12, 12:20, 12:20] = 2
+    ref_img = sitk.GetImageFromArray(arr)
+    ref_img.CopyInformation(ref)
+    mov = np.zeros((18, 30, 30), np.uint8)
+    mov[4:14, 6:26, 5:27] = 1
+    mov[7:11, 9:16, 8:14] = 2
+    mov[rng.random(mov.shape) < 0.01] = 2
+    mov_img = sitk.GetImageFromArray(mov)
+    mov_img.SetSpacing((1.3, 1.1, 2.3))
+    mov_img.SetOrigin((3.1, -2.7, 30.0))  # partly outside the reference grid: clipped as a resampling clips
+    c, s_ = np.cos(0.3), np.sin(0.3)
+    mov_img.SetDirection((c, -s_, 0.0, s_, c, 0.0, 0.0, 0.0, 1.0))
+    f_src = metrics.labelmap_source(ref_img, "fixed")
+    m_src = metrics.labelmap_source(mov_img, "moving")
+    before = metrics.on_lattice(m_src, ref_img)
+    full = ev._resampled_source(Context.headless(), m_src, ref_img, None)
+    assert before.geometry.GetSize() != full.geometry.GetSize()  # a part of the grid, not all of it
+    assert metrics.compare_sources(f_src, before, lattice=ref_img) == metrics.compare_sources(f_src, full,
+                                                                                              lattice=ref_img)
+    pasted = ev._union_on(None, before, ref_img)
+    assert np.array_equal(sitk.GetArrayViewFromImage(pasted), sitk.GetArrayViewFromImage(ev._union_of(full)))

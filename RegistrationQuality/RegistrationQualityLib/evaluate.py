@@ -261,10 +261,18 @@ def _union_of(src):
     """0/1 SimpleITK mask of every segment of a label source (on its grid)."""
     import SimpleITK as sitk
 
-    arr = np.zeros(sitk.GetArrayViewFromImage(src.layers[0]).shape, bool)
-    for seg in src.segments:
-        arr |= sitk.GetArrayViewFromImage(src.layers[seg.layer]) == seg.label
-    out = sitk.GetImageFromArray(arr.astype(np.uint8))
+    from .segment_kernels import union_of_labels
+
+    out_arr = np.zeros(sitk.GetArrayViewFromImage(src.layers[0]).shape, np.uint8)
+    for layer in sorted({seg.layer for seg in src.segments}):
+        labels = [seg.label for seg in src.segments if seg.layer == layer]
+        arr = sitk.GetArrayViewFromImage(src.layers[layer])
+        if min(labels) < 0 or max(labels) > 1 << 20:  # unusual label values: one comparison per label
+            for value in labels:
+                out_arr[arr == value] = 1
+        else:
+            union_of_labels(arr, labels, out_arr)  # one pass per layer
+    out = sitk.GetImageFromArray(out_arr)
     out.CopyInformation(src.layers[0])
     return out
 
@@ -635,12 +643,34 @@ def _load_label_pair(ctx, inputs, fixed, moving, warnings):
 
 def _fixed_union(ctx, f_src, fixed):
     """0/1 mask of every fixed segment on the fixed grid (the deformation statistics' region)."""
+    return _union_on(ctx, f_src, fixed)
+
+
+def _union_on(ctx, src, reference):
+    """0/1 mask of every segment of ``src`` on ``reference``'s grid: pasted when ``src`` lies on its voxel lattice
+    (a crop of it, or a part covering the segments), else resampled nearest neighbour."""
+    import SimpleITK as sitk
+
+    from .metrics import _lattice_position
     from .resample import resample_image
 
-    union = _union_of(f_src)
-    if not _same_grid(union, fixed):
-        union = resample_image(ctx, union, fixed, None, "nearest")
-    return union
+    union = _union_of(src)
+    if _same_grid(union, reference):
+        return union
+    position = _lattice_position(union, reference)
+    if position is None:
+        return resample_image(ctx, union, reference, None, "nearest")
+    out = np.zeros(reference.GetSize()[::-1], np.uint8)
+    arr = sitk.GetArrayViewFromImage(union)
+    lo = np.maximum(position, 0)
+    hi = np.minimum(position + np.array(arr.shape), out.shape)
+    if np.all(hi > lo):
+        out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = arr[lo[0] - position[0]:hi[0] - position[0],
+                                                          lo[1] - position[1]:hi[1] - position[1],
+                                                          lo[2] - position[2]:hi[2] - position[2]]
+    image = sitk.GetImageFromArray(out)
+    image.CopyInformation(reference)
+    return image
 
 
 JACOBIAN_REGIONS = {
@@ -682,20 +712,21 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
     pass already warped them). Segments are matched by name when both inputs name them (.seg.nrrd,
     segmentation nodes), else by label value.
     """
-    from .metrics import compare_sources, labelmap_source
+    from .metrics import compare_sources, on_lattice
     from .resample import resample_image
 
     entries, masks, sources = [], {}, []
     if label_pair is not None:
         f_src, m_src, by = label_pair
-        before = _resampled_source(ctx, m_src, fixed, None)
+        # nearest neighbour onto the part of the fixed grid it covers (the voxels of a resampling onto the grid)
+        before = on_lattice(m_src, fixed) or _resampled_source(ctx, m_src, fixed, None)
         after = after_source if after_source is not None else _resampled_source(ctx, m_src, fixed, transform_node)
         kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances,
               "nsd_tolerance_of": nsd_tolerance_of}
         entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
         if fixed_union is None:
             fixed_union = _fixed_union(ctx, f_src, fixed)
-        masks.update(fixed_labels=fixed_union, moving_before_labels=_union_of(before),
+        masks.update(fixed_labels=fixed_union, moving_before_labels=_union_on(ctx, before, fixed),
                      moving_after_labels=_union_of(after), fixed_union=fixed_union,
                      label_sources=(f_src, before, after, by))
         sources.append("labelmaps")
@@ -723,14 +754,15 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         before_mask = resample_image(ctx, m_mask, fixed, None, "nearest")
         used = [e["label"] for e in entries if isinstance(e.get("label"), int)]
         label = 1 + max(used or [0])
-        names = {label: "threshold"}
-        ref = labelmap_source(_as_label(f_mask, label), "fixed threshold", names, labels=[label])
-        kw = {"percentile": options.percentile, "by": "label", "lattice": fixed,
-              "nsd_tolerances": options.nsd_tolerances, "nsd_tolerance_of": nsd_tolerance_of}
-        b = compare_sources(ref, labelmap_source(_as_label(before_mask, label), "moving threshold", names,
-                                                 labels=[label]), **kw)
-        a = compare_sources(ref, labelmap_source(_as_label(a_mask, label), "registered threshold", names,
-                                                 labels=[label]), **kw)
+        ref = _mask_source(f_mask, "fixed threshold")
+        kw = {"percentile": options.percentile, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances,
+              "nsd_tolerance_of": nsd_tolerance_of}
+        before_src = _mask_source(before_mask, "moving threshold")
+        after_src = _mask_source(a_mask, "registered threshold")
+        b = compare_sources(ref, before_src, pairs=[(label, "threshold", ref.segments[0], before_src.segments[0])],
+                            **kw)
+        a = compare_sources(ref, after_src, pairs=[(label, "threshold", ref.segments[0], after_src.segments[0])],
+                            **kw)
         for entry in _pair_entries(b, a):
             entry["threshold"] = {"fixed": {k: v for k, v in f_info.items() if k != "cleanup"},
                                   "moving": {k: v for k, v in m_info.items() if k != "cleanup"},
@@ -768,6 +800,19 @@ def _as_label(mask, label: int):
     out = sitk.GetImageFromArray(arr)
     out.CopyInformation(mask)
     return out
+
+
+def _mask_source(mask, source: str):
+    """LabelSource of a 0/1 mask image: one segment "threshold" of value 1 (the mask itself, no copy; any other
+    mask is made 0/1 first)."""
+    import SimpleITK as sitk
+
+    from .metrics import LabelSource, Segment
+
+    arr = sitk.GetArrayViewFromImage(mask)
+    if arr.dtype != np.uint8 or (arr.size and int(arr.max()) > 1):
+        mask = _as_label(mask, 1)
+    return LabelSource(source, [mask], [Segment("threshold", 1, 0)])
 
 
 def _pair_entries(res_before: list, res_after: list) -> list:

@@ -7,8 +7,8 @@ Pinned definitions (docs/metrics.md has the long form; every metric below carrie
 * **Boundary voxels** ``∂X``: voxels of ``X`` with at least one 6-connected neighbour outside ``X``; the image
   edge counts as outside (a segment touching the border has a boundary there).
 * **Distance** ``d(p, ∂Y)``: Euclidean distance in mm between voxel *centres*, from ``p`` to the nearest voxel of
-  ``∂Y`` (exact: Maurer's distance transform with the grid spacing; direction cosines do not change distances
-  between centres of one grid).
+  ``∂Y`` (exact, with the grid spacing, searched from the boundary voxels: segment_kernels.nearest_distances;
+  direction cosines do not change distances between centres of one grid).
 * Directed distances ``D(A→B) = {d(p, ∂B) : p ∈ ∂A}`` and ``D(B→A)``. Hausdorff max = max of both directed
   maxima; HD\\ *p* = max of both directed *p*-th percentiles (numpy's default linear interpolation); ASSD = mean
   of the two directed sets pooled together. This is MONAI's ``compute_hausdorff_distance`` /
@@ -24,9 +24,10 @@ table), :func:`compare_files` (``registration-quality compare``, run by ``comman
 numbers a pair yields (key, title, unit, definition, function) is the segment part of the measure registry
 (:mod:`.measures`).
 
-Speed: one run-length pass per input finds every label's bounding box and voxel count
-(``LabelShapeStatisticsImageFilter``); each pair is then cropped to the union of its two boxes plus a one-voxel
-margin, and boundaries and distance maps are computed only there. No whole-volume copy is made per label.
+Speed: one pass per input finds every label's bounding box and voxel count (segment_kernels.label_stats); each
+pair is then read as runs along i within the union of its two boxes plus a one-voxel margin, straight from the
+labelmaps: counts, overlap, boundary voxels and the shifted-self Dice come from the runs, and the distances are
+searched from the boundary voxels (exact, no distance map of the box). No whole-volume copy is made per label.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from .measures import (  # noqa: F401 - the segment measures' functions, importa
 
 DEFAULT_PERCENTILE = measures.DEFAULT_PERCENTILE
 
-# Digits kept in results: distances are float32 Maurer maps (about 1e-6 relative), volumes are voxel counts.
+# Digits kept in results: distances to 1e-6 mm (as before, when they came from float32 maps), volumes are voxel counts.
 _MM_DIGITS = 6
 _CC_DIGITS = 6
 
@@ -160,19 +161,13 @@ def result_row(result: dict, percentile: float) -> dict:
 # ---------------------------------------------------------------------------------------------------
 def boundary_voxels(mask: np.ndarray) -> np.ndarray:
     """Voxels of ``mask`` (k, j, i booleans) with a 6-connected neighbour outside it; the array edge is outside."""
+    from . import segment_kernels as sk
+
     mask = np.asarray(mask, dtype=bool)
-    interior = mask.copy()
-    interior[0, :, :] = interior[-1, :, :] = False
-    interior[:, 0, :] = interior[:, -1, :] = False
-    interior[:, :, 0] = interior[:, :, -1] = False
-    core = interior[1:-1, 1:-1, 1:-1]
-    core &= mask[:-2, 1:-1, 1:-1]
-    core &= mask[2:, 1:-1, 1:-1]
-    core &= mask[1:-1, :-2, 1:-1]
-    core &= mask[1:-1, 2:, 1:-1]
-    core &= mask[1:-1, 1:-1, :-2]
-    core &= mask[1:-1, 1:-1, 2:]
-    return mask & ~interior
+    out = np.zeros(mask.shape, dtype=bool)
+    edges = sk.boundary_voxels(sk.runs(mask), mask.shape)
+    out[edges[:, 0], edges[:, 1], edges[:, 2]] = True
+    return out
 
 
 def distance_to_set(target: np.ndarray, spacing, at: np.ndarray) -> np.ndarray:
@@ -180,7 +175,9 @@ def distance_to_set(target: np.ndarray, spacing, at: np.ndarray) -> np.ndarray:
 
     ``target``/``at``: boolean (k, j, i) arrays of one grid, ``spacing`` (x, y, z) mm. Exact: ITK's signed Maurer
     distance transform on ``target`` with image spacing, squared distances (every target voxel is on the contour
-    of the target set when the target is a boundary set, so its distance is 0).
+    of the target set when the target is a boundary set, so its distance is 0). A whole map of the array: the
+    heat map's (heatmap.py); the segment comparison measures its distances from the boundary voxels
+    (:func:`directed_surface_distances`).
     """
     sitk = _sitk()
     img = sitk.GetImageFromArray(np.asarray(target, dtype=np.uint8))
@@ -193,28 +190,72 @@ def distance_to_set(target: np.ndarray, spacing, at: np.ndarray) -> np.ndarray:
     return np.sqrt(np.abs(squared))
 
 
+@dataclass
+class _Pair:
+    """Runs, counts and boundary voxels of two boolean masks on one grid (segment_kernels)."""
+
+    shape: tuple
+    a_runs: tuple
+    b_runs: tuple
+    n_a: int
+    n_b: int
+    n_both: int
+    a_edge: np.ndarray | None = None
+    b_edge: np.ndarray | None = None
+
+
+def _pair(a: np.ndarray, b: np.ndarray) -> _Pair:
+    from . import segment_kernels as sk
+
+    return _pair_of_runs(sk.runs(a), sk.runs(b), a.shape)
+
+
+def _pair_of_runs(a_runs, b_runs, shape) -> _Pair:
+    from . import segment_kernels as sk
+
+    n_a, n_b = sk.mask_count(a_runs), sk.mask_count(b_runs)
+    pair = _Pair(tuple(shape), a_runs, b_runs, n_a, n_b, sk.overlap(a_runs, b_runs, shape) if n_a and n_b else 0)
+    if n_a and n_b:
+        pair.a_edge = sk.boundary_voxels(a_runs, shape)
+        pair.b_edge = sk.boundary_voxels(b_runs, shape)
+    return pair
+
+
+def _directed(pair: _Pair, spacing):
+    from . import segment_kernels as sk
+
+    return (sk.nearest_distances(pair.b_edge, pair.a_edge, spacing, pair.shape),
+            sk.nearest_distances(pair.a_edge, pair.b_edge, spacing, pair.shape))
+
+
 def directed_surface_distances(reference_mask: np.ndarray, compared_mask: np.ndarray, spacing):
-    """(D(A→B), D(B→A)) in mm for two non-empty boolean masks on one grid (see the module docstring)."""
-    a_edge = boundary_voxels(reference_mask)
-    b_edge = boundary_voxels(compared_mask)
-    return distance_to_set(b_edge, spacing, a_edge), distance_to_set(a_edge, spacing, b_edge)
+    """(D(A→B), D(B→A)) in mm for two non-empty boolean masks on one grid (see the module docstring).
+
+    Exact distances between boundary voxel centres, searched from the boundary voxels outwards
+    (:func:`segment_kernels.nearest_distances`): no distance map of the grid is made."""
+    return _directed(_pair(np.asarray(reference_mask, dtype=bool), np.asarray(compared_mask, dtype=bool)), spacing)
 
 
 def _measure(a: np.ndarray, b: np.ndarray, spacing, voxel_cc, reference_cc, compared_cc, percentile, status_hint=None):
-    """PairMeasurement of two boolean crops (each with at least a one-voxel empty margin or at the grid edge)."""
-    n_a = int(np.count_nonzero(a))
-    n_b = int(np.count_nonzero(b))
-    n_both = int(np.count_nonzero(a & b)) if n_a and n_b else 0
-    m = PairMeasurement(n_a, n_b, n_both, voxel_cc, reference_cc, compared_cc, percentile=percentile)
+    """(PairMeasurement, runs of ``a``) of two boolean crops (the crop edge counts as outside: each crop has a
+    one-voxel empty margin or is at the grid edge)."""
+    return _measure_pair(_pair(a, b), spacing, voxel_cc, reference_cc, compared_cc, percentile, status_hint)
+
+
+def _measure_pair(pair: _Pair, spacing, voxel_cc, reference_cc, compared_cc, percentile, status_hint=None):
+    from . import segment_kernels as sk
+
+    n_a, n_b = pair.n_a, pair.n_b
+    m = PairMeasurement(n_a, n_b, pair.n_both, voxel_cc, reference_cc, compared_cc, percentile=percentile)
     if n_a and n_b:
-        m.to_compared, m.to_reference = directed_surface_distances(a, b, spacing)
-        m.compared_inside_reference = a[boundary_voxels(b)]
+        m.to_compared, m.to_reference = _directed(pair, spacing)
+        m.compared_inside_reference = sk.in_mask(pair.a_runs, pair.shape, pair.b_edge)
     elif n_a or n_b:
         side = "compared" if n_a else "reference"
         m.status = status_hint or f"{side} segment is empty: distances undefined"
     else:
         m.status = status_hint or "both segments are empty: overlap and distances undefined"
-    return m
+    return m, pair.a_runs
 
 
 def compare_masks(reference_mask, compared_mask, spacing=(1.0, 1.0, 1.0), percentile: float = DEFAULT_PERCENTILE,
@@ -232,15 +273,15 @@ def compare_masks(reference_mask, compared_mask, spacing=(1.0, 1.0, 1.0), percen
     voxel_cc = float(np.prod(spacing)) / 1000.0
     lo, hi = _union_box([_mask_box(a), _mask_box(b)])
     if lo is None:
-        m = _measure(a[:0, :0, :0], b[:0, :0, :0], spacing, voxel_cc, 0.0, 0.0, percentile)
+        m, _runs = _measure(a[:0, :0, :0], b[:0, :0, :0], spacing, voxel_cc, 0.0, 0.0, percentile)
     else:
         lo = np.maximum(np.array(lo) - 1, 0)
         hi = np.minimum(np.array(hi) + 1, a.shape)
         sl = tuple(slice(int(s), int(e)) for s, e in zip(lo, hi))
         a_crop = np.pad(a[sl], 1)  # the pad stands for the outside (also beyond the array edge)
         b_crop = np.pad(b[sl], 1)
-        m = _measure(a_crop, b_crop, spacing, voxel_cc, np.count_nonzero(a) * voxel_cc,
-                     np.count_nonzero(b) * voxel_cc, percentile)
+        m, _runs = _measure(a_crop, b_crop, spacing, voxel_cc, np.count_nonzero(a) * voxel_cc,
+                            np.count_nonzero(b) * voxel_cc, percentile)
     m.nsd_tolerances = tolerances
     out = result_dict(m, label, name)
     out["shifted_self_dice"] = surface.worst_shifted_dice(a, spacing)
@@ -363,8 +404,13 @@ def crop_to_foreground(layers):
 
 def _layer_stats(image) -> dict:
     """{label value: ((k0, j0, i0), (k1, j1, i1) exclusive, voxel count)} of every non-zero label, one pass."""
+    from . import segment_kernels as sk
+
     sitk = _sitk()
-    f = sitk.LabelShapeStatisticsImageFilter()
+    fast = sk.label_stats(sitk.GetArrayViewFromImage(image))
+    if fast is not None:
+        return fast
+    f = sitk.LabelShapeStatisticsImageFilter()  # negative or very large label values
     f.SetBackgroundValue(0)
     f.ComputePerimeterOff()
     f.ComputeFeretDiameterOff()
@@ -405,8 +451,10 @@ def _lattice_position(image, lattice):
     return rounded.astype(int)[::-1]
 
 
-def _align(src: LabelSource, lattice, messages=None) -> _Aligned:
-    """Bring ``src``'s layers onto ``lattice`` (exactly when on the same voxel lattice, else nearest neighbour)."""
+def _align(src: LabelSource, lattice, messages=None, within_lattice: bool = False) -> _Aligned:
+    """Bring ``src``'s layers onto ``lattice`` (exactly when on the same voxel lattice, else nearest neighbour);
+    ``within_lattice``: resampled voxels outside the lattice image's extent are left out (as a resampling onto the
+    lattice image would)."""
     sitk = _sitk()
     stats = [src.stats(i) for i in range(len(src.layers))]
     position = _lattice_position(src.geometry, lattice)
@@ -433,6 +481,12 @@ def _align(src: LabelSource, lattice, messages=None) -> _Aligned:
     corners = np.array(corners)  # (i, j, k) continuous lattice indices
     start = np.floor(corners.min(axis=0)).astype(int) - 1
     stop = np.ceil(corners.max(axis=0)).astype(int) + 2
+    if within_lattice:
+        start = np.maximum(start, 0)
+        stop = np.minimum(stop, np.array(lattice.GetSize()))
+        if np.any(stop <= start):
+            empty = [np.zeros((0, 0, 0), np.uint8) for _ in src.layers]
+            return _Aligned(empty, np.zeros(3, int), [{} for _ in src.layers])
     size = [int(v) for v in stop - start]
     origin = lattice.TransformContinuousIndexToPhysicalPoint([float(v) for v in start])
     resampled = []
@@ -447,7 +501,8 @@ def _align(src: LabelSource, lattice, messages=None) -> _Aligned:
 
 
 def _crop(aligned: _Aligned, layer: int, value: int, lo, hi) -> np.ndarray:
-    """Boolean mask of ``value`` in the lattice box [lo, hi) (zeros where the input has no voxels)."""
+    """Boolean mask of ``value`` in the lattice box [lo, hi) (zeros where the input has no voxels): the heat map's
+    crop (heatmap.py)."""
     lo, hi = np.asarray(lo), np.asarray(hi)
     out = np.zeros(tuple(hi - lo), dtype=bool)
     arr = aligned.arrays[layer]
@@ -459,6 +514,27 @@ def _crop(aligned: _Aligned, layer: int, value: int, lo, hi) -> np.ndarray:
     src = tuple(slice(int(s - o), int(e - o)) for s, e, o in zip(a_lo, a_hi, aligned.offset))
     np.equal(arr[src], value, out=out[dst])
     return out
+
+
+def on_lattice(src: LabelSource, lattice, messages=None) -> LabelSource:
+    """``src`` with its layers on ``lattice``'s voxel lattice: itself when already there (any crop of it), else
+    resampled nearest neighbour (physical space, identity) onto the part of the lattice image that covers its
+    foreground — the same voxels a resampling onto the whole lattice image gives, without the empty rest;
+    ``None`` when nothing of it lies within the lattice image (the caller resamples onto the whole image)."""
+    if _lattice_position(src.geometry, lattice) is not None:
+        return src
+    aligned = _align(src, lattice, messages, within_lattice=True)
+    if not aligned.keep:  # nothing in any layer, or nothing within the lattice image
+        return None
+    return LabelSource(src.source, list(aligned.keep), list(src.segments))
+
+
+def _box_runs(aligned: _Aligned, layer: int, value: int, lo, shape):
+    """Runs along i (segment_kernels.runs) of ``value`` in the lattice box at ``lo`` of ``shape`` (nothing where
+    the input has no voxels), read straight from the aligned layer."""
+    from . import segment_kernels as sk
+
+    return sk.box_runs(aligned.arrays[layer], value, np.asarray(lo) - aligned.offset, shape)
 
 
 def match_segments(reference: LabelSource, compared: LabelSource, by: str = "label"):
@@ -503,6 +579,8 @@ def compare_sources(reference: LabelSource, compared: LabelSource, percentile: f
     overriding own-grid volumes. ``nsd_tolerances``: NSD tolerances in mm (default 2). ``nsd_tolerance_of``:
     segment name -> its own NSD tolerance (mm) or None (a tolerance profile's; surface.segment_nsd).
     """
+    from . import segment_kernels as sk
+
     percentile = check_percentile(percentile)
     tolerances = surface.check_tolerances(nsd_tolerances)
     lattice = reference.geometry if lattice is None else lattice
@@ -534,18 +612,21 @@ def compare_sources(reference: LabelSource, compared: LabelSource, percentile: f
         lo, hi = _union_box([(s[0], s[1]) for s in (r_stat, c_stat) if s is not None])
         if lo is None:
             empty = np.zeros((0, 0, 0), bool)
-            m = _measure(empty, empty, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
-            a = empty
+            m, a_runs = _measure(empty, empty, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
+            shape = empty.shape
         else:
             lo = np.array(lo) - 1
             hi = np.array(hi) + 1
-            a = _crop(ref, rseg.layer, rseg.label, lo, hi) if r_stat else np.zeros(tuple(hi - lo), bool)
-            b = _crop(cmp, cseg.layer, cseg.label, lo, hi) if c_stat else np.zeros(tuple(hi - lo), bool)
-            m = _measure(a, b, spacing, voxel_cc, ref_cc, cmp_cc, percentile, hint)
+            shape = tuple(int(v) for v in hi - lo)
+            a_runs = _box_runs(ref, rseg.layer, rseg.label, lo, shape) if r_stat else sk.empty_runs(shape)
+            b_runs = _box_runs(cmp, cseg.layer, cseg.label, lo, shape) if c_stat else sk.empty_runs(shape)
+            m, a_runs = _measure_pair(_pair_of_runs(a_runs, b_runs, shape), spacing, voxel_cc, ref_cc, cmp_cc,
+                                      percentile, hint)
         m.nsd_tolerances = tolerances
         results.append(result_dict(m, label, name))
         results[-1].update(surface.segment_nsd(m, name, nsd_tolerance_of))
-        results[-1]["shifted_self_dice"] = surface.worst_shifted_dice(a, spacing, lattice.GetDirection())
+        results[-1]["shifted_self_dice"] = surface.worst_shifted_dice_of_runs(a_runs, shape, spacing,
+                                                                              lattice.GetDirection())
     return results
 
 

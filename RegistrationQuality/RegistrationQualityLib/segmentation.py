@@ -84,6 +84,17 @@ def parse_threshold_spec(text, subject: str = "--threshold") -> ThresholdSpec:
     return ThresholdSpec("range", lo, hi)
 
 
+def _finite_max(arr: np.ndarray) -> float | None:
+    """Largest finite value of an array (None when it has none), without a copy of the finite values."""
+    if arr.dtype.kind != "f":
+        return float(arr.max()) if arr.size else None
+    top = float(np.nanmax(arr)) if arr.size and not np.isnan(arr).all() else None
+    if top is None or math.isfinite(top):
+        return top
+    finite = arr[np.isfinite(arr)]
+    return float(finite.max()) if finite.size else None
+
+
 def _finite_array(image) -> tuple[np.ndarray, np.ndarray]:
     sitk = _sitk()
     arr = sitk.GetArrayViewFromImage(image)
@@ -92,26 +103,15 @@ def _finite_array(image) -> tuple[np.ndarray, np.ndarray]:
 
 
 def otsu_threshold(image, bins: int = OTSU_BINS) -> float | None:
-    """Otsu's threshold of the finite voxels of ``image`` (SimpleITK); ``None`` when fewer than 2 distinct values."""
+    """Otsu's threshold of the finite voxels of ``image`` (SimpleITK); ``None`` when fewer than 2 distinct values.
+
+    The value of SimpleITK's ``OtsuThreshold`` on the image cast to float32 with the finite voxels as mask
+    (``bins`` histogram bins), computed by :func:`segment_kernels.otsu_threshold` in one pass without copies of
+    the image (the same histogram and the same sums; the tests compare both)."""
+    from . import segment_kernels
+
     sitk = _sitk()
-    arr, finite = _finite_array(image)
-    values = arr[finite]
-    if values.size == 0 or float(values.min()) == float(values.max()):
-        return None
-    work = image
-    if not finite.all():  # NaN/inf would poison the histogram: replace them and mask them out
-        clean = np.where(finite, arr, values.min()).astype(np.float32)
-        work = sitk.GetImageFromArray(clean)
-        work.CopyInformation(image)
-    mask = sitk.GetImageFromArray(finite.astype(np.uint8))
-    mask.CopyInformation(image)
-    f = sitk.OtsuThresholdImageFilter()
-    f.SetNumberOfHistogramBins(int(bins))
-    f.SetInsideValue(0)
-    f.SetOutsideValue(1)
-    f.SetMaskValue(1)
-    f.Execute(sitk.Cast(work, sitk.sitkFloat32), mask)
-    return float(f.GetThreshold())
+    return segment_kernels.otsu_threshold(sitk.GetArrayViewFromImage(image), int(bins))
 
 
 def _voxel_volume_mm3(image) -> float:
@@ -187,32 +187,27 @@ def threshold_image(image, lower=None, upper=None, method: str = "range", cleanu
     for label, v in (("lower", lower), ("upper", upper)):
         require(v is None or (isinstance(v, (int, float)) and math.isfinite(v)), name,
                 f"threshold {label} bound {v!r} is not a finite number")
-    arr, finite = _finite_array(image)
-    values = arr[finite]
-    vmax = float(values.max()) if values.size else None
+    from . import segment_kernels
+
+    arr = sitk.GetArrayViewFromImage(image)
+    vmax = _finite_max(arr)
     if method == "otsu":
         t = otsu_threshold(image)
         if t is None:
-            keep = np.zeros(arr.shape, bool)
+            runs = segment_kernels.threshold_runs(arr, above=np.inf)  # nothing
             lower, upper = (vmax, vmax)
         else:
-            keep = finite & (arr > t)
+            runs = segment_kernels.threshold_runs(arr, above=t)
             lower, upper = t, vmax
         inclusive = False
     else:
         require(lower is None or upper is None or lower <= upper, name,
                 f"threshold lower bound {lower:g} is above upper bound {upper:g}" if lower is not None
                 and upper is not None else "bad threshold bounds")
-        keep = finite.copy()
-        if lower is not None:
-            keep &= arr >= lower
-        if upper is not None:
-            keep &= arr <= upper
+        runs = segment_kernels.threshold_runs(arr, lower, upper)
         inclusive = True
-    raw = int(np.count_nonzero(keep))
-    mask = sitk.GetImageFromArray(keep.view(np.uint8))
-    mask.CopyInformation(image)
-    mask = clean_mask(mask, cleanup)
+    raw = segment_kernels.mask_count(runs)
+    mask = _clean_runs(runs, arr.shape, cleanup, image)
     count = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask)))
     voxel_cc = _voxel_volume_mm3(image) / 1000.0
     info = {
@@ -233,16 +228,6 @@ def closing_radius_voxels(image, closing_mm: float) -> list:
     return [max(1, int(round(closing_mm / s))) for s in image.GetSpacing()]
 
 
-def _component_sizes(labels: np.ndarray) -> np.ndarray:
-    """Voxel count per label of a (k, j, i) label array (index = label), slab by slab (bounded memory)."""
-    n = int(labels.max()) if labels.size else 0
-    counts = np.zeros(n + 1, np.int64)
-    step = max(1, 8_000_000 // max(1, labels[0].size))
-    for k in range(0, labels.shape[0], step):
-        counts += np.bincount(labels[k:k + step].ravel(), minlength=n + 1)
-    return counts
-
-
 def _from_array(arr: np.ndarray, like):
     sitk = _sitk()
     out = sitk.GetImageFromArray(arr.view(np.uint8) if arr.dtype == bool else arr.astype(np.uint8, copy=False))
@@ -253,44 +238,35 @@ def _from_array(arr: np.ndarray, like):
 def clean_mask(mask, cleanup: Cleanup | None = None):
     """The :class:`Cleanup` of a 0/1 mask (``None`` = the default), in the module docstring's order.
 
-    Components come from SimpleITK's ``ConnectedComponent`` (face connectivity) and are kept or dropped with
-    a lookup table; holes are the background components that touch no face of the grid (the same result as
-    ``BinaryFillhole``, about 4x faster). On a 512×512×300 CT-size mask (2-core machine, shared): fill holes
-    about 3 s, largest component / islands about 4 s, the default both about 7 s; a 2 mm closing (SimpleITK's
-    ``BinaryMorphologicalClosing``) about 50 s, which is why it is off by default
-    (``Testing/benchmarks/bench_cleanup.py``).
+    Components (face connectivity) are found on the mask's runs along i with a union-find
+    (:mod:`.segment_kernels`, the same components as SimpleITK's ``ConnectedComponent``; equal sizes: the first
+    in raster order); holes are the background components of the kept runs that touch no face of the grid (the
+    same result as ``BinaryFillhole``); the result is written once from the kept runs. On a 512×512×300 CT-size
+    mask the default clean-up takes well under a second (``Testing/benchmarks/bench_cleanup.py``); a 2 mm closing
+    (SimpleITK's ``BinaryMorphologicalClosing``) about 50 s, which is why it is off by default.
     """
+    from . import segment_kernels
+
     sitk = _sitk()
-    cleanup = cleanup_from_dict(cleanup)
-    mask = sitk.Cast(mask > 0, sitk.sitkUInt8)
+    arr = sitk.GetArrayViewFromImage(mask)
+    return _clean_runs(segment_kernels.threshold_runs(arr, above=0.0), arr.shape, cleanup_from_dict(cleanup), mask)
+
+
+def _clean_runs(runs, shape, cleanup: Cleanup, like):
+    """UInt8 0/1 image on ``like``'s grid: the clean-up of the mask given by its runs along i."""
+    from . import segment_kernels
+
+    sitk = _sitk()
     if cleanup.closing_mm > 0:
-        mask = sitk.BinaryMorphologicalClosing(mask, closing_radius_voxels(mask, cleanup.closing_mm),
-                                               sitk.sitkBall, 1, True)
+        raw = _from_array(segment_kernels.clean_runs(runs, shape, 0, False, False), like)
+        closed = sitk.BinaryMorphologicalClosing(raw, closing_radius_voxels(like, cleanup.closing_mm),
+                                                 sitk.sitkBall, 1, True)
+        runs = segment_kernels.threshold_runs(sitk.GetArrayViewFromImage(closed), above=0.0)
     min_voxels = 0
     if cleanup.min_island_cc > 0:
-        min_voxels = int(math.ceil(cleanup.min_island_cc * 1000.0 / _voxel_volume_mm3(mask) - 1e-9))
-    if min_voxels > 1 or cleanup.largest_component:
-        components = sitk.ConnectedComponent(mask, False)  # the view below needs the image alive
-        labels = sitk.GetArrayViewFromImage(components)
-        sizes = _component_sizes(labels)
-        sizes[0] = 0
-        keep = sizes >= max(min_voxels, 1)
-        if cleanup.largest_component and sizes.size > 1 and sizes.max() > 0:
-            keep = np.zeros_like(keep)
-            keep[int(np.argmax(sizes))] = True  # ties: the lowest label (first in raster order)
-        keep[0] = False
-        mask = _from_array(keep[labels], mask)
-    if cleanup.fill_holes:
-        components = sitk.ConnectedComponent(mask == 0, False)
-        background = sitk.GetArrayViewFromImage(components)
-        border = np.unique(np.concatenate([f.ravel() for f in (
-            background[0], background[-1], background[:, 0], background[:, -1], background[:, :, 0],
-            background[:, :, -1])]))
-        inside = np.ones(int(background.max()) + 1, bool)  # label 0 = the mask itself
-        inside[border] = False
-        inside[0] = True
-        mask = _from_array(inside[background], mask)
-    return mask
+        min_voxels = int(math.ceil(cleanup.min_island_cc * 1000.0 / _voxel_volume_mm3(like) - 1e-9))
+    out = segment_kernels.clean_runs(runs, shape, min_voxels, cleanup.largest_component, cleanup.fill_holes)
+    return _from_array(out, like)
 
 
 def suggest_ranges(image) -> dict:

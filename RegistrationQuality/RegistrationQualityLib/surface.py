@@ -11,7 +11,7 @@ implementation): ``∂A``/``∂B`` are the 6-connected boundary voxels of the re
       NSD_τ = (|{a ∈ ∂A : d(a, ∂B) ≤ τ}| + |{b ∈ ∂B : d(b, ∂A) ≤ τ}|) / (|∂A| + |∂B|)
 
   0 when exactly one side is empty, null when both are (like Dice). A distance equal to τ is within (compared
-  with a 1e-6 relative slack for the float32 distance maps).
+  with a 1e-6 relative slack for rounding).
 * **Signed surface distance** of each compared boundary voxel ``b ∈ ∂B``: ``s(b) = d(b, ∂A)``, negative when
   ``b`` lies inside the reference segment ``A`` (0 on ``∂A``). Positive = the compared (registered) segment
   sticks out of the reference there; negative = it falls short (lies inside). Summaries: mean, 5th/95th
@@ -87,7 +87,7 @@ def normalized_surface_dice(to_compared, to_reference, tolerance_mm: float, n_re
     total = to_compared.size + to_reference.size
     if total == 0:
         return None
-    t = float(tolerance_mm) * (1.0 + 1e-6)  # float32 distance maps: a distance of exactly τ counts as within
+    t = float(tolerance_mm) * (1.0 + 1e-6)  # rounding: a distance of exactly τ counts as within
     return (int(np.count_nonzero(to_compared <= t)) + int(np.count_nonzero(to_reference <= t))) / total
 
 
@@ -126,7 +126,8 @@ def _histogram_step(span: float, max_bins: int) -> float:
 
 def signed_histogram(signed: np.ndarray, max_bins: int = HISTOGRAM_MAX_BINS) -> dict:
     """Histogram of signed distances: bins of a 1-2-2.5-5 step centred on its multiples (so one bin is centred
-    on 0 and holds the voxels on the reference boundary), at most ``max_bins``."""
+    on 0 and holds the voxels on the reference boundary), at most ``max_bins``; a distance on an edge counts in
+    the upper bin."""
     lo, hi = float(signed.min()), float(signed.max())
     lo, hi = min(lo, 0.0), max(hi, 0.0)
     step = _histogram_step(hi - lo, max_bins - 1)
@@ -137,7 +138,9 @@ def signed_histogram(signed: np.ndarray, max_bins: int = HISTOGRAM_MAX_BINS) -> 
             break
         step = _histogram_step(step * max_bins * 1.0001, max_bins - 1)
     edges = (np.arange(first, last + 2) - 0.5) * step
-    counts, _ = np.histogram(signed, bins=edges)
+    # a distance exactly on an edge (e.g. 9.0 mm = 5 voxels of 1.8 mm) belongs to the upper bin (numpy's rule):
+    # rounded to 1e-9 mm first so that its last-bit float error cannot put −9.000000000000002 below the edge
+    counts, _ = np.histogram(np.round(signed, 9), bins=edges)
     return {"edges_mm": [round(float(e), 9) for e in edges], "counts": [int(c) for c in counts]}
 
 
@@ -167,21 +170,10 @@ def signed_distance_summary(signed, status: str | None = None) -> dict:
 # ---------------------------------------------------------------------------------------------------
 # Dice under a shift
 # ---------------------------------------------------------------------------------------------------
-def _overlap(mask: np.ndarray, offset) -> int:
-    """|{p ∈ mask : p + offset ∈ mask}| for an integer (k, j, i) offset (outside the array = not in mask)."""
-    src, dst = [], []
-    for o, n in zip(offset, mask.shape):
-        o = int(o)
-        if abs(o) >= n:
-            return 0
-        src.append(slice(max(0, -o), n - max(0, o)))
-        dst.append(slice(max(0, o), n - max(0, -o)))
-    return int(np.count_nonzero(mask[tuple(src)] & mask[tuple(dst)]))
+def _shifted_dice_of_runs(mask_runs, shape, n: int, shift_kji, overlaps=None) -> float | None:
+    """``overlaps``: a dict caching |{p ∈ A : p + o ∈ A}| by integer offset o (shifts share corners)."""
+    from . import segment_kernels as sk
 
-
-def shifted_dice(mask: np.ndarray, shift_kji) -> float | None:
-    """Dice of ``mask`` with itself translated by ``shift_kji`` voxels (float, trilinear partial volume)."""
-    n = int(np.count_nonzero(mask))
     if n == 0:
         return None
     shift = np.asarray(shift_kji, dtype=float)
@@ -194,8 +186,27 @@ def shifted_dice(mask: np.ndarray, shift_kji) -> float | None:
             w *= frac[d] if corner[d] else 1.0 - frac[d]
         if w <= 1e-12:
             continue
-        total += w * _overlap(mask, base + np.array(corner))
+        offset = tuple(int(v) for v in base + np.array(corner))
+        if overlaps is None or offset not in overlaps:
+            count = sk.overlap(mask_runs, mask_runs, shape, offset)
+            if overlaps is None:
+                total += w * count
+                continue
+            overlaps[offset] = count
+        total += w * overlaps[offset]
     return total / n
+
+
+def shifted_dice(mask: np.ndarray, shift_kji) -> float | None:
+    """Dice of ``mask`` with itself translated by ``shift_kji`` voxels (float, trilinear partial volume).
+
+    Each whole-voxel overlap ``|{p ∈ A : p + o ∈ A}|`` is counted on the mask's runs along i
+    (segment_kernels.overlap); outside the array is outside the mask."""
+    from . import segment_kernels as sk
+
+    mask = np.asarray(mask, dtype=bool)
+    runs = sk.runs(mask)
+    return _shifted_dice_of_runs(runs, mask.shape, sk.mask_count(runs), shift_kji)
 
 
 def worst_shifted_dice(mask: np.ndarray, spacing, direction=None, shifts_mm=SHIFTS_MM) -> dict:
@@ -204,7 +215,18 @@ def worst_shifted_dice(mask: np.ndarray, spacing, direction=None, shifts_mm=SHIF
     ``spacing`` (x, y, z) mm and ``direction`` (row-major 3×3 cosines, SimpleITK order; identity when None)
     of its grid: a physical shift ``t`` is ``(D·S)^-1 t`` voxels (oblique grids shift along several axes).
     """
+    from . import segment_kernels as sk
+
     mask = np.asarray(mask, dtype=bool)
+    return worst_shifted_dice_of_runs(sk.runs(mask), mask.shape, spacing, direction, shifts_mm)
+
+
+def worst_shifted_dice_of_runs(mask_runs, shape, spacing, direction=None, shifts_mm=SHIFTS_MM) -> dict:
+    """:func:`worst_shifted_dice` of a mask given by its runs along i (segment_kernels.runs) and its shape."""
+    from . import segment_kernels as sk
+
+    n = sk.mask_count(mask_runs)
+    overlaps: dict = {}
     d = np.eye(3) if direction is None else np.asarray(direction, dtype=float).reshape(3, 3)
     to_index = np.linalg.inv(d @ np.diag(np.asarray(spacing, dtype=float)))  # physical (x, y, z) -> (i, j, k)
     out = {}
@@ -215,7 +237,7 @@ def worst_shifted_dice(mask: np.ndarray, spacing, direction=None, shifts_mm=SHIF
                 t = np.zeros(3)
                 t[axis] = sign * float(delta)
                 ijk = to_index @ t
-                value = shifted_dice(mask, ijk[::-1])
+                value = _shifted_dice_of_runs(mask_runs, shape, n, ijk[::-1], overlaps)
                 if value is not None:
                     values.append(value)
         out[shift_key(delta)] = round(min(values), 9) if values else None
