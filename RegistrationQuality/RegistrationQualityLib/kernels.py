@@ -57,7 +57,7 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
         # per-row scratch; every loop below runs over 1-D rows indexed from 0 (what LLVM vectorises)
         x = np.empty((3, ni))
         p = np.empty((3, ni))
-        f = np.empty((9, ni))  # F row-major (a, b) -> 3a+b
+        jd = np.empty(ni)  # det of the chain's Jacobian so far: the product of its components' (det(AB) = det A det B)
         g = np.empty((3, ni))  # continuous grid index
         gf = np.empty((3, ni))  # its floor
         valid = np.empty(ni, np.bool_)
@@ -82,10 +82,7 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
             p1[:] = x1
             p2[:] = x2
             if want_det:
-                f[:] = 0.0
-                f[0] = 1.0
-                f[4] = 1.0
-                f[8] = 1.0
+                jd[:] = 1.0
             for c in range(ncomp):
                 m = mats[c]
                 m00, m01, m02, m03 = m[0, 0], m[0, 1], m[0, 2], m[0, 3]
@@ -98,13 +95,10 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
                         p1[i] = m10 * q0 + m11 * q1 + m12 * q2 + m13
                         p2[i] = m20 * q0 + m21 * q1 + m22 * q2 + m23
                     if want_det:
-                        for b in range(3):
-                            fa, fb, fc = f[b], f[3 + b], f[6 + b]
-                            for i in range(ni):
-                                q0, q1, q2 = fa[i], fb[i], fc[i]
-                                fa[i] = m00 * q0 + m01 * q1 + m02 * q2
-                                fb[i] = m10 * q0 + m11 * q1 + m12 * q2
-                                fc[i] = m20 * q0 + m21 * q1 + m22 * q2
+                        det_m = (m00 * (m11 * m22 - m12 * m21) - m01 * (m10 * m22 - m12 * m20)
+                                 + m02 * (m10 * m21 - m11 * m20))
+                        for i in range(ni):
+                            jd[i] *= det_m
                     continue
                 nx, ny, nz = sizes[c, 0], sizes[c, 1], sizes[c, 2]
                 g0, g1, g2 = g[0], g[1], g[2]
@@ -168,25 +162,26 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
                     p1[i] += v1[i]
                     p2[i] += v2[i]
                 if want_det:
-                    # T = I + dU/dg · M, F <- T F (dU_a/dg_b: b = x from s_v[3+a], y from s_y[a], z from s_z[a])
+                    # this component's Jacobian T = I + dU/dg · M (dU_a/dg_b: b = x from s_v[3+a], y from s_y[a],
+                    # z from s_z[a]); the chain's J is the product of the det T (chain rule)
                     u00, u10, u20 = s_v[3], s_v[4], s_v[5]
                     u01, u11, u21 = s_y[0], s_y[1], s_y[2]
                     u02, u12, u22 = s_z[0], s_z[1], s_z[2]
-                    t = np.empty((9, ni))
                     for i in range(ni):
                         a00, a10, a20 = np.float64(u00[i]), np.float64(u10[i]), np.float64(u20[i])
                         a01, a11, a21 = np.float64(u01[i]), np.float64(u11[i]), np.float64(u21[i])
                         a02, a12, a22 = np.float64(u02[i]), np.float64(u12[i]), np.float64(u22[i])
-                        t[0, i] = a00 * m00 + a01 * m10 + a02 * m20 + 1.0
-                        t[1, i] = a00 * m01 + a01 * m11 + a02 * m21
-                        t[2, i] = a00 * m02 + a01 * m12 + a02 * m22
-                        t[3, i] = a10 * m00 + a11 * m10 + a12 * m20
-                        t[4, i] = a10 * m01 + a11 * m11 + a12 * m21 + 1.0
-                        t[5, i] = a10 * m02 + a11 * m12 + a12 * m22
-                        t[6, i] = a20 * m00 + a21 * m10 + a22 * m20
-                        t[7, i] = a20 * m01 + a21 * m11 + a22 * m21
-                        t[8, i] = a20 * m02 + a21 * m12 + a22 * m22 + 1.0
-                    _compose_rows(t, f, ni)
+                        t00 = a00 * m00 + a01 * m10 + a02 * m20 + 1.0
+                        t01 = a00 * m01 + a01 * m11 + a02 * m21
+                        t02 = a00 * m02 + a01 * m12 + a02 * m22
+                        t10 = a10 * m00 + a11 * m10 + a12 * m20
+                        t11 = a10 * m01 + a11 * m11 + a12 * m21 + 1.0
+                        t12 = a10 * m02 + a11 * m12 + a12 * m22
+                        t20 = a20 * m00 + a21 * m10 + a22 * m20
+                        t21 = a20 * m01 + a21 * m11 + a22 * m21
+                        t22 = a20 * m02 + a21 * m12 + a22 * m22 + 1.0
+                        jd[i] *= (t00 * (t11 * t22 - t12 * t21) - t01 * (t10 * t22 - t12 * t20)
+                                  + t02 * (t10 * t21 - t11 * t20))
             ou = out_u[kk, j]
             for i in range(ni):
                 ou[i, 0] = p0[i] - x0[i]
@@ -194,23 +189,8 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
                 ou[i, 2] = p2[i] - x2[i]
             if want_det:
                 od = out_det[kk, j]
-                fa, fb, fc, fd, fe, ff, fg, fh, fi = f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
                 for i in range(ni):
-                    od[i] = (fa[i] * (fe[i] * fi[i] - ff[i] * fh[i]) - fb[i] * (fd[i] * fi[i] - ff[i] * fg[i])
-                             + fc[i] * (fd[i] * fh[i] - fe[i] * fg[i]))
-
-
-@njit(cache=True)
-def _compose_rows(t, f, n):
-    """F <- T F per voxel of a row (3×3 matrices stored row-major in rows 0..8 of ``t`` and ``f``)."""
-    for b in range(3):
-        fa, fb, fc = f[b], f[3 + b], f[6 + b]
-        t0, t1, t2, t3, t4, t5, t6, t7, t8 = t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]
-        for i in range(n):
-            q0, q1, q2 = fa[i], fb[i], fc[i]
-            fa[i] = t0[i] * q0 + t1[i] * q1 + t2[i] * q2
-            fb[i] = t3[i] * q0 + t4[i] * q1 + t5[i] * q2
-            fc[i] = t6[i] * q0 + t7[i] * q1 + t8[i] * q2
+                    od[i] = jd[i]
 
 
 @njit(parallel=True, cache=True)
