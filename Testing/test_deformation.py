@@ -420,3 +420,26 @@ def test_jacobian_matches_transformix_analytic_jacobian(ctx, tmp_path):
     # central differences vs transformix's analytic spatial Jacobian: small, and second order (÷4 per halving)
     assert errors[0] < 0.01
     assert errors[1] < errors[0] / 3
+
+
+@pytest.mark.parametrize("n, nan_fraction", [(1, 0.0), (2, 0.0), (17, 0.0), (5000, 0.0), (200_001, 0.0),
+                                             (50_000, 0.02), (100, 0.5)])
+def test_displacement_tail_equals_numpy_statistics(n, nan_fraction):
+    """|u| statistics kept from the largest 5 % only (deformation.DisplacementTail) = numpy's mean, linear p95 and
+    max over all finite values, fed in uneven batches, with non-finite values moving the rank."""
+    from RegistrationQualityLib.deformation import DisplacementTail
+
+    rng = np.random.default_rng(n)
+    values = rng.gamma(2.0, 1.5, n).astype(np.float32)
+    if nan_fraction:
+        values[rng.random(n) < nan_fraction] = np.nan
+    tail = DisplacementTail(n)
+    for part in np.array_split(values, 11):
+        tail.add(part)
+    got = tail.result()
+    finite = values[np.isfinite(values)].astype(np.float64)
+    assert got["voxels"] == finite.size
+    assert got["p95"] == pytest.approx(np.percentile(finite, 95), rel=1e-6)
+    assert got["mean"] == pytest.approx(finite.mean(), rel=1e-12)
+    assert got["max"] == finite.max()
+    assert tail.held <= max(1, n - int(np.floor(0.95 * (n - 1))))

@@ -95,3 +95,22 @@ def test_folding_voxels_become_a_segment_shown_with_the_jacobian(ctx):
     none = deformation.folding_segmentation_node(ctx, deformation.jacobian_volume_node(ctx, np.ones_like(jac), fixed))
     assert none.GetSegmentation().GetNumberOfSegments() == 1 and none.GetAttribute(
         "RegistrationQuality.FoldingVoxels") == "0"
+
+
+@pytest.mark.parametrize("seed, density", [(1, 0.05), (2, 0.3), (3, 0.6)])
+def test_face_components_equal_itk_connected_components(seed, density):
+    """The folding regions are found on the folding voxels alone (kernels.face_components, union-find); ITK's
+    ConnectedComponent (face connectivity) on the whole grid is the oracle: same partition, numbered in scan
+    order, rows and slices never joined across the grid's edges."""
+    import SimpleITK as sitk
+
+    from RegistrationQualityLib.kernels import face_components
+
+    shape = (7, 9, 11)
+    mask = np.random.default_rng(seed).random(shape) < density
+    lin = np.flatnonzero(mask)
+    ours = face_components(lin, shape[2], shape[1], shape[0])
+    itk = sitk.GetArrayFromImage(sitk.ConnectedComponent(sitk.GetImageFromArray(mask.astype(np.uint8)), False))
+    theirs = itk.reshape(-1)[lin] - 1  # ITK numbers from 1 in scan order
+    assert ours.max() > 0
+    assert np.array_equal(ours, theirs)

@@ -21,7 +21,7 @@ SAMPLE_CASE = ROOT / "Resources" / "SampleCase"
 LIBRARY_FILES = ["__init__.py", "__main__.py", "errors.py", "context.py", "io.py", "cli.py", "resample.py",
                  "metrics.py", "surface.py", "ndv.py", "heatmap.py", "elastix.py",
                  "landmarks.py", "segmentation.py", "rendering.py", "deformation.py",
-                 "similarity.py", "transforms.py", "kernels.py", "segment_kernels.py", "evaluate.py", "cohort.py", "samplecase.py",
+                 "similarity.py", "transforms.py", "kernels.py", "kernels_bspline.py", "segment_kernels.py", "evaluate.py", "cohort.py", "samplecase.py",
                  "commands.py", "measures.py", "checks.py", "profiles.py",
                  "report/__init__.py",
                  "report/folder.py", "report/rows.py", "report/style.py", "report/markup.py", "report/charts.py",
@@ -413,3 +413,14 @@ def test_builtin_profiles_are_installed_and_packaged():
     on_disk = {p.relative_to(MODULE_DIR).as_posix() for p in (LIB_DIR / "profiles").glob("*.json")}
     assert on_disk and on_disk <= resources, f"not listed: {sorted(on_disk - resources)}"
     assert 'RegistrationQualityLib = ["profiles/*.json"]' in (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+
+
+def test_generated_bspline_kernels_are_up_to_date():
+    """kernels_bspline.py is what scripts/gen_bspline_kernels.py writes (regenerate after editing the script)."""
+    import importlib.util
+
+    script = LIB_DIR.parents[1] / "scripts" / "gen_bspline_kernels.py"
+    spec = importlib.util.spec_from_file_location("gen_bspline_kernels", script)
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert (LIB_DIR / "kernels_bspline.py").read_text() == gen.source()

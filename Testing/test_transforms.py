@@ -116,6 +116,57 @@ def test_field_jacobian_kernel_equals_numpy_central_differences(tmp_path):
     assert np.allclose(jac, jacobian_determinant(u, ref), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("name, compress, pixel", [
+    ("field.nrrd", False, sitk.sitkVectorFloat32), ("field.mha", False, sitk.sitkVectorFloat32),
+    ("field.mhd", False, sitk.sitkVectorFloat64), ("field.nrrd", True, sitk.sitkVectorFloat32),
+    ("field.nii.gz", True, sitk.sitkVectorFloat32)])
+def test_displacement_field_file_streamed_from_disk_equals_itk_read(ctx, tmp_path, name, compress, pixel):
+    """Uncompressed NRRD/MetaImage fields are read slab by slab from the file (io.raw_vector_field, a memmap);
+    compressed ones through SimpleITK. Both give ITK's voxels; the node built on the file maps points as
+    SimpleITK's DisplacementFieldTransform (linear interpolation) does."""
+    from RegistrationQualityLib import io
+    from RegistrationQualityLib.resample import LPS4
+
+    ref, tp = _bspline_case(tmp_path, with_euler=True)
+    field = sitk.TransformToDisplacementField(to_sitk_transform(tp), pixel, ref.GetSize(), ref.GetOrigin(),
+                                              ref.GetSpacing(), ref.GetDirection())
+    path = tmp_path / name
+    sitk.WriteImage(field, str(path), compress)
+    mapped = io.raw_vector_field(path, ref.GetSize())
+    assert (mapped is not None) == (not compress)
+    reg = load_registration(ctx, path, fixed_image=ref)
+    assert isinstance(reg.sampler, transforms.FieldOnGrid)
+    assert isinstance(reg.sampler.u, np.memmap) == (not compress)
+    (u, _jac), = stream(reg, ref, [Collect()], need_jacobian=True, slab_voxels=24 * 20 * 3)
+    expected = sitk.GetArrayFromImage(field).astype(np.float32)
+    assert np.array_equal(u, expected)
+    # the node (landmarks, panel): RAS points through it = SimpleITK's field transform in LPS
+    node = reg.node(ctx)
+    pts = np.array(ref.TransformContinuousIndexToPhysicalPoint((5.3, 7.7, 4.2))) + np.array([[0, 0, 0],
+                                                                                          [3.1, -2.2, 1.4]])
+    ft = sitk.DisplacementFieldTransform(sitk.Cast(field, sitk.sitkVectorFloat64))
+    ft.SetInterpolator(sitk.sitkLinear)
+    t = node.GetTransformFromParent()
+    for p in pts:
+        ras = (LPS4[:3, :3] @ p)
+        got = LPS4[:3, :3] @ np.array(t.TransformPoint(*ras))
+        assert np.allclose(got, ft.TransformPoint(tuple(p)), atol=1e-4)
+
+
+def test_raw_vector_field_refuses_other_layouts(tmp_path):
+    from RegistrationQualityLib import io
+
+    scalar = make_image(np.zeros((4, 5, 6), np.float32))
+    sitk.WriteImage(scalar, str(tmp_path / "scalar.nrrd"))
+    assert io.raw_vector_field(tmp_path / "scalar.nrrd", scalar.GetSize()) is None
+    vec = sitk.Compose([scalar] * 3)
+    sitk.WriteImage(vec, str(tmp_path / "vec.nrrd"))
+    assert io.raw_vector_field(tmp_path / "vec.nrrd", vec.GetSize()).shape == (4, 5, 6, 3)
+    truncated = tmp_path / "cut.nrrd"
+    truncated.write_bytes((tmp_path / "vec.nrrd").read_bytes()[:-8])
+    assert io.raw_vector_field(truncated, vec.GetSize()) is None  # then read by ITK, which names the problem
+
+
 def test_warp_equals_simpleitk_resample_through_the_chain(ctx, tmp_path):
     from RegistrationQualityLib.resample import Warp
 

@@ -449,56 +449,92 @@ def jacobian_statistics(jacobian: np.ndarray, mask=None, spacing=(1.0, 1.0, 1.0)
       counted in ``sdlogj_excluded_voxels`` (no clipping);
     * ``nonfinite_voxels``: NaN/inf J (transform undefined there), left out of every other number.
 
-    An empty region gives nulls and a ``reason``.
+    An empty region gives nulls and a ``reason``. Computed by :class:`JacobianMoments` (also fed slab by slab).
     """
-    values = _region(np.asarray(jacobian), mask)
-    finite = np.isfinite(values)
-    nonfinite = int(values.size - np.count_nonzero(finite))
-    if nonfinite:
-        values = values[finite]
-    if values.size == 0:
-        return _empty("empty mask" if nonfinite == 0 else "no finite Jacobian value in the mask", JACOBIAN_KEYS)
-    voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=float)))
-    n, mean, m2 = _moments(values)
-    n_log, _, m2_log = _moments(values, positive_log=True)
-    folding = int(values.size - n_log)
-    return {
-        "voxels": int(values.size),
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "mean": mean,
-        "std": math.sqrt(m2 / n),
-        "folding_voxels": folding,
-        "folding_percent": 100.0 * folding / values.size,
-        "folding_volume_cc": folding * voxel_mm3 / 1000.0,
-        "sdlogj": math.sqrt(m2_log / n_log) if n_log else None,
-        "sdlogj_voxels": int(n_log),
-        "sdlogj_excluded_voxels": folding,
-        "nonfinite_voxels": nonfinite,
-    }
+    acc = JacobianMoments(spacing)
+    acc.add(_region(np.asarray(jacobian), mask))
+    return acc.result()
 
 
-def _moments(values: np.ndarray, positive_log: bool = False, chunk: int = 1 << 20) -> tuple[int, float, float]:
-    """(count, mean, Σ(x − mean)²) in float64, chunk by chunk (Chan et al.'s pairwise update: stable, no big
-    temporaries). ``positive_log``: of log(x) over the x > 0 only."""
-    flat = values.reshape(-1)
-    n, mean, m2 = 0, 0.0, 0.0
-    for start in range(0, flat.size, chunk):
-        c = flat[start:start + chunk]
-        if positive_log:
-            c = np.log(c[c > 0])  # in the input's precision (float32 log is 3x faster than float64)
-        c = c.astype(np.float64)
-        nc = c.size
-        if nc == 0:
-            continue
-        mc = float(c.mean())
-        c -= mc
-        m2c = float(np.dot(c, c))
-        delta, total = mc - mean, n + nc
-        mean += delta * nc / total
-        m2 += m2c + delta * delta * n * nc / total
-        n = total
-    return n, mean, m2
+class JacobianMoments:
+    """The one implementation of :func:`jacobian_statistics`, accumulated over any number of value batches
+    (slabs of a streamed pass) in float64: count, min, max, Chan et al.'s pairwise update of the mean and
+    Σ(x − mean)² of J and of log J over J > 0. Memory does not grow with the region."""
+
+    def __init__(self, spacing=(1.0, 1.0, 1.0)):
+        self.voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=float)))
+        self.nonfinite = 0
+        self.lo, self.hi = math.inf, -math.inf
+        self.j = [0, 0.0, 0.0]  # count, mean, Σ(x − mean)²
+        self.logj = [0, 0.0, 0.0]
+
+    def add(self, values: np.ndarray) -> None:
+        """Merge a batch: J and log J over J > 0 (numpy's float32 log: vectorised) each by two compiled passes
+        (count, sum, min/max; then centred squares), merged into the running state by Chan's update."""
+        flat = np.asarray(values).reshape(-1)
+        if flat.size == 0:
+            return
+        if flat.dtype not in (np.float32, np.float64):
+            flat = flat.astype(np.float64)
+        n, bad, mean, m2, lo, hi = _batch_moments(flat)
+        self.nonfinite += bad
+        if n == 0:
+            return
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        _chan_merge(self.j, n, mean, m2)
+        with np.errstate(divide="ignore", invalid="ignore"):  # J <= 0 -> -inf / NaN: left out as non-finite
+            logs = np.log(flat)
+        n_log, _bad, mean_log, m2_log, _lo, _hi = _batch_moments(logs)
+        if n_log:
+            _chan_merge(self.logj, n_log, mean_log, m2_log)
+
+    def result(self) -> dict:
+        n, mean, m2 = self.j
+        if n == 0:
+            return _empty("empty mask" if self.nonfinite == 0 else "no finite Jacobian value in the mask",
+                          JACOBIAN_KEYS)
+        n_log, _, m2_log = self.logj
+        folding = int(n - n_log)
+        return {
+            "voxels": int(n),
+            "min": self.lo,
+            "max": self.hi,
+            "mean": mean,
+            "std": math.sqrt(m2 / n),
+            "folding_voxels": folding,
+            "folding_percent": 100.0 * folding / n,
+            "folding_volume_cc": folding * self.voxel_mm3 / 1000.0,
+            "sdlogj": math.sqrt(m2_log / n_log) if n_log else None,
+            "sdlogj_voxels": int(n_log),
+            "sdlogj_excluded_voxels": folding,
+            "nonfinite_voxels": self.nonfinite,
+        }
+
+
+def _batch_moments(flat: np.ndarray) -> tuple:
+    """(finite count, non-finite count, mean, Σ(x − mean)², min, max) of a flat float array (two compiled
+    passes, float64 sums)."""
+    from .kernels import moments_pass1, moments_pass2
+
+    if flat.size == 0:
+        return 0, 0, 0.0, 0.0, math.inf, -math.inf
+    flat = np.ascontiguousarray(flat)
+    blocks = max(1, min(64, flat.size // (1 << 16)))
+    p1 = moments_pass1(flat, blocks)
+    n, bad = int(p1[:, 0].sum()), int(p1[:, 1].sum())
+    if n == 0:
+        return 0, bad, 0.0, 0.0, math.inf, -math.inf
+    mean = float(p1[:, 2].sum()) / n
+    m2 = float(moments_pass2(flat, blocks, mean).sum())
+    return n, bad, mean, m2, float(p1[:, 3].min()), float(p1[:, 4].max())
+
+
+def _chan_merge(state: list, nc: int, mc: float, m2c: float) -> None:
+    """Merge a batch of ``nc`` values with mean ``mc`` and Σ(x − mc)² = ``m2c`` into ``state`` = [count, mean,
+    Σ(x − mean)²] (Chan, Golub & LeVeque 1979)."""
+    n, mean, m2 = state
+    delta, total = mc - mean, n + nc
+    state[0], state[1], state[2] = total, mean + delta * nc / total, m2 + m2c + delta * delta * n * nc / total
 
 
 def displacement_magnitude(displacement: np.ndarray, slab: int = 16) -> np.ndarray:
@@ -511,14 +547,16 @@ def displacement_magnitude(displacement: np.ndarray, slab: int = 16) -> np.ndarr
     return out
 
 
-def _magnitude_statistics(norms: np.ndarray, mask=None) -> dict:
+def _magnitude_statistics(norms: np.ndarray, mask=None, overwrite: bool = False) -> dict:
+    """``overwrite``: the caller no longer needs ``norms`` (the percentile may reorder it in place)."""
     values = _region(norms, mask)
     if not np.isfinite(values).all():
         values = values[np.isfinite(values)]
     if values.size == 0:
         return _empty("empty mask", ("mean", "p95", "max"))
-    return {"voxels": int(values.size), "mean": float(values.mean(dtype=np.float64)),
-            "p95": float(np.percentile(values, 95)), "max": float(values.max())}
+    mean, top = float(values.mean(dtype=np.float64)), float(values.max())
+    return {"voxels": int(values.size), "mean": mean,
+            "p95": float(np.percentile(values, 95, overwrite_input=overwrite)), "max": top}
 
 
 def displacement_statistics(displacement: np.ndarray, mask=None) -> dict:
@@ -550,12 +588,13 @@ def inverse_consistency(ctx, forward_node, backward_node, reference_image, mask=
     return _magnitude_statistics(err, m)
 
 
-def jacobian_histogram(values: np.ndarray, bins: int) -> dict:
+def jacobian_histogram(values: np.ndarray, bins: int, overwrite: bool = False) -> dict:
     """Histogram of Jacobian values. Range: the 0.5th..99.5th percentiles widened to show [0.5, 1.5], and down
-    to the most negative value (at most -2) when anything folds; values outside are counted, not binned."""
+    to the most negative value (at most -2) when anything folds; values outside are counted, not binned.
+    ``overwrite``: the caller no longer needs the values' order (the percentiles may partition them in place)."""
     if values.size == 0:
         return {"edges": [], "counts": [], "clipped_below": 0, "clipped_above": 0}
-    p_lo, p_hi = np.percentile(values, [0.5, 99.5])
+    p_lo, p_hi = np.percentile(values, [0.5, 99.5], overwrite_input=overwrite)
     lo, hi = min(float(p_lo), 0.5), max(float(p_hi), 1.5)
     vmin = float(values.min())
     if vmin <= 0:
@@ -581,9 +620,16 @@ class DeformationStatistics:
         self.mask = None if mask is None else np.asarray(mask, dtype=bool)
         n = int(np.prod(grid.shape)) if self.mask is None else int(np.count_nonzero(self.mask))
         self.j_values = np.empty(n, np.float32)
-        self.u_values = np.empty(n, np.float32)
+        # measures added to the registry beside these one-pass statistics (measures.apply_extra) see every
+        # voxel's |u|; without any, |u| is kept only as far as its statistics need (DisplacementTail)
+        self.extras = any(m.compute is not None for m in measures.of("deformation"))
+        self.u_values = np.empty(n, np.float32) if self.extras else None
+        self.u_tail = None if self.extras else DisplacementTail(n)
         self.filled = 0
-        self.jacobian = np.empty(grid.shape, np.float32) if keep_jacobian else None
+        self.jacobian = None
+        if keep_jacobian:  # over the whole grid the values, in slab order, are the map itself
+            self.jacobian = (self.j_values.reshape(grid.shape) if self.mask is None
+                             else np.empty(grid.shape, np.float32))
 
     def consume(self, slab) -> None:
         from .kernels import magnitude_slab
@@ -591,47 +637,99 @@ class DeformationStatistics:
         det = slab.jacobian()
         mag = np.empty(det.shape, np.float32)
         magnitude_slab(slab.u, mag)
-        if self.jacobian is not None:
+        if self.jacobian is not None and self.mask is not None:
             self.jacobian[slab.k0:slab.k1] = det
         if self.mask is not None:
             m = self.mask[slab.k0:slab.k1]
             det, mag = det[m], mag[m]
         n = det.size
         self.j_values[self.filled:self.filled + n] = det.reshape(-1)
-        self.u_values[self.filled:self.filled + n] = mag.reshape(-1)
+        if self.u_values is not None:
+            self.u_values[self.filled:self.filled + n] = mag.reshape(-1)
+        else:
+            self.u_tail.add(mag.reshape(-1))
         self.filled += n
 
     def finish(self) -> dict:
         values = self.j_values[: self.filled]
-        result = {"jacobian": jacobian_statistics(values, None, spacing=self.spacing),
-                  "displacement_mm": _magnitude_statistics(self.u_values[: self.filled], None)}
-        finite = values[np.isfinite(values)]
-        result["jacobian_histogram"] = jacobian_histogram(finite, self.bins)
-        # measures added to the registry beside these one-pass statistics (measures.apply_extra)
-        measures.apply_extra("deformation", result, measures.DeformationSample(
-            values, self.u_values[: self.filled], self.spacing))
+        norms = self.u_values[: self.filled] if self.u_values is not None else None
         self.j_values = self.u_values = None
+        result = {"jacobian": jacobian_statistics(values, None, spacing=self.spacing),
+                  "displacement_mm": (_magnitude_statistics(norms, None) if norms is not None
+                                      else self.u_tail.result())}
+        finite = values if bool(np.isfinite(values).all()) else values[np.isfinite(values)]
+        # without extras and a shared J map, nothing needs the values' order: percentiles partition in place
+        result["jacobian_histogram"] = jacobian_histogram(
+            finite, self.bins, overwrite=not self.extras and self.jacobian is None)
+        if self.extras:
+            measures.apply_extra("deformation", result, measures.DeformationSample(values, norms, self.spacing))
         return result
+
+
+class DisplacementTail:
+    """|u| statistics of :func:`displacement_statistics` (mean, numpy's linear-interpolated p95, max) over ``n``
+    values given in batches, keeping only the largest ``n − ⌊0.95 (n − 1)⌋`` of them (the order statistics the
+    95th percentile interpolates between lie there, also when some values turn out non-finite: fewer finite
+    values only move the rank down by as much). Memory: 5 % of the values instead of all."""
+
+    def __init__(self, n: int):
+        self.keep = max(1, int(n) - int(math.floor(0.95 * (max(int(n), 1) - 1))))
+        self.parts: list = []
+        self.held = 0
+        self.floor = -math.inf  # values below cannot be among the largest ``keep``
+        self.count, self.total, self.top = 0, 0.0, -math.inf
+
+    def add(self, values: np.ndarray) -> None:
+        finite = values[np.isfinite(values)] if not bool(np.isfinite(values).all()) else values
+        if finite.size == 0:
+            return
+        self.count += int(finite.size)
+        self.total += float(finite.sum(dtype=np.float64))
+        self.top = max(self.top, float(finite.max()))
+        candidates = finite[finite >= self.floor] if self.floor > -math.inf else finite
+        self.parts.append(np.array(candidates, dtype=np.float32))
+        self.held += int(candidates.size)
+        if self.held > 2 * self.keep + (1 << 20):
+            self._shrink()
+
+    def _shrink(self) -> None:
+        held = np.concatenate(self.parts)
+        if held.size > self.keep:
+            held = np.partition(held, held.size - self.keep)[held.size - self.keep:]
+            self.floor = float(held.min())
+        self.parts, self.held = [held], int(held.size)
+
+    def result(self) -> dict:
+        if self.count == 0:
+            return _empty("empty mask", ("mean", "p95", "max"))
+        self._shrink()
+        tail = np.sort(self.parts[0])  # ascending: the largest ``len(tail)`` finite values
+        rank = 0.95 * (self.count - 1)  # numpy's "linear" method on the finite values
+        lo = int(math.floor(rank))
+        first = self.count - tail.size  # the rank of tail[0] among all finite values
+        a = float(tail[lo - first])
+        b = float(tail[min(lo + 1, self.count - 1) - first])
+        t = rank - lo
+        p95 = b - (b - a) * (1.0 - t) if t >= 0.5 else a + (b - a) * t  # numpy's _lerp
+        return {"voxels": self.count, "mean": self.total / self.count, "p95": p95, "max": self.top}
 
 
 class JacobianInRegion:
     """Consumer of :func:`transforms.stream`: :func:`jacobian_statistics` over a region of the fixed grid given
     as a (k, j, i) boolean array or, when it is made in the same pass, as ``region(slab) -> slab mask`` (e.g. the
-    slab of a :class:`similarity.InsideMoving` consumer fed before this one). Keeps only the values inside."""
+    slab of a :class:`similarity.InsideMoving` consumer fed before this one). Accumulated slab by slab
+    (:class:`JacobianMoments`): no values are kept."""
 
     def __init__(self, fixed_image, region):
-        self.spacing = reference_grid(fixed_image).spacing
+        self.moments = JacobianMoments(reference_grid(fixed_image).spacing)
         self.region = region
-        self.parts: list = []
 
     def consume(self, slab) -> None:
         m = self.region(slab) if callable(self.region) else np.asarray(self.region[slab.k0:slab.k1], dtype=bool)
-        self.parts.append(np.array(slab.jacobian()[m], dtype=np.float32))
+        self.moments.add(slab.jacobian()[m])
 
     def finish(self) -> dict:
-        values = np.concatenate(self.parts) if self.parts else np.empty(0, np.float32)
-        self.parts = []
-        return jacobian_statistics(values, None, spacing=self.spacing)
+        return self.moments.result()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -412,7 +412,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
 
         # The registration is sampled once on the fixed grid, slab by slab, and every consumer (warped image and
         # labelmaps, moving-domain mask, Jacobian and displacement statistics) takes its slab in the same pass.
-        moving_before = resample_image(ctx, moving, fixed, None, "linear")
+        # similarity before registration first: the moving image in world space is then no longer held
+        similarity_before = _similarity_before(ctx, fixed, moving)
         transform_node, after_source, after_mask, deformation = None, None, None, None
         threshold_after, jacobian = None, None
         if registration is not None:
@@ -478,16 +479,25 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                 nodes["jacobian"] = jacobian_volume_node(ctx, consumers["deformation"].jacobian, fixed,
                                                          "Jacobian determinant")
             del consumers, results
+            mask = fixed_region = None  # (the fixed union stays; its boolean copy is not needed any more)
             if transform_node is None:  # built after the pass: a displacement field's node shares its memory
                 transform_node = registration.node(ctx)
         if registered is None:
             registered = resample_image(ctx, moving, fixed, transform_node, "linear")
+        if after_mask is None and transform_node is not None:
+            from .similarity import domain_mask
+
+            after_mask = domain_mask(ctx, moving, fixed, transform_node)
+        from .io import geometry_dict
+
+        moving_geometry = geometry_dict(moving)  # for the report: the voxels are not needed any more
+        moving = None  # everything after the align stage works on the fixed grid (152 MB at CT size)
 
         step("segments")
         # the run's limits (profile + flags): a profile may set each segment's NSD tolerance (checks.Parameter)
         limits = profiles.resolve(profiles.load(options.profile) if options.profile is not None else None,
                                   profiles.data_terms(fixed), options.check_limits())
-        segments, seg_masks = _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings,
+        segments, seg_masks = _segments(ctx, inputs, options, fixed, None, registered, transform_node, warnings,
                                         label_pair, fixed_union, after_source, thresholds, threshold_after,
                                         nsd_tolerance_of=checks.nsd_tolerance_of(limits))
 
@@ -500,13 +510,14 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         transform_info = _describe_transform(inputs, transform_node)
 
         step("similarity")
-        similarity = _similarity(ctx, fixed, moving, moving_before, registered, transform_node, after_mask)
+        similarity = _similarity(fixed, similarity_before, registered, after_mask)
+        after_mask = None
 
         report = {
             "tool": software_versions(),
             "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "case_id": inputs.case_id,
-            "inputs": _describe_inputs(inputs, fixed, moving, registered if inputs_registered else None,
+            "inputs": _describe_inputs(inputs, fixed, moving_geometry, registered if inputs_registered else None,
                                        transform_info, landmarks),
             "elastix": elastix_info,
             "options": {"percentile": float(options.percentile),
@@ -828,18 +839,26 @@ def _landmarks(inputs, transform_node):
                        load(inputs.moving_landmarks, "--moving-landmarks"), transform_node)
 
 
-def _similarity(ctx, fixed, moving, moving_before, registered, transform_node, after_mask=None) -> dict:
-    """Intensity similarity of fixed vs moving before and after registration.
-
-    Region: the whole fixed image, restricted at each stage to the voxels whose sample point lies inside the
-    moving image (so the zero padding outside the moving field of view is not compared with tissue).
-    ``after_mask``: that mask for the registration when the streamed pass computed it.
-    """
+def _similarity_before(ctx, fixed, moving) -> dict:
+    """Similarity of the fixed image and the moving image resampled in world space (no registration), over the
+    fixed voxels whose point lies inside the moving image (see :func:`_similarity`)."""
+    from .resample import resample_image
     from .similarity import domain_mask, similarity
 
-    before = similarity(fixed, moving_before, mask=domain_mask(ctx, moving, fixed, None))
-    if after_mask is None and transform_node is not None:
-        after_mask = domain_mask(ctx, moving, fixed, transform_node)
+    return similarity(fixed, resample_image(ctx, moving, fixed, None, "linear"),
+                      mask=domain_mask(ctx, moving, fixed, None))
+
+
+def _similarity(fixed, before, registered, after_mask) -> dict:
+    """Intensity similarity of fixed vs moving before (``before``: :func:`_similarity_before`) and after
+    registration.
+
+    Region: the whole fixed image, restricted at each stage to the voxels whose sample point lies inside the
+    moving image (so the zero padding outside the moving field of view is not compared with tissue):
+    ``after_mask``, made by the streamed pass (or for a linear registration by :func:`similarity.domain_mask`).
+    """
+    from .similarity import similarity
+
     after = similarity(fixed, registered, mask=after_mask)
     return {"before": before, "after": after, "bins": before.get("bins"),
             "region": "fixed image voxels that sample inside the moving image"}
@@ -1079,8 +1098,8 @@ def _describe_inputs(inputs, fixed, moving, registered, transform, landmarks) ->
         if value is None:
             return None
         d = {"path": _describe_source(value)}
-        if image is not None:
-            d["geometry"] = io.geometry_dict(image)
+        if image is not None:  # an image, or its geometry_dict
+            d["geometry"] = image if isinstance(image, dict) else io.geometry_dict(image)
         return d
 
     out = {

@@ -205,6 +205,108 @@ def read_image(path, scalar: bool = True, check_finite: bool = False):
     return image
 
 
+def raw_vector_field(path, size):
+    """A read-only ``np.memmap`` (k, j, i, 3) of the voxels of an *uncompressed* NRRD / MetaImage (.mha, .mhd)
+    3-vector image of ``size`` (i, j, k), or None for any other layout (then read it with :func:`read_image`).
+
+    Only the voxel layout is taken from the header here (encoding, type, byte order, where the data starts);
+    the geometry comes from ITK's reader as for every image. Pages are read from the file when touched, so a
+    streamed pass over a displacement field never holds the whole field in memory.
+    """
+    p = Path(path)
+    ext = file_extension(p)
+    try:
+        with open(p, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    layout = _nrrd_layout(head, p) if ext in (".nrrd", ".nhdr") else (
+        _meta_layout(head, p) if ext in (".mha", ".mhd") else None)
+    if layout is None:
+        return None
+    data_path, offset, dtype = layout
+    shape = (int(size[2]), int(size[1]), int(size[0]), 3)
+    try:
+        if offset is None:  # "at the end of the file" (MetaImage HeaderSize -1)
+            offset = data_path.stat().st_size - int(np.prod(shape)) * dtype.itemsize
+        if offset < 0 or data_path.stat().st_size < offset + int(np.prod(shape)) * dtype.itemsize:
+            return None
+        return np.memmap(data_path, dtype=dtype, mode="r", offset=offset, shape=shape)
+    except (OSError, ValueError):
+        return None
+
+
+def _header_lines(head: bytes, end: bytes):
+    cut = head.find(end)
+    if cut < 0:
+        return None, None
+    return head[:cut].decode("latin-1").splitlines(), cut + len(end)
+
+
+def _nrrd_layout(head: bytes, path: Path):
+    """(data file, byte offset, dtype) of a raw-encoded 4-D NRRD whose first axis is the 3 vector components."""
+    if not head.startswith(b"NRRD"):
+        return None
+    lines, length = _header_lines(head, b"\n\n")
+    if lines is None:
+        return None
+    fields = {}
+    for line in lines[1:]:
+        if line.startswith("#") or ":" not in line or ":=" in line:
+            continue
+        key, value = line.split(":", 1)
+        fields[key.strip().lower()] = value.strip()
+    types = {"float": "f4", "double": "f8"}
+    try:
+        sizes = [int(v) for v in fields.get("sizes", "").split()]
+    except ValueError:
+        return None
+    if (fields.get("encoding") != "raw" or fields.get("type") not in types or len(sizes) != 4 or sizes[0] != 3
+            or int(fields.get("line skip", fields.get("lineskip", "0")) or 0) != 0):
+        return None
+    endian = ">" if fields.get("endian") == "big" else "<"
+    skip = int(fields.get("byte skip", fields.get("byteskip", "0")) or 0)
+    detached = fields.get("data file", fields.get("datafile"))
+    if skip < 0:
+        return None
+    if detached:
+        if detached.split()[0] == "LIST" or "%" in detached:
+            return None
+        return (path.parent / detached), skip, np.dtype(endian + types[fields["type"]])
+    return path, length + skip, np.dtype(endian + types[fields["type"]])
+
+
+def _meta_layout(head: bytes, path: Path):
+    """(data file, byte offset, dtype) of an uncompressed MetaImage with 3 channels per voxel."""
+    text = head.decode("latin-1")
+    fields, offset = {}, None
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        pos += len(line.encode("latin-1"))
+        if "=" not in line:
+            return None
+        key, value = (part.strip() for part in line.split("=", 1))
+        fields[key.lower()] = value
+        if key.lower() == "elementdatafile":
+            offset = pos
+            break
+    if offset is None:
+        return None
+    types = {"MET_FLOAT": "f4", "MET_DOUBLE": "f8"}
+    if (fields.get("compresseddata", "False").lower() == "true" or fields.get("elementtype") not in types
+            or fields.get("elementnumberofchannels") != "3" or fields.get("ndims") != "3"):
+        return None
+    msb = fields.get("binarydatabyteordermsb", fields.get("elementbyteordermsb", "False")).lower() == "true"
+    dtype = np.dtype((">" if msb else "<") + types[fields["elementtype"]])
+    data = fields["elementdatafile"]
+    header_size = int(fields.get("headersize", "0") or 0)
+    if data == "LOCAL":
+        return path, (None if header_size == -1 else offset + max(header_size, 0)), dtype
+    if data.split()[0] == "LIST" or "%" in data:
+        return None
+    return path.parent / data, (None if header_size == -1 else max(header_size, 0)), dtype
+
+
 def _nifti_data_end(head: bytes):
     """Bytes a single-file NIfTI-1/-2 needs (voxel offset + voxel data) from its header; None if not NIfTI."""
     import struct

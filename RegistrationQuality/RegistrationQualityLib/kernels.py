@@ -18,8 +18,11 @@ import os
 import numpy as np
 from numba import njit, prange
 
+from .kernels_bspline import tensor_sum, tensor_sum_dx
+
 # component kinds of a chain (see transforms.Chain)
 LINEAR, BSPLINE = 0, 1
+SIXTH = 1.0 / 6.0
 
 
 def set_threads(threads: int | None) -> None:
@@ -43,135 +46,171 @@ def chain_slab(k0, k1, ni, nj, ijk_to_lps, kinds, mats, coef, offsets, sizes, wa
     interleaved (nz, ny, nx, 3), ``sizes[c]`` = (nx, ny, nz). A B-spline moves a point only inside its valid
     region ``1 <= g < n - 2`` on every axis (all 4×4×4 control points present), elastix's and ITK's rule;
     elsewhere it is the identity (Jacobian I). The tensor-product sums are separable (x, then y, then z), the
-    derivative sums riding along.
+    derivative sums riding along. Vectorised: each row of the slab is processed as arrays over i (positions and
+    grid indices in float64, so that the valid-region test is ITK's), cut into runs of voxels that share one
+    4×4×4 support; over a run the tensor sums (:mod:`kernels_bspline`, generated: the 192 coefficients as
+    scalars, float32 sums) compile to SIMD code. ``coef`` is float32.
     """
     ncomp = kinds.shape[0]
     for kk in prange(k1 - k0):
         k = k0 + kk
-        f = np.empty((3, 3))
-        t = np.empty((3, 3))
-        wx, wy, wz = np.empty(4), np.empty(4), np.empty(4)
-        dx, dy, dz = np.empty(4), np.empty(4), np.empty(4)
+        # per-row scratch; every loop below runs over 1-D rows indexed from 0 (what LLVM vectorises)
+        x = np.empty((3, ni))
+        p = np.empty((3, ni))
+        f = np.empty((9, ni))  # F row-major (a, b) -> 3a+b
+        g = np.empty((3, ni))  # continuous grid index
+        gf = np.empty((3, ni))  # its floor
+        valid = np.empty(ni, np.bool_)
+        w = np.empty((24, ni), np.float32)  # x, y, z: 4 weights then 4 derivative weights each
+        wx, dx, wy, dy, wz, dz = w[0:4], w[4:8], w[8:12], w[12:16], w[16:20], w[20:24]
+        s_v = np.empty((6, ni), np.float32)  # value (3), d/dgx (3)
+        s_y = np.empty((3, ni), np.float32)  # d/dgy
+        s_z = np.empty((3, ni), np.float32)  # d/dgz
+        cc = np.empty(192, np.float32)
+        x0, x1, x2 = x[0], x[1], x[2]
+        p0, p1, p2 = p[0], p[1], p[2]
         for j in range(nj):
+            o0 = ijk_to_lps[0, 3] + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k
+            o1 = ijk_to_lps[1, 3] + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k
+            o2 = ijk_to_lps[2, 3] + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k
+            c0, c1, c2 = ijk_to_lps[0, 0], ijk_to_lps[1, 0], ijk_to_lps[2, 0]
             for i in range(ni):
-                x0 = ijk_to_lps[0, 3] + ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k
-                x1 = ijk_to_lps[1, 3] + ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k
-                x2 = ijk_to_lps[2, 3] + ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k
-                p0, p1, p2 = x0, x1, x2
-                if want_det:
-                    for a in range(3):
-                        for b in range(3):
-                            f[a, b] = 1.0 if a == b else 0.0
-                for c in range(ncomp):
-                    if kinds[c] == LINEAR:
-                        q0 = mats[c, 0, 0] * p0 + mats[c, 0, 1] * p1 + mats[c, 0, 2] * p2 + mats[c, 0, 3]
-                        q1 = mats[c, 1, 0] * p0 + mats[c, 1, 1] * p1 + mats[c, 1, 2] * p2 + mats[c, 1, 3]
-                        q2 = mats[c, 2, 0] * p0 + mats[c, 2, 1] * p1 + mats[c, 2, 2] * p2 + mats[c, 2, 3]
-                        if want_det:
-                            for b in range(3):
-                                t0 = mats[c, 0, 0] * f[0, b] + mats[c, 0, 1] * f[1, b] + mats[c, 0, 2] * f[2, b]
-                                t1 = mats[c, 1, 0] * f[0, b] + mats[c, 1, 1] * f[1, b] + mats[c, 1, 2] * f[2, b]
-                                t2 = mats[c, 2, 0] * f[0, b] + mats[c, 2, 1] * f[1, b] + mats[c, 2, 2] * f[2, b]
-                                f[0, b], f[1, b], f[2, b] = t0, t1, t2
-                        p0, p1, p2 = q0, q1, q2
-                        continue
-                    nx, ny, nz = sizes[c, 0], sizes[c, 1], sizes[c, 2]
-                    e0, e1, e2 = p0 - mats[c, 0, 3], p1 - mats[c, 1, 3], p2 - mats[c, 2, 3]
-                    gx = mats[c, 0, 0] * e0 + mats[c, 0, 1] * e1 + mats[c, 0, 2] * e2
-                    gy = mats[c, 1, 0] * e0 + mats[c, 1, 1] * e1 + mats[c, 1, 2] * e2
-                    gz = mats[c, 2, 0] * e0 + mats[c, 2, 1] * e1 + mats[c, 2, 2] * e2
-                    if not (gx >= 1.0 and gx < nx - 2.0 and gy >= 1.0 and gy < ny - 2.0 and gz >= 1.0
-                            and gz < nz - 2.0):
-                        continue
-                    fx, fy, fz = math.floor(gx), math.floor(gy), math.floor(gz)
-                    sx, sy, sz = int(fx) - 1, int(fy) - 1, int(fz) - 1
-                    for axis in range(3):
-                        fr = (gx - fx) if axis == 0 else ((gy - fy) if axis == 1 else (gz - fz))
-                        w = wx if axis == 0 else (wy if axis == 1 else wz)
-                        dw = dx if axis == 0 else (dy if axis == 1 else dz)
-                        g = 1.0 - fr
-                        f2, f3 = fr * fr, fr * fr * fr
-                        w[0] = g * g * g / 6.0
-                        w[1] = (3.0 * f3 - 6.0 * f2 + 4.0) / 6.0
-                        w[2] = (-3.0 * f3 + 3.0 * f2 + 3.0 * fr + 1.0) / 6.0
-                        w[3] = f3 / 6.0
-                        dw[0] = -0.5 * g * g
-                        dw[1] = 1.5 * f2 - 2.0 * fr
-                        dw[2] = -1.5 * f2 + fr + 0.5
-                        dw[3] = 0.5 * f2
-                    base = offsets[c]
-                    # coefficients interleaved (nz, ny, nx, 3)
-                    v0 = v1 = v2 = 0.0
-                    a00 = a01 = a02 = a10 = a11 = a12 = a20 = a21 = a22 = 0.0  # d(value_a)/d(g_b)
-                    for zz in range(4):
-                        y0 = y1 = y2 = 0.0
-                        yx0 = yx1 = yx2 = 0.0
-                        yy0 = yy1 = yy2 = 0.0
-                        for yyi in range(4):
-                            row = base + (((sz + zz) * ny + (sy + yyi)) * nx + sx) * 3
-                            r0 = r1 = r2 = 0.0
-                            rd0 = rd1 = rd2 = 0.0
-                            for xx in range(4):
-                                o = row + 3 * xx
-                                c0, c1, c2 = coef[o], coef[o + 1], coef[o + 2]
-                                r0 += c0 * wx[xx]
-                                r1 += c1 * wx[xx]
-                                r2 += c2 * wx[xx]
-                                if want_det:
-                                    rd0 += c0 * dx[xx]
-                                    rd1 += c1 * dx[xx]
-                                    rd2 += c2 * dx[xx]
-                            wyv = wy[yyi]
-                            y0 += r0 * wyv
-                            y1 += r1 * wyv
-                            y2 += r2 * wyv
-                            if want_det:
-                                yx0 += rd0 * wyv
-                                yx1 += rd1 * wyv
-                                yx2 += rd2 * wyv
-                                dyv = dy[yyi]
-                                yy0 += r0 * dyv
-                                yy1 += r1 * dyv
-                                yy2 += r2 * dyv
-                        wzv = wz[zz]
-                        v0 += y0 * wzv
-                        v1 += y1 * wzv
-                        v2 += y2 * wzv
-                        if want_det:
-                            dzv = dz[zz]
-                            a00 += yx0 * wzv
-                            a10 += yx1 * wzv
-                            a20 += yx2 * wzv
-                            a01 += yy0 * wzv
-                            a11 += yy1 * wzv
-                            a21 += yy2 * wzv
-                            a02 += y0 * dzv
-                            a12 += y1 * dzv
-                            a22 += y2 * dzv
+                x0[i] = o0 + c0 * i
+                x1[i] = o1 + c1 * i
+                x2[i] = o2 + c2 * i
+            p0[:] = x0
+            p1[:] = x1
+            p2[:] = x2
+            if want_det:
+                f[:] = 0.0
+                f[0] = 1.0
+                f[4] = 1.0
+                f[8] = 1.0
+            for c in range(ncomp):
+                m = mats[c]
+                m00, m01, m02, m03 = m[0, 0], m[0, 1], m[0, 2], m[0, 3]
+                m10, m11, m12, m13 = m[1, 0], m[1, 1], m[1, 2], m[1, 3]
+                m20, m21, m22, m23 = m[2, 0], m[2, 1], m[2, 2], m[2, 3]
+                if kinds[c] == LINEAR:
+                    for i in range(ni):
+                        q0, q1, q2 = p0[i], p1[i], p2[i]
+                        p0[i] = m00 * q0 + m01 * q1 + m02 * q2 + m03
+                        p1[i] = m10 * q0 + m11 * q1 + m12 * q2 + m13
+                        p2[i] = m20 * q0 + m21 * q1 + m22 * q2 + m23
                     if want_det:
-                        # (I + dU/dg · dg/dp) F
                         for b in range(3):
-                            m0b, m1b, m2b = mats[c, 0, b], mats[c, 1, b], mats[c, 2, b]
-                            t[0, b] = a00 * m0b + a01 * m1b + a02 * m2b
-                            t[1, b] = a10 * m0b + a11 * m1b + a12 * m2b
-                            t[2, b] = a20 * m0b + a21 * m1b + a22 * m2b
-                        for a in range(3):
-                            t[a, a] += 1.0
-                        for b in range(3):
-                            t0 = t[0, 0] * f[0, b] + t[0, 1] * f[1, b] + t[0, 2] * f[2, b]
-                            t1 = t[1, 0] * f[0, b] + t[1, 1] * f[1, b] + t[1, 2] * f[2, b]
-                            t2 = t[2, 0] * f[0, b] + t[2, 1] * f[1, b] + t[2, 2] * f[2, b]
-                            f[0, b], f[1, b], f[2, b] = t0, t1, t2
-                    p0 += v0
-                    p1 += v1
-                    p2 += v2
-                out_u[kk, j, i, 0] = p0 - x0
-                out_u[kk, j, i, 1] = p1 - x1
-                out_u[kk, j, i, 2] = p2 - x2
+                            fa, fb, fc = f[b], f[3 + b], f[6 + b]
+                            for i in range(ni):
+                                q0, q1, q2 = fa[i], fb[i], fc[i]
+                                fa[i] = m00 * q0 + m01 * q1 + m02 * q2
+                                fb[i] = m10 * q0 + m11 * q1 + m12 * q2
+                                fc[i] = m20 * q0 + m21 * q1 + m22 * q2
+                    continue
+                nx, ny, nz = sizes[c, 0], sizes[c, 1], sizes[c, 2]
+                g0, g1, g2 = g[0], g[1], g[2]
+                for i in range(ni):
+                    e0, e1, e2 = p0[i] - m03, p1[i] - m13, p2[i] - m23
+                    g0[i] = m00 * e0 + m01 * e1 + m02 * e2
+                    g1[i] = m10 * e0 + m11 * e1 + m12 * e2
+                    g2[i] = m20 * e0 + m21 * e1 + m22 * e2
+                for i in range(ni):
+                    valid[i] = ((g0[i] >= 1.0) & (g0[i] < nx - 2.0) & (g1[i] >= 1.0) & (g1[i] < ny - 2.0)
+                                & (g2[i] >= 1.0) & (g2[i] < nz - 2.0))
+                for axis in range(3):
+                    ga, fl = g[axis], gf[axis]
+                    w0, w1, w2, w3 = w[8 * axis], w[8 * axis + 1], w[8 * axis + 2], w[8 * axis + 3]
+                    d0, d1, d2, d3 = w[8 * axis + 4], w[8 * axis + 5], w[8 * axis + 6], w[8 * axis + 7]
+                    for i in range(ni):
+                        lo = np.floor(ga[i])
+                        fl[i] = lo
+                        fr = ga[i] - lo
+                        h = 1.0 - fr
+                        f2 = fr * fr
+                        f3 = f2 * fr
+                        w0[i] = h * h * h * SIXTH
+                        w1[i] = (3.0 * f3 - 6.0 * f2 + 4.0) * SIXTH
+                        w2[i] = (-3.0 * f3 + 3.0 * f2 + 3.0 * fr + 1.0) * SIXTH
+                        w3[i] = f3 * SIXTH
+                        d0[i] = -0.5 * h * h
+                        d1[i] = 1.5 * f2 - 2.0 * fr
+                        d2[i] = -1.5 * f2 + fr + 0.5
+                        d3[i] = 0.5 * f2
+                s_v[:] = 0.0  # outside the valid region the B-spline is the identity: u += 0, T = I
                 if want_det:
-                    out_det[kk, j, i] = (f[0, 0] * (f[1, 1] * f[2, 2] - f[1, 2] * f[2, 1])
-                                         - f[0, 1] * (f[1, 0] * f[2, 2] - f[1, 2] * f[2, 0])
-                                         + f[0, 2] * (f[1, 0] * f[2, 1] - f[1, 1] * f[2, 0]))
+                    s_y[:] = 0.0
+                    s_z[:] = 0.0
+                base = offsets[c]
+                i = 0
+                while i < ni:
+                    if not valid[i]:
+                        i += 1
+                        continue
+                    bx, by, bz = gf[0, i], gf[1, i], gf[2, i]
+                    e = i + 1
+                    while e < ni and valid[e] and gf[0, e] == bx and gf[1, e] == by and gf[2, e] == bz:
+                        e += 1
+                    sx, sy, sz = int(bx) - 1, int(by) - 1, int(bz) - 1
+                    for zz in range(4):  # the run's 4×4×4 coefficients, contiguous (z, y, x, component)
+                        for yy in range(4):
+                            row = base + (((sz + zz) * ny + (sy + yy)) * nx + sx) * 3
+                            for q in range(12):
+                                cc[(zz * 4 + yy) * 12 + q] = coef[row + q]
+                    if want_det:
+                        tensor_sum_dx(cc, wx, wy, wz, dx, s_v, i, e)
+                        tensor_sum(cc, wx, dy, wz, s_y, i, e)
+                        tensor_sum(cc, wx, wy, dz, s_z, i, e)
+                    else:
+                        tensor_sum(cc, wx, wy, wz, s_v, i, e)
+                    i = e
+                v0, v1, v2 = s_v[0], s_v[1], s_v[2]
+                for i in range(ni):
+                    p0[i] += v0[i]
+                    p1[i] += v1[i]
+                    p2[i] += v2[i]
+                if want_det:
+                    # T = I + dU/dg · M, F <- T F (dU_a/dg_b: b = x from s_v[3+a], y from s_y[a], z from s_z[a])
+                    u00, u10, u20 = s_v[3], s_v[4], s_v[5]
+                    u01, u11, u21 = s_y[0], s_y[1], s_y[2]
+                    u02, u12, u22 = s_z[0], s_z[1], s_z[2]
+                    t = np.empty((9, ni))
+                    for i in range(ni):
+                        a00, a10, a20 = np.float64(u00[i]), np.float64(u10[i]), np.float64(u20[i])
+                        a01, a11, a21 = np.float64(u01[i]), np.float64(u11[i]), np.float64(u21[i])
+                        a02, a12, a22 = np.float64(u02[i]), np.float64(u12[i]), np.float64(u22[i])
+                        t[0, i] = a00 * m00 + a01 * m10 + a02 * m20 + 1.0
+                        t[1, i] = a00 * m01 + a01 * m11 + a02 * m21
+                        t[2, i] = a00 * m02 + a01 * m12 + a02 * m22
+                        t[3, i] = a10 * m00 + a11 * m10 + a12 * m20
+                        t[4, i] = a10 * m01 + a11 * m11 + a12 * m21 + 1.0
+                        t[5, i] = a10 * m02 + a11 * m12 + a12 * m22
+                        t[6, i] = a20 * m00 + a21 * m10 + a22 * m20
+                        t[7, i] = a20 * m01 + a21 * m11 + a22 * m21
+                        t[8, i] = a20 * m02 + a21 * m12 + a22 * m22 + 1.0
+                    _compose_rows(t, f, ni)
+            ou = out_u[kk, j]
+            for i in range(ni):
+                ou[i, 0] = p0[i] - x0[i]
+                ou[i, 1] = p1[i] - x1[i]
+                ou[i, 2] = p2[i] - x2[i]
+            if want_det:
+                od = out_det[kk, j]
+                fa, fb, fc, fd, fe, ff, fg, fh, fi = f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
+                for i in range(ni):
+                    od[i] = (fa[i] * (fe[i] * fi[i] - ff[i] * fh[i]) - fb[i] * (fd[i] * fi[i] - ff[i] * fg[i])
+                             + fc[i] * (fd[i] * fh[i] - fe[i] * fg[i]))
+
+
+@njit(cache=True)
+def _compose_rows(t, f, n):
+    """F <- T F per voxel of a row (3×3 matrices stored row-major in rows 0..8 of ``t`` and ``f``)."""
+    for b in range(3):
+        fa, fb, fc = f[b], f[3 + b], f[6 + b]
+        t0, t1, t2, t3, t4, t5, t6, t7, t8 = t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8]
+        for i in range(n):
+            q0, q1, q2 = fa[i], fb[i], fc[i]
+            fa[i] = t0[i] * q0 + t1[i] * q1 + t2[i] * q2
+            fb[i] = t3[i] * q0 + t4[i] * q1 + t5[i] * q2
+            fc[i] = t6[i] * q0 + t7[i] * q1 + t8[i] * q2
 
 
 @njit(parallel=True, cache=True)
@@ -283,10 +322,11 @@ def magnitude_slab(u, out):
                 out[kk, j, i] = np.float32(math.sqrt(np.float32(a * a + b * b + c * c)))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def similarity_pass1(a, b, mask, use_mask, nblocks):
     """Per block: [count, nonfinite, Σa, Σb, min a, max a, min b, max b] over the voxels (in the mask) where both
-    values are finite. ``a``, ``b``, ``mask``: flat arrays of one length."""
+    values are finite. ``a``, ``b``, ``mask``: flat arrays of one length. Branch-free (vectorised; the sums may
+    be reassociated)."""
     n = a.shape[0]
     out = np.zeros((nblocks, 8))
     size = (n + nblocks - 1) // nblocks
@@ -295,17 +335,18 @@ def similarity_pass1(a, b, mask, use_mask, nblocks):
         cnt, bad, sa, sb = 0.0, 0.0, 0.0, 0.0
         mina, maxa, minb, maxb = np.inf, -np.inf, np.inf, -np.inf
         for t in range(lo, hi):
-            if use_mask and not mask[t]:
-                continue
+            inside = (not use_mask) or mask[t]
             va, vb = np.float64(a[t]), np.float64(b[t])
-            if not (np.isfinite(va) and np.isfinite(vb)):
-                bad += 1.0
-                continue
-            cnt += 1.0
-            sa += va
-            sb += vb
-            mina, maxa = min(mina, va), max(maxa, va)
-            minb, maxb = min(minb, vb), max(maxb, vb)
+            finite = np.isfinite(va) and np.isfinite(vb)
+            ok = inside and finite
+            bad += 1.0 if (inside and not finite) else 0.0
+            cnt += 1.0 if ok else 0.0
+            sa += va if ok else 0.0
+            sb += vb if ok else 0.0
+            mina = min(mina, va) if ok else mina
+            maxa = max(maxa, va) if ok else maxa
+            minb = min(minb, vb) if ok else minb
+            maxb = max(maxb, vb) if ok else maxb
         out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3] = cnt, bad, sa, sb
         out[blk, 4], out[blk, 5], out[blk, 6], out[blk, 7] = mina, maxa, minb, maxb
     return out
@@ -342,3 +383,84 @@ def similarity_pass2(a, b, mask, use_mask, nblocks, ma, mb, bins, lo_a, hi_a, lo
             joint[blk, ia * bins + ib] += 1
         sums[blk, 0], sums[blk, 1], sums[blk, 2], sums[blk, 3], sums[blk, 4] = saa, sbb, sab, sdd, sad
     return sums, joint
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def moments_pass1(values, nblocks):
+    """Per block of a flat float array: [finite count, non-finite count, Σx, min, max] (float64 sums; branch-free
+    so that it vectorises: the sums may be reassociated)."""
+    n = values.shape[0]
+    out = np.zeros((nblocks, 5))
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        cnt, s = 0.0, 0.0
+        mn, mx = np.inf, -np.inf
+        for t in range(lo, hi):
+            v = np.float64(values[t])
+            ok = np.isfinite(v)
+            cnt += 1.0 if ok else 0.0
+            s += v if ok else 0.0
+            mn = min(mn, v) if ok else mn
+            mx = max(mx, v) if ok else mx
+        out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3], out[blk, 4] = cnt, (hi - lo) - cnt, s, mn, mx
+    return out
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def moments_pass2(values, nblocks, mean):
+    """Per block: Σ(x − mean)² of the finite values."""
+    n = values.shape[0]
+    out = np.zeros(nblocks)
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        a = 0.0
+        for t in range(lo, hi):
+            v = np.float64(values[t])
+            d = v - mean
+            a += d * d if np.isfinite(v) else 0.0
+        out[blk] = a
+    return out
+
+
+@njit(cache=True)
+def face_components(lin, ni, nj, nk):
+    """Face-connected (6-neighbour) components of a sparse set of voxels: ``lin`` = their sorted linear indices
+    (k, j, i C order) on an (nk, nj, ni) grid. Returns each voxel's component, numbered 0, 1, ... in the order
+    of each component's first voxel (scan order, as ITK's ConnectedComponent). Union-find: memory grows with
+    the voxels, not with the grid."""
+    n = lin.shape[0]
+    parent = np.arange(n)
+    plane = ni * nj
+    for a in range(n):
+        v = lin[a]
+        i = v % ni
+        j = (v // ni) % nj
+        for step, ok in ((1, i < ni - 1), (ni, j < nj - 1), (plane, v // plane < nk - 1)):
+            if not ok:
+                continue
+            b = np.searchsorted(lin, v + step)
+            if b < n and lin[b] == v + step:
+                ra = a
+                while parent[ra] != ra:
+                    parent[ra] = parent[parent[ra]]
+                    ra = parent[ra]
+                rb = b
+                while parent[rb] != rb:
+                    parent[rb] = parent[parent[rb]]
+                    rb = parent[rb]
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)  # the root is the component's first voxel
+    out = np.empty(n, np.int64)
+    number = np.full(n, -1)
+    count = 0
+    for a in range(n):
+        r = a
+        while parent[r] != r:
+            r = parent[r]
+        if number[r] < 0:
+            number[r] = count
+            count += 1
+        out[a] = number[r]
+    return out

@@ -1365,19 +1365,18 @@ def worst_folding_point(jacobian_kji, image) -> tuple:
     """(RAS point, voxels) of the largest face-connected region of J <= 0 on ``image``'s grid (its centroid), or of
     the minimum J when nothing folds (voxels 0); ``None`` point when there is no finite value. ``jacobian_kji``:
     a J array or a :class:`JacobianPicture`."""
-    from .metrics import _foreground_box
-
-    sitk = _sitk()
     picture = jacobian_kji if isinstance(jacobian_kji, JacobianPicture) else \
         JacobianPicture.from_array(jacobian_kji, image)
     if picture.folded:
-        folded = picture.folding(picture.bits)
-        lo, hi = _foreground_box(folded)  # components found in the folding voxels' box only
-        mask = sitk.GetImageFromArray(folded[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].astype(np.uint8))
-        relabelled = sitk.RelabelComponent(sitk.ConnectedComponent(mask, False))  # the view needs its image alive
-        labels = sitk.GetArrayViewFromImage(relabelled)
-        kji = np.argwhere(labels == 1).mean(axis=0) + np.array(lo)
-        voxels = int(np.count_nonzero(labels == 1))
+        from .kernels import face_components
+
+        nk, nj, ni = picture.shape
+        lin = np.flatnonzero(picture.folding(picture.bits))  # the folding voxels only: no grid-sized labels
+        labels = face_components(lin, ni, nj, nk)
+        sizes = np.bincount(labels)
+        largest = lin[labels == int(np.argmax(sizes))]  # ties: the component met first in scan order
+        kji = np.stack(np.unravel_index(largest, picture.shape), axis=1).mean(axis=0)
+        voxels = int(largest.size)
     elif picture.min_index is not None:
         kji, voxels = np.array(picture.min_index, float), 0
     else:

@@ -67,6 +67,14 @@ def image_ijk_to_lps(image) -> np.ndarray:
     return m
 
 
+def _reader_ijk_to_lps(reader) -> np.ndarray:
+    """4×4 voxel index -> LPS of an image whose header a SimpleITK reader has read."""
+    m = np.eye(4)
+    m[:3, :3] = np.array(reader.GetDirection(), float).reshape(3, 3) @ np.diag(reader.GetSpacing())
+    m[:3, 3] = reader.GetOrigin()
+    return m
+
+
 def _kernels():
     from . import kernels
 
@@ -102,7 +110,7 @@ class Chain:
                 m[:3, 3] = comp.origin
                 mats.append(m)
                 # interleaved (nz, ny, nx, 3): the 3 components of a control point side by side
-                c = np.ascontiguousarray(np.moveaxis(np.asarray(comp.coefficients, np.float64), 0, -1))
+                c = np.ascontiguousarray(np.moveaxis(np.asarray(comp.coefficients, np.float32), 0, -1))
                 coefs.append(c.ravel())
                 offsets.append(offset)
                 offset += c.size
@@ -113,7 +121,7 @@ class Chain:
         self.description = description
         self.kinds = np.array(kinds, np.int64)
         self.mats = np.array(mats, float).reshape(-1, 4, 4)
-        self.coef = np.concatenate(coefs) if coefs else np.zeros(1)
+        self.coef = np.concatenate(coefs) if coefs else np.zeros(1, np.float32)  # float32: the kernel's sums
         self.offsets = np.array(offsets, np.int64)
         self.sizes = np.array(sizes, np.int64).reshape(-1, 3)
 
@@ -140,22 +148,27 @@ class Chain:
 
 
 class FieldOnGrid:
-    """A displacement field (LPS vectors u = T(x) - x) defined on the fixed grid itself."""
+    """A displacement field (LPS vectors u = T(x) - x, (k, j, i, 3)) defined on the fixed grid itself.
+
+    ``u``: an array, or a read-only ``np.memmap`` of the file (:func:`io.raw_vector_field`): then each slab is
+    read from the file when sampled and its pages are released after the copy, so a streamed pass holds one
+    slab, not the field (a 512×512×300 float32 field is 943 MB)."""
 
     analytic_jacobian = False
     halo = 1
     linear = False
 
-    def __init__(self, field_image, source: str):
+    def __init__(self, u, ijk_to_lps, source: str):
+        self.u = u
+        self.size = tuple(int(n) for n in u.shape[2::-1])
+        self.ijk_to_lps = np.asarray(ijk_to_lps, float)
+        self.source = source
+
+    @classmethod
+    def from_image(cls, field_image, source: str) -> FieldOnGrid:
         import SimpleITK as sitk
 
-        self.size = tuple(field_image.GetSize())
-        self.source = source
-        # one writeable float32 copy (k, j, i, 3), the image itself is dropped by the caller: the lazily built node
-        # shares this memory (SimpleITK's array views are read-only)
-        self.u = sitk.GetArrayFromImage(field_image)
-        self.ijk_to_lps = image_ijk_to_lps(field_image)
-        self.flipped_to_ras = False
+        return cls(sitk.GetArrayFromImage(field_image), image_ijk_to_lps(field_image), source)
 
     def on_grid(self, ijk_to_lps, size) -> bool:
         scale = max(1.0, float(np.abs(ijk_to_lps).max()))
@@ -163,41 +176,72 @@ class FieldOnGrid:
                                                                          atol=1e-6 * scale)
 
     def sample(self, ijk_to_lps, ni, nj, k0, k1, want_det, out_u, out_det):
-        if self.flipped_to_ras:  # pragma: no cover - the node is built after streaming
-            raise RuntimeError("the field was handed to a Slicer node (RAS vectors)")
         out_u[...] = self.u[k0:k1]
+        _release_pages(self.u, k0, k1)
 
     def node(self, ctx, name):
-        """A grid transform node sharing the field's memory (vectors flipped to RAS in place: after the
-        streaming pass the LPS values are no longer needed)."""
+        """A grid transform node on the field's own memory (a memmap stays a memmap): the LPS field as a VTK grid
+        between two LPS <-> RAS flips, so no RAS copy of the vectors is made."""
         import slicer
         from vtkmodules.util.numpy_support import numpy_to_vtk
         from vtkmodules.vtkCommonDataModel import vtkImageData
         from vtkmodules.vtkCommonMath import vtkMatrix4x4
+        from vtkmodules.vtkCommonTransforms import vtkGeneralTransform, vtkMatrixToLinearTransform
 
-        if not self.flipped_to_ras:
-            self.u[..., 0] *= -1.0
-            self.u[..., 1] *= -1.0
-            self.flipped_to_ras = True
-        ijk_to_ras = LPS_RAS4 @ self.ijk_to_lps
-        spacing = np.linalg.norm(ijk_to_ras[:3, :3], axis=0)
+        spacing = np.linalg.norm(self.ijk_to_lps[:3, :3], axis=0)
         data = vtkImageData()
         data.SetDimensions(*self.size)
         data.SetSpacing(*spacing)
-        data.SetOrigin(*ijk_to_ras[:3, 3])
-        self._vtk_array = numpy_to_vtk(self.u.reshape(-1, 3), deep=0)
+        data.SetOrigin(*self.ijk_to_lps[:3, 3])
+        flat = self.u.reshape(-1, 3)
+        if flat.dtype != np.float32 and flat.dtype != np.float64 or not flat.dtype.isnative:
+            flat = np.ascontiguousarray(flat, dtype=np.float32)
+        self._vtk_array = numpy_to_vtk(flat, deep=0)  # VTK reads the array (or the mapped file) in place
+        self._vtk_array_owner = flat
         data.GetPointData().SetScalars(self._vtk_array)
         direction = vtkMatrix4x4()
         for r in range(3):
             for c in range(3):
-                direction.SetElement(r, c, float(ijk_to_ras[r, c] / spacing[c]))
+                direction.SetElement(r, c, float(self.ijk_to_lps[r, c] / spacing[c]))
         grid = slicer.vtkOrientedGridTransform()
         grid.SetDisplacementGridData(data)
         grid.SetGridDirectionMatrix(direction)
         grid.SetInterpolationModeToLinear()
+        flip = vtkMatrix4x4()
+        for r in range(3):
+            flip.SetElement(r, r, float(LPS_RAS4[r, r]))
+        flip_t = vtkMatrixToLinearTransform()
+        flip_t.SetInput(flip)
+        ras = vtkGeneralTransform()  # RAS -> LPS -> T (LPS) -> RAS
+        ras.PostMultiply()
+        ras.Concatenate(flip_t)
+        ras.Concatenate(grid)
+        ras.Concatenate(flip_t)
         node = ctx.add_node("vtkMRMLGridTransformNode", name)
-        node.SetAndObserveTransformFromParent(grid)
+        node.SetAndObserveTransformFromParent(ras)
         return node
+
+
+def _release_pages(array, k0: int, k1: int) -> None:
+    """Drop the pages of slices k0..k1-1 of a memory-mapped array from this process's resident set (they are
+    read again from the page cache if touched later); no-op for ordinary arrays."""
+    import mmap
+
+    m = getattr(array, "_mmap", None)
+    if m is None or not hasattr(m, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    per_slice = int(np.prod(array.shape[1:])) * array.dtype.itemsize
+    base = array.offset if hasattr(array, "offset") else 0
+    start = base + k0 * per_slice
+    page = mmap.PAGESIZE
+    lo = (start // page) * page
+    # numpy maps from the page-aligned offset below ``array.offset``: positions are relative to that
+    delta = (base // mmap.ALLOCATIONGRANULARITY) * mmap.ALLOCATIONGRANULARITY
+    length = base + k1 * per_slice - lo
+    try:
+        m.madvise(mmap.MADV_DONTNEED, lo - delta, length)
+    except (OSError, ValueError):  # pragma: no cover - best effort
+        pass
 
 
 class NodeSampler:
@@ -368,13 +412,19 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
         if comps != dim or dim != 3:
             raise BadInputError(io._name(path), f"not a displacement field ({dim}D image with {comps} "
                                 "component(s)); a 3D image with 3 components is needed")
-        import SimpleITK as sitk
+        field = None
+        if fixed_image is not None:
+            mapped = io.raw_vector_field(path, reader.GetSize())
+            if mapped is not None:
+                field = FieldOnGrid(mapped, _reader_ijk_to_lps(reader), path)
+        if field is None:
+            import SimpleITK as sitk
 
-        image = io.read_image(path, scalar=False)
-        if image.GetPixelID() != sitk.sitkVectorFloat32:
-            image = sitk.Cast(image, sitk.sitkVectorFloat32)
-        field = FieldOnGrid(image, path)
-        del image
+            image = io.read_image(path, scalar=False)
+            if image.GetPixelID() != sitk.sitkVectorFloat32:
+                image = sitk.Cast(image, sitk.sitkVectorFloat32)
+            field = FieldOnGrid.from_image(image, path)
+            del image
         if fixed_image is not None and field.on_grid(image_ijk_to_lps(fixed_image), fixed_image.GetSize()):
             def field_node(c):
                 node = field.node(c, name)
@@ -552,41 +602,42 @@ def stream(registration, fixed_image, consumers, need_jacobian: bool = False, pr
     ranges = slab_ranges((ni, nj, nk), slab_voxels)
     step = ranges[0][1] - ranges[0][0]
     halo = 1 if halo or (need_jacobian and not sampler.analytic_jacobian) else 0
+    analytic = need_jacobian and sampler.analytic_jacobian
     buf = np.empty((step + 2 * halo, nj, ni, 3), np.float32)
-    det_buf = np.empty((step, nj, ni), np.float32)
-    carry = None  # (global k, slice) of the last computed halo slice, to avoid sampling it twice
+    # analytic J: computed with u for every sampled slice (halo slices too) and carried with it, so that each
+    # slice of the grid is sampled exactly once; finite differences: J of the slab's own slices from u
+    det_all = np.empty((step + 2 * halo if analytic else step, nj, ni), np.float32)
+    carry = None  # (global k of the first carried slice, u slices, J slices): the previous slab's last slices
     for k0, k1 in ranges:
         lo, hi = max(0, k0 - halo), min(nk, k1 + halo)
         u_all = buf[: hi - lo]
         start = lo
-        if carry is not None and halo:
-            # slices lo .. (previous hi - 1) were computed by the previous slab: copy them
-            prev_lo, prev = carry
-            n_copy = prev_lo + len(prev) - lo
+        if carry is not None:
+            prev_lo, prev_u, prev_det = carry
+            n_copy = prev_lo + len(prev_u) - lo
             if n_copy > 0:
-                u_all[:n_copy] = prev[lo - prev_lo:]
+                u_all[:n_copy] = prev_u[lo - prev_lo:]
+                if analytic:
+                    det_all[:n_copy] = prev_det[lo - prev_lo:]
                 start = lo + n_copy
-        analytic = need_jacobian and sampler.analytic_jacobian
-        if analytic and halo:  # the analytic J of the slab's own slices (halo slices only give u)
-            sampler.sample(ijk_to_lps, ni, nj, k0, k1, True, u_all[k0 - lo: k1 - lo], det_buf[: k1 - k0])
-            for a, b in ((max(start, lo), k0), (max(start, k1), hi)):
-                if a < b:
-                    sampler.sample(ijk_to_lps, ni, nj, a, b, False, u_all[a - lo: b - lo], det_buf)
-        elif start < hi:
+        if start < hi:
             sampler.sample(ijk_to_lps, ni, nj, start, hi, analytic, u_all[start - lo:],
-                           det_buf[: hi - start] if sampler.analytic_jacobian else det_buf)
+                           det_all[start - lo: hi - lo] if analytic else det_all)
         if halo and hi < nk:
             tail_lo = max(lo, hi - 2 * halo)
-            carry = (tail_lo, u_all[tail_lo - lo:].copy())
+            carry = (tail_lo, u_all[tail_lo - lo:].copy(), det_all[tail_lo - lo: hi - lo].copy() if analytic else None)
         u = u_all[k0 - lo: k1 - lo]
-        if sampler.analytic_jacobian:
-            det = det_buf[: k1 - k0]
+        if analytic:
+            det = det_all[k0 - lo: k1 - lo]
 
             def jac(det=det):
                 return det
+        elif sampler.analytic_jacobian:  # J not asked for: the analytic sampler has none
+            def jac():
+                raise RuntimeError("stream(..., need_jacobian=False): no Jacobian")
         else:
             def jac(u_all=u_all, first=k0 - lo, count=k1 - k0, lo=lo):
-                out = det_buf[:count]
+                out = det_all[:count]
                 k.fd_jacobian_slab(u_all, first, count, nk, lo, a_mat, det_a, out)
                 return out
         slab = Slab(k0, k1, u, jac, u_all, k0 - lo, lo, nk)
