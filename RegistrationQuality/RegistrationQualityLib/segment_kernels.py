@@ -581,38 +581,53 @@ def _gaps(row_start, lo, hi, comp, keep, ni, out_start, out_lo, out_hi, write):
     return counts
 
 
+@njit(cache=True, inline="always")
+def _inside(x, mode, a, b):
+    if mode == 0:
+        return x > a and x < np.inf
+    return x >= a and x <= b and np.isfinite(x)
+
+
 @njit(parallel=True, cache=True)
-def _threshold_pass(arr, mode, a, b, row_start, lo, hi, write):
-    """Runs (or, without ``write``, run counts per row) of the voxels above ``a`` (mode 0) or in [a, b]
-    (mode 1); non-finite voxels are never in."""
+def _threshold_counts(arr, mode, a, b):
+    """Runs per row of the voxels above ``a`` (mode 0) or in [a, b] (mode 1); non-finite voxels are never in."""
     nk, nj, ni = arr.shape
     counts = np.zeros(nk * nj, np.int64)
     for k in prange(nk):
         for j in range(nj):
-            r = k * nj + j
-            p = row_start[r] if write else 0
+            row = arr[k, j]
+            prev = False
             n = 0
+            for i in range(ni):  # run starts, branch-free
+                x = np.float64(row[i])
+                v = (x > a) & (x < np.inf) if mode == 0 else (x >= a) & (x <= b) & (x - x == 0.0)
+                n += v & (not prev)
+                prev = v
+            counts[k * nj + j] = n
+    return counts
+
+
+@njit(parallel=True, cache=True)
+def _threshold_fill(arr, mode, a, b, row_start, lo, hi):
+    nk, nj, ni = arr.shape
+    for k in prange(nk):
+        for j in range(nj):
+            r = k * nj + j
+            p = row_start[r]
+            if row_start[r + 1] == p:
+                continue
+            row = arr[k, j]
             inside = False
             for i in range(ni):
-                x = np.float64(arr[k, j, i])
-                if mode == 0:
-                    v = x > a and x < np.inf
-                else:
-                    v = x >= a and x <= b and np.isfinite(x)
+                v = _inside(np.float64(row[i]), mode, a, b)
                 if v and not inside:
-                    if write:
-                        lo[p + n] = i
+                    lo[p] = i
                 elif inside and not v:
-                    if write:
-                        hi[p + n] = i
-                    n += 1
+                    hi[p] = i
+                    p += 1
                 inside = v
             if inside:
-                if write:
-                    hi[p + n] = ni
-                n += 1
-            counts[r] = n
-    return counts
+                hi[p] = ni
 
 
 def threshold_runs(arr: np.ndarray, lower=None, upper=None, above=None):
@@ -625,14 +640,12 @@ def threshold_runs(arr: np.ndarray, lower=None, upper=None, above=None):
         mode = 1
         a = -np.inf if lower is None else float(lower)
         b = np.inf if upper is None else float(upper)
-    empty = np.zeros(1, np.int64)
-    no_runs = np.zeros(0, np.int32)
-    counts = _threshold_pass(arr, mode, a, b, empty, no_runs, no_runs, False)
+    counts = _threshold_counts(arr, mode, a, b)
     row_start = np.zeros(counts.size + 1, np.int64)
     np.cumsum(counts, out=row_start[1:])
     lo = np.empty(int(row_start[-1]), np.int32)
     hi = np.empty(int(row_start[-1]), np.int32)
-    _threshold_pass(arr, mode, a, b, row_start, lo, hi, True)
+    _threshold_fill(arr, mode, a, b, row_start, lo, hi)
     return row_start, lo, hi
 
 
