@@ -152,3 +152,19 @@ def test_shift_through_a_nonlinear_node_and_a_labelmap_mask(ctx, tmp_path):
     assert result["region"] == "mask"
     assert after["voxels"] + after["outside_moving_voxels"] == int(sitk.GetArrayViewFromImage(labels).sum())
     assert after["ncc"] > 0.999 and after["ncc"] > before["ncc"] and after["mse"] < before["mse"]
+
+
+@pytest.mark.parametrize("offset", [(0.0, 0.0, 0.0), (0.5, 0.5, 1.0), (-3.25, 1.5, 2.0)])
+def test_domain_mask_without_transform_equals_itk_nearest_neighbour_rule(offset):
+    """The world-space domain (no registration) by the compiled kernel = SimpleITK's nearest-neighbour resampling of
+    a ones image (``-0.5 <= g < n - 0.5``), on oblique grids and with moving voxel centres half a voxel off."""
+    from RegistrationQualityLib.resample import resample_image
+
+    fixed = make_image(np.zeros((14, 30, 26), np.float32), (1.0, 1.0, 2.0), (-12.0, -14.0, -13.0), OBLIQUE)
+    moving = make_image(np.zeros((6, 12, 10), np.float32), (2.0, 2.0, 4.0), offset)
+    ones = sitk.Image(moving.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(moving)
+    expected = sitk.GetArrayFromImage(resample_image(None, ones, fixed, None, "nearest")) != 0
+    got = s.domain_mask(None, moving, fixed, None)
+    assert 0 < expected.sum() < expected.size
+    assert np.array_equal(got, expected)

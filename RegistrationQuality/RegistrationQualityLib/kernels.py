@@ -444,3 +444,22 @@ def face_components(lin, ni, nj, nk):
             count += 1
         out[a] = number[r]
     return out
+
+
+@njit(parallel=True, cache=True)
+def inside_world_slab(k0, k1, ni, nj, ijk_to_lps, lps_to_index, size, out):
+    """True where the fixed voxel centre x itself (no registration) falls in a moving voxel: ``inside_slab`` with
+    u = 0 (the same arithmetic), row by row over 1-D arrays (vectorised)."""
+    for kk in prange(k1 - k0):
+        k = k0 + kk
+        for j in range(nj):
+            row = out[kk, j]
+            for i in range(ni):
+                y0 = ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k + ijk_to_lps[0, 3]
+                y1 = ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k + ijk_to_lps[1, 3]
+                y2 = ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k + ijk_to_lps[2, 3]
+                g0 = lps_to_index[0, 0] * y0 + lps_to_index[0, 1] * y1 + lps_to_index[0, 2] * y2 + lps_to_index[0, 3]
+                g1 = lps_to_index[1, 0] * y0 + lps_to_index[1, 1] * y1 + lps_to_index[1, 2] * y2 + lps_to_index[1, 3]
+                g2 = lps_to_index[2, 0] * y0 + lps_to_index[2, 1] * y1 + lps_to_index[2, 2] * y2 + lps_to_index[2, 3]
+                row[i] = ((g0 >= -0.5) & (g0 < size[0] - 0.5) & (g1 >= -0.5) & (g1 < size[1] - 0.5)
+                          & (g2 >= -0.5) & (g2 < size[2] - 0.5))

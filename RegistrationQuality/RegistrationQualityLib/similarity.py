@@ -138,10 +138,22 @@ def domain_mask(ctx, moving_image, reference_image, transform_node=None) -> np.n
     """Boolean (k, j, i) mask of fixed-grid voxels whose sample point (x, or T(x)) lies inside the moving image.
 
     Outside, a resampled image holds only the background value, which would bias every similarity metric.
+    Rule: ITK's nearest-neighbour one, continuous index ``-0.5 <= g < n - 0.5`` on every axis (without a
+    transform computed by a compiled kernel, as :class:`InsideMoving` does through a registration).
     """
     from .resample import resample_image
 
     sitk = _sitk()
+    if transform_node is None:
+        from .kernels import inside_world_slab
+        from .transforms import image_ijk_to_lps
+
+        ni, nj, nk = reference_image.GetSize()
+        out = np.empty((nk, nj, ni), dtype=bool)
+        inside_world_slab(0, nk, ni, nj, np.ascontiguousarray(image_ijk_to_lps(reference_image)),
+                          np.ascontiguousarray(np.linalg.inv(image_ijk_to_lps(moving_image))),
+                          np.array(moving_image.GetSize(), np.float64), out)
+        return out
     ones = sitk.Image(moving_image.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving_image)
     inside = resample_image(ctx, ones, reference_image, transform_node, interpolation="nearest", background=0)
