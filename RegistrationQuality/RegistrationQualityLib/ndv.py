@@ -215,7 +215,7 @@ class Learn2RegSDlogJ:
         self.det_a = float(np.linalg.det(self.a))
         self.shape = grid.shape
         self.mask = None if mask is None else np.asarray(mask, dtype=bool)
-        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+        self.moments = [0, 0.0, 0.0]  # count, mean, Σ(x − mean)² of log(clip(J + 3))
         nk, nj, ni = self.shape
         self.box = (0, nj, 0, ni)  # with a mask: its (j, i) box plus a one-voxel halo (true neighbours inside)
         if self.mask is not None:
@@ -252,18 +252,17 @@ class Learn2RegSDlogJ:
         if values.size == 0:
             return
         logs = np.log(np.clip(values.astype(np.float64) + 3.0, 1e-9, 1e9))
-        nc, mc = logs.size, float(logs.mean())
-        m2c = float(np.dot(logs - mc, logs - mc))
-        delta, total = mc - self.mean, self.n + nc
-        self.mean += delta * nc / total
-        self.m2 += m2c + delta * delta * self.n * nc / total
-        self.n = total
+        from .deformation import _chan_merge
+
+        mc = float(logs.mean())
+        _chan_merge(self.moments, logs.size, mc, float(np.dot(logs - mc, logs - mc)))
 
     def finish(self) -> dict:
-        if self.n == 0:
+        n, _mean, m2 = self.moments
+        if n == 0:
             return {"sdlogj_learn2reg": None, "sdlogj_learn2reg_voxels": 0,
                     "sdlogj_learn2reg_reason": "no finite J at least 2 voxels inside the grid in the region"}
-        return {"sdlogj_learn2reg": math.sqrt(self.m2 / self.n), "sdlogj_learn2reg_voxels": int(self.n)}
+        return {"sdlogj_learn2reg": math.sqrt(m2 / n), "sdlogj_learn2reg_voxels": int(n)}
 
 
 class _ArraySlab:

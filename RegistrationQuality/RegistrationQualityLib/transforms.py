@@ -59,19 +59,11 @@ SLAB_VOXELS = 3 << 19
 
 
 def image_ijk_to_lps(image) -> np.ndarray:
-    """4×4 voxel index (i, j, k) -> LPS of a SimpleITK image."""
+    """4×4 voxel index (i, j, k) -> LPS of a SimpleITK image (or of a reader that has read its header)."""
     m = np.eye(4)
     d = np.array(image.GetDirection(), float).reshape(3, 3)
     m[:3, :3] = d @ np.diag(image.GetSpacing())
     m[:3, 3] = image.GetOrigin()
-    return m
-
-
-def _reader_ijk_to_lps(reader) -> np.ndarray:
-    """4×4 voxel index -> LPS of an image whose header a SimpleITK reader has read."""
-    m = np.eye(4)
-    m[:3, :3] = np.array(reader.GetDirection(), float).reshape(3, 3) @ np.diag(reader.GetSpacing())
-    m[:3, 3] = reader.GetOrigin()
     return m
 
 
@@ -416,7 +408,7 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
         if fixed_image is not None:
             mapped = io.raw_vector_field(path, reader.GetSize())
             if mapped is not None:
-                field = FieldOnGrid(mapped, _reader_ijk_to_lps(reader), path)
+                field = FieldOnGrid(mapped, image_ijk_to_lps(reader), path)
         if field is None:
             import SimpleITK as sitk
 
