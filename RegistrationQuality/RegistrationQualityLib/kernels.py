@@ -272,23 +272,27 @@ def warp_slab(u, k0, ijk_to_lps, lps_to_index, image, linear, background, roundi
 
 
 @njit(parallel=True, cache=True)
-def inside_slab(u, k0, ijk_to_lps, lps_to_index, size, out):
-    """True where T(x) = x + u(x) falls in a moving voxel (nearest neighbour: ``-0.5 <= g < n - 0.5``)."""
-    ns, nj, ni = u.shape[0], u.shape[1], u.shape[2]
-    for kk in prange(ns):
+def inside_slab(u, with_u, k0, k1, ni, nj, ijk_to_lps, lps_to_index, size, out):
+    """True where T(x) = x + u(x) (``with_u``; else x itself: no registration) falls in a moving voxel (nearest
+    neighbour, ITK's rule: ``-0.5 <= g < n - 0.5`` on every axis), for the fixed voxels of slices k0..k1-1; ``u``
+    is that slab's displacement (unused without ``with_u``). Row by row over 1-D arrays (vectorised)."""
+    for kk in prange(k1 - k0):
         k = k0 + kk
         for j in range(nj):
+            row = out[kk, j]
             for i in range(ni):
-                y0 = ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k + ijk_to_lps[0, 3] + u[kk, j, i, 0]
-                y1 = ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k + ijk_to_lps[1, 3] + u[kk, j, i, 1]
-                y2 = ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k + ijk_to_lps[2, 3] + u[kk, j, i, 2]
-                ok = True
-                for a in range(3):
-                    g = lps_to_index[a, 0] * y0 + lps_to_index[a, 1] * y1 + lps_to_index[a, 2] * y2 + lps_to_index[a, 3]
-                    if not (g >= -0.5 and g < size[a] - 0.5):
-                        ok = False
-                        break
-                out[kk, j, i] = ok
+                y0 = ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k + ijk_to_lps[0, 3]
+                y1 = ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k + ijk_to_lps[1, 3]
+                y2 = ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k + ijk_to_lps[2, 3]
+                if with_u:
+                    y0 += u[kk, j, i, 0]
+                    y1 += u[kk, j, i, 1]
+                    y2 += u[kk, j, i, 2]
+                g0 = lps_to_index[0, 0] * y0 + lps_to_index[0, 1] * y1 + lps_to_index[0, 2] * y2 + lps_to_index[0, 3]
+                g1 = lps_to_index[1, 0] * y0 + lps_to_index[1, 1] * y1 + lps_to_index[1, 2] * y2 + lps_to_index[1, 3]
+                g2 = lps_to_index[2, 0] * y0 + lps_to_index[2, 1] * y1 + lps_to_index[2, 2] * y2 + lps_to_index[2, 3]
+                row[i] = ((g0 >= -0.5) & (g0 < size[0] - 0.5) & (g1 >= -0.5) & (g1 < size[1] - 0.5)
+                          & (g2 >= -0.5) & (g2 < size[2] - 0.5))
 
 
 @njit(parallel=True, cache=True)
@@ -445,21 +449,3 @@ def face_components(lin, ni, nj, nk):
         out[a] = number[r]
     return out
 
-
-@njit(parallel=True, cache=True)
-def inside_world_slab(k0, k1, ni, nj, ijk_to_lps, lps_to_index, size, out):
-    """True where the fixed voxel centre x itself (no registration) falls in a moving voxel: ``inside_slab`` with
-    u = 0 (the same arithmetic), row by row over 1-D arrays (vectorised)."""
-    for kk in prange(k1 - k0):
-        k = k0 + kk
-        for j in range(nj):
-            row = out[kk, j]
-            for i in range(ni):
-                y0 = ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k + ijk_to_lps[0, 3]
-                y1 = ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k + ijk_to_lps[1, 3]
-                y2 = ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k + ijk_to_lps[2, 3]
-                g0 = lps_to_index[0, 0] * y0 + lps_to_index[0, 1] * y1 + lps_to_index[0, 2] * y2 + lps_to_index[0, 3]
-                g1 = lps_to_index[1, 0] * y0 + lps_to_index[1, 1] * y1 + lps_to_index[1, 2] * y2 + lps_to_index[1, 3]
-                g2 = lps_to_index[2, 0] * y0 + lps_to_index[2, 1] * y1 + lps_to_index[2, 2] * y2 + lps_to_index[2, 3]
-                row[i] = ((g0 >= -0.5) & (g0 < size[0] - 0.5) & (g1 >= -0.5) & (g1 < size[1] - 0.5)
-                          & (g2 >= -0.5) & (g2 < size[2] - 0.5))

@@ -145,14 +145,15 @@ def domain_mask(ctx, moving_image, reference_image, transform_node=None) -> np.n
 
     sitk = _sitk()
     if transform_node is None:
-        from .kernels import inside_world_slab
+        from .kernels import inside_slab
         from .transforms import image_ijk_to_lps
 
         ni, nj, nk = reference_image.GetSize()
         out = np.empty((nk, nj, ni), dtype=bool)
-        inside_world_slab(0, nk, ni, nj, np.ascontiguousarray(image_ijk_to_lps(reference_image)),
-                          np.ascontiguousarray(np.linalg.inv(image_ijk_to_lps(moving_image))),
-                          np.array(moving_image.GetSize(), np.float64), out)
+        inside_slab(np.zeros((1, 1, 1, 3), np.float32), False, 0, nk, ni, nj,
+                    np.ascontiguousarray(image_ijk_to_lps(reference_image)),
+                    np.ascontiguousarray(np.linalg.inv(image_ijk_to_lps(moving_image))),
+                    np.array(moving_image.GetSize(), np.float64), out)
         return out
     ones = sitk.Image(moving_image.GetSize(), sitk.sitkUInt8) + 1
     ones.CopyInformation(moving_image)
@@ -228,7 +229,9 @@ class InsideMoving:
     def consume(self, slab) -> None:
         from .kernels import inside_slab
 
-        inside_slab(slab.u, slab.k0, self.ijk_to_lps, self.lps_to_index, self.size, self.out[slab.k0:slab.k1])
+        nj, ni = slab.u.shape[1], slab.u.shape[2]
+        inside_slab(slab.u, True, slab.k0, slab.k1, ni, nj, self.ijk_to_lps, self.lps_to_index, self.size,
+                    self.out[slab.k0:slab.k1])
 
     def finish(self) -> np.ndarray:
         return self.out
