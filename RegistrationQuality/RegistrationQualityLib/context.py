@@ -29,34 +29,10 @@ class Context:
     """
 
     def __init__(self, scene, logics: dict, app=None, headless: bool = False):
-        self._scene = scene
-        self._logics = dict(logics)
-        self._app = app
-        self._build = None  # headless: builds (scene, logics, app) on first use
+        self.scene = scene
+        self.logics = dict(logics)
+        self.app = app
         self.headless = headless
-
-    def _built(self) -> Context:
-        if self._build is not None:
-            build, self._build = self._build, None
-            self._scene, self._logics, self._app = build()
-        return self
-
-    @property
-    def scene(self):
-        return self._built()._scene
-
-    @property
-    def logics(self) -> dict:
-        return self._built()._logics
-
-    @property
-    def app(self):
-        return self._built()._app
-
-    @property
-    def scene_built(self) -> bool:
-        """False while a headless context has not needed its scene yet (nothing was loaded into MRML)."""
-        return self._build is None
 
     def logic(self, name: str):
         try:
@@ -66,13 +42,25 @@ class Context:
 
     @classmethod
     def headless(cls) -> Context:
-        """A fresh scene with slicer-core's logics (no Qt, no Slicer application), bootstrapped on first use of
-        ``scene``, ``logics`` or ``app``: an evaluation of files that never needs MRML (the CLI's usual case)
-        does not pay slicer-core's import (≈ 1.5 s)."""
+        """Bootstrap a fresh scene with slicer-core's logics (no Qt, no Slicer application)."""
         silence_native_warnings()
-        ctx = cls(None, {}, headless=True)
-        ctx._build = _headless_scene
-        return ctx
+        import slicer
+
+        scene = slicer.vtkMRMLScene()
+        app = slicer.vtkSlicerApplicationLogic()
+        app.SetMRMLScene(scene)
+        colors = app.GetColorLogic()  # vtkMRMLColorLogic: vtkSlicerColorLogic wants Slicer's share/ folder
+        colors.SetMRMLScene(scene)
+        colors.AddDefaultColorNodes()
+        app.SetModuleLogic("Colors", colors)  # the volumes logic finds colours by module name
+        logics = {"Colors": colors}
+        for name, class_name in LOGIC_CLASSES.items():
+            logic = logics[name] = getattr(slicer, class_name)()
+            logic.SetMRMLApplicationLogic(app)
+            logic.SetMRMLScene(scene)  # the segmentations logic registers its converter rules here
+            app.SetModuleLogic(name, logic)  # weak pointer: self.logics keeps them alive
+        slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
+        return cls(scene, logics, app=app, headless=True)
 
     @classmethod
     def from_application(cls, slicer_module) -> Context:
@@ -111,27 +99,6 @@ class Context:
                     if storage is not None:
                         self.scene.RemoveNode(storage)
             self.scene.RemoveNode(node)
-
-
-def _headless_scene():
-    """(scene, logics, app) of a headless context: slicer-core's scene, application logic and module logics."""
-    import slicer
-
-    scene = slicer.vtkMRMLScene()
-    app = slicer.vtkSlicerApplicationLogic()
-    app.SetMRMLScene(scene)
-    colors = app.GetColorLogic()  # vtkMRMLColorLogic: vtkSlicerColorLogic wants Slicer's share/ folder
-    colors.SetMRMLScene(scene)
-    colors.AddDefaultColorNodes()
-    app.SetModuleLogic("Colors", colors)  # the volumes logic finds colours by module name
-    logics = {"Colors": colors}
-    for name, class_name in LOGIC_CLASSES.items():
-        logic = logics[name] = getattr(slicer, class_name)()
-        logic.SetMRMLApplicationLogic(app)
-        logic.SetMRMLScene(scene)  # the segmentations logic registers its converter rules here
-        app.SetModuleLogic(name, logic)  # weak pointer: self.logics keeps them alive
-    slicer.vtkMRMLSliceNode.AddDefaultSliceOrientationPresets(scene)
-    return scene, logics, app
 
 
 class TemporaryNodes:
