@@ -234,41 +234,121 @@ def warp_slab(u, k0, ijk_to_lps, lps_to_index, image, linear, background, roundi
     Linear: trilinear weights over the neighbours clamped at the border; nearest: floor(g + 0.5), clamped.
     ``rounding``: round to the nearest integer (floor(v + 0.5)) and clamp to [lo_clip, hi_clip] (integer outputs,
     as VTK does when it writes an integer image).
+
+    Row by row over 1-D arrays, every loop but the reads of the image branch-free (vectorised): the continuous
+    indices of the row; for linear their floors, fractions and the flat index of the 2×2×2 neighbourhood; its 8
+    values; the weighted sum. Voxels whose neighbourhood is not wholly inside the image (outside, or clamped
+    neighbours at the border) are then redone one by one with the clamps. The arithmetic of each voxel (the
+    position, the weights and their order) is the same on both paths, so the result does not depend on the path
+    (``Testing/test_warp_kernel.py`` checks it bit for bit against a per-voxel reference).
     """
     nz, ny, nx = image.shape
     ns, nj, ni = u.shape[0], u.shape[1], u.shape[2]
+    flat = image.reshape(-1)
+    sy, sz = nx, nx * ny
+    hx, hy, hz = nx - 0.5, ny - 0.5, nz - 0.5
+    ex, ey, ez = nx - 1.0, ny - 1.0, nz - 1.0
+    m00, m01, m02, m03 = ijk_to_lps[0, 0], ijk_to_lps[0, 1], ijk_to_lps[0, 2], ijk_to_lps[0, 3]
+    m10, m11, m12, m13 = ijk_to_lps[1, 0], ijk_to_lps[1, 1], ijk_to_lps[1, 2], ijk_to_lps[1, 3]
+    m20, m21, m22, m23 = ijk_to_lps[2, 0], ijk_to_lps[2, 1], ijk_to_lps[2, 2], ijk_to_lps[2, 3]
+    l00, l01, l02, l03 = lps_to_index[0, 0], lps_to_index[0, 1], lps_to_index[0, 2], lps_to_index[0, 3]
+    l10, l11, l12, l13 = lps_to_index[1, 0], lps_to_index[1, 1], lps_to_index[1, 2], lps_to_index[1, 3]
+    l20, l21, l22, l23 = lps_to_index[2, 0], lps_to_index[2, 1], lps_to_index[2, 2], lps_to_index[2, 3]
     for kk in prange(ns):
         k = k0 + kk
+        g = np.empty((6, ni))
+        gx, gy, gz, tx_, ty_, tz_ = g[0], g[1], g[2], g[3], g[4], g[5]
+        uc = np.empty((3, ni))
+        u0, u1, u2 = uc[0], uc[1], uc[2]
+        base = np.empty(ni, np.int64)
+        fast = np.empty(ni, np.bool_)
+        vals = np.empty((8, ni))
+        res = np.empty(ni)
         for j in range(nj):
+            uu = u[kk, j]
             for i in range(ni):
-                y0 = ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k + ijk_to_lps[0, 3] + u[kk, j, i, 0]
-                y1 = ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k + ijk_to_lps[1, 3] + u[kk, j, i, 1]
-                y2 = ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k + ijk_to_lps[2, 3] + u[kk, j, i, 2]
-                gx = lps_to_index[0, 0] * y0 + lps_to_index[0, 1] * y1 + lps_to_index[0, 2] * y2 + lps_to_index[0, 3]
-                gy = lps_to_index[1, 0] * y0 + lps_to_index[1, 1] * y1 + lps_to_index[1, 2] * y2 + lps_to_index[1, 3]
-                gz = lps_to_index[2, 0] * y0 + lps_to_index[2, 1] * y1 + lps_to_index[2, 2] * y2 + lps_to_index[2, 3]
-                if not (gx >= -0.5 and gx <= nx - 0.5 and gy >= -0.5 and gy <= ny - 0.5 and gz >= -0.5
-                        and gz <= nz - 0.5):
-                    out[kk, j, i] = background
+                u0[i] = uu[i, 0]
+                u1[i] = uu[i, 1]
+                u2[i] = uu[i, 2]
+            for i in range(ni):
+                y0 = m00 * i + m01 * j + m02 * k + m03 + u0[i]
+                y1 = m10 * i + m11 * j + m12 * k + m13 + u1[i]
+                y2 = m20 * i + m21 * j + m22 * k + m23 + u2[i]
+                gx[i] = l00 * y0 + l01 * y1 + l02 * y2 + l03
+                gy[i] = l10 * y0 + l11 * y1 + l12 * y2 + l13
+                gz[i] = l20 * y0 + l21 * y1 + l22 * y2 + l23
+            row = out[kk, j]
+            nslow = 0
+            if linear:
+                for i in range(ni):
+                    ax, ay, az = gx[i], gy[i], gz[i]
+                    fx, fy, fz = np.floor(ax), np.floor(ay), np.floor(az)
+                    tx_[i], ty_[i], tz_[i] = ax - fx, ay - fy, az - fz
+                    ok = (fx >= 0.0) & (fy >= 0.0) & (fz >= 0.0) & (fx < ex) & (fy < ey) & (fz < ez)
+                    fast[i] = ok
+                    nslow += 0 if ok else 1
+                    b = np.int64(fz) * sz + np.int64(fy) * sy + np.int64(fx)
+                    base[i] = b if ok else 0
+                for i in range(ni):
+                    b = base[i]
+                    vals[0, i] = flat[b]
+                    vals[1, i] = flat[b + 1]
+                    vals[2, i] = flat[b + sy]
+                    vals[3, i] = flat[b + sy + 1]
+                    vals[4, i] = flat[b + sz]
+                    vals[5, i] = flat[b + sz + 1]
+                    vals[6, i] = flat[b + sz + sy]
+                    vals[7, i] = flat[b + sz + sy + 1]
+                v000, v001, v010, v011 = vals[0], vals[1], vals[2], vals[3]
+                v100, v101, v110, v111 = vals[4], vals[5], vals[6], vals[7]
+                for i in range(ni):
+                    tx, ty, tz = tx_[i], ty_[i], tz_[i]
+                    v = ((1 - tz) * ((1 - ty) * ((1 - tx) * v000[i] + tx * v001[i]) + ty * ((1 - tx) * v010[i] + tx * v011[i]))
+                         + tz * ((1 - ty) * ((1 - tx) * v100[i] + tx * v101[i]) + ty * ((1 - tx) * v110[i] + tx * v111[i])))
+                    res[i] = v
+                if rounding:
+                    for i in range(ni):
+                        res[i] = min(max(np.floor(res[i] + 0.5), lo_clip), hi_clip)
+                for i in range(ni):
+                    row[i] = res[i]
+            else:
+                for i in range(ni):
+                    ax, ay, az = gx[i], gy[i], gz[i]
+                    ix = min(max(np.int64(np.floor(ax + 0.5)), 0), nx - 1)
+                    iy = min(max(np.int64(np.floor(ay + 0.5)), 0), ny - 1)
+                    iz = min(max(np.int64(np.floor(az + 0.5)), 0), nz - 1)
+                    ok = (ax >= -0.5) & (ax <= hx) & (ay >= -0.5) & (ay <= hy) & (az >= -0.5) & (az <= hz)
+                    fast[i] = ok
+                    nslow += 0 if ok else 1
+                    base[i] = iz * sz + iy * sy + ix
+                for i in range(ni):
+                    row[i] = flat[base[i]]
+            if nslow == 0:
+                continue
+            for i in range(ni):  # voxels outside the image or with clamped neighbours
+                if fast[i]:
+                    continue
+                ax, ay, az = gx[i], gy[i], gz[i]
+                if not (ax >= -0.5 and ax <= hx and ay >= -0.5 and ay <= hy and az >= -0.5 and az <= hz):
+                    row[i] = background
                     continue
                 if not linear:
-                    ix = min(max(int(math.floor(gx + 0.5)), 0), nx - 1)
-                    iy = min(max(int(math.floor(gy + 0.5)), 0), ny - 1)
-                    iz = min(max(int(math.floor(gz + 0.5)), 0), nz - 1)
-                    out[kk, j, i] = image[iz, iy, ix]
                     continue
-                fx, fy, fz = math.floor(gx), math.floor(gy), math.floor(gz)
-                tx, ty, tz = gx - fx, gy - fy, gz - fz
+                fx, fy, fz = math.floor(ax), math.floor(ay), math.floor(az)
+                tx, ty, tz = ax - fx, ay - fy, az - fz
                 x_a, y_a, z_a = int(fx), int(fy), int(fz)
-                x_b, y_b, z_b = min(max(x_a + 1, 0), nx - 1), min(max(y_a + 1, 0), ny - 1), min(max(z_a + 1, 0), nz - 1)
+                x_b, y_b, z_b = (min(max(x_a + 1, 0), nx - 1), min(max(y_a + 1, 0), ny - 1),
+                                 min(max(z_a + 1, 0), nz - 1))
                 x_a, y_a, z_a = min(max(x_a, 0), nx - 1), min(max(y_a, 0), ny - 1), min(max(z_a, 0), nz - 1)
-                v = ((1 - tz) * ((1 - ty) * ((1 - tx) * np.float64(image[z_a, y_a, x_a]) + tx * np.float64(image[z_a, y_a, x_b]))
-                                 + ty * ((1 - tx) * np.float64(image[z_a, y_b, x_a]) + tx * np.float64(image[z_a, y_b, x_b])))
-                     + tz * ((1 - ty) * ((1 - tx) * np.float64(image[z_b, y_a, x_a]) + tx * np.float64(image[z_b, y_a, x_b]))
-                             + ty * ((1 - tx) * np.float64(image[z_b, y_b, x_a]) + tx * np.float64(image[z_b, y_b, x_b]))))
+                w000, w001 = np.float64(image[z_a, y_a, x_a]), np.float64(image[z_a, y_a, x_b])
+                w010, w011 = np.float64(image[z_a, y_b, x_a]), np.float64(image[z_a, y_b, x_b])
+                w100, w101 = np.float64(image[z_b, y_a, x_a]), np.float64(image[z_b, y_a, x_b])
+                w110, w111 = np.float64(image[z_b, y_b, x_a]), np.float64(image[z_b, y_b, x_b])
+                v = ((1 - tz) * ((1 - ty) * ((1 - tx) * w000 + tx * w001) + ty * ((1 - tx) * w010 + tx * w011))
+                     + tz * ((1 - ty) * ((1 - tx) * w100 + tx * w101) + ty * ((1 - tx) * w110 + tx * w111)))
                 if rounding:
                     v = min(max(math.floor(v + 0.5), lo_clip), hi_clip)
-                out[kk, j, i] = v
+                row[i] = v
 
 
 @njit(parallel=True, cache=True)
