@@ -386,67 +386,102 @@ def magnitude_slab(u, out):
                 out[kk, j, i] = np.float32(math.sqrt(np.float32(a * a + b * b + c * c)))
 
 
+SIMILARITY_CHUNK = 2048  # voxels whose joint-histogram bins are computed together (vectorised), then counted
+
+
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def similarity_pass1(a, b, mask, use_mask, nblocks):
     """Per block: [count, nonfinite, Σa, Σb, min a, max a, min b, max b] over the voxels (in the mask) where both
-    values are finite. ``a``, ``b``, ``mask``: flat arrays of one length. Branch-free (vectorised; the sums may
-    be reassociated)."""
+    values are finite. ``a``, ``b``, ``mask``: flat arrays of one length (``mask`` unused without ``use_mask``).
+    Branch-free over each block's slices indexed from 0 (vectorised; the sums may be reassociated)."""
     n = a.shape[0]
     out = np.zeros((nblocks, 8))
     size = (n + nblocks - 1) // nblocks
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
+        aa, bb = a[lo:hi], b[lo:hi]
+        mm = mask[lo:hi] if use_mask else mask[0:0]
         cnt, bad, sa, sb = 0.0, 0.0, 0.0, 0.0
         mina, maxa, minb, maxb = np.inf, -np.inf, np.inf, -np.inf
-        for t in range(lo, hi):
-            inside = (not use_mask) or mask[t]
-            va, vb = np.float64(a[t]), np.float64(b[t])
-            finite = np.isfinite(va) and np.isfinite(vb)
-            ok = inside and finite
-            bad += 1.0 if (inside and not finite) else 0.0
+        for t in range(hi - lo):
+            inside = (not use_mask) or mm[t]
+            va, vb = np.float64(aa[t]), np.float64(bb[t])
+            finite = (va - va == 0.0) & (vb - vb == 0.0)  # isfinite of both
+            ok = inside & finite
+            bad += 1.0 if inside & (not finite) else 0.0
             cnt += 1.0 if ok else 0.0
             sa += va if ok else 0.0
             sb += vb if ok else 0.0
-            mina = min(mina, va) if ok else mina
-            maxa = max(maxa, va) if ok else maxa
-            minb = min(minb, vb) if ok else minb
-            maxb = max(maxb, vb) if ok else maxb
+            mina = min(mina, va if ok else np.inf)
+            maxa = max(maxa, va if ok else -np.inf)
+            minb = min(minb, vb if ok else np.inf)
+            maxb = max(maxb, vb if ok else -np.inf)
         out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3] = cnt, bad, sa, sb
         out[blk, 4], out[blk, 5], out[blk, 6], out[blk, 7] = mina, maxa, minb, maxb
     return out
 
 
-@njit(parallel=True, cache=True)
-def similarity_pass2(a, b, mask, use_mask, nblocks, ma, mb, bins, lo_a, hi_a, lo_b, hi_b):
-    """Per block: [Σ(a-ā)², Σ(b-b̄)², Σ(a-ā)(b-b̄), Σ(a-b)², Σ|a-b|] and the joint histogram (bins × bins, each
-    image's equal-width bins over its own [lo, hi], the maximum in the last bin)."""
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def similarity_pass2(a, b, mask, use_mask, nblocks, ma, mb):
+    """Per block: [Σ(a-ā)², Σ(b-b̄)², Σ(a-ā)(b-b̄), Σ(a-b)², Σ|a-b|] over the voxels of :func:`similarity_pass1`
+    (branch-free, vectorised; the reassociated sums are closer to the exact ones than a sequential sum: on the
+    CT benchmark case 2e-15 relative to the exact integer sums, a sequential float64 sum 3e-12)."""
     n = a.shape[0]
     sums = np.zeros((nblocks, 5))
-    joint = np.zeros((nblocks, bins * bins), np.int64)
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        aa, bb = a[lo:hi], b[lo:hi]
+        mm = mask[lo:hi] if use_mask else mask[0:0]
+        saa, sbb, sab, sdd, sad = 0.0, 0.0, 0.0, 0.0, 0.0
+        for t in range(hi - lo):
+            va, vb = np.float64(aa[t]), np.float64(bb[t])
+            ok = ((not use_mask) or mm[t]) & (va - va == 0.0) & (vb - vb == 0.0)
+            da, db = va - ma, vb - mb
+            d = va - vb
+            saa += da * da if ok else 0.0
+            sbb += db * db if ok else 0.0
+            sab += da * db if ok else 0.0
+            sdd += d * d if ok else 0.0
+            sad += abs(d) if ok else 0.0
+        sums[blk, 0], sums[blk, 1], sums[blk, 2], sums[blk, 3], sums[blk, 4] = saa, sbb, sab, sdd, sad
+    return sums
+
+
+@njit(parallel=True, cache=True)
+def similarity_joint(a, b, mask, use_mask, nblocks, bins, lo_a, hi_a, lo_b, hi_b):
+    """Per block: the joint histogram (bins × bins) of the voxels of :func:`similarity_pass1`, each image's
+    equal-width bins over its own [lo, hi] (bin ``int((v - lo) · bins / (hi - lo))``, the maximum in the last
+    bin; one bin when hi == lo). Chunk by chunk: the bins of a chunk in one vectorised loop (strict IEEE
+    arithmetic, no fast-math), then counted into 4 interleaved histograms (consecutive voxels in one bin do not
+    wait on each other's increment)."""
+    n = a.shape[0]
+    nb2 = bins * bins
+    joint = np.zeros((nblocks, nb2), np.int64)
     size = (n + nblocks - 1) // nblocks
     scale_a = bins / (hi_a - lo_a) if hi_a > lo_a else 0.0
     scale_b = bins / (hi_b - lo_b) if hi_b > lo_b else 0.0
+    top_a = bins - 1 if hi_a > lo_a else 0
+    top_b = bins - 1 if hi_b > lo_b else 0
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
-        saa, sbb, sab, sdd, sad = 0.0, 0.0, 0.0, 0.0, 0.0
-        for t in range(lo, hi):
-            if use_mask and not mask[t]:
-                continue
-            va, vb = np.float64(a[t]), np.float64(b[t])
-            if not (np.isfinite(va) and np.isfinite(vb)):
-                continue
-            da, db = va - ma, vb - mb
-            saa += da * da
-            sbb += db * db
-            sab += da * db
-            d = va - vb
-            sdd += d * d
-            sad += abs(d)
-            ia = min(max(int((va - lo_a) * scale_a), 0), bins - 1) if hi_a > lo_a else 0
-            ib = min(max(int((vb - lo_b) * scale_b), 0), bins - 1) if hi_b > lo_b else 0
-            joint[blk, ia * bins + ib] += 1
-        sums[blk, 0], sums[blk, 1], sums[blk, 2], sums[blk, 3], sums[blk, 4] = saa, sbb, sab, sdd, sad
-    return sums, joint
+        h = np.zeros((4, nb2 + 1), np.int64)  # the last slot takes the voxels left out
+        idx = np.empty(SIMILARITY_CHUNK, np.int64)
+        for c0 in range(lo, hi, SIMILARITY_CHUNK):
+            c1 = min(hi, c0 + SIMILARITY_CHUNK)
+            aa, bb = a[c0:c1], b[c0:c1]
+            mm = mask[c0:c1] if use_mask else mask[0:0]
+            for t in range(c1 - c0):
+                va, vb = np.float64(aa[t]), np.float64(bb[t])
+                ok = ((not use_mask) or mm[t]) & (va - va == 0.0) & (vb - vb == 0.0)
+                ia = min(max(np.int64((va - lo_a) * scale_a), 0), top_a)
+                ib = min(max(np.int64((vb - lo_b) * scale_b), 0), top_b)
+                idx[t] = ia * bins + ib if ok else nb2
+            for t in range(c1 - c0):
+                h[t & 3, idx[t]] += 1
+        for q in range(nb2):
+            joint[blk, q] = h[0, q] + h[1, q] + h[2, q] + h[3, q]
+    return joint
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
