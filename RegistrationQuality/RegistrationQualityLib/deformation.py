@@ -456,6 +456,9 @@ def jacobian_statistics(jacobian: np.ndarray, mask=None, spacing=(1.0, 1.0, 1.0)
     return acc.result()
 
 
+LOG_BATCH = 1 << 22  # values whose log J is taken at once (16 MB of float32)
+
+
 class JacobianMoments:
     """The one implementation of :func:`jacobian_statistics`, accumulated over any number of value batches
     (slabs of a streamed pass) in float64: count, min, max, Chan et al.'s pairwise update of the mean and
@@ -470,7 +473,8 @@ class JacobianMoments:
 
     def add(self, values: np.ndarray) -> None:
         """Merge a batch: J and log J over J > 0 (numpy's float32 log: vectorised) each by two compiled passes
-        (count, sum, min/max; then centred squares), merged into the running state by Chan's update."""
+        (count, sum, min/max; then centred squares), merged into the running state by Chan's update (log J in
+        pieces of ``LOG_BATCH`` values, each merged the same way)."""
         flat = np.asarray(values).reshape(-1)
         if flat.size == 0:
             return
@@ -482,11 +486,12 @@ class JacobianMoments:
             return
         self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
         _chan_merge(self.j, n, mean, m2)
-        with np.errstate(divide="ignore", invalid="ignore"):  # J <= 0 -> -inf / NaN: left out as non-finite
-            logs = np.log(flat)
-        n_log, _bad, mean_log, m2_log, _lo, _hi = _batch_moments(logs)
-        if n_log:
-            _chan_merge(self.logj, n_log, mean_log, m2_log)
+        for start in range(0, flat.size, LOG_BATCH):  # log J in pieces: no float copy of a whole-grid batch
+            with np.errstate(divide="ignore", invalid="ignore"):  # J <= 0 -> -inf / NaN: left out as non-finite
+                logs = np.log(flat[start:start + LOG_BATCH])
+            n_log, _bad, mean_log, m2_log, _lo, _hi = _batch_moments(logs)
+            if n_log:
+                _chan_merge(self.logj, n_log, mean_log, m2_log)
 
     def result(self) -> dict:
         n, mean, m2 = self.j

@@ -418,6 +418,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         threshold_after, jacobian = None, None
         if registration is not None:
             from .deformation import DeformationStatistics, JacobianInRegion, mask_array
+            from .io import geometry_dict
             from .ndv import Learn2RegSDlogJ, NonDiffeomorphicVolume
             from .similarity import InsideMoving, domain_mask
             from .transforms import stream
@@ -453,6 +454,9 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             # the non-diffeomorphic volume (Liu et al. 2024) and Learn2Reg's SDlogJ take the same slabs (ndv.py)
             consumers["ndv"] = NonDiffeomorphicVolume(fixed, mask)
             consumers["sdlogj_learn2reg"] = Learn2RegSDlogJ(fixed, mask)
+            if nonlinear:  # nothing after the pass needs the moving voxels: the warp frees them when it is done
+                moving_geometry = geometry_dict(moving)
+                moving = None
             results = dict(zip(consumers, stream(registration, fixed, list(consumers.values()), need_jacobian=True,
                                                  progress=lambda f: step.within("align", f), halo=True)))
             if "registered" in results:
@@ -488,10 +492,11 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             from .similarity import domain_mask
 
             after_mask = domain_mask(ctx, moving, fixed, transform_node)
-        from .io import geometry_dict
+        if moving is not None:
+            from .io import geometry_dict
 
-        moving_geometry = geometry_dict(moving)  # for the report: the voxels are not needed any more
-        moving = None  # everything after the align stage works on the fixed grid (152 MB at CT size)
+            moving_geometry = geometry_dict(moving)  # for the report: the voxels are not needed any more
+            moving = None  # everything after the align stage works on the fixed grid (152 MB at CT size)
 
         step("segments")
         # the run's limits (profile + flags): a profile may set each segment's NSD tolerance (checks.Parameter)

@@ -146,6 +146,7 @@ class Warp:
 
     def finish(self):
         sitk = _sitk()
+        self.image = self.array = None  # the input's voxels may go before the copy into the result is made
         result = sitk.GetImageFromArray(self.out)
         result.CopyInformation(self.fixed)
         self.out = None

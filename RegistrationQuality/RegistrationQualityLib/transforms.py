@@ -363,6 +363,21 @@ def _itk_bspline_component(t, source) -> BSplineComponent | None:
                             source=source, kind="ITK BSplineTransform")
 
 
+class _MovingFrame:
+    """A moving image's origin and direction: all that reading an elastix file with ``UseDirectionCosines
+    "false"`` needs of it (:func:`elastix.read_transform_chain`), kept by :meth:`Registration.node`'s factory in
+    place of the image, so that the moving voxels can be freed as soon as the streamed pass is done."""
+
+    def __init__(self, image):
+        self.origin, self.direction = tuple(image.GetOrigin()), tuple(image.GetDirection())
+
+    def GetOrigin(self):  # noqa: N802 - SimpleITK's spelling, read by elastix._origin_direction
+        return self.origin
+
+    def GetDirection(self):  # noqa: N802
+        return self.direction
+
+
 def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str = "registration transform",
                       elastix_file=None, tmp=None):
     """A :class:`Registration` of a transform file (elastix, ITK, displacement-field image) or a transform node.
@@ -381,6 +396,8 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
         return _from_node(value, value)
     path = os.fspath(value)
     ext = io.file_extension(path)
+    if hasattr(moving_image, "GetPixelID"):  # a SimpleITK image: the node built later keeps its frame, not its voxels
+        moving_image = _MovingFrame(moving_image)
 
     def node_factory(c):
         node = load_transform(c, path, name=name, moving_image=moving_image)
