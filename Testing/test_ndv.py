@@ -172,3 +172,39 @@ def test_learn2reg_consumer_on_slabs_with_a_mask_equals_the_whole_map():
     want = ndv.sdlogj_learn2reg(jac, mask)
     assert got["sdlogj_learn2reg_voxels"] == want["sdlogj_learn2reg_voxels"] > 0
     assert got["sdlogj_learn2reg"] == pytest.approx(want["sdlogj_learn2reg"], rel=1e-6)
+
+
+def test_streamed_figures_equal_brute_force_oracles_with_a_mask_and_undefined_jacobians():
+    """The fused slab kernels (NDV over the kept voxels, Learn2Reg's gathered values) against numpy written out:
+    NDV = Σ of the package formula's map over mask ∧ finite J, divided by that count; Learn2Reg =
+    np.std(log(clip(J + 3))) of the central-difference J over the mask minus the 2-voxel border; slabs of 2
+    slices."""
+    from RegistrationQualityLib.kernels import fd_jacobian_slab
+
+    rng = np.random.default_rng(11)
+    grid = _oblique_grid((15, 13, 11), (0.7, 1.3, 2.1))
+    u = rng.normal(0, 0.6, grid.shape + (3,)).astype(np.float32)
+    jac = np.empty(grid.shape, np.float32)
+    a = np.ascontiguousarray(grid.ijk_to_lps[:3, :3])
+    fd_jacobian_slab(u, 0, grid.shape[0], grid.shape[0], 0, a, float(np.linalg.det(a)), jac)
+    central = jac.copy()  # Learn2Reg's own J (central differences of u)
+    jac[4, 5, 3:9] = np.nan  # the slabs' J: the transform undefined there (NDV leaves those voxels out)
+    mask = rng.random(grid.shape) < 0.7
+    mask[:, :, :2] = False
+    keep = mask & np.isfinite(jac)
+    want = _oracle_on_grid(u.astype(float), grid)[keep]
+    ndv_consumer = ndv.NonDiffeomorphicVolume(grid, mask)
+    l2r = ndv.Learn2RegSDlogJ(grid, mask)
+    for slab in ndv._array_slabs(u, jac, 15 * 13 * 2):
+        ndv_consumer.consume(slab)
+        l2r.consume(slab)
+    got = ndv_consumer.finish()
+    assert want.sum() > 1.0
+    assert got["ndv_voxels"] == pytest.approx(want.sum(), rel=1e-9)
+    assert got["ndv_percent"] == pytest.approx(100 * want.sum() / keep.sum(), rel=1e-9)
+    inner = np.zeros(grid.shape, bool)
+    inner[2:-2, 2:-2, 2:-2] = True
+    values = central[mask & inner].astype(np.float64)
+    got = l2r.finish()
+    assert got["sdlogj_learn2reg_voxels"] == values.size
+    assert got["sdlogj_learn2reg"] == pytest.approx(np.std(np.log(np.clip(values + 3, 1e-9, 1e9))), rel=1e-12)

@@ -48,109 +48,255 @@ def _neg(d):
     return -d if d < 0.0 else 0.0
 
 
-@njit(parallel=True, cache=True)
-def _ndv_kernel(u, first, count, nk_total, k_offset, a_mat, det_a, out):
-    """Per-voxel NDV (voxels, float64) of slices ``first .. first+count-1`` of ``u`` ((slices, nj, ni, 3) LPS
-    mm with a one-slice halo where the grid has one; ``k_offset`` = the global k index of ``u[0]``).
+@njit(inline="always", cache=True)
+def _ndv_row(rows, ym, y0, yp, zm_ym, zm_y0, zp_y0, zp_yp, t_lo, t_hi, a, inv, vals):
+    """Per-voxel NDV (voxels) of the voxels ``t_lo .. t_hi − 1`` of one row into ``vals``.
 
-    Scalar form: the six one-sided difference columns of φ = x + u, then det[x, y, z] = x · (y × z) with the four
-    (y, z) cross products shared by the eight one-sided stencils, and the two star stencils."""
+    ``rows`` (3 planes k − 1, k, k + 1; 3 slots; 3 components; width + 2) float64: rows of u padded with their
+    neighbour (edge value at the grid border) at both ends, ``rows[., ., c, t + 1]`` = voxel t of the box;
+    the slots hold the rows j − 1 (``ym``), j (``y0``), j + 1 (``yp``) of plane k, j − 1 and j of plane k − 1,
+    j and j + 1 of plane k + 1 (clamped at the grid border, the package's edge padding). ``a`` = A = D·S
+    (3×3), ``inv`` = 1/det A.
+
+    The six one-sided difference columns of φ = x + u, then det[x, y, z] = x · (y × z) with the four (y, z)
+    cross products shared by the eight one-sided stencils, and the two star stencils. One straight loop over
+    the row with every index ``t + constant`` into 1-D arrays (LLVM vectorises it)."""
+    a00, a01, a02 = a[0, 0], a[0, 1], a[0, 2]
+    a10, a11, a12 = a[1, 0], a[1, 1], a[1, 2]
+    a20, a21, a22 = a[2, 0], a[2, 1], a[2, 2]
+    u0, u1, u2 = rows[1, y0, 0, t_lo:], rows[1, y0, 1, t_lo:], rows[1, y0, 2, t_lo:]
+    ym0, ym1, ym2 = rows[1, ym, 0, t_lo:], rows[1, ym, 1, t_lo:], rows[1, ym, 2, t_lo:]
+    yp0, yp1, yp2 = rows[1, yp, 0, t_lo:], rows[1, yp, 1, t_lo:], rows[1, yp, 2, t_lo:]
+    zm0, zm1, zm2 = rows[0, zm_y0, 0, t_lo:], rows[0, zm_y0, 1, t_lo:], rows[0, zm_y0, 2, t_lo:]
+    zp0, zp1, zp2 = rows[2, zp_y0, 0, t_lo:], rows[2, zp_y0, 1, t_lo:], rows[2, zp_y0, 2, t_lo:]
+    zmym0, zmym1, zmym2 = rows[0, zm_ym, 0, t_lo:], rows[0, zm_ym, 1, t_lo:], rows[0, zm_ym, 2, t_lo:]
+    zpyp0, zpyp1, zpyp2 = rows[2, zp_yp, 0, t_lo:], rows[2, zp_yp, 1, t_lo:], rows[2, zp_yp, 2, t_lo:]
+    out = vals[t_lo:]
+    for t in range(t_hi - t_lo):  # indices from 0 (no wrap-around test: vectorised)
+        c0, c1, c2 = u0[t + 1], u1[t + 1], u2[t + 1]
+        # forward (f) and backward (b) differences of φ along i (x), j (y), k (z): columns of A + ΔU
+        fx0 = a00 + u0[t + 2] - c0
+        fx1 = a10 + u1[t + 2] - c1
+        fx2 = a20 + u2[t + 2] - c2
+        bx0 = a00 + c0 - u0[t]
+        bx1 = a10 + c1 - u1[t]
+        bx2 = a20 + c2 - u2[t]
+        fy0 = a01 + yp0[t + 1] - c0
+        fy1 = a11 + yp1[t + 1] - c1
+        fy2 = a21 + yp2[t + 1] - c2
+        by0 = a01 + c0 - ym0[t + 1]
+        by1 = a11 + c1 - ym1[t + 1]
+        by2 = a21 + c2 - ym2[t + 1]
+        fz0 = a02 + zp0[t + 1] - c0
+        fz1 = a12 + zp1[t + 1] - c1
+        fz2 = a22 + zp2[t + 1] - c2
+        bz0 = a02 + c0 - zm0[t + 1]
+        bz1 = a12 + c1 - zm1[t + 1]
+        bz2 = a22 + c2 - zm2[t + 1]
+        # the eight one-sided stencils, (y, z) = (f, f), (f, b), (b, f), (b, b), each with x = f then b
+        total = 0.0
+        x0, x1, x2 = _cross(fy0, fy1, fy2, fz0, fz1, fz2)
+        total += _neg((fx0 * x0 + fx1 * x1 + fx2 * x2) * inv)
+        total += _neg((bx0 * x0 + bx1 * x1 + bx2 * x2) * inv)
+        x0, x1, x2 = _cross(fy0, fy1, fy2, bz0, bz1, bz2)
+        total += _neg((fx0 * x0 + fx1 * x1 + fx2 * x2) * inv)
+        total += _neg((bx0 * x0 + bx1 * x1 + bx2 * x2) * inv)
+        x0, x1, x2 = _cross(by0, by1, by2, fz0, fz1, fz2)
+        total += _neg((fx0 * x0 + fx1 * x1 + fx2 * x2) * inv)
+        total += _neg((bx0 * x0 + bx1 * x1 + bx2 * x2) * inv)
+        x0, x1, x2 = _cross(by0, by1, by2, bz0, bz1, bz2)
+        total += _neg((fx0 * x0 + fx1 * x1 + fx2 * x2) * inv)
+        total += _neg((bx0 * x0 + bx1 * x1 + bx2 * x2) * inv)
+        # star stencils: 1* = [(−i−j), (−i−k), (−j−k)], 2* = [(+i+j), (+j+k), (+i+k)] (each 2 for the identity)
+        p0 = -a00 - a01 + ym0[t] - c0
+        p1 = -a10 - a11 + ym1[t] - c1
+        p2 = -a20 - a21 + ym2[t] - c2
+        q0 = -a00 - a02 + zm0[t] - c0
+        q1 = -a10 - a12 + zm1[t] - c1
+        q2 = -a20 - a22 + zm2[t] - c2
+        r0 = -a01 - a02 + zmym0[t + 1] - c0
+        r1 = -a11 - a12 + zmym1[t + 1] - c1
+        r2 = -a21 - a22 + zmym2[t + 1] - c2
+        x0, x1, x2 = _cross(q0, q1, q2, r0, r1, r2)
+        total += _neg((p0 * x0 + p1 * x1 + p2 * x2) * inv)
+        p0 = a00 + a01 + yp0[t + 2] - c0
+        p1 = a10 + a11 + yp1[t + 2] - c1
+        p2 = a20 + a21 + yp2[t + 2] - c2
+        q0 = a01 + a02 + zpyp0[t + 1] - c0
+        q1 = a11 + a12 + zpyp1[t + 1] - c1
+        q2 = a21 + a22 + zpyp2[t + 1] - c2
+        r0 = a00 + a02 + zp0[t + 2] - c0
+        r1 = a10 + a12 + zp1[t + 2] - c1
+        r2 = a20 + a22 + zp2[t + 2] - c2
+        x0, x1, x2 = _cross(q0, q1, q2, r0, r1, r2)
+        total += _neg((p0 * x0 + p1 * x1 + p2 * x2) * inv)
+        out[t] = 0.5 * total / 6.0
+
+
+@njit(inline="always", cache=True)
+def _row_slot(u, plane, s, j, i0, i1, rows, tags):
+    """The slot of ``rows[plane]`` holding row ``j`` of slice ``s`` of ``u`` over the box columns ``i0 .. i1 − 1``
+    (as float64, with the neighbour column at both ends, clamped at the grid border); filled when not held."""
+    slot = j % 3
+    if tags[plane, slot] != j:
+        ni = u.shape[2]
+        src = u[s, j]
+        for c in range(3):
+            d = rows[plane, slot, c]
+            for t in range(i1 - i0):
+                d[t + 1] = src[i0 + t, c]
+            d[0] = src[max(i0 - 1, 0), c]
+            d[i1 - i0 + 1] = src[min(i1, ni - 1), c]
+        tags[plane, slot] = j
+    return slot
+
+
+@njit(fastmath={"reassoc", "nsz"}, cache=True)
+def _kept_sum(vals, keep, lo, hi, offset):
+    """(Σ of the finite ``vals[t]``, count) over t in lo .. hi − 1 with ``keep[t + offset]`` (vectorised; the
+    per-row sum may be reassociated: the values are ≥ 0, its relative error stays below (hi − lo)·2^-53)."""
+    total, count = 0.0, 0
+    for t in range(lo, hi):
+        k = keep[t + offset]
+        v = vals[t]
+        total += v if (k and v < np.inf) else 0.0
+        count += 1 if k else 0
+    return total, count
+
+
+@njit(parallel=True, cache=True)
+def _ndv_kernel(u, first, count, nk_total, k_offset, a_mat, det_a, box, mask, use_mask, jac, use_jac, want_map,
+                out_map, sums):
+    """NDV of slices ``first .. first+count-1`` of ``u`` ((slices, nj, ni, 3) LPS mm with a one-slice halo
+    where the grid has one; ``k_offset`` = the global k index of ``u[0]``) over the voxels of the (j, i) ``box``
+    (j0, j1, i0, i1) that are in ``mask`` (when ``use_mask``; (count, nj, ni) bool) and whose ``jac`` is finite
+    (when ``use_jac``; (count, nj, ni)); neighbours are clamped at the grid border (the package's edge padding).
+
+    ``sums[kk]`` = (Σ of the finite per-voxel NDV, number of voxels counted) of slice kk, summed row by row
+    (each row's sum added to its slice's); with ``want_map`` the per-voxel NDV of every box voxel goes to
+    ``out_map`` ((count, nj, ni) float64). Without a map only the span of a row's kept voxels is computed.
+    Each row of u is converted once per slice and plane (a ring of three rows per plane)."""
     nj, ni = u.shape[1], u.shape[2]
-    a00, a01, a02 = a_mat[0, 0], a_mat[0, 1], a_mat[0, 2]
-    a10, a11, a12 = a_mat[1, 0], a_mat[1, 1], a_mat[1, 2]
-    a20, a21, a22 = a_mat[2, 0], a_mat[2, 1], a_mat[2, 2]
+    j0, j1, i0, i1 = box[0], box[1], box[2], box[3]
+    width = i1 - i0
     inv = 1.0 / det_a
     for kk in prange(count):
         s = first + kk
         k = k_offset + s
         km = max(k - 1, 0) - k_offset
         kp = min(k + 1, nk_total - 1) - k_offset
-        for j in range(nj):
+        rows = np.empty((3, 3, 3, width + 2))
+        tags = np.full((3, 3), -1, np.int64)
+        vals = np.empty(width)
+        keep = np.ones(ni, np.bool_)
+        slice_sum, slice_count = 0.0, 0
+        for j in range(j0, j1):
             jm, jp = max(j - 1, 0), min(j + 1, nj - 1)
-            for i in range(ni):
-                im, ip = max(i - 1, 0), min(i + 1, ni - 1)
-                c0, c1, c2 = np.float64(u[s, j, i, 0]), np.float64(u[s, j, i, 1]), np.float64(u[s, j, i, 2])
-                # forward (f) and backward (b) differences of φ along i (x), j (y), k (z): columns of A + ΔU
-                fx0 = a00 + u[s, j, ip, 0] - c0
-                fx1 = a10 + u[s, j, ip, 1] - c1
-                fx2 = a20 + u[s, j, ip, 2] - c2
-                bx0 = a00 + c0 - u[s, j, im, 0]
-                bx1 = a10 + c1 - u[s, j, im, 1]
-                bx2 = a20 + c2 - u[s, j, im, 2]
-                fy0 = a01 + u[s, jp, i, 0] - c0
-                fy1 = a11 + u[s, jp, i, 1] - c1
-                fy2 = a21 + u[s, jp, i, 2] - c2
-                by0 = a01 + c0 - u[s, jm, i, 0]
-                by1 = a11 + c1 - u[s, jm, i, 1]
-                by2 = a21 + c2 - u[s, jm, i, 2]
-                fz0 = a02 + u[kp, j, i, 0] - c0
-                fz1 = a12 + u[kp, j, i, 1] - c1
-                fz2 = a22 + u[kp, j, i, 2] - c2
-                bz0 = a02 + c0 - u[km, j, i, 0]
-                bz1 = a12 + c1 - u[km, j, i, 1]
-                bz2 = a22 + c2 - u[km, j, i, 2]
-                total = 0.0
-                for yz in range(4):
-                    if yz == 0:
-                        y0, y1, y2, z0, z1, z2 = fy0, fy1, fy2, fz0, fz1, fz2
-                    elif yz == 1:
-                        y0, y1, y2, z0, z1, z2 = fy0, fy1, fy2, bz0, bz1, bz2
-                    elif yz == 2:
-                        y0, y1, y2, z0, z1, z2 = by0, by1, by2, fz0, fz1, fz2
-                    else:
-                        y0, y1, y2, z0, z1, z2 = by0, by1, by2, bz0, bz1, bz2
-                    x0, x1, x2 = _cross(y0, y1, y2, z0, z1, z2)
-                    total += _neg((fx0 * x0 + fx1 * x1 + fx2 * x2) * inv)
-                    total += _neg((bx0 * x0 + bx1 * x1 + bx2 * x2) * inv)
-                # star stencils: 1* = [(−i−j), (−i−k), (−j−k)], 2* = [(+i+j), (+j+k), (+i+k)] (each 2 for the identity)
-                p0 = -a00 - a01 + u[s, jm, im, 0] - c0
-                p1 = -a10 - a11 + u[s, jm, im, 1] - c1
-                p2 = -a20 - a21 + u[s, jm, im, 2] - c2
-                q0 = -a00 - a02 + u[km, j, im, 0] - c0
-                q1 = -a10 - a12 + u[km, j, im, 1] - c1
-                q2 = -a20 - a22 + u[km, j, im, 2] - c2
-                r0 = -a01 - a02 + u[km, jm, i, 0] - c0
-                r1 = -a11 - a12 + u[km, jm, i, 1] - c1
-                r2 = -a21 - a22 + u[km, jm, i, 2] - c2
-                x0, x1, x2 = _cross(q0, q1, q2, r0, r1, r2)
-                total += _neg((p0 * x0 + p1 * x1 + p2 * x2) * inv)
-                p0 = a00 + a01 + u[s, jp, ip, 0] - c0
-                p1 = a10 + a11 + u[s, jp, ip, 1] - c1
-                p2 = a20 + a21 + u[s, jp, ip, 2] - c2
-                q0 = a01 + a02 + u[kp, jp, i, 0] - c0
-                q1 = a11 + a12 + u[kp, jp, i, 1] - c1
-                q2 = a21 + a22 + u[kp, jp, i, 2] - c2
-                r0 = a00 + a02 + u[kp, j, ip, 0] - c0
-                r1 = a10 + a12 + u[kp, j, ip, 1] - c1
-                r2 = a20 + a22 + u[kp, j, ip, 2] - c2
-                x0, x1, x2 = _cross(q0, q1, q2, r0, r1, r2)
-                total += _neg((p0 * x0 + p1 * x1 + p2 * x2) * inv)
-                out[kk, j, i] = 0.5 * total / 6.0
+            if use_mask and use_jac:
+                mrow, jrow = mask[kk, j], jac[kk, j]
+                for i in range(i0, i1):
+                    keep[i] = mrow[i] & np.isfinite(jrow[i])
+            elif use_mask:
+                mrow = mask[kk, j]
+                for i in range(i0, i1):
+                    keep[i] = mrow[i]
+            elif use_jac:
+                jrow = jac[kk, j]
+                for i in range(i0, i1):
+                    keep[i] = np.isfinite(jrow[i])
+            lo, hi = i0, i1
+            if not want_map:  # only the span of the kept voxels
+                while lo < hi and not keep[lo]:
+                    lo += 1
+                while hi > lo and not keep[hi - 1]:
+                    hi -= 1
+                if lo == hi:
+                    continue
+            y0 = _row_slot(u, 1, s, j, i0, i1, rows, tags)
+            ym = _row_slot(u, 1, s, jm, i0, i1, rows, tags)
+            yp = _row_slot(u, 1, s, jp, i0, i1, rows, tags)
+            zm_y0 = _row_slot(u, 0, km, j, i0, i1, rows, tags)
+            zm_ym = _row_slot(u, 0, km, jm, i0, i1, rows, tags)
+            zp_y0 = _row_slot(u, 2, kp, j, i0, i1, rows, tags)
+            zp_yp = _row_slot(u, 2, kp, jp, i0, i1, rows, tags)
+            _ndv_row(rows, ym, y0, yp, zm_ym, zm_y0, zp_y0, zp_yp, lo - i0, hi - i0, a_mat, inv, vals)
+            row_sum, row_count = _kept_sum(vals, keep, lo - i0, hi - i0, i0)
+            slice_sum += row_sum
+            slice_count += row_count
+            if want_map:
+                for t in range(width):
+                    out_map[kk, j, i0 + t] = vals[t]
+        sums[kk, 0] = slice_sum
+        sums[kk, 1] = slice_count
 
 
-def ndv_slab(u, first: int, count: int, nk_total: int, k_offset: int, a_mat, det_a: float, out) -> None:
-    """Per-voxel NDV of ``count`` slices of a displacement slab (see the compiled kernel); fills ``out``.
-
-    ``u``: (slices, nj, ni, 3) LPS mm of global slices ``k_offset ..``, holding the slices to compute
-    (``first ..``) plus one slice of halo each side where the grid has it; ``a_mat`` = D·S (3×3), ``det_a`` its
-    determinant; ``out``: (count, nj, ni) float64.
-    """
-    _ndv_kernel(u, int(first), int(count), int(nk_total), int(k_offset), np.ascontiguousarray(a_mat, dtype=np.float64),
-              float(det_a), out)
+@njit(parallel=True, cache=True)
+def _learn2reg_gather(part, k0, j0, i0, nk, nj, ni, border, mask, use_mask, out):
+    """``clip(J + 3, 1e-9, 1e9)`` (float64) of the voxels of ``part`` (J of a box: (slices, rows, columns) at global
+    (k0, j0, i0) of an (nk, nj, ni) grid) that lie at least ``border`` voxels inside the grid, are in ``mask``
+    (when ``use_mask``: (slices, nj, ni), the whole (j, i) extent) and have a finite J, in (k, j, i) order,
+    into ``out`` (at least ``part.size`` long); returns their number. Counted per slice, then written at each
+    slice's offset."""
+    ns, nr, nc = part.shape
+    lo_j, hi_j = max(border - j0, 0), min(nj - border - j0, nr)
+    lo_i, hi_i = max(border - i0, 0), min(ni - border - i0, nc)
+    counts = np.zeros(ns + 1, np.int64)
+    if nj <= 2 * border or ni <= 2 * border:
+        return 0
+    for kk in prange(ns):
+        k = k0 + kk
+        if k < border or k >= nk - border:
+            continue
+        n = 0
+        for j in range(lo_j, hi_j):
+            row = part[kk, j]
+            mrow = mask[kk, j0 + j] if use_mask else mask[0, 0]
+            for i in range(lo_i, hi_i):
+                n += 1 if (np.isfinite(row[i]) and ((not use_mask) or mrow[i0 + i])) else 0
+        counts[kk + 1] = n
+    offsets = np.cumsum(counts)
+    for kk in prange(ns):
+        k = k0 + kk
+        if k < border or k >= nk - border:
+            continue
+        t = offsets[kk]
+        for j in range(lo_j, hi_j):
+            row = part[kk, j]
+            mrow = mask[kk, j0 + j] if use_mask else mask[0, 0]
+            for i in range(lo_i, hi_i):
+                if np.isfinite(row[i]) and ((not use_mask) or mrow[i0 + i]):
+                    out[t] = min(max(np.float64(row[i]) + 3.0, 1e-9), 1e9)
+                    t += 1
+    return offsets[ns]
 
 
 NDV_KEYS = ("ndv_voxels", "ndv_percent", "ndv_cc")
 
 
+def _mask_box(mask, shape) -> tuple:
+    """(j0, j1, i0, i1): the (j, i) bounding box of ``mask``'s voxels (the whole (j, i) extent when None)."""
+    nj, ni = shape[1], shape[2]
+    if mask is None:
+        return 0, nj, 0, ni
+    rows, cols = np.flatnonzero(mask.any(axis=(0, 2))), np.flatnonzero(mask.any(axis=(0, 1)))
+    if rows.size == 0:
+        return 0, 0, 0, 0
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+_NOTHING = np.zeros((1, 1, 1), dtype=bool)  # stands for an absent mask / J slab in the kernels
+_NO_VALUES = np.zeros((1, 1, 1), dtype=np.float32)
+_NO_MAP = np.zeros((1, 1, 1), dtype=np.float64)
+
+
 class NonDiffeomorphicVolume:
     """Consumer of :func:`transforms.stream` (``halo=True``): the NDV over ``mask`` (whole grid when None).
 
-    Per slab the kernel runs on ``slab.u_halo`` (the sampled displacement with its one-slice halo), on the
-    mask's (j, i) box plus a one-voxel halo only (every voxel of the box then has its true neighbours; the
-    kernel clamps at the edges of what it is given, which is the package's edge padding at the grid border).
-    Voxels whose J (``slab.jacobian()``) is not finite are left out, as in the Jacobian statistics.
-    ``finish()`` -> ``{"ndv_voxels", "ndv_percent", "ndv_cc"}``. ``out_map`` (k, j, i): receives the per-voxel
-    NDV of every voxel (then the whole (j, i) extent is computed).
+    Per slab one compiled pass over ``slab.u_halo`` (the sampled displacement with its one-slice halo) within
+    the mask's (j, i) box: every voxel has its true neighbours (clamped at the grid border: the package's edge
+    padding), and only the voxels in the mask whose J (``slab.jacobian()``) is finite are summed and counted,
+    as in the Jacobian statistics. ``finish()`` -> ``{"ndv_voxels", "ndv_percent", "ndv_cc"}``. ``out_map``
+    (k, j, i): receives the per-voxel NDV of every voxel (then the whole (j, i) extent is computed).
     """
 
     def __init__(self, fixed_image, mask=None, out_map: np.ndarray | None = None, check_jacobian: bool = True):
@@ -165,32 +311,23 @@ class NonDiffeomorphicVolume:
                 f"shape {None if self.mask is None else self.mask.shape} does not match the grid {self.shape}")
         self.out_map = out_map
         self.check_jacobian = check_jacobian
-        nk, nj, ni = self.shape
-        self.box = (0, nj, 0, ni)
-        if self.mask is not None and out_map is None:
-            rows, cols = np.flatnonzero(self.mask.any(axis=(0, 2))), np.flatnonzero(self.mask.any(axis=(0, 1)))
-            if rows.size:
-                self.box = (max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, nj),
-                            max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, ni))
+        self.box = np.array(_mask_box(self.mask if out_map is None else None, self.shape), np.int64)
         self.total, self.count = 0.0, 0
 
     def consume(self, slab) -> None:
         k0, k1 = slab.k0, slab.k1
-        keep = np.ones((k1 - k0,) + self.shape[1:], dtype=bool) if self.mask is None else self.mask[k0:k1]
-        if self.check_jacobian:
-            keep = keep & np.isfinite(slab.jacobian())
-        n = int(np.count_nonzero(keep))
-        if n == 0 and self.out_map is None:
+        want_map = self.out_map is not None
+        if not want_map and (self.box[0] == self.box[1] or (self.mask is not None and not self.mask[k0:k1].any())):
             return
-        j0, j1, i0, i1 = self.box
-        part = np.empty((k1 - k0, j1 - j0, i1 - i0), dtype=np.float64)
-        ndv_slab(slab.u_halo[:, j0:j1, i0:i1], slab.first, k1 - k0, slab.nk, slab.k_offset, self.a, self.det_a,
-                 part)
-        if self.out_map is not None:
-            self.out_map[k0:k1] = part
-        values = part[keep[:, j0:j1, i0:i1]]
-        self.total += float(values[np.isfinite(values)].sum())
-        self.count += n
+        mask = _NOTHING if self.mask is None else self.mask[k0:k1]
+        jac = np.ascontiguousarray(slab.jacobian()) if self.check_jacobian else _NO_VALUES
+        sums = np.zeros((k1 - k0, 2))
+        _ndv_kernel(slab.u_halo, int(slab.first), k1 - k0, int(slab.nk), int(slab.k_offset), self.a, self.det_a,
+                    self.box, mask, self.mask is not None, jac, self.check_jacobian, want_map,
+                    self.out_map[k0:k1] if want_map else _NO_MAP, sums)
+        for total, count in sums:
+            self.total += float(total)
+            self.count += int(count)
 
     def finish(self) -> dict:
         if self.count == 0:
@@ -216,6 +353,7 @@ class Learn2RegSDlogJ:
         self.shape = grid.shape
         self.mask = None if mask is None else np.asarray(mask, dtype=bool)
         self.moments = [0, 0.0, 0.0]  # count, mean, Σ(x − mean)² of log(clip(J + 3))
+        self._part = self._values = None  # buffers kept from slab to slab
         nk, nj, ni = self.shape
         self.box = (0, nj, 0, ni)  # with a mask: its (j, i) box plus a one-voxel halo (true neighbours inside)
         if self.mask is not None:
@@ -230,32 +368,38 @@ class Learn2RegSDlogJ:
         if self.mask is not None and not self.mask[slab.k0:slab.k1].any():
             return
         j0, j1, i0, i1 = self.box
-        det = np.full((slab.k1 - slab.k0,) + self.shape[1:], np.nan, np.float32)
-        part = np.empty((slab.k1 - slab.k0, j1 - j0, i1 - i0), np.float32)
+        shape = (slab.k1 - slab.k0, j1 - j0, i1 - i0)
+        if self._part is None or self._part.size < int(np.prod(shape)):
+            self._part = np.empty(int(np.prod(shape)), np.float32)  # kept from slab to slab (no page faults)
+        part = self._part[:int(np.prod(shape))].reshape(shape)
         fd_jacobian_slab(slab.u_halo[:, j0:j1, i0:i1], slab.first, slab.k1 - slab.k0, slab.nk, slab.k_offset, self.a,
                          self.det_a, part)
-        det[:, j0:j1, i0:i1] = part
-        self.consume_jacobian(slab.k0, slab.k1, det)
+        self._consume_box(slab.k0, part, j0, i0)
 
     def consume_jacobian(self, k0: int, k1: int, det: np.ndarray) -> None:
-        b = LEARN2REG_BORDER
-        nk, nj, ni = self.shape
-        region = np.zeros(det.shape, dtype=bool)
-        ks = np.arange(k0, k1)
-        inner_k = (ks >= b) & (ks < nk - b)
-        if nj > 2 * b and ni > 2 * b:
-            region[inner_k, b:nj - b, b:ni - b] = True
-        if self.mask is not None:
-            region &= self.mask[k0:k1]
-        values = det[region]
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            return
-        logs = np.log(np.clip(values.astype(np.float64) + 3.0, 1e-9, 1e9))
-        from .deformation import _chan_merge
+        """Merge the J of slices ``k0 .. k1 − 1`` (``det``: (k1 − k0, nj, ni), the whole (j, i) extent)."""
+        self._consume_box(k0, np.ascontiguousarray(det), 0, 0)
 
+    def _consume_box(self, k0: int, part: np.ndarray, j0: int, i0: int) -> None:
+        """Merge the J of a box of slices (``part`` (slices, rows, columns) at global (k0, j0, i0)): the region's
+        finite values as ``clip(J + 3, 1e-9, 1e9)`` (float64, in (k, j, i) order) gathered by one compiled pass,
+        numpy's float64 log and mean of the batch, its centred sum of squares (kernels.moments_pass2), merged
+        by Chan's update."""
+        from .deformation import _chan_merge
+        from .kernels import moments_pass2
+
+        nk, nj, ni = self.shape
+        if self._values is None or self._values.size < part.size:
+            self._values = np.empty(part.size)
+        mask = _NOTHING if self.mask is None else self.mask[k0:k0 + part.shape[0]]
+        n = _learn2reg_gather(part, k0, j0, i0, nk, nj, ni, LEARN2REG_BORDER, mask, self.mask is not None,
+                              self._values)
+        if n == 0:
+            return
+        logs = np.log(self._values[:n], out=self._values[:n])
         mc = float(logs.mean())
-        _chan_merge(self.moments, logs.size, mc, float(np.dot(logs - mc, logs - mc)))
+        m2 = float(moments_pass2(logs, max(1, min(64, n // (1 << 16))), mc).sum())
+        _chan_merge(self.moments, n, mc, m2)
 
     def finish(self) -> dict:
         n, _mean, m2 = self.moments
