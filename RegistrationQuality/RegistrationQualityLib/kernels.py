@@ -449,3 +449,80 @@ def face_components(lin, ni, nj, nk):
         out[a] = number[r]
     return out
 
+
+
+@njit(inline="always", cache=True)
+def _float32_key(bits):
+    """Order-preserving unsigned key of a float32's bit pattern (as uint32): negative values flipped, the sign
+    bit set on the others, so that keys compare as the values do (−0.0 just below +0.0)."""
+    return ~bits if bits >= np.uint32(0x80000000) else bits | np.uint32(0x80000000)
+
+
+@njit(parallel=True, cache=True)
+def key_histogram(values, nblocks):
+    """Per block of a flat float32 array of finite values: the counts of the 2^16 buckets of the values' keys'
+    top 16 bits (``_float32_key``; bucket order = value order) and the smallest and largest key."""
+    bits = values.view(np.uint32)
+    n = bits.shape[0]
+    counts = np.zeros((nblocks, 1 << 16), np.int64)
+    ends = np.zeros((nblocks, 2), np.uint32)
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        w = bits[lo:max(lo, hi)]
+        c = counts[blk]
+        kmin, kmax = np.uint32(0xFFFFFFFF), np.uint32(0)
+        for t in range(w.shape[0]):
+            key = _float32_key(w[t])
+            c[key >> np.uint32(16)] += 1
+            kmin = min(kmin, key)
+            kmax = max(kmax, key)
+        ends[blk, 0], ends[blk, 1] = kmin, kmax
+    return counts, ends
+
+
+@njit(parallel=True, cache=True)
+def gather_buckets(values, nblocks, wanted, offsets, out):
+    """The values (flat float32, blocks as in :func:`key_histogram`) whose key bucket is marked in ``wanted``
+    (2^16 booleans), block ``blk``'s written from ``out[offsets[blk]]`` in array order."""
+    bits = values.view(np.uint32)
+    n = bits.shape[0]
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        t_out = offsets[blk]
+        for t in range(lo, hi):
+            if wanted[_float32_key(bits[t]) >> np.uint32(16)]:
+                out[t_out] = values[t]
+                t_out += 1
+
+
+@njit(parallel=True, cache=True)
+def edge_histogram(values, nblocks, edges):
+    """Per block: the counts of flat float32 values in the bins ``edges[b] <= v < edges[b + 1]`` (the last bin
+    closed: ``v <= edges[-1]``), then the counts below ``edges[0]`` and above ``edges[-1]`` (``edges``: float32,
+    increasing). The bin is estimated from equal widths and then settled by exact comparisons with the edges
+    (so the estimate's rounding never matters)."""
+    n = values.shape[0]
+    bins = edges.shape[0] - 1
+    out = np.zeros((nblocks, bins + 2), np.int64)
+    size = (n + nblocks - 1) // nblocks
+    first, last = edges[0], edges[bins]
+    scale = bins / (np.float64(last) - np.float64(first))
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        c = out[blk]
+        for t in range(lo, hi):
+            v = values[t]
+            if v < first:
+                c[bins] += 1
+            elif v > last:
+                c[bins + 1] += 1
+            else:
+                b = min(max(int((np.float64(v) - first) * scale), 0), bins - 1)
+                while v < edges[b]:
+                    b -= 1
+                while b < bins - 1 and v >= edges[b + 1]:
+                    b += 1
+                c[b] += 1
+    return out
