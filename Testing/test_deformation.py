@@ -480,3 +480,20 @@ def test_jacobian_histogram_and_percentiles_equal_numpy_exactly(n):
         blocks = max(1, min(16, n // (1 << 16)))
         got = _linear_percentiles(values, key_histogram(values, blocks)[0], [0.5, 5, 50, 95, 99.5, 100])
         np.testing.assert_array_equal(got, np.percentile(values, [0.5, 5, 50, 95, 99.5, 100]))
+
+
+@pytest.mark.parametrize("n, bad", [(1, 0), (5, 0), (70_000, 0), (70_000, 3), (3_000_000, 0), (3_000_000, 1)])
+def test_batch_moments_equal_numpy_with_and_without_non_finite_values(n, bad):
+    """deformation._batch_moments (the compiled passes behind JacobianMoments: straight vectorised loops, a
+    block with NaN/±inf summed again testing each value) = numpy over the finite values."""
+    from RegistrationQualityLib.deformation import _batch_moments
+
+    rng = np.random.default_rng(n + bad)
+    x = (1 + 0.1 * rng.normal(size=n)).astype(np.float32)
+    x[rng.integers(0, n, bad)] = np.array([np.nan, np.inf, -np.inf], np.float32)[:bad]
+    got = _batch_moments(x)
+    finite = x[np.isfinite(x)].astype(np.float64)
+    assert got[:2] == (finite.size, n - finite.size)
+    assert got[2] == pytest.approx(finite.mean(), rel=1e-13)
+    assert got[3] == pytest.approx(((finite - finite.mean()) ** 2).sum(), rel=1e-11, abs=1e-300)
+    assert got[4:] == (finite.min(), finite.max())

@@ -490,7 +490,7 @@ class JacobianMoments:
         for start in range(0, flat.size, LOG_BATCH):  # log J in pieces: no float copy of a whole-grid batch
             with np.errstate(divide="ignore", invalid="ignore"):  # J <= 0 -> -inf / NaN: left out as non-finite
                 logs = np.log(flat[start:start + LOG_BATCH])
-            n_log, _bad, mean_log, m2_log, _lo, _hi = _batch_moments(logs)
+            n_log, _bad, mean_log, m2_log, _lo, _hi = _batch_moments(logs, want_range=False)
             if n_log:
                 _chan_merge(self.logj, n_log, mean_log, m2_log)
 
@@ -517,9 +517,9 @@ class JacobianMoments:
         }
 
 
-def _batch_moments(flat: np.ndarray) -> tuple:
+def _batch_moments(flat: np.ndarray, want_range: bool = True) -> tuple:
     """(finite count, non-finite count, mean, Σ(x − mean)², min, max) of a flat float array (two compiled
-    passes, float64 sums)."""
+    passes, float64 sums; min and max of the finite values by numpy, only with ``want_range``, else ±inf)."""
     from .kernels import moments_pass1, moments_pass2
 
     if flat.size == 0:
@@ -532,7 +532,11 @@ def _batch_moments(flat: np.ndarray) -> tuple:
         return 0, bad, 0.0, 0.0, math.inf, -math.inf
     mean = float(p1[:, 2].sum()) / n
     m2 = float(moments_pass2(flat, blocks, mean).sum())
-    return n, bad, mean, m2, float(p1[:, 3].min()), float(p1[:, 4].max())
+    lo, hi = math.inf, -math.inf
+    if want_range:
+        finite = flat if bad == 0 else flat[np.isfinite(flat)]
+        lo, hi = float(finite.min()), float(finite.max())
+    return n, bad, mean, m2, lo, hi
 
 
 def _chan_merge(state: list, nc: int, mc: float, m2c: float) -> None:
@@ -670,11 +674,14 @@ class DeformationStatistics:
     """Consumer of :func:`transforms.stream`: Jacobian determinant and |u| over ``mask`` (whole grid when None).
 
     Per slab it keeps only the J values inside the mask (float32; for the histogram's exact percentiles), so
-    memory grows with the mask, not with a vector field; the J statistics are merged slab by slab
-    (:class:`JacobianMoments`) and |u| is kept only as far as its statistics need. ``finish()`` returns ``{"jacobian", "displacement_mm", "jacobian_histogram"}`` (statistics of
+    memory grows with the mask, not with a vector field; the J statistics are merged from chunks of them at the
+    end (:class:`JacobianMoments`: no region-sized log J array) and |u| is kept only as far as its statistics
+    need. ``finish()`` returns ``{"jacobian", "displacement_mm", "jacobian_histogram"}`` (statistics of
     :func:`jacobian_statistics`, :func:`displacement_statistics`, :func:`jacobian_histogram`); with
     ``keep_jacobian`` the whole J map is kept in ``self.jacobian`` (for a scene volume).
     """
+
+    MOMENT_CHUNK = 1 << 23  # J values per JacobianMoments batch at the end
 
     def __init__(self, fixed_image, mask=None, bins: int = 60, keep_jacobian: bool = False):
         grid = reference_grid(fixed_image)
@@ -690,7 +697,6 @@ class DeformationStatistics:
         self.u_tail = None if self.extras else DisplacementTail(n)
         self.filled = 0
         self._mag = None
-        self.moments = JacobianMoments(self.spacing)
         self.jacobian = None
         if keep_jacobian:  # over the whole grid the values, in slab order, are the map itself
             self.jacobian = (self.j_values.reshape(grid.shape) if self.mask is None
@@ -708,17 +714,9 @@ class DeformationStatistics:
             self.jacobian[slab.k0:slab.k1] = det
         if self.mask is not None:
             m = self.mask[slab.k0:slab.k1]
-            n = int(np.count_nonzero(m))
-            if n == 0:
-                return
-            m = m.reshape(-1)
-            np.compress(m, det.reshape(-1), out=self.j_values[self.filled:self.filled + n])
-            mag = np.compress(m, mag.reshape(-1))
-        else:
-            n = det.size
-            self.j_values[self.filled:self.filled + n] = det.reshape(-1)
-        # the J statistics slab by slab (no whole-region log J array at the end)
-        self.moments.add(self.j_values[self.filled:self.filled + n])
+            det, mag = det[m], mag[m]
+        n = det.size
+        self.j_values[self.filled:self.filled + n] = det.reshape(-1)
         if self.u_values is not None:
             self.u_values[self.filled:self.filled + n] = mag.reshape(-1)
         else:
@@ -729,10 +727,13 @@ class DeformationStatistics:
         values = self.j_values[: self.filled]
         norms = self.u_values[: self.filled] if self.u_values is not None else None
         self.j_values = self.u_values = None
-        result = {"jacobian": self.moments.result(),
+        moments = JacobianMoments(self.spacing)
+        for c in range(0, values.size, self.MOMENT_CHUNK):  # chunks: the log J buffer stays small
+            moments.add(values[c:c + self.MOMENT_CHUNK])
+        result = {"jacobian": moments.result(),
                   "displacement_mm": (_magnitude_statistics(norms, None) if norms is not None
                                       else self.u_tail.result())}
-        finite = values if not result["jacobian"]["nonfinite_voxels"] else values[np.isfinite(values)]
+        finite = values if moments.nonfinite == 0 else values[np.isfinite(values)]
         result["jacobian_histogram"] = jacobian_histogram(finite, self.bins)
         if self.extras:
             measures.apply_extra("deformation", result, measures.DeformationSample(values, norms, self.spacing))
@@ -796,15 +797,10 @@ class JacobianInRegion:
     def __init__(self, fixed_image, region):
         self.moments = JacobianMoments(reference_grid(fixed_image).spacing)
         self.region = region
-        self._values = None  # the region's J of a slab, kept from slab to slab
 
     def consume(self, slab) -> None:
         m = self.region(slab) if callable(self.region) else np.asarray(self.region[slab.k0:slab.k1], dtype=bool)
-        det = slab.jacobian()
-        n = int(np.count_nonzero(m))
-        if self._values is None or self._values.size < n or self._values.dtype != det.dtype:
-            self._values = np.empty(max(n, det.size), det.dtype)
-        self.moments.add(np.compress(m.reshape(-1), det.reshape(-1), out=self._values[:n]))
+        self.moments.add(slab.jacobian()[m])
 
     def finish(self) -> dict:
         return self.moments.result()

@@ -371,39 +371,54 @@ def similarity_pass2(a, b, mask, use_mask, nblocks, ma, mb, bins, lo_a, hi_a, lo
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def moments_pass1(values, nblocks):
-    """Per block of a flat float array: [finite count, non-finite count, Σx, min, max] (float64 sums; branch-free
-    so that it vectorises: the sums may be reassociated)."""
+    """Per block of a flat float array: [finite count, non-finite count, Σx] (float64 sums; the sums may be
+    reassociated). One straight loop sums every value and counts the non-finite ones (``v − v`` is 0 exactly
+    for finite v; LLVM vectorises it); a block that holds non-finite values is summed again testing each."""
     n = values.shape[0]
-    out = np.zeros((nblocks, 5))
+    out = np.zeros((nblocks, 3))
     size = (n + nblocks - 1) // nblocks
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
-        cnt, s = 0.0, 0.0
-        mn, mx = np.inf, -np.inf
-        for t in range(lo, hi):
-            v = np.float64(values[t])
-            ok = np.isfinite(v)
-            cnt += 1.0 if ok else 0.0
-            s += v if ok else 0.0
-            mn = min(mn, v) if ok else mn
-            mx = max(mx, v) if ok else mx
-        out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3], out[blk, 4] = cnt, (hi - lo) - cnt, s, mn, mx
+        w = values[lo:max(lo, hi)]  # indexed from 0: no wrap-around test (vectorised)
+        s = 0.0
+        bad = 0
+        for t in range(w.shape[0]):
+            v = np.float64(w[t])
+            s += v
+            bad += v - v != 0.0
+        if bad:
+            s = 0.0
+            for t in range(w.shape[0]):
+                v = np.float64(w[t])
+                if np.isfinite(v):
+                    s += v
+        out[blk, 0], out[blk, 1], out[blk, 2] = w.shape[0] - bad, bad, s
     return out
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def moments_pass2(values, nblocks, mean):
-    """Per block: Σ(x − mean)² of the finite values."""
+    """Per block: Σ(x − mean)² of the finite values (one straight loop when the block has no other)."""
     n = values.shape[0]
     out = np.zeros(nblocks)
     size = (n + nblocks - 1) // nblocks
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
+        w = values[lo:max(lo, hi)]
         a = 0.0
-        for t in range(lo, hi):
-            v = np.float64(values[t])
+        bad = 0
+        for t in range(w.shape[0]):
+            v = np.float64(w[t])
             d = v - mean
-            a += d * d if np.isfinite(v) else 0.0
+            a += d * d
+            bad += v - v != 0.0
+        if bad:
+            a = 0.0
+            for t in range(w.shape[0]):
+                v = np.float64(w[t])
+                if np.isfinite(v):
+                    d = v - mean
+                    a += d * d
         out[blk] = a
     return out
 
