@@ -234,41 +234,121 @@ def warp_slab(u, k0, ijk_to_lps, lps_to_index, image, linear, background, roundi
     Linear: trilinear weights over the neighbours clamped at the border; nearest: floor(g + 0.5), clamped.
     ``rounding``: round to the nearest integer (floor(v + 0.5)) and clamp to [lo_clip, hi_clip] (integer outputs,
     as VTK does when it writes an integer image).
+
+    Row by row over 1-D arrays, every loop but the reads of the image branch-free (vectorised): the continuous
+    indices of the row; for linear their floors, fractions and the flat index of the 2×2×2 neighbourhood; its 8
+    values; the weighted sum. Voxels whose neighbourhood is not wholly inside the image (outside, or clamped
+    neighbours at the border) are then redone one by one with the clamps. The arithmetic of each voxel (the
+    position, the weights and their order) is the same on both paths, so the result does not depend on the path
+    (``Testing/test_warp_kernel.py`` checks it bit for bit against a per-voxel reference).
     """
     nz, ny, nx = image.shape
     ns, nj, ni = u.shape[0], u.shape[1], u.shape[2]
+    flat = image.reshape(-1)
+    sy, sz = nx, nx * ny
+    hx, hy, hz = nx - 0.5, ny - 0.5, nz - 0.5
+    ex, ey, ez = nx - 1.0, ny - 1.0, nz - 1.0
+    m00, m01, m02, m03 = ijk_to_lps[0, 0], ijk_to_lps[0, 1], ijk_to_lps[0, 2], ijk_to_lps[0, 3]
+    m10, m11, m12, m13 = ijk_to_lps[1, 0], ijk_to_lps[1, 1], ijk_to_lps[1, 2], ijk_to_lps[1, 3]
+    m20, m21, m22, m23 = ijk_to_lps[2, 0], ijk_to_lps[2, 1], ijk_to_lps[2, 2], ijk_to_lps[2, 3]
+    l00, l01, l02, l03 = lps_to_index[0, 0], lps_to_index[0, 1], lps_to_index[0, 2], lps_to_index[0, 3]
+    l10, l11, l12, l13 = lps_to_index[1, 0], lps_to_index[1, 1], lps_to_index[1, 2], lps_to_index[1, 3]
+    l20, l21, l22, l23 = lps_to_index[2, 0], lps_to_index[2, 1], lps_to_index[2, 2], lps_to_index[2, 3]
     for kk in prange(ns):
         k = k0 + kk
+        g = np.empty((6, ni))
+        gx, gy, gz, tx_, ty_, tz_ = g[0], g[1], g[2], g[3], g[4], g[5]
+        uc = np.empty((3, ni))
+        u0, u1, u2 = uc[0], uc[1], uc[2]
+        base = np.empty(ni, np.int64)
+        fast = np.empty(ni, np.bool_)
+        vals = np.empty((8, ni))
+        res = np.empty(ni)
         for j in range(nj):
+            uu = u[kk, j]
             for i in range(ni):
-                y0 = ijk_to_lps[0, 0] * i + ijk_to_lps[0, 1] * j + ijk_to_lps[0, 2] * k + ijk_to_lps[0, 3] + u[kk, j, i, 0]
-                y1 = ijk_to_lps[1, 0] * i + ijk_to_lps[1, 1] * j + ijk_to_lps[1, 2] * k + ijk_to_lps[1, 3] + u[kk, j, i, 1]
-                y2 = ijk_to_lps[2, 0] * i + ijk_to_lps[2, 1] * j + ijk_to_lps[2, 2] * k + ijk_to_lps[2, 3] + u[kk, j, i, 2]
-                gx = lps_to_index[0, 0] * y0 + lps_to_index[0, 1] * y1 + lps_to_index[0, 2] * y2 + lps_to_index[0, 3]
-                gy = lps_to_index[1, 0] * y0 + lps_to_index[1, 1] * y1 + lps_to_index[1, 2] * y2 + lps_to_index[1, 3]
-                gz = lps_to_index[2, 0] * y0 + lps_to_index[2, 1] * y1 + lps_to_index[2, 2] * y2 + lps_to_index[2, 3]
-                if not (gx >= -0.5 and gx <= nx - 0.5 and gy >= -0.5 and gy <= ny - 0.5 and gz >= -0.5
-                        and gz <= nz - 0.5):
-                    out[kk, j, i] = background
+                u0[i] = uu[i, 0]
+                u1[i] = uu[i, 1]
+                u2[i] = uu[i, 2]
+            for i in range(ni):
+                y0 = m00 * i + m01 * j + m02 * k + m03 + u0[i]
+                y1 = m10 * i + m11 * j + m12 * k + m13 + u1[i]
+                y2 = m20 * i + m21 * j + m22 * k + m23 + u2[i]
+                gx[i] = l00 * y0 + l01 * y1 + l02 * y2 + l03
+                gy[i] = l10 * y0 + l11 * y1 + l12 * y2 + l13
+                gz[i] = l20 * y0 + l21 * y1 + l22 * y2 + l23
+            row = out[kk, j]
+            nslow = 0
+            if linear:
+                for i in range(ni):
+                    ax, ay, az = gx[i], gy[i], gz[i]
+                    fx, fy, fz = np.floor(ax), np.floor(ay), np.floor(az)
+                    tx_[i], ty_[i], tz_[i] = ax - fx, ay - fy, az - fz
+                    ok = (fx >= 0.0) & (fy >= 0.0) & (fz >= 0.0) & (fx < ex) & (fy < ey) & (fz < ez)
+                    fast[i] = ok
+                    nslow += 0 if ok else 1
+                    b = np.int64(fz) * sz + np.int64(fy) * sy + np.int64(fx)
+                    base[i] = b if ok else 0
+                for i in range(ni):
+                    b = base[i]
+                    vals[0, i] = flat[b]
+                    vals[1, i] = flat[b + 1]
+                    vals[2, i] = flat[b + sy]
+                    vals[3, i] = flat[b + sy + 1]
+                    vals[4, i] = flat[b + sz]
+                    vals[5, i] = flat[b + sz + 1]
+                    vals[6, i] = flat[b + sz + sy]
+                    vals[7, i] = flat[b + sz + sy + 1]
+                v000, v001, v010, v011 = vals[0], vals[1], vals[2], vals[3]
+                v100, v101, v110, v111 = vals[4], vals[5], vals[6], vals[7]
+                for i in range(ni):
+                    tx, ty, tz = tx_[i], ty_[i], tz_[i]
+                    v = ((1 - tz) * ((1 - ty) * ((1 - tx) * v000[i] + tx * v001[i]) + ty * ((1 - tx) * v010[i] + tx * v011[i]))
+                         + tz * ((1 - ty) * ((1 - tx) * v100[i] + tx * v101[i]) + ty * ((1 - tx) * v110[i] + tx * v111[i])))
+                    res[i] = v
+                if rounding:
+                    for i in range(ni):
+                        res[i] = min(max(np.floor(res[i] + 0.5), lo_clip), hi_clip)
+                for i in range(ni):
+                    row[i] = res[i]
+            else:
+                for i in range(ni):
+                    ax, ay, az = gx[i], gy[i], gz[i]
+                    ix = min(max(np.int64(np.floor(ax + 0.5)), 0), nx - 1)
+                    iy = min(max(np.int64(np.floor(ay + 0.5)), 0), ny - 1)
+                    iz = min(max(np.int64(np.floor(az + 0.5)), 0), nz - 1)
+                    ok = (ax >= -0.5) & (ax <= hx) & (ay >= -0.5) & (ay <= hy) & (az >= -0.5) & (az <= hz)
+                    fast[i] = ok
+                    nslow += 0 if ok else 1
+                    base[i] = iz * sz + iy * sy + ix
+                for i in range(ni):
+                    row[i] = flat[base[i]]
+            if nslow == 0:
+                continue
+            for i in range(ni):  # voxels outside the image or with clamped neighbours
+                if fast[i]:
+                    continue
+                ax, ay, az = gx[i], gy[i], gz[i]
+                if not (ax >= -0.5 and ax <= hx and ay >= -0.5 and ay <= hy and az >= -0.5 and az <= hz):
+                    row[i] = background
                     continue
                 if not linear:
-                    ix = min(max(int(math.floor(gx + 0.5)), 0), nx - 1)
-                    iy = min(max(int(math.floor(gy + 0.5)), 0), ny - 1)
-                    iz = min(max(int(math.floor(gz + 0.5)), 0), nz - 1)
-                    out[kk, j, i] = image[iz, iy, ix]
                     continue
-                fx, fy, fz = math.floor(gx), math.floor(gy), math.floor(gz)
-                tx, ty, tz = gx - fx, gy - fy, gz - fz
+                fx, fy, fz = math.floor(ax), math.floor(ay), math.floor(az)
+                tx, ty, tz = ax - fx, ay - fy, az - fz
                 x_a, y_a, z_a = int(fx), int(fy), int(fz)
-                x_b, y_b, z_b = min(max(x_a + 1, 0), nx - 1), min(max(y_a + 1, 0), ny - 1), min(max(z_a + 1, 0), nz - 1)
+                x_b, y_b, z_b = (min(max(x_a + 1, 0), nx - 1), min(max(y_a + 1, 0), ny - 1),
+                                 min(max(z_a + 1, 0), nz - 1))
                 x_a, y_a, z_a = min(max(x_a, 0), nx - 1), min(max(y_a, 0), ny - 1), min(max(z_a, 0), nz - 1)
-                v = ((1 - tz) * ((1 - ty) * ((1 - tx) * np.float64(image[z_a, y_a, x_a]) + tx * np.float64(image[z_a, y_a, x_b]))
-                                 + ty * ((1 - tx) * np.float64(image[z_a, y_b, x_a]) + tx * np.float64(image[z_a, y_b, x_b])))
-                     + tz * ((1 - ty) * ((1 - tx) * np.float64(image[z_b, y_a, x_a]) + tx * np.float64(image[z_b, y_a, x_b]))
-                             + ty * ((1 - tx) * np.float64(image[z_b, y_b, x_a]) + tx * np.float64(image[z_b, y_b, x_b]))))
+                w000, w001 = np.float64(image[z_a, y_a, x_a]), np.float64(image[z_a, y_a, x_b])
+                w010, w011 = np.float64(image[z_a, y_b, x_a]), np.float64(image[z_a, y_b, x_b])
+                w100, w101 = np.float64(image[z_b, y_a, x_a]), np.float64(image[z_b, y_a, x_b])
+                w110, w111 = np.float64(image[z_b, y_b, x_a]), np.float64(image[z_b, y_b, x_b])
+                v = ((1 - tz) * ((1 - ty) * ((1 - tx) * w000 + tx * w001) + ty * ((1 - tx) * w010 + tx * w011))
+                     + tz * ((1 - ty) * ((1 - tx) * w100 + tx * w101) + ty * ((1 - tx) * w110 + tx * w111)))
                 if rounding:
                     v = min(max(math.floor(v + 0.5), lo_clip), hi_clip)
-                out[kk, j, i] = v
+                row[i] = v
 
 
 @njit(parallel=True, cache=True)
@@ -306,67 +386,102 @@ def magnitude_slab(u, out):
                 out[kk, j, i] = np.float32(math.sqrt(np.float32(a * a + b * b + c * c)))
 
 
+SIMILARITY_CHUNK = 2048  # voxels whose joint-histogram bins are computed together (vectorised), then counted
+
+
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def similarity_pass1(a, b, mask, use_mask, nblocks):
     """Per block: [count, nonfinite, Σa, Σb, min a, max a, min b, max b] over the voxels (in the mask) where both
-    values are finite. ``a``, ``b``, ``mask``: flat arrays of one length. Branch-free (vectorised; the sums may
-    be reassociated)."""
+    values are finite. ``a``, ``b``, ``mask``: flat arrays of one length (``mask`` unused without ``use_mask``).
+    Branch-free over each block's slices indexed from 0 (vectorised; the sums may be reassociated)."""
     n = a.shape[0]
     out = np.zeros((nblocks, 8))
     size = (n + nblocks - 1) // nblocks
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
+        aa, bb = a[lo:hi], b[lo:hi]
+        mm = mask[lo:hi] if use_mask else mask[0:0]
         cnt, bad, sa, sb = 0.0, 0.0, 0.0, 0.0
         mina, maxa, minb, maxb = np.inf, -np.inf, np.inf, -np.inf
-        for t in range(lo, hi):
-            inside = (not use_mask) or mask[t]
-            va, vb = np.float64(a[t]), np.float64(b[t])
-            finite = np.isfinite(va) and np.isfinite(vb)
-            ok = inside and finite
-            bad += 1.0 if (inside and not finite) else 0.0
+        for t in range(hi - lo):
+            inside = (not use_mask) or mm[t]
+            va, vb = np.float64(aa[t]), np.float64(bb[t])
+            finite = (va - va == 0.0) & (vb - vb == 0.0)  # isfinite of both
+            ok = inside & finite
+            bad += 1.0 if inside & (not finite) else 0.0
             cnt += 1.0 if ok else 0.0
             sa += va if ok else 0.0
             sb += vb if ok else 0.0
-            mina = min(mina, va) if ok else mina
-            maxa = max(maxa, va) if ok else maxa
-            minb = min(minb, vb) if ok else minb
-            maxb = max(maxb, vb) if ok else maxb
+            mina = min(mina, va if ok else np.inf)
+            maxa = max(maxa, va if ok else -np.inf)
+            minb = min(minb, vb if ok else np.inf)
+            maxb = max(maxb, vb if ok else -np.inf)
         out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3] = cnt, bad, sa, sb
         out[blk, 4], out[blk, 5], out[blk, 6], out[blk, 7] = mina, maxa, minb, maxb
     return out
 
 
-@njit(parallel=True, cache=True)
-def similarity_pass2(a, b, mask, use_mask, nblocks, ma, mb, bins, lo_a, hi_a, lo_b, hi_b):
-    """Per block: [Σ(a-ā)², Σ(b-b̄)², Σ(a-ā)(b-b̄), Σ(a-b)², Σ|a-b|] and the joint histogram (bins × bins, each
-    image's equal-width bins over its own [lo, hi], the maximum in the last bin)."""
+@njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
+def similarity_pass2(a, b, mask, use_mask, nblocks, ma, mb):
+    """Per block: [Σ(a-ā)², Σ(b-b̄)², Σ(a-ā)(b-b̄), Σ(a-b)², Σ|a-b|] over the voxels of :func:`similarity_pass1`
+    (branch-free, vectorised; the reassociated sums are closer to the exact ones than a sequential sum: on the
+    CT benchmark case 2e-15 relative to the exact integer sums, a sequential float64 sum 3e-12)."""
     n = a.shape[0]
     sums = np.zeros((nblocks, 5))
-    joint = np.zeros((nblocks, bins * bins), np.int64)
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        aa, bb = a[lo:hi], b[lo:hi]
+        mm = mask[lo:hi] if use_mask else mask[0:0]
+        saa, sbb, sab, sdd, sad = 0.0, 0.0, 0.0, 0.0, 0.0
+        for t in range(hi - lo):
+            va, vb = np.float64(aa[t]), np.float64(bb[t])
+            ok = ((not use_mask) or mm[t]) & (va - va == 0.0) & (vb - vb == 0.0)
+            da, db = va - ma, vb - mb
+            d = va - vb
+            saa += da * da if ok else 0.0
+            sbb += db * db if ok else 0.0
+            sab += da * db if ok else 0.0
+            sdd += d * d if ok else 0.0
+            sad += abs(d) if ok else 0.0
+        sums[blk, 0], sums[blk, 1], sums[blk, 2], sums[blk, 3], sums[blk, 4] = saa, sbb, sab, sdd, sad
+    return sums
+
+
+@njit(parallel=True, cache=True)
+def similarity_joint(a, b, mask, use_mask, nblocks, bins, lo_a, hi_a, lo_b, hi_b):
+    """Per block: the joint histogram (bins × bins) of the voxels of :func:`similarity_pass1`, each image's
+    equal-width bins over its own [lo, hi] (bin ``int((v - lo) · bins / (hi - lo))``, the maximum in the last
+    bin; one bin when hi == lo). Chunk by chunk: the bins of a chunk in one vectorised loop (strict IEEE
+    arithmetic, no fast-math), then counted into 4 interleaved histograms (consecutive voxels in one bin do not
+    wait on each other's increment)."""
+    n = a.shape[0]
+    nb2 = bins * bins
+    joint = np.zeros((nblocks, nb2), np.int64)
     size = (n + nblocks - 1) // nblocks
     scale_a = bins / (hi_a - lo_a) if hi_a > lo_a else 0.0
     scale_b = bins / (hi_b - lo_b) if hi_b > lo_b else 0.0
+    top_a = bins - 1 if hi_a > lo_a else 0
+    top_b = bins - 1 if hi_b > lo_b else 0
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
-        saa, sbb, sab, sdd, sad = 0.0, 0.0, 0.0, 0.0, 0.0
-        for t in range(lo, hi):
-            if use_mask and not mask[t]:
-                continue
-            va, vb = np.float64(a[t]), np.float64(b[t])
-            if not (np.isfinite(va) and np.isfinite(vb)):
-                continue
-            da, db = va - ma, vb - mb
-            saa += da * da
-            sbb += db * db
-            sab += da * db
-            d = va - vb
-            sdd += d * d
-            sad += abs(d)
-            ia = min(max(int((va - lo_a) * scale_a), 0), bins - 1) if hi_a > lo_a else 0
-            ib = min(max(int((vb - lo_b) * scale_b), 0), bins - 1) if hi_b > lo_b else 0
-            joint[blk, ia * bins + ib] += 1
-        sums[blk, 0], sums[blk, 1], sums[blk, 2], sums[blk, 3], sums[blk, 4] = saa, sbb, sab, sdd, sad
-    return sums, joint
+        h = np.zeros((4, nb2 + 1), np.int64)  # the last slot takes the voxels left out
+        idx = np.empty(SIMILARITY_CHUNK, np.int64)
+        for c0 in range(lo, hi, SIMILARITY_CHUNK):
+            c1 = min(hi, c0 + SIMILARITY_CHUNK)
+            aa, bb = a[c0:c1], b[c0:c1]
+            mm = mask[c0:c1] if use_mask else mask[0:0]
+            for t in range(c1 - c0):
+                va, vb = np.float64(aa[t]), np.float64(bb[t])
+                ok = ((not use_mask) or mm[t]) & (va - va == 0.0) & (vb - vb == 0.0)
+                ia = min(max(np.int64((va - lo_a) * scale_a), 0), top_a)
+                ib = min(max(np.int64((vb - lo_b) * scale_b), 0), top_b)
+                idx[t] = ia * bins + ib if ok else nb2
+            for t in range(c1 - c0):
+                h[t & 3, idx[t]] += 1
+        for q in range(nb2):
+            joint[blk, q] = h[0, q] + h[1, q] + h[2, q] + h[3, q]
+    return joint
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})

@@ -14,7 +14,8 @@ NaN/inf are left out and counted):
 
 ``before`` = the moving image resampled onto the fixed grid in world space without the registration,
 ``after`` = resampled through the registration's resampling transform (:func:`resample.resample_image`).
-Computed by two compiled passes over the voxels (:func:`kernels.similarity_pass1`/``2``), in float64.
+Computed by compiled passes over the voxels, in float64: count, sums and ranges (:func:`kernels.similarity_pass1`),
+then the centred sums (:func:`kernels.similarity_pass2`) and the joint histogram (:func:`kernels.similarity_joint`).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def similarity(fixed_image, moving_on_fixed_grid, mask=None, bins: int = DEFAULT
         require(m.shape == shape, "mask", f"shape {m.shape} differs from the images' {shape}")
         m = m.reshape(-1)
     out: dict = dict.fromkeys(KEYS)
-    from .kernels import similarity_pass1, similarity_pass2
+    from .kernels import similarity_joint, similarity_pass1, similarity_pass2
 
     use_mask = m is not None
     mflat = m if use_mask else np.zeros(1, bool)
@@ -96,8 +97,9 @@ def similarity(fixed_image, moving_on_fixed_grid, mask=None, bins: int = DEFAULT
         return out
     ma, mb = stats.sum_a / stats.n, stats.sum_b / stats.n
     # second pass: centred products, differences and the joint histogram (each image's own [min, max])
-    sums, joints = similarity_pass2(a, b, mflat, use_mask, blocks, ma, mb, bins, stats.min_a, stats.max_a,
-                                    stats.min_b, stats.max_b)
+    sums = similarity_pass2(a, b, mflat, use_mask, blocks, ma, mb)
+    joints = similarity_joint(a, b, mflat, use_mask, blocks, bins, stats.min_a, stats.max_a, stats.min_b,
+                              stats.max_b)
     saa, sbb, sab, sdd, sad = (float(v) for v in sums.sum(axis=0))
     joint = joints.sum(axis=0)
     n = stats.n
