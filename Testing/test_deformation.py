@@ -443,3 +443,57 @@ def test_displacement_tail_equals_numpy_statistics(n, nan_fraction):
     assert got["mean"] == pytest.approx(finite.mean(), rel=1e-12)
     assert got["max"] == finite.max()
     assert tail.held <= max(1, n - int(np.floor(0.95 * (n - 1))))
+
+
+def _numpy_jacobian_histogram(values, bins):
+    """The histogram's definition written with numpy: np.percentile, np.histogram and the clipped counts."""
+    p_lo, p_hi = np.percentile(values, [0.5, 99.5])
+    lo, hi = min(float(p_lo), 0.5), max(float(p_hi), 1.5)
+    vmin = float(values.min())
+    if vmin <= 0:
+        lo = min(lo, max(vmin, -2.0), -0.05)
+    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
+            "clipped_below": int(np.count_nonzero(values < lo)), "clipped_above": int(np.count_nonzero(values > hi))}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 201, 65_537, 300_001])
+def test_jacobian_histogram_and_percentiles_equal_numpy_exactly(n):
+    """deformation.jacobian_histogram (key buckets, order statistics gathered from their buckets, exact binning
+    against the float32 edges) = np.percentile + np.histogram + the clipped counts, value for value: smooth,
+    folding and tied values, and values placed on every edge and one float32 ulp either side of it."""
+    from RegistrationQualityLib.deformation import _linear_percentiles, jacobian_histogram
+    from RegistrationQualityLib.kernels import key_histogram
+
+    rng = np.random.default_rng(n)
+    cases = [(1 + 0.2 * rng.normal(size=n)).astype(np.float32), rng.normal(0.3, 1.5, n).astype(np.float32),
+             rng.choice(np.array([-3, -0.05, -0.0, 0, 0.5, 1, 1.5, 2.5], np.float32), size=n)]
+    edgy = (1 + 0.3 * rng.normal(size=n)).astype(np.float32)
+    edges = np.array(_numpy_jacobian_histogram(edgy, 60)["edges"], np.float32)
+    k = min(n, 400)
+    picks = edges[rng.integers(0, edges.size, k)]
+    shifted = np.where(rng.random(k) < 0.5, np.nextafter(picks, np.float32(-9)), np.nextafter(picks, np.float32(9)))
+    edgy[rng.integers(0, n, k)] = np.where(rng.random(k) < 0.4, picks, shifted)
+    cases.append(edgy)
+    for values in cases:
+        assert jacobian_histogram(values, 60) == _numpy_jacobian_histogram(values, 60)
+        blocks = max(1, min(16, n // (1 << 16)))
+        got = _linear_percentiles(values, key_histogram(values, blocks)[0], [0.5, 5, 50, 95, 99.5, 100])
+        np.testing.assert_array_equal(got, np.percentile(values, [0.5, 5, 50, 95, 99.5, 100]))
+
+
+@pytest.mark.parametrize("n, bad", [(1, 0), (5, 0), (70_000, 0), (70_000, 3), (3_000_000, 0), (3_000_000, 1)])
+def test_batch_moments_equal_numpy_with_and_without_non_finite_values(n, bad):
+    """deformation._batch_moments (the compiled passes behind JacobianMoments: straight vectorised loops, a
+    block with NaN/±inf summed again testing each value) = numpy over the finite values."""
+    from RegistrationQualityLib.deformation import _batch_moments
+
+    rng = np.random.default_rng(n + bad)
+    x = (1 + 0.1 * rng.normal(size=n)).astype(np.float32)
+    x[rng.integers(0, n, bad)] = np.array([np.nan, np.inf, -np.inf], np.float32)[:bad]
+    got = _batch_moments(x)
+    finite = x[np.isfinite(x)].astype(np.float64)
+    assert got[:2] == (finite.size, n - finite.size)
+    assert got[2] == pytest.approx(finite.mean(), rel=1e-13)
+    assert got[3] == pytest.approx(((finite - finite.mean()) ** 2).sum(), rel=1e-11, abs=1e-300)
+    assert got[4:] == (finite.min(), finite.max())

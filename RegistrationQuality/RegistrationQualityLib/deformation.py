@@ -470,6 +470,7 @@ class JacobianMoments:
         self.lo, self.hi = math.inf, -math.inf
         self.j = [0, 0.0, 0.0]  # count, mean, Σ(x − mean)²
         self.logj = [0, 0.0, 0.0]
+        self._logs = None  # log J buffer kept from batch to batch (no page faults)
 
     def add(self, values: np.ndarray) -> None:
         """Merge a batch: J and log J over J > 0 (numpy's float32 log: vectorised) each by two compiled passes
@@ -489,7 +490,7 @@ class JacobianMoments:
         for start in range(0, flat.size, LOG_BATCH):  # log J in pieces: no float copy of a whole-grid batch
             with np.errstate(divide="ignore", invalid="ignore"):  # J <= 0 -> -inf / NaN: left out as non-finite
                 logs = np.log(flat[start:start + LOG_BATCH])
-            n_log, _bad, mean_log, m2_log, _lo, _hi = _batch_moments(logs)
+            n_log, _bad, mean_log, m2_log, _lo, _hi = _batch_moments(logs, want_range=False)
             if n_log:
                 _chan_merge(self.logj, n_log, mean_log, m2_log)
 
@@ -516,9 +517,9 @@ class JacobianMoments:
         }
 
 
-def _batch_moments(flat: np.ndarray) -> tuple:
+def _batch_moments(flat: np.ndarray, want_range: bool = True) -> tuple:
     """(finite count, non-finite count, mean, Σ(x − mean)², min, max) of a flat float array (two compiled
-    passes, float64 sums)."""
+    passes, float64 sums; min and max of the finite values by numpy, only with ``want_range``, else ±inf)."""
     from .kernels import moments_pass1, moments_pass2
 
     if flat.size == 0:
@@ -531,7 +532,11 @@ def _batch_moments(flat: np.ndarray) -> tuple:
         return 0, bad, 0.0, 0.0, math.inf, -math.inf
     mean = float(p1[:, 2].sum()) / n
     m2 = float(moments_pass2(flat, blocks, mean).sum())
-    return n, bad, mean, m2, float(p1[:, 3].min()), float(p1[:, 4].max())
+    lo, hi = math.inf, -math.inf
+    if want_range:
+        finite = flat if bad == 0 else flat[np.isfinite(flat)]
+        lo, hi = float(finite.min()), float(finite.max())
+    return n, bad, mean, m2, lo, hi
 
 
 def _chan_merge(state: list, nc: int, mc: float, m2c: float) -> None:
@@ -593,30 +598,90 @@ def inverse_consistency(ctx, forward_node, backward_node, reference_image, mask=
     return _magnitude_statistics(err, m)
 
 
-def jacobian_histogram(values: np.ndarray, bins: int, overwrite: bool = False) -> dict:
-    """Histogram of Jacobian values. Range: the 0.5th..99.5th percentiles widened to show [0.5, 1.5], and down
-    to the most negative value (at most -2) when anything folds; values outside are counted, not binned.
-    ``overwrite``: the caller no longer needs the values' order (the percentiles may partition them in place)."""
+def _key_values(keys) -> np.ndarray:
+    """float32 values of order-preserving keys (the inverse of ``kernels._float32_key``)."""
+    keys = np.asarray(keys, dtype=np.uint32)
+    bits = np.where(keys >= np.uint32(0x80000000), keys ^ np.uint32(0x80000000), ~keys).astype(np.uint32)
+    return bits.view(np.float32)
+
+
+def _linear_percentiles(values: np.ndarray, counts: np.ndarray, percents) -> np.ndarray:
+    """``np.percentile(values, percents)`` (numpy's default "linear" method, same arithmetic: order statistics
+    ``(n − 1)·q`` apart, float32 difference, float64 interpolation) of a flat finite float32 array, from its
+    per-block key-bucket counts (``kernels.key_histogram``): only the values in the buckets that hold the
+    wanted ranks are gathered and sorted (the array is neither copied nor reordered)."""
+    from .kernels import gather_buckets
+
+    n = values.size
+    q = np.true_divide(np.asarray(percents, dtype=np.float64), 100)
+    virtual = (n - 1) * q
+    prev = np.floor(virtual)
+    nxt = prev + 1
+    above = virtual >= n - 1
+    prev[above], nxt[above] = -1, -1
+    below = virtual < 0
+    prev[below], nxt[below] = 0, 0
+    prev, nxt = prev.astype(np.intp), nxt.astype(np.intp)
+    gamma = np.asanyarray(virtual - prev, dtype=virtual.dtype)
+    ranks = np.unique(np.concatenate([prev % n, nxt % n]))
+    total = counts.sum(axis=0)
+    cum = np.cumsum(total)
+    buckets = np.searchsorted(cum, ranks, side="right")  # the bucket holding each rank
+    wanted = np.zeros(total.size, dtype=bool)
+    wanted[buckets] = True
+    per_block = counts[:, wanted].sum(axis=1)
+    offsets = np.concatenate([[0], np.cumsum(per_block)[:-1]]).astype(np.int64)
+    held = np.empty(int(per_block.sum()), np.float32)
+    gather_buckets(values, counts.shape[0], wanted, offsets, held)
+    held.sort()
+    held_before = np.cumsum(np.where(wanted, total, 0)) - np.where(wanted, total, 0)  # held values in lower buckets
+    stat = {int(r): held[int(r) - int(cum[b] - total[b]) + int(held_before[b])] for r, b in zip(ranks, buckets)}
+    a = np.array([stat[int(r) % n] for r in prev], np.float32)
+    b = np.array([stat[int(r) % n] for r in nxt], np.float32)
+    diff_b_a = b - a  # numpy's _lerp
+    result = np.add(a, diff_b_a * gamma)
+    np.subtract(b, diff_b_a * (1 - gamma), out=result, where=gamma >= 0.5, casting="unsafe", dtype=result.dtype)
+    return result
+
+
+def jacobian_histogram(values: np.ndarray, bins: int) -> dict:
+    """Histogram of Jacobian values (flat, finite, float32 as the J maps). Range: the 0.5th..99.5th percentiles
+    (numpy's linear method) widened to show [0.5, 1.5], and down to the most negative value (at most -2) when
+    anything folds; values outside are counted, not binned. The counts, edges and percentiles are
+    ``np.histogram``'s and ``np.percentile``'s, computed in three compiled passes that neither copy nor reorder
+    the values: bucket counts of the values' order-preserving keys (the percentiles' order statistics are then
+    found among the few values of their buckets), and one binning pass with exact comparisons against the
+    float32 edges numpy uses."""
+    from .kernels import edge_histogram, key_histogram
+
+    values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
     if values.size == 0:
         return {"edges": [], "counts": [], "clipped_below": 0, "clipped_above": 0}
-    p_lo, p_hi = np.percentile(values, [0.5, 99.5], overwrite_input=overwrite)
+    blocks = max(1, min(16, values.size // (1 << 16)))
+    counts, ends = key_histogram(values, blocks)
+    p_lo, p_hi = _linear_percentiles(values, counts, [0.5, 99.5])
     lo, hi = min(float(p_lo), 0.5), max(float(p_hi), 1.5)
-    vmin = float(values.min())
+    vmin = float(_key_values([ends[:, 0].min()])[0])
     if vmin <= 0:
         lo = min(lo, max(vmin, -2.0), -0.05)
-    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
-    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
-            "clipped_below": int(np.count_nonzero(values < lo)), "clipped_above": int(np.count_nonzero(values > hi))}
+    edges = np.histogram_bin_edges(values[:0], bins=bins, range=(lo, hi))  # numpy's edges (float32 here)
+    binned = edge_histogram(values, blocks, np.ascontiguousarray(edges, dtype=np.float32)).sum(axis=0)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in binned[:bins]],
+            "clipped_below": int(binned[bins]), "clipped_above": int(binned[bins + 1])}
 
 
 class DeformationStatistics:
     """Consumer of :func:`transforms.stream`: Jacobian determinant and |u| over ``mask`` (whole grid when None).
 
-    Per slab it keeps only the values inside the mask (float32), so memory grows with the mask, not with a
-    vector field. ``finish()`` returns ``{"jacobian", "displacement_mm", "jacobian_histogram"}`` (statistics of
+    Per slab it keeps only the J values inside the mask (float32; for the histogram's exact percentiles), so
+    memory grows with the mask, not with a vector field; the J statistics are merged from chunks of them at the
+    end (:class:`JacobianMoments`: no region-sized log J array) and |u| is kept only as far as its statistics
+    need. ``finish()`` returns ``{"jacobian", "displacement_mm", "jacobian_histogram"}`` (statistics of
     :func:`jacobian_statistics`, :func:`displacement_statistics`, :func:`jacobian_histogram`); with
     ``keep_jacobian`` the whole J map is kept in ``self.jacobian`` (for a scene volume).
     """
+
+    MOMENT_CHUNK = 1 << 23  # J values per JacobianMoments batch at the end
 
     def __init__(self, fixed_image, mask=None, bins: int = 60, keep_jacobian: bool = False):
         grid = reference_grid(fixed_image)
@@ -631,6 +696,7 @@ class DeformationStatistics:
         self.u_values = np.empty(n, np.float32) if self.extras else None
         self.u_tail = None if self.extras else DisplacementTail(n)
         self.filled = 0
+        self._mag = None
         self.jacobian = None
         if keep_jacobian:  # over the whole grid the values, in slab order, are the map itself
             self.jacobian = (self.j_values.reshape(grid.shape) if self.mask is None
@@ -640,7 +706,9 @@ class DeformationStatistics:
         from .kernels import magnitude_slab
 
         det = slab.jacobian()
-        mag = np.empty(det.shape, np.float32)
+        if self._mag is None or self._mag.size < det.size:
+            self._mag = np.empty(det.size, np.float32)  # kept from slab to slab (no page faults)
+        mag = self._mag[:det.size].reshape(det.shape)
         magnitude_slab(slab.u, mag)
         if self.jacobian is not None and self.mask is not None:
             self.jacobian[slab.k0:slab.k1] = det
@@ -659,13 +727,14 @@ class DeformationStatistics:
         values = self.j_values[: self.filled]
         norms = self.u_values[: self.filled] if self.u_values is not None else None
         self.j_values = self.u_values = None
-        result = {"jacobian": jacobian_statistics(values, None, spacing=self.spacing),
+        moments = JacobianMoments(self.spacing)
+        for c in range(0, values.size, self.MOMENT_CHUNK):  # chunks: the log J buffer stays small
+            moments.add(values[c:c + self.MOMENT_CHUNK])
+        result = {"jacobian": moments.result(),
                   "displacement_mm": (_magnitude_statistics(norms, None) if norms is not None
                                       else self.u_tail.result())}
-        finite = values if bool(np.isfinite(values).all()) else values[np.isfinite(values)]
-        # without extras and a shared J map, nothing needs the values' order: percentiles partition in place
-        result["jacobian_histogram"] = jacobian_histogram(
-            finite, self.bins, overwrite=not self.extras and self.jacobian is None)
+        finite = values if moments.nonfinite == 0 else values[np.isfinite(values)]
+        result["jacobian_histogram"] = jacobian_histogram(finite, self.bins)
         if self.extras:
             measures.apply_extra("deformation", result, measures.DeformationSample(values, norms, self.spacing))
         return result

@@ -486,39 +486,54 @@ def similarity_joint(a, b, mask, use_mask, nblocks, bins, lo_a, hi_a, lo_b, hi_b
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def moments_pass1(values, nblocks):
-    """Per block of a flat float array: [finite count, non-finite count, Σx, min, max] (float64 sums; branch-free
-    so that it vectorises: the sums may be reassociated)."""
+    """Per block of a flat float array: [finite count, non-finite count, Σx] (float64 sums; the sums may be
+    reassociated). One straight loop sums every value and counts the non-finite ones (``v − v`` is 0 exactly
+    for finite v; LLVM vectorises it); a block that holds non-finite values is summed again testing each."""
     n = values.shape[0]
-    out = np.zeros((nblocks, 5))
+    out = np.zeros((nblocks, 3))
     size = (n + nblocks - 1) // nblocks
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
-        cnt, s = 0.0, 0.0
-        mn, mx = np.inf, -np.inf
-        for t in range(lo, hi):
-            v = np.float64(values[t])
-            ok = np.isfinite(v)
-            cnt += 1.0 if ok else 0.0
-            s += v if ok else 0.0
-            mn = min(mn, v) if ok else mn
-            mx = max(mx, v) if ok else mx
-        out[blk, 0], out[blk, 1], out[blk, 2], out[blk, 3], out[blk, 4] = cnt, (hi - lo) - cnt, s, mn, mx
+        w = values[lo:max(lo, hi)]  # indexed from 0: no wrap-around test (vectorised)
+        s = 0.0
+        bad = 0
+        for t in range(w.shape[0]):
+            v = np.float64(w[t])
+            s += v
+            bad += v - v != 0.0
+        if bad:
+            s = 0.0
+            for t in range(w.shape[0]):
+                v = np.float64(w[t])
+                if np.isfinite(v):
+                    s += v
+        out[blk, 0], out[blk, 1], out[blk, 2] = w.shape[0] - bad, bad, s
     return out
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "nsz"})
 def moments_pass2(values, nblocks, mean):
-    """Per block: Σ(x − mean)² of the finite values."""
+    """Per block: Σ(x − mean)² of the finite values (one straight loop when the block has no other)."""
     n = values.shape[0]
     out = np.zeros(nblocks)
     size = (n + nblocks - 1) // nblocks
     for blk in prange(nblocks):
         lo, hi = blk * size, min(n, (blk + 1) * size)
+        w = values[lo:max(lo, hi)]
         a = 0.0
-        for t in range(lo, hi):
-            v = np.float64(values[t])
+        bad = 0
+        for t in range(w.shape[0]):
+            v = np.float64(w[t])
             d = v - mean
-            a += d * d if np.isfinite(v) else 0.0
+            a += d * d
+            bad += v - v != 0.0
+        if bad:
+            a = 0.0
+            for t in range(w.shape[0]):
+                v = np.float64(w[t])
+                if np.isfinite(v):
+                    d = v - mean
+                    a += d * d
         out[blk] = a
     return out
 
@@ -564,3 +579,80 @@ def face_components(lin, ni, nj, nk):
         out[a] = number[r]
     return out
 
+
+
+@njit(inline="always", cache=True)
+def _float32_key(bits):
+    """Order-preserving unsigned key of a float32's bit pattern (as uint32): negative values flipped, the sign
+    bit set on the others, so that keys compare as the values do (−0.0 just below +0.0)."""
+    return ~bits if bits >= np.uint32(0x80000000) else bits | np.uint32(0x80000000)
+
+
+@njit(parallel=True, cache=True)
+def key_histogram(values, nblocks):
+    """Per block of a flat float32 array of finite values: the counts of the 2^16 buckets of the values' keys'
+    top 16 bits (``_float32_key``; bucket order = value order) and the smallest and largest key."""
+    bits = values.view(np.uint32)
+    n = bits.shape[0]
+    counts = np.zeros((nblocks, 1 << 16), np.int64)
+    ends = np.zeros((nblocks, 2), np.uint32)
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        w = bits[lo:max(lo, hi)]
+        c = counts[blk]
+        kmin, kmax = np.uint32(0xFFFFFFFF), np.uint32(0)
+        for t in range(w.shape[0]):
+            key = _float32_key(w[t])
+            c[key >> np.uint32(16)] += 1
+            kmin = min(kmin, key)
+            kmax = max(kmax, key)
+        ends[blk, 0], ends[blk, 1] = kmin, kmax
+    return counts, ends
+
+
+@njit(parallel=True, cache=True)
+def gather_buckets(values, nblocks, wanted, offsets, out):
+    """The values (flat float32, blocks as in :func:`key_histogram`) whose key bucket is marked in ``wanted``
+    (2^16 booleans), block ``blk``'s written from ``out[offsets[blk]]`` in array order."""
+    bits = values.view(np.uint32)
+    n = bits.shape[0]
+    size = (n + nblocks - 1) // nblocks
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        t_out = offsets[blk]
+        for t in range(lo, hi):
+            if wanted[_float32_key(bits[t]) >> np.uint32(16)]:
+                out[t_out] = values[t]
+                t_out += 1
+
+
+@njit(parallel=True, cache=True)
+def edge_histogram(values, nblocks, edges):
+    """Per block: the counts of flat float32 values in the bins ``edges[b] <= v < edges[b + 1]`` (the last bin
+    closed: ``v <= edges[-1]``), then the counts below ``edges[0]`` and above ``edges[-1]`` (``edges``: float32,
+    increasing). The bin is estimated from equal widths and then settled by exact comparisons with the edges
+    (so the estimate's rounding never matters)."""
+    n = values.shape[0]
+    bins = edges.shape[0] - 1
+    out = np.zeros((nblocks, bins + 2), np.int64)
+    size = (n + nblocks - 1) // nblocks
+    first, last = edges[0], edges[bins]
+    scale = bins / (np.float64(last) - np.float64(first))
+    for blk in prange(nblocks):
+        lo, hi = blk * size, min(n, (blk + 1) * size)
+        c = out[blk]
+        for t in range(lo, hi):
+            v = values[t]
+            if v < first:
+                c[bins] += 1
+            elif v > last:
+                c[bins + 1] += 1
+            else:
+                b = min(max(int((np.float64(v) - first) * scale), 0), bins - 1)
+                while v < edges[b]:
+                    b -= 1
+                while b < bins - 1 and v >= edges[b + 1]:
+                    b += 1
+                c[b] += 1
+    return out
