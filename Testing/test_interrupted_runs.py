@@ -220,3 +220,36 @@ def test_cohort_retries_only_the_failed_case(tmp_path, monkeypatch):
     assert {k: v for k, v in _report_mtimes(out).items() if k != "c2"} == mtimes
     assert not (out / "cases" / "c2.error.json").exists()
     assert [r["case_id"] for r in rows] == ["c1", "c2", "c3"]
+
+
+@pytest.mark.parametrize("stage, after_checks", [("load", 1), ("snapshots", 3)])
+def test_cancel_inside_a_stage_stops_there(ctx, case, tmp_path, monkeypatch, stage, after_checks):
+    """Cancel is honoured between the steps of a stage (each input loaded, each comparison, each picture), not only
+    between stages: the run stops in that stage with InterruptedError (a cancelled snapshot stage is not reported
+    as a rendering failure), writes no report and leaves no snapshot folder behind."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    inputs = EvaluationInputs(fixed=case / "fixed.nrrd", moving=case / "moving.nrrd", transform=case / "good.tfm",
+                              fixed_segmentation=case / "fixed_labels.nrrd",
+                              moving_segmentation=case / "moving_labels.nrrd")
+    state = {"stage": None, "checks": 0, "stopped_in": None}
+
+    def progress(text, fraction):
+        state["stage"] = text.split(":")[0]
+
+    def cancel():
+        if state["stage"] == stage:
+            state["checks"] += 1
+            if state["checks"] > after_checks:  # the stage's own call, then ``after_checks`` checks inside it
+                state["stopped_in"] = state["stage"]
+                return True
+        return False
+
+    out = tmp_path / "report"
+    with pytest.raises(InterruptedError):
+        evaluate(ctx, inputs, EvaluationOptions(), output_dir=out, progress=progress, cancel=cancel)
+    assert state["stopped_in"] == stage and state["stage"] == stage
+    assert not out.exists() and _hidden_siblings(out) == []
+    assert list((tmp_path / "tmp").iterdir()) == []  # no rq-snapshots-* folder left

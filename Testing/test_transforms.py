@@ -153,6 +153,36 @@ def test_displacement_field_file_streamed_from_disk_equals_itk_read(ctx, tmp_pat
         assert np.allclose(got, ft.TransformPoint(tuple(p)), atol=1e-4)
 
 
+def test_slicer_grid_node_on_the_fixed_grid_is_read_in_place(ctx, tmp_path):
+    """SlicerElastix's output: transformix's deformation field loaded by Slicer's transforms logic (a RAS
+    vtkOrientedGridTransform, double grid, cubic interpolation by default). On the fixed grid its vectors are read
+    in place and flipped to LPS per slab; u and the finite-difference J equal what VTK's own evaluation of the
+    node at every voxel gives (NodeSampler). On another grid the node is evaluated by VTK."""
+    ref, tp = _bspline_case(tmp_path, with_euler=True)
+    field = sitk.TransformToDisplacementField(to_sitk_transform(tp), sitk.sitkVectorFloat32, ref.GetSize(),
+                                              ref.GetOrigin(), ref.GetSpacing(), ref.GetDirection())
+    path = tmp_path / "deformationField.mhd"
+    sitk.WriteImage(field, str(path))
+    node = ctx.logic("Transforms").AddTransform(str(path), ctx.scene)
+    assert node.GetTransformFromParent().GetInterpolationModeAsString() == "Cubic"
+    reg = load_registration(ctx, node, fixed_image=ref)
+    assert isinstance(reg.sampler, transforms.FieldOnGrid) and reg.sampler.ras and reg.node(ctx) is node
+    assert reg.sampler.u.dtype == np.float64  # the node's own array, not a copy
+    (u, jac), = stream(reg, ref, [Collect()], need_jacobian=True, slab_voxels=24 * 20 * 3)
+    vtk_reg = transforms.Registration(transforms.NodeSampler(node), node, "node", node=node)
+    (u_vtk, jac_vtk), = stream(vtk_reg, ref, [Collect()], need_jacobian=True, slab_voxels=24 * 20 * 3)
+    assert np.abs(u).max() > 1.0
+    assert np.allclose(u, sitk.GetArrayFromImage(field), rtol=0, atol=1e-6)
+    assert np.allclose(u, u_vtk, rtol=0, atol=1e-4) and np.allclose(jac, jac_vtk, rtol=0, atol=1e-4)
+    # a grid that is not the fixed grid (another spacing): VTK evaluates the node
+    coarse = sitk.Image([12, 10, 6], sitk.sitkUInt8)
+    coarse.SetSpacing([2 * v for v in ref.GetSpacing()])
+    coarse.SetOrigin(ref.GetOrigin())
+    coarse.SetDirection(ref.GetDirection())
+    assert isinstance(load_registration(ctx, node, fixed_image=coarse).sampler, transforms.NodeSampler)
+    assert isinstance(load_registration(ctx, node, fixed_image=None).sampler, transforms.NodeSampler)
+
+
 def test_raw_vector_field_refuses_other_layouts(tmp_path):
     from RegistrationQualityLib import io
 

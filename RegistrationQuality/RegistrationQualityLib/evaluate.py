@@ -144,17 +144,20 @@ class _Progress:
         self.callback = callback
         self.cancel = cancel
 
-    def within(self, stage: str, fraction: float) -> None:
-        """Progress inside a stage (slab fractions); checks Cancel too."""
+    def check(self) -> None:
+        """Stop here (InterruptedError) when Cancel was pressed: called between the steps of every stage."""
         if self.cancel is not None and self.cancel():
             raise InterruptedError("evaluation cancelled")
+
+    def within(self, stage: str, fraction: float) -> None:
+        """Progress inside a stage (slab fractions); checks Cancel too."""
+        self.check()
         if self.callback is not None:
             i = self.STAGES.index(stage) if stage in self.STAGES else 0
             self.callback(f"{stage}: {100 * fraction:.0f}%", (i + min(max(fraction, 0.0), 1.0)) / len(self.STAGES))
 
     def __call__(self, stage: str, detail: str = "") -> None:
-        if self.cancel is not None and self.cancel():
-            raise InterruptedError("evaluation cancelled")
+        self.check()
         if self.callback is not None:
             i = self.STAGES.index(stage) if stage in self.STAGES else 0
             self.callback(f"{stage}{': ' + detail if detail else ''}", i / len(self.STAGES))
@@ -389,8 +392,11 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
     with TemporaryNodes(ctx) as tmp:
         step("load", "images")
         fixed = _nonfinite_as_missing(_load_image(inputs.fixed, "--fixed"), inputs.fixed, warnings)
+        step.check()
         moving = _nonfinite_as_missing(_load_image(inputs.moving, "--moving"), inputs.moving, warnings)
+        step.check()
         registration, elastix_info, _result_image = _load_registration(ctx, inputs, moving, fixed, tmp, warnings)
+        step.check()
         notices = _check_registered_images(inputs, elastix_info, fixed, moving)
         # elastix's result image (cubic, maybe rounded to an integer type) is used only when given as --registered:
         # otherwise "after" is built like "before", from the moving data through T (a folder = its parameter file)
@@ -403,7 +409,9 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                 raise BadInputError(_describe_source(inputs_registered),
                                     f"registered image grid {list(registered.GetSize())} differs from the fixed "
                                     f"image's {list(fixed.GetSize())}; it must be on the fixed grid")
+        step.check()
         label_pair = _load_label_pair(ctx, inputs, fixed, moving, warnings) if inputs.fixed_segmentation is not None else None
+        step.check()
         fixed_union = _fixed_union(ctx, label_pair[0], fixed) if label_pair is not None else None
         thresholds = _threshold_masks(inputs, options, fixed, moving) if inputs.threshold is not None else None
 
@@ -414,6 +422,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         # labelmaps, moving-domain mask, Jacobian and displacement statistics) takes its slab in the same pass.
         # similarity before registration first: the moving image in world space is then no longer held
         similarity_before = _similarity_before(ctx, fixed, moving)
+        step.check()
         transform_node, after_source, after_mask, deformation = None, None, None, None
         threshold_after, jacobian = None, None
         if registration is not None:
@@ -504,7 +513,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                                   profiles.data_terms(fixed), options.check_limits())
         segments, seg_masks = _segments(ctx, inputs, options, fixed, None, registered, transform_node, warnings,
                                         label_pair, fixed_union, after_source, thresholds, threshold_after,
-                                        nsd_tolerance_of=checks.nsd_tolerance_of(limits))
+                                        nsd_tolerance_of=checks.nsd_tolerance_of(limits), check=step.check)
 
         landmarks = None
         if inputs.fixed_landmarks is not None:
@@ -547,7 +556,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             step("snapshots")
             snapshot_files, snap_entries = _snapshots(ctx, fixed, registered, seg_masks, report, warnings, jacobian,
                                                       heatmaps=options.heatmaps,
-                                                      outline_distances=options.outline_distance_colour)
+                                                      outline_distances=options.outline_distance_colour,
+                                                      check=step.check)
             report["snapshots"] = snap_entries
         else:
             report["snapshots"] = []
@@ -709,7 +719,8 @@ def _threshold_masks(inputs, options, fixed, moving) -> dict:
 
 
 def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, warnings, label_pair=None,
-              fixed_union=None, after_source=None, thresholds=None, threshold_after=None, nsd_tolerance_of=None):
+              fixed_union=None, after_source=None, thresholds=None, threshold_after=None, nsd_tolerance_of=None,
+              check=lambda: None):
     """Compare segments before and after: ({"source", "entries"} or None, display masks on the fixed grid).
 
     Comparison grid: the fixed image's. Before: the moving segments as loaded, resampled (nearest neighbour,
@@ -728,7 +739,10 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         after = after_source if after_source is not None else _resampled_source(ctx, m_src, fixed, transform_node)
         kw = {"percentile": options.percentile, "by": by, "lattice": fixed, "nsd_tolerances": options.nsd_tolerances,
               "nsd_tolerance_of": nsd_tolerance_of}
-        entries += _pair_entries(compare_sources(f_src, before, **kw), compare_sources(f_src, after, **kw))
+        compared_before = compare_sources(f_src, before, **kw)
+        check()
+        entries += _pair_entries(compared_before, compare_sources(f_src, after, **kw))
+        check()
         if fixed_union is None:
             fixed_union = _fixed_union(ctx, f_src, fixed)
         masks.update(fixed_labels=fixed_union, moving_before_labels=_union_on(ctx, before, fixed),
@@ -872,11 +886,11 @@ def _similarity(fixed, before, registered, after_mask) -> dict:
 # -- checks --------------------------------------------------------------------------------------------
 # -- snapshots -----------------------------------------------------------------------------------------
 def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, heatmaps: int = 0,
-               outline_distances: bool = False):
+               outline_distances: bool = False, check=lambda: None):
     """PNG snapshots in a temporary folder: ({report-relative name: path}, report entries); with ``heatmaps``,
     also the distance heat maps of that many segments with the lowest Dice after registration; with
     ``outline_distances``, the fixed outline after registration coloured by its signed distance to the registered
-    segment (heatmap.OutlineDistances)."""
+    segment (heatmap.OutlineDistances). ``check()`` runs after each picture (Cancel)."""
     import shutil
     import tempfile
 
@@ -893,13 +907,14 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, h
         name = f"snapshots/{Path(path).name}"
         files[name] = Path(path)
         entries.append({"file": name, "title": title, "caption": caption})
+        check()
 
     legend = "blue = fixed, orange = moving"
     try:
         with rendering.snapshot_session(ctx):  # each image's window and each mask's extent computed once
             _render_snapshot_set(ctx, rendering, fixed, registered, masks, report, warnings, jacobian, heatmaps,
-                                 folder, add, legend, outline_distances)
-    except BadInputError:
+                                 folder, add, legend, outline_distances, check)
+    except (BadInputError, InterruptedError):  # bad input, or Cancel: not a rendering failure
         shutil.rmtree(folder, ignore_errors=True)
         raise
     except Exception as exc:  # rendering must never lose the numbers
@@ -912,7 +927,7 @@ def _snapshots(ctx, fixed, registered, masks, report, warnings, jacobian=None, h
 
 
 def _render_snapshot_set(ctx, rendering, fixed, registered, masks, report, warnings, jacobian, heatmaps, folder, add,
-                         legend, outline_distances=False) -> None:
+                         legend, outline_distances=False, check=lambda: None) -> None:
     """The snapshots of :func:`_snapshots`, each added with ``add(path, title, caption)``."""
     distances = None
     if outline_distances and "label_sources" in masks:
@@ -961,7 +976,7 @@ def _render_snapshot_set(ctx, rendering, fixed, registered, masks, report, warni
             add(path, f"{view}: Jacobian determinant {where}",
                 "blue = compression (J = 0.5), white = J = 1, red = expansion (J = 2); yellow outline = "
                 "folding (J ≤ 0)")
-    for path, title, caption in _heatmap_pictures(report, masks, folder, heatmaps, warnings):
+    for path, title, caption in _heatmap_pictures(report, masks, folder, heatmaps, warnings, check):
         add(path, title, caption)
     # the fixed and the registered image on the same slice (the review page flickers between them)
     outline = [(masks["fixed_labels"], rendering.FIXED_COLOR, "fixed")] if "fixed_labels" in masks else []
@@ -978,7 +993,7 @@ def _heatmap_names(report, count: int) -> list:
     return [name for _dice, name in scored[:max(0, int(count))]]
 
 
-def _heatmap_pictures(report, masks, folder, count: int, warnings) -> list:
+def _heatmap_pictures(report, masks, folder, count: int, warnings, check=lambda: None) -> list:
     """[(png path, title, caption)] of distance heat maps (heatmap.py), skipped with a warning when the
     offscreen renderer is unavailable."""
     import re
@@ -1004,6 +1019,7 @@ def _heatmap_pictures(report, masks, folder, count: int, warnings) -> list:
             out.append((path, f"'{name}': fixed surface coloured by its signed distance to the registered segment",
                         f"red: the registered segment extends beyond the fixed surface, blue: it falls short; "
                         f"colour range ±{value_range[1]:.1f} mm"))
+            check()
     finally:
         painter.close()
     return out

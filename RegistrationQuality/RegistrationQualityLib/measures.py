@@ -5,7 +5,8 @@ Each :class:`Measure` holds its key (the ``metric`` name in ``metrics.csv``), wh
 Hausdorff percentile), unit, display digits, which direction is better, its pinned definition and reference,
 and the function that computes it. Everything else is derived from here, never restated: the report page's
 tables and units (:mod:`.report`), ``metrics.csv`` units, the panel's results table (:mod:`.panel`), the cohort
-summary columns (:mod:`.cohort`), table-node column units and descriptions, and the checks (:mod:`.checks`).
+summary columns (:mod:`.cohort`) and which of them the review page lists as a case's key figures (``review``),
+table-node column units and descriptions, and the checks (:mod:`.checks`).
 
 Adding a measure = one entry in :data:`MEASURES` (or :func:`register`) + its function + its test:
 
@@ -57,6 +58,7 @@ class Measure:
     shown: bool = False  # in the report page's main tables, the panel's results table and the definitions
     empty: object = None  # landmarks: the value when there is no landmark (count: 0)
     cohort: tuple = ()  # cohort summary columns: (column name, stage); segment measures take the worst segment
+    review: tuple = ()  # of those columns, the ones the cohort review page shows among a case's key figures
     panel: bool | None = None  # in the Slicer panel's compact results table (None: when ``shown``)
     # a family of fields (NSD at each tolerance): report -> [(field, short title)]; the panel shows each, the
     # cohort summary the first
@@ -77,6 +79,8 @@ class Measure:
             raise ValueError(f"measure {self.key}: better {self.better!r} is not higher / lower / None")
         if self.compute is None and not self.computed_by:
             raise ValueError(f"measure {self.key}: give its compute function (or the function computing it)")
+        if not set(self.review) <= {column for column, _stage in self.cohort}:
+            raise ValueError(f"measure {self.key}: review columns {self.review} are not among its cohort columns")
 
     def worst_of(self, values):
         """The cohort cell of a segment measure over its segments' values (see ``worst``)."""
@@ -252,13 +256,13 @@ MEASURES: list = [
     Measure("dice", "segment", "dice", "Dice", "Dice", "", 3, "higher",
             "Dice = 2|A∩B| / (|A|+|B|) over voxels of the common (fixed) grid; 0 when exactly one side is empty, "
             "null when both are", "Dice LR, Ecology 26(3):297-302, 1945", compute=dice, shown=True,
-            cohort=(("min_dice_before", "before"), ("min_dice_after", "after"))),
+            cohort=(("min_dice_before", "before"), ("min_dice_after", "after")), review=("min_dice_after",)),
     Measure("jaccard", "segment", "jaccard", "Jaccard", "Jaccard", "", 3, "higher",
             "Jaccard = |A∩B| / |A∪B| (= Dice / (2 − Dice)); 0 when exactly one side is empty, null when both are",
             "Jaccard P, New Phytologist 11(2):37-50, 1912", compute=jaccard),
     Measure("hausdorff_percentile_mm", "segment", "hausdorff_percentile_mm", "HD{p} ({p}th percentile Hausdorff)",
             "HD{p}", "mm", 2, "lower", _HD_DEFINITION, "Huttenlocher DP et al., IEEE PAMI 15(9):850-863, 1993",
-            compute=hausdorff_percentile, shown=True, cohort=(("max_hausdorff_percentile_after_mm", "after"),)),
+            compute=hausdorff_percentile, shown=True, cohort=(("max_hausdorff_percentile_after_mm", "after"),), review=("max_hausdorff_percentile_after_mm",)),
     Measure("hausdorff_mm", "segment", "hausdorff_mm", "Maximum Hausdorff", "HD max", "mm", 2, "lower",
             "max of the two directed maxima of boundary-to-nearest-boundary Euclidean distances between voxel "
             "centres (mm)", "Huttenlocher DP et al., IEEE PAMI 15(9):850-863, 1993", compute=hausdorff, shown=True),
@@ -271,7 +275,7 @@ MEASURES: list = [
             "boundary voxels of either segment within 2 mm of the other's boundary / all boundary voxels; 0 if one "
             "side is empty, null if both are (one nsd_<τ>mm key per --nsd-tolerance; 2 mm is the default)",
             "Nikolov S et al., J Med Internet Res 23(7):e26151, 2021", computed_by="surface.nsd_record", shown=False,
-            panel=True, expand=_nsd_fields, cohort=(("min_nsd_before", "before"), ("min_nsd_after", "after"))),
+            panel=True, expand=_nsd_fields, cohort=(("min_nsd_before", "before"), ("min_nsd_after", "after")), review=("min_nsd_after",)),
     Measure("nsd_segment", "segment", "nsd_at_tolerance.value", "Normalised surface Dice at the segment's tolerance",
             "NSD at segment τ", "", 3, "higher",
             "NSD (as nsd_<τ>mm) at the tolerance τ the tolerance profile sets for this segment (min_nsd "
@@ -336,7 +340,7 @@ MEASURES: list = [
     # -- landmarks (all matched landmarks, before and after) -----------------------------------------
     Measure("tre_mean_mm", "landmarks", "mean_mm", "mean TRE", "Mean TRE", "mm", 2, "lower",
             "mean over matched landmarks of the target registration error", compute=_tre_statistic(np.mean),
-            shown=True, cohort=(("mean_tre_before_mm", "before"), ("mean_tre_after_mm", "after"))),
+            shown=True, cohort=(("mean_tre_before_mm", "before"), ("mean_tre_after_mm", "after")), review=("mean_tre_after_mm",)),
     Measure("tre_std_mm", "landmarks", "std_mm", "TRE standard deviation", "TRE std", "mm", 2, None,
             "population standard deviation (ddof 0) of the TRE over matched landmarks",
             compute=_tre_statistic(np.std)),
@@ -347,11 +351,11 @@ MEASURES: list = [
             compute=lambda v: float(np.percentile(v, 95))),
     Measure("tre_max_mm", "landmarks", "max_mm", "maximum TRE (worst single landmark)", "Max TRE", "mm", 2, "lower",
             "largest TRE of any matched landmark", compute=_tre_statistic(np.max), shown=True,
-            cohort=(("max_tre_after_mm", "after"),)),
+            cohort=(("max_tre_after_mm", "after"),), review=("max_tre_after_mm",)),
     Measure("tre_worst30_mean_mm", "landmarks", "worst30_mean_mm", "mean of the worst 30 % TRE", "TRE worst 30 % mean",
             "mm", 2, "lower", "mean of the ceil(0.3·n) largest TREs (at least one landmark)",
             compute=lambda v: float(np.mean(np.sort(v)[-worst_count(v.size):])), shown=True,
-            cohort=(("tre_worst30_before_mm", "before"), ("tre_worst30_after_mm", "after"))),
+            cohort=(("tre_worst30_before_mm", "before"), ("tre_worst30_after_mm", "after")), review=("tre_worst30_after_mm",)),
     Measure("tre_improved_fraction", "landmarks", "improved_fraction", "Fraction of landmarks whose error decreased",
             "Landmarks improved", "", 2, "higher", "share of matched landmarks whose TRE after is below their TRE "
             "before (after stage only)", computed_by="landmarks.improved_fraction", shown=True, panel_scale=100.0,
@@ -374,12 +378,12 @@ MEASURES: list = [
     Measure("jacobian_folding_percent", "deformation", "jacobian.folding_percent", "Folding (J ≤ 0)", "Folding",
             "%", 3, "lower", "100 × voxels with J ≤ 0 / voxels of the region (the transform folds space there)",
             "Christensen GE, Johnson HJ, IEEE TMI 20(7):568-582, 2001", computed_by="deformation.jacobian_statistics",
-            shown=True, cohort=(("folding_percent", "-"),)),
+            shown=True, cohort=(("folding_percent", "-"),), review=("folding_percent",)),
     Measure("jacobian_ndv_percent", "deformation", "jacobian.ndv_percent",
             "Non-diffeomorphic volume (NDV, 10 stencils)", "Non-diffeomorphic volume", "%", 3, "lower",
             "Σ over voxels and the 8 one-sided + 2 star finite-difference stencils of −½·min(J_s, 0)/6, % of the "
             "region", "Liu Y et al., Int J Comput Vis 132:3678-3688, 2024", computed_by="ndv.NonDiffeomorphicVolume", shown=True,
-            cohort=(("ndv_percent", "-"),)),
+            cohort=(("ndv_percent", "-"),), review=("ndv_percent",)),
     Measure("jacobian_ndv_cc", "deformation", "jacobian.ndv_cc", "NDV", "NDV volume", "cc", 3, "lower",
             "non-diffeomorphic volume in cc", "Liu Y et al., Int J Comput Vis 132:3678-3688, 2024", computed_by="ndv.NonDiffeomorphicVolume",
             shown=True, panel=True, cohort=(("ndv_cc", "-"),)),
@@ -395,7 +399,7 @@ MEASURES: list = [
     Measure("jacobian_sdlogj", "deformation", "jacobian.sdlogj", "SD of log J", "SD log J", "", 3, "lower",
             "standard deviation of log J over the voxels with J > 0 (J ≤ 0 excluded and counted, no clipping)",
             "Leow AD et al., IEEE TMI 26(6):822-832, 2007 (log-Jacobian)",
-            computed_by="deformation.jacobian_statistics", shown=True, panel=False, cohort=(("sdlogj", "-"),)),
+            computed_by="deformation.jacobian_statistics", shown=True, panel=False, cohort=(("sdlogj", "-"),), review=("sdlogj",)),
     Measure("jacobian_sdlogj_learn2reg", "deformation", "jacobian.sdlogj_learn2reg",
             "SDlogJ, Learn2Reg convention (log(J + 3))", "SDlogJ (Learn2Reg)", "", 3, "lower",
             "std(log(clip(J + 3, 1e-9, 1e9))) over the region minus a 2-voxel border (Learn2Reg's evaluation)",
@@ -430,7 +434,7 @@ MEASURES: list = [
     # -- similarity (fixed vs moving intensities, before and after) ------------------------------------
     Measure("ncc", "similarity", "ncc", "Normalised cross-correlation", "NCC", "", 3, "higher",
             "NCC = Pearson correlation of fixed and moving intensities over the region",
-            computed_by="similarity.similarity", shown=True, cohort=(("ncc_before", "before"), ("ncc_after", "after"))),
+            computed_by="similarity.similarity", shown=True, cohort=(("ncc_before", "before"), ("ncc_after", "after")), review=("ncc_after",)),
     Measure("nmi", "similarity", "nmi", "Normalised mutual information", "NMI", "", 3, "higher",
             "NMI = (H(A)+H(B)) / H(A,B) from the joint histogram (bins as reported)",
             "Studholme C et al., Pattern Recognition 32(1):71-86, 1999", computed_by="similarity.similarity",

@@ -150,11 +150,12 @@ class FieldOnGrid:
     halo = 1
     linear = False
 
-    def __init__(self, u, ijk_to_lps, source: str):
+    def __init__(self, u, ijk_to_lps, source: str, ras: bool = False):
         self.u = u
         self.size = tuple(int(n) for n in u.shape[2::-1])
         self.ijk_to_lps = np.asarray(ijk_to_lps, float)
         self.source = source
+        self.ras = ras  # the vectors are RAS (a Slicer grid transform's own array): flipped to LPS per slab
 
     @classmethod
     def from_image(cls, field_image, source: str) -> FieldOnGrid:
@@ -169,7 +170,42 @@ class FieldOnGrid:
 
     def sample(self, ijk_to_lps, ni, nj, k0, k1, want_det, out_u, out_det):
         out_u[...] = self.u[k0:k1]
+        if self.ras:
+            out_u[..., :2] *= -1.0
         _release_pages(self.u, k0, k1)
+
+    @classmethod
+    def of_node(cls, node, fixed_image) -> FieldOnGrid | None:
+        """The displacement grid of a grid transform node, read in place, when it is the resampling transform
+        (FromParent, not inverted, no parent) sampled on the fixed grid itself -- what SlicerElastix leaves in the
+        scene (transformix's ``deformationField`` loaded by Slicer: a RAS vtkOrientedGridTransform with a double
+        grid). At its own grid points the node's transform is exactly the stored vector (linear or cubic
+        interpolation alike), so the stream reads the vectors instead of asking VTK for every voxel. Else None."""
+        from vtkmodules.util.numpy_support import vtk_to_numpy
+
+        if fixed_image is None or node.GetParentTransformNode() is not None:
+            return None
+        t = node.GetTransformFromParent()
+        if t is None or not t.IsA("vtkGridTransform") or t.GetInverseFlag():
+            return None
+        grid = t.GetDisplacementGrid()
+        if (grid is None or grid.GetNumberOfScalarComponents() != 3 or t.GetDisplacementScale() != 1.0
+                or t.GetDisplacementShift() != 0.0 or grid.GetPointData().GetScalars() is None):
+            return None
+        extent = grid.GetExtent()
+        origin, spacing = np.array(grid.GetOrigin(), float), np.array(grid.GetSpacing(), float)
+        direction = np.eye(3)
+        if t.IsA("vtkOrientedGridTransform") and t.GetGridDirectionMatrix() is not None:
+            m = t.GetGridDirectionMatrix()
+            direction = np.array([[m.GetElement(r, c) for c in range(3)] for r in range(3)])
+        ijk_to_ras = np.eye(4)
+        ijk_to_ras[:3, :3] = direction * spacing
+        ijk_to_ras[:3, 3] = origin + direction @ (spacing * np.array(extent[0::2], float))
+        dims = [extent[2 * a + 1] - extent[2 * a] + 1 for a in range(3)]
+        u = vtk_to_numpy(grid.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0], 3)
+        field = cls(u, LPS_RAS4 @ ijk_to_ras, node.GetName(), ras=True)
+        field._owner = grid  # the array lives in the node's image data
+        return field if field.on_grid(image_ijk_to_lps(fixed_image), fixed_image.GetSize()) else None
 
     def node(self, ctx, name):
         """A grid transform node on the field's own memory (a memmap stays a memmap): the LPS field as a VTK grid
@@ -393,7 +429,7 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
             chain = read_transform_chain(path, moving_image or _node_moving_frame(value))
             if all(isinstance(c, (LinearComponent, BSplineComponent)) for c in chain):
                 return Registration(Chain(chain), value, "elastix", node=value)
-        return _from_node(value, value)
+        return _from_node(value, value, fixed_image=fixed_image)
     path = os.fspath(value)
     ext = io.file_extension(path)
     if hasattr(moving_image, "GetPixelID"):  # a SimpleITK image: the node built later keeps its frame, not its voxels
@@ -457,8 +493,12 @@ def load_registration(ctx, value, moving_image=None, fixed_image=None, name: str
     return _from_node(node_factory(ctx), path)
 
 
-def _from_node(node, source, kind="node"):
-    """A node's registration: linear -> its matrix (a one-component :class:`Chain`), else :class:`NodeSampler`."""
+def _from_node(node, source, kind="node", fixed_image=None):
+    """A node's registration: linear -> its matrix (a one-component :class:`Chain`); a grid transform on the fixed
+    grid -> its vectors (:meth:`FieldOnGrid.of_node`); else :class:`NodeSampler`."""
+    field = FieldOnGrid.of_node(node, fixed_image) if node.IsA("vtkMRMLGridTransformNode") else None
+    if field is not None:
+        return Registration(field, source, kind, node=node)
     if node.IsTransformToWorldLinear():
         from vtkmodules.vtkCommonMath import vtkMatrix4x4
 

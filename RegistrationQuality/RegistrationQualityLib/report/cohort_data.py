@@ -55,9 +55,9 @@ THUMBNAIL = "before_after_axial.png"
 TEXT_COLUMNS = ("case_id", "method", "status", "verdict", "error", "failed_checks", "report", "worst_segment",
                 "outlier_columns", "human_rating", "human_note", "reviewer", "rated_at", "rating_agrees")
 NOT_PLOTTED = ("segments", "review_seconds", "method_rank")
-# The review page's key figures (after registration, with the before value when there is one).
-FIGURES = ("min_dice_after", "max_hausdorff_percentile_after_mm", "min_nsd_after", "mean_tre_after_mm",
-           "max_tre_after_mm", "tre_worst30_after_mm", "folding_percent", "ndv_percent", "sdlogj", "ncc_after")
+# The review page's key figures (after registration, with the before value when there is one): declared in the
+# measure registry (``Measure.review``).
+FIGURES = tuple(column for m in measures.MEASURES for column in m.review)
 _OUTLIER = re.compile(r"([A-Za-z0-9_.]+) \(z=")
 
 
