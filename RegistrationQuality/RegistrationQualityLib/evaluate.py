@@ -385,6 +385,8 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         from .report import _check_output_target
 
         _check_output_target(Path(os.path.abspath(os.fspath(output_dir))))
+    from .io import geometry_dict
+
     step = _Progress(progress, cancel)
     warnings: list[str] = []
     warnings += _parent_transform_warnings(inputs)
@@ -394,6 +396,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         fixed = _nonfinite_as_missing(_load_image(inputs.fixed, "--fixed"), inputs.fixed, warnings)
         step.check()
         moving = _nonfinite_as_missing(_load_image(inputs.moving, "--moving"), inputs.moving, warnings)
+        moving_geometry = geometry_dict(moving)  # for the report: the voxels go once they are not needed
         step.check()
         registration, elastix_info, _result_image = _load_registration(ctx, inputs, moving, fixed, tmp, warnings)
         step.check()
@@ -412,7 +415,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         step.check()
         label_pair = _load_label_pair(ctx, inputs, fixed, moving, warnings) if inputs.fixed_segmentation is not None else None
         step.check()
-        fixed_union = _fixed_union(ctx, label_pair[0], fixed) if label_pair is not None else None
+        fixed_union = _union_on(ctx, label_pair[0], fixed) if label_pair is not None else None  # Jacobian region
         thresholds = _threshold_masks(inputs, options, fixed, moving) if inputs.threshold is not None else None
 
         step("align")
@@ -427,7 +430,6 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         threshold_after, jacobian = None, None
         if registration is not None:
             from .deformation import DeformationStatistics, JacobianInRegion, mask_array
-            from .io import geometry_dict
             from .ndv import Learn2RegSDlogJ, NonDiffeomorphicVolume
             from .similarity import InsideMoving, domain_mask
             from .transforms import stream
@@ -464,7 +466,6 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             consumers["ndv"] = NonDiffeomorphicVolume(fixed, mask)
             consumers["sdlogj_learn2reg"] = Learn2RegSDlogJ(fixed, mask)
             if nonlinear:  # nothing after the pass needs the moving voxels: the warp frees them when it is done
-                moving_geometry = geometry_dict(moving)
                 moving = None
             results = dict(zip(consumers, stream(registration, fixed, list(consumers.values()), need_jacobian=True,
                                                  progress=lambda f: step.within("align", f), halo=True)))
@@ -501,11 +502,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             from .similarity import domain_mask
 
             after_mask = domain_mask(ctx, moving, fixed, transform_node)
-        if moving is not None:
-            from .io import geometry_dict
-
-            moving_geometry = geometry_dict(moving)  # for the report: the voxels are not needed any more
-            moving = None  # everything after the align stage works on the fixed grid (152 MB at CT size)
+        moving = None  # everything after the align stage works on the fixed grid (152 MB at CT size)
 
         step("segments")
         # the run's limits (profile + flags): a profile may set each segment's NSD tolerance (checks.Parameter)
@@ -656,11 +653,6 @@ def _load_label_pair(ctx, inputs, fixed, moving, warnings):
     return f_src, m_src, "name" if f_named and m_named else "label"
 
 
-def _fixed_union(ctx, f_src, fixed):
-    """0/1 mask of every fixed segment on the fixed grid (the deformation statistics' region)."""
-    return _union_on(ctx, f_src, fixed)
-
-
 def _union_on(ctx, src, reference):
     """0/1 mask of every segment of ``src`` on ``reference``'s grid: pasted when ``src`` lies on its voxel lattice
     (a crop of it, or a part covering the segments), else resampled nearest neighbour."""
@@ -744,7 +736,7 @@ def _segments(ctx, inputs, options, fixed, moving, registered, transform_node, w
         entries += _pair_entries(compared_before, compare_sources(f_src, after, **kw))
         check()
         if fixed_union is None:
-            fixed_union = _fixed_union(ctx, f_src, fixed)
+            fixed_union = _union_on(ctx, f_src, fixed)
         masks.update(fixed_labels=fixed_union, moving_before_labels=_union_on(ctx, before, fixed),
                      moving_after_labels=_union_of(after), fixed_union=fixed_union,
                      label_sources=(f_src, before, after, by))

@@ -188,22 +188,14 @@ class FieldOnGrid:
         t = node.GetTransformFromParent()
         if t is None or not t.IsA("vtkGridTransform") or t.GetInverseFlag():
             return None
-        grid = t.GetDisplacementGrid()
-        if (grid is None or grid.GetNumberOfScalarComponents() != 3 or t.GetDisplacementScale() != 1.0
-                or t.GetDisplacementShift() != 0.0 or grid.GetPointData().GetScalars() is None):
+        info = _support_index_range(t)
+        if (info is None or info[0].GetNumberOfScalarComponents() != 3 or t.GetDisplacementScale() != 1.0
+                or t.GetDisplacementShift() != 0.0 or info[0].GetPointData().GetScalars() is None):
             return None
-        extent = grid.GetExtent()
-        origin, spacing = np.array(grid.GetOrigin(), float), np.array(grid.GetSpacing(), float)
-        direction = np.eye(3)
-        if t.IsA("vtkOrientedGridTransform") and t.GetGridDirectionMatrix() is not None:
-            m = t.GetGridDirectionMatrix()
-            direction = np.array([[m.GetElement(r, c) for c in range(3)] for r in range(3)])
-        ijk_to_ras = np.eye(4)
-        ijk_to_ras[:3, :3] = direction * spacing
-        ijk_to_ras[:3, 3] = origin + direction @ (spacing * np.array(extent[0::2], float))
-        dims = [extent[2 * a + 1] - extent[2 * a] + 1 for a in range(3)]
-        u = vtk_to_numpy(grid.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0], 3)
-        field = cls(u, LPS_RAS4 @ ijk_to_ras, node.GetName(), ras=True)
+        grid, direction, _kind = info
+        ni, nj, nk = grid.GetDimensions()
+        u = vtk_to_numpy(grid.GetPointData().GetScalars()).reshape(nk, nj, ni, 3)
+        field = cls(u, LPS_RAS4 @ _grid_ijk_to_ras(grid, direction), node.GetName(), ras=True)
         field._owner = grid  # the array lives in the node's image data
         return field if field.on_grid(image_ijk_to_lps(fixed_image), fixed_image.GetSize()) else None
 
@@ -545,6 +537,16 @@ def _support_index_range(component):
     return data, direction, kind
 
 
+def _grid_ijk_to_ras(data, direction) -> np.ndarray:
+    """4×4 IJK -> RAS of a transform's grid image (its first extent index as index 0) with its direction."""
+    spacing = np.array(data.GetSpacing(), dtype=float)
+    first = np.array(data.GetExtent()[::2], dtype=float)
+    m = np.eye(4)
+    m[:3, :3] = direction @ np.diag(spacing)
+    m[:3, 3] = np.array(data.GetOrigin(), dtype=float) + direction @ (spacing * first)
+    return m
+
+
 def _outside_support(component, points: np.ndarray) -> np.ndarray:
     """True where ``points`` (RAS, at the component's input) lie outside its grid's domain.
 
@@ -557,11 +559,9 @@ def _outside_support(component, points: np.ndarray) -> np.ndarray:
     if info is None:
         return np.zeros(len(points), dtype=bool)
     data, direction, kind = info
-    spacing = np.array(data.GetSpacing(), dtype=float)
-    first = np.array(data.GetExtent()[::2], dtype=float)
     dims = np.array(data.GetDimensions(), dtype=float)
-    origin = np.array(data.GetOrigin(), dtype=float) + direction @ (spacing * first)
-    u = np.linalg.solve(direction @ np.diag(spacing), (np.asarray(points, dtype=float) - origin).T).T
+    m = _grid_ijk_to_ras(data, direction)
+    u = np.linalg.solve(m[:3, :3], (np.asarray(points, dtype=float) - m[:3, 3]).T).T
     if kind == "bspline":
         bad = (u < 1.0) | (u >= dims - 2.0)
     else:
