@@ -419,35 +419,33 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         thresholds = _threshold_masks(inputs, options, fixed, moving) if inputs.threshold is not None else None
 
         step("align")
-        from .resample import Warp, resample_image
+        from .resample import Warp, identity_slabs
 
         # The registration is sampled once on the fixed grid, slab by slab, and every consumer (warped image and
         # labelmaps, moving-domain mask, Jacobian and displacement statistics) takes its slab in the same pass.
         # similarity before registration first: the moving image in world space is then no longer held
-        similarity_before = _similarity_before(ctx, fixed, moving)
+        similarity_before = _similarity_before(fixed, moving)
         step.check()
         transform_node, after_source, after_mask, deformation = None, None, None, None
         threshold_after, jacobian = None, None
         if registration is not None:
             from .deformation import DeformationStatistics, JacobianInRegion, mask_array
             from .ndv import Learn2RegSDlogJ, NonDiffeomorphicVolume
-            from .similarity import InsideMoving, domain_mask
+            from .similarity import InsideMoving
             from .transforms import stream
 
-            nonlinear = not registration.linear
-            if not nonlinear:
-                transform_node = registration.node(ctx)
-                after_mask = domain_mask(ctx, moving, fixed, transform_node)
+            # linear or not, the moving data go through T in the same kernels as "before" went through x
             consumers = {}
-            if registered is None and nonlinear:
-                consumers["registered"] = Warp(moving, fixed, "linear")
-            if label_pair is not None and nonlinear:
+            if registered is None:  # its pass also gives the moving domain (the same continuous indices)
+                consumers["registered"] = Warp(moving, fixed, "linear", inside=True)
+            else:
+                consumers["inside"] = InsideMoving(moving, fixed)
+            if label_pair is not None:
                 for n, layer in enumerate(label_pair[1].layers):
                     consumers[f"layer{n}"] = Warp(layer, fixed, "nearest")
-            if thresholds is not None and nonlinear:  # the moving threshold mask through T, like the labelmaps
+            if thresholds is not None:  # the moving threshold mask through T, like the labelmaps
                 consumers["threshold"] = Warp(thresholds["moving_mask"], fixed, "nearest")
-            if nonlinear:
-                consumers["inside"] = InsideMoving(moving, fixed)
+            domain = consumers.get("inside") or consumers["registered"]
             mask = mask_array(fixed_union, fixed) if fixed_union is not None else None
             consumers["deformation"] = DeformationStatistics(fixed, mask, options.jacobian_histogram_bins,
                                                              keep_jacobian=options.scene_outputs)
@@ -455,9 +453,9 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
                 from .rendering import JacobianPicture
 
                 consumers["jacobian_picture"] = JacobianPicture(fixed)
-            inside = consumers.get("inside")
-            consumers["jacobian_moving_domain"] = JacobianInRegion(
-                fixed, after_mask if inside is None else (lambda slab, c=inside: c.out[slab.k0:slab.k1]))
+            domain_of = (lambda slab: domain.out[slab.k0:slab.k1]) if "inside" in consumers else (
+                lambda slab: domain.inside[slab.k0:slab.k1])
+            consumers["jacobian_moving_domain"] = JacobianInRegion(fixed, domain_of)
             fixed_region = mask if mask is not None else (
                 mask_array(thresholds["fixed_mask"], fixed) if thresholds is not None else None)
             if fixed_region is not None:
@@ -465,21 +463,20 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             # the non-diffeomorphic volume (Liu et al. 2024) and Learn2Reg's SDlogJ take the same slabs (ndv.py)
             consumers["ndv"] = NonDiffeomorphicVolume(fixed, mask)
             consumers["sdlogj_learn2reg"] = Learn2RegSDlogJ(fixed, mask)
-            if nonlinear:  # nothing after the pass needs the moving voxels: the warp frees them when it is done
-                moving = None
+            # nothing after the pass needs the moving voxels: the warp frees them when it is done
+            moving = None
             results = dict(zip(consumers, stream(registration, fixed, list(consumers.values()), need_jacobian=True,
                                                  progress=lambda f: step.within("align", f), halo=True)))
             if "registered" in results:
                 registered = results["registered"]
+            after_mask = domain.inside if "registered" in results else results["inside"]
             threshold_after = results.get("threshold")
-            if label_pair is not None and nonlinear:
+            if label_pair is not None:
                 from .metrics import LabelSource
 
                 m_src = label_pair[1]
                 after_source = LabelSource(m_src.source, [results[f"layer{n}"] for n in range(len(m_src.layers))],
                                            list(m_src.segments))
-            if inside is not None:
-                after_mask = results["inside"]
             deformation = {"region": "whole image" if mask is None else "fixed segmentation",
                            **results["deformation"]}
             deformation["jacobian"].update(results["sdlogj_learn2reg"])
@@ -492,16 +489,16 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
 
                 nodes["jacobian"] = jacobian_volume_node(ctx, consumers["deformation"].jacobian, fixed,
                                                          "Jacobian determinant")
-            del consumers, results
+            del consumers, results, domain, domain_of
             mask = fixed_region = None  # (the fixed union stays; its boolean copy is not needed any more)
-            if transform_node is None:  # built after the pass: a displacement field's node shares its memory
-                transform_node = registration.node(ctx)
-        if registered is None:
-            registered = resample_image(ctx, moving, fixed, transform_node, "linear")
-        if after_mask is None and transform_node is not None:
-            from .similarity import domain_mask
-
-            after_mask = domain_mask(ctx, moving, fixed, transform_node)
+            # built after the pass: a displacement field's node shares its memory
+            transform_node = registration.node(ctx)
+        if registered is None:  # no registration given: "after" is the moving image in world space, as before
+            warp = Warp(moving, fixed, "linear", inside=True)
+            for slab in identity_slabs(fixed):
+                warp.consume(slab)
+            registered, after_mask = warp.finish(), warp.inside
+            del warp
         moving = None  # everything after the align stage works on the fixed grid (152 MB at CT size)
 
         step("segments")
@@ -850,14 +847,17 @@ def _landmarks(inputs, transform_node):
                        load(inputs.moving_landmarks, "--moving-landmarks"), transform_node)
 
 
-def _similarity_before(ctx, fixed, moving) -> dict:
+def _similarity_before(fixed, moving) -> dict:
     """Similarity of the fixed image and the moving image resampled in world space (no registration), over the
-    fixed voxels whose point lies inside the moving image (see :func:`_similarity`)."""
-    from .resample import resample_image
-    from .similarity import domain_mask, similarity
+    fixed voxels whose point lies inside the moving image (see :func:`_similarity`). Resampled by the kernel that
+    resamples it through T (:class:`resample.Warp`, slab by slab), so before and after differ only by T."""
+    from .resample import Warp, identity_slabs
+    from .similarity import similarity
 
-    return similarity(fixed, resample_image(ctx, moving, fixed, None, "linear"),
-                      mask=domain_mask(ctx, moving, fixed, None))
+    warp = Warp(moving, fixed, "linear", inside=True)
+    for slab in identity_slabs(fixed):
+        warp.consume(slab)
+    return similarity(fixed, warp.finish(), mask=warp.inside)
 
 
 def _similarity(fixed, before, registered, after_mask) -> dict:
@@ -866,7 +866,7 @@ def _similarity(fixed, before, registered, after_mask) -> dict:
 
     Region: the whole fixed image, restricted at each stage to the voxels whose sample point lies inside the
     moving image (so the zero padding outside the moving field of view is not compared with tissue):
-    ``after_mask``, made by the streamed pass (or for a linear registration by :func:`similarity.domain_mask`).
+    ``after_mask``, made by the streamed pass (the warp of the moving image, or :class:`similarity.InsideMoving`).
     """
     from .similarity import similarity
 

@@ -226,8 +226,10 @@ def fd_jacobian_slab(u, first, count, nk_total, k_offset, a_mat, det_a, out):
 
 
 @njit(parallel=True, cache=True)
-def warp_slab(u, k0, ijk_to_lps, lps_to_index, image, linear, background, rounding, lo_clip, hi_clip, out):
-    """The image sampled at T(x) = x + u(x) for the fixed voxels of slices k0.. (``u``: that slab's displacement).
+def warp_slab(u, with_u, k0, ijk_to_lps, lps_to_index, image, linear, background, rounding, lo_clip, hi_clip, out,
+              want_inside, inside):
+    """The image sampled at T(x) = x + u(x) for the fixed voxels of slices k0.. (``u``: that slab's displacement;
+    without ``with_u`` T is the identity and ``u`` is not read: the moving image in world space).
 
     ``lps_to_index``: moving LPS -> continuous voxel index (i, j, k). Inside = index within half a voxel of the
     image's voxel centres (``-0.5 <= g <= n - 0.5``, VTK reslice's default border); outside -> ``background``.
@@ -241,9 +243,12 @@ def warp_slab(u, k0, ijk_to_lps, lps_to_index, image, linear, background, roundi
     neighbours at the border) are then redone one by one with the clamps. The arithmetic of each voxel (the
     position, the weights and their order) is the same on both paths, so the result does not depend on the path
     (``Testing/test_warp_kernel.py`` checks it bit for bit against a per-voxel reference).
+
+    ``want_inside``: also ``inside[kk, j, i]`` = T(x) falls in a moving voxel, :func:`inside_slab`'s rule from the
+    same continuous index (``-0.5 <= g < n - 0.5``), so one pass gives the warped image and the moving domain.
     """
     nz, ny, nx = image.shape
-    ns, nj, ni = u.shape[0], u.shape[1], u.shape[2]
+    ns, nj, ni = out.shape[0], out.shape[1], out.shape[2]
     flat = image.reshape(-1)
     sy, sz = nx, nx * ny
     hx, hy, hz = nx - 0.5, ny - 0.5, nz - 0.5
@@ -265,11 +270,16 @@ def warp_slab(u, k0, ijk_to_lps, lps_to_index, image, linear, background, roundi
         vals = np.empty((8, ni))
         res = np.empty(ni)
         for j in range(nj):
-            uu = u[kk, j]
-            for i in range(ni):
-                u0[i] = uu[i, 0]
-                u1[i] = uu[i, 1]
-                u2[i] = uu[i, 2]
+            if with_u:
+                uu = u[kk, j]
+                for i in range(ni):
+                    u0[i] = uu[i, 0]
+                    u1[i] = uu[i, 1]
+                    u2[i] = uu[i, 2]
+            else:  # x + 0.0 == x: the positions are those of the identity
+                u0[:] = 0.0
+                u1[:] = 0.0
+                u2[:] = 0.0
             for i in range(ni):
                 y0 = m00 * i + m01 * j + m02 * k + m03 + u0[i]
                 y1 = m10 * i + m11 * j + m12 * k + m13 + u1[i]
@@ -277,6 +287,11 @@ def warp_slab(u, k0, ijk_to_lps, lps_to_index, image, linear, background, roundi
                 gx[i] = l00 * y0 + l01 * y1 + l02 * y2 + l03
                 gy[i] = l10 * y0 + l11 * y1 + l12 * y2 + l13
                 gz[i] = l20 * y0 + l21 * y1 + l22 * y2 + l23
+            if want_inside:
+                in_row = inside[kk, j]
+                for i in range(ni):
+                    in_row[i] = ((gx[i] >= -0.5) & (gx[i] < nx - 0.5) & (gy[i] >= -0.5) & (gy[i] < ny - 0.5)
+                                 & (gz[i] >= -0.5) & (gz[i] < nz - 0.5))
             row = out[kk, j]
             nslow = 0
             if linear:

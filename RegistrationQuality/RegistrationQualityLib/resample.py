@@ -5,9 +5,12 @@ elastix/ITK files contain). The output at reference voxel centre x is the moving
 i.e. the moving image brought into the fixed image's space. Without a transform, the moving image is sampled
 at x itself (world space: "before registration").
 
-Linear transforms (and none) go through SimpleITK's multithreaded resampler with the exact affine in LPS;
-non-linear ones (grid, B-spline, composite) through Slicer's ``vtkOrientedImageDataResample`` with the node's
-own transform, so every transform Slicer can hold is honoured exactly as Slicer applies it.
+Evaluation warps every image through :class:`Warp`, a consumer of :func:`transforms.stream` (the registration
+sampled once per fixed voxel), and the "before" image through the same kernel with T = identity
+(:func:`identity_slabs`). :func:`resample_image` (node-based, for the Python console, the panel and labelmaps of
+the other grid): linear transforms (and none) go through SimpleITK's multithreaded resampler with the exact affine
+in LPS; non-linear ones (grid, B-spline, composite) through Slicer's ``vtkOrientedImageDataResample`` with the
+node's own transform, so every transform Slicer can hold is honoured exactly as Slicer applies it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .io import _sitk, image_ijk_to_ras, vtk_to_matrix
+from .transforms import image_ijk_to_lps, slab_ranges
 
 LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -118,11 +122,14 @@ class Warp:
     Semantics as VTK's reslice used before (Slicer's resampling of non-linear transforms): a sample point within
     half a voxel of the image's voxel centres is inside (border voxels extended), elsewhere ``background``;
     integer images round the interpolated value to the nearest integer.
+
+    ``inside``: the same pass also makes :attr:`inside`, the (k, j, i) mask of fixed voxels whose T(x) falls in a
+    moving voxel (:class:`similarity.InsideMoving`'s rule, from the same continuous index). A slab without a
+    displacement (``slab.u`` None: see :func:`identity_slabs`) samples the image at x itself.
     """
 
-    def __init__(self, image, fixed_image, interpolation: str = "linear", background: float = 0.0):
-        from .transforms import image_ijk_to_lps
-
+    def __init__(self, image, fixed_image, interpolation: str = "linear", background: float = 0.0,
+                 inside: bool = False):
         sitk = _sitk()
         if interpolation not in ("linear", "nearest"):
             raise ValueError(f"interpolation must be 'linear' or 'nearest', not {interpolation!r}")
@@ -137,12 +144,16 @@ class Warp:
         info = np.iinfo(self.array.dtype) if integer else None
         self.rounding = bool(integer and self.linear)
         self.clip = (float(info.min), float(info.max)) if integer else (0.0, 0.0)
+        self.inside = np.empty(self.out.shape, bool) if inside else None
 
     def consume(self, slab) -> None:
         from .kernels import warp_slab
 
-        warp_slab(slab.u, slab.k0, self.ijk_to_lps, self.lps_to_index, self.array, self.linear, self.background,
-                  self.rounding, self.clip[0], self.clip[1], self.out[slab.k0:slab.k1])
+        with_u = slab.u is not None
+        inside = self.inside[slab.k0:slab.k1] if self.inside is not None else _NO_MASK
+        warp_slab(slab.u if with_u else _NO_U, with_u, slab.k0, self.ijk_to_lps, self.lps_to_index, self.array,
+                  self.linear, self.background, self.rounding, self.clip[0], self.clip[1],
+                  self.out[slab.k0:slab.k1], self.inside is not None, inside)
 
     def finish(self):
         sitk = _sitk()
@@ -151,3 +162,18 @@ class Warp:
         result.CopyInformation(self.fixed)
         self.out = None
         return result
+
+
+_NO_U = np.zeros((1, 1, 1, 3), np.float32)  # the kernel's u and mask arguments when it does not read them
+_NO_MASK = np.zeros((1, 1, 1), bool)
+
+
+class _Slab:
+    def __init__(self, k0, k1):
+        self.k0, self.k1, self.u = k0, k1, None
+
+
+def identity_slabs(fixed_image):
+    """Slabs of the fixed grid with no registration sampled on them (``u`` None), for :class:`Warp`: the moving
+    data in world space ("before registration") in the same kernel, slab for slab, as through T."""
+    return [_Slab(k0, k1) for k0, k1 in slab_ranges(fixed_image.GetSize())]
