@@ -120,3 +120,32 @@ def test_warp_half_voxel_border_and_border_voxels_bit_for_bit():
         np.testing.assert_array_equal(got, want)
         assert (got[1::2, :, -1] != 0).all()  # index n - 0.5 on the border: inside
         assert (got[::2, :, -1] == 0).all()  # index n: outside
+
+
+def test_fused_domain_mask_and_identity_slabs():
+    """``Warp(..., inside=True)`` gives InsideMoving's mask bit for bit (same continuous indices), and the identity
+    slabs of "before" give what a zero displacement gives, mask included."""
+    from RegistrationQualityLib.resample import identity_slabs
+    from RegistrationQualityLib.similarity import InsideMoving
+
+    fixed, geometry = _grids()
+    rng = np.random.default_rng(3)
+    image = make_image(rng.integers(-1000, 2000, (8, 11, 13)).astype(np.int16), **geometry)
+    u = _displacement(fixed, 5)
+    for field in (u, np.zeros_like(u)):
+        warp = Warp(image, fixed, "linear", inside=True)
+        inside = InsideMoving(image, fixed)
+        for k0 in range(0, u.shape[0], 3):
+            slab = SimpleNamespace(u=field[k0:k0 + 3], k0=k0, k1=min(k0 + 3, u.shape[0]))
+            warp.consume(slab)
+            inside.consume(slab)
+        np.testing.assert_array_equal(warp.inside, inside.finish())
+        assert 0.1 < warp.inside.mean() < 0.95
+    zero_image = sitk.GetArrayFromImage(warp.finish())
+    before = Warp(image, fixed, "linear", inside=True)
+    slabs = identity_slabs(fixed)
+    assert [s.u for s in slabs] == [None] * len(slabs) and slabs[-1].k1 == fixed.GetSize()[2]
+    for slab in slabs:
+        before.consume(slab)
+    np.testing.assert_array_equal(before.inside, warp.inside)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(before.finish()), zero_image)
