@@ -274,3 +274,40 @@ def test_halo_slabs_for_stencil_consumers(tmp_path, form):
     assert checked == 4 and np.array_equal(u, whole)
     if form == "chain":
         assert np.array_equal(jac, jac_whole)  # the analytic J is unchanged by the halo
+
+
+def test_tensor_sum_jacobian_equals_three_tensor_sums_bit_for_bit():
+    """kernels_bspline.tensor_sum_jacobian (value + 3 derivatives in one pass, weights made from the fraction) gives
+    exactly the float32 results of tensor_sum run four times with the weights of the value and of each
+    derivative (the weights as chain_slab made them: float64, stored as float32)."""
+    from RegistrationQualityLib.kernels_bspline import RUN, SIXTH, tensor_sum, tensor_sum_jacobian
+
+    rng = np.random.default_rng(4)
+    n = RUN - 3
+    coef = rng.normal(0, 5, 192).astype(np.float32)
+    frac = rng.random((3, n))
+    frac[:, 0] = 0.0  # on a knot
+    frac[:, 1] = np.nextafter(1.0, 0.0)
+
+    def weights(f):
+        h, f2 = 1.0 - f, f * f
+        f3 = f2 * f
+        value = [h * h * h * SIXTH, (3.0 * f3 - 6.0 * f2 + 4.0) * SIXTH, (-3.0 * f3 + 3.0 * f2 + 3.0 * f + 1.0) * SIXTH,
+                 f3 * SIXTH]
+        derivative = [-0.5 * h * h, 1.5 * f2 - 2.0 * f, -1.5 * f2 + f + 0.5, 0.5 * f2]
+        return (np.ascontiguousarray(np.array(value).astype(np.float32)),
+                np.ascontiguousarray(np.array(derivative).astype(np.float32)))
+
+    (wx, dx), (wy, dy), (wz, dz) = (weights(frac[a]) for a in range(3))
+    want = np.zeros((12, n), np.float32)
+    for q, (a, b, c) in enumerate(((wx, wy, wz), (dx, wy, wz), (wx, dy, wz), (wx, wy, dz))):
+        out = np.zeros((3, n), np.float32)
+        tensor_sum(coef, a, b, c, out, 0, n)
+        want[3 * q: 3 * q + 3] = out
+    fr = np.zeros(3 * RUN)
+    for a in range(3):
+        fr[a * RUN: a * RUN + n] = frac[a]
+    got = np.zeros(12 * RUN, np.float32)
+    tensor_sum_jacobian(coef, fr, got, n)
+    np.testing.assert_array_equal(got.reshape(12, RUN)[:, :n], want)
+    assert np.abs(want[3:]).max() > 0.1  # real derivatives, not zeros
