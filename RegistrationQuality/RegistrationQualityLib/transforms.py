@@ -632,66 +632,149 @@ def slab_ranges(size, slab_voxels: int = SLAB_VOXELS):
 
 
 def stream(registration, fixed_image, consumers, need_jacobian: bool = False, progress=None,
-           slab_voxels: int = SLAB_VOXELS, halo: bool = False) -> list:
+           slab_voxels: int = SLAB_VOXELS, halo: bool = False, prefetch: bool | None = None) -> list:
     """Sample ``registration`` on the fixed grid slab by slab and feed every consumer; returns their results.
 
     ``need_jacobian``: slabs can give J (analytic, or central differences: then the halo is sampled anyway).
     ``halo``: consumers get ``slab.u_halo`` (see the module docstring). ``progress(fraction)`` is called after
-    each slab (it may raise to cancel the run).
+    each slab (it may raise to cancel the run). ``prefetch`` (default: for the compiled samplers, :class:`Chain`
+    and :class:`FieldOnGrid`, when there are several slabs): the next slab is sampled in a second thread while
+    the consumers take the current one (two buffers, handed over in order; ``chain_slab`` releases the GIL), so
+    the cores left idle by the consumers' serial steps sample ahead. The slabs and their values are the same.
     """
-    k = _kernels()
     sampler = registration.sampler if isinstance(registration, Registration) else registration
     if hasattr(fixed_image, "ijk_to_lps") and hasattr(fixed_image, "size"):  # a deformation.Grid
-        ijk_to_lps, (ni, nj, nk) = np.asarray(fixed_image.ijk_to_lps, float), fixed_image.size
+        ijk_to_lps, size = np.asarray(fixed_image.ijk_to_lps, float), tuple(fixed_image.size)
     else:
-        ijk_to_lps = image_ijk_to_lps(fixed_image)
-        ni, nj, nk = fixed_image.GetSize()
-    a_mat = np.ascontiguousarray(ijk_to_lps[:3, :3])
-    det_a = float(np.linalg.det(a_mat))
-    ranges = slab_ranges((ni, nj, nk), slab_voxels)
-    step = ranges[0][1] - ranges[0][0]
-    halo = 1 if halo or (need_jacobian and not sampler.analytic_jacobian) else 0
-    analytic = need_jacobian and sampler.analytic_jacobian
-    buf = np.empty((step + 2 * halo, nj, ni, 3), np.float32)
-    # analytic J: computed with u for every sampled slice (halo slices too) and carried with it, so that each
-    # slice of the grid is sampled exactly once; finite differences: J of the slab's own slices from u
-    det_all = np.empty((step + 2 * halo if analytic else step, nj, ni), np.float32)
-    carry = None  # (global k of the first carried slice, u slices, J slices): the previous slab's last slices
-    for k0, k1 in ranges:
-        lo, hi = max(0, k0 - halo), min(nk, k1 + halo)
-        u_all = buf[: hi - lo]
-        start = lo
-        if carry is not None:
-            prev_lo, prev_u, prev_det = carry
-            n_copy = prev_lo + len(prev_u) - lo
-            if n_copy > 0:
-                u_all[:n_copy] = prev_u[lo - prev_lo:]
-                if analytic:
-                    det_all[:n_copy] = prev_det[lo - prev_lo:]
-                start = lo + n_copy
-        if start < hi:
-            sampler.sample(ijk_to_lps, ni, nj, start, hi, analytic, u_all[start - lo:],
-                           det_all[start - lo: hi - lo] if analytic else det_all)
-        if halo and hi < nk:
-            tail_lo = max(lo, hi - 2 * halo)
-            carry = (tail_lo, u_all[tail_lo - lo:].copy(), det_all[tail_lo - lo: hi - lo].copy() if analytic else None)
-        u = u_all[k0 - lo: k1 - lo]
-        if analytic:
-            det = det_all[k0 - lo: k1 - lo]
-
-            def jac(det=det):
-                return det
-        elif sampler.analytic_jacobian:  # J not asked for: the analytic sampler has none
-            def jac():
-                raise RuntimeError("stream(..., need_jacobian=False): no Jacobian")
-        else:
-            def jac(u_all=u_all, first=k0 - lo, count=k1 - k0, lo=lo):
-                out = det_all[:count]
-                k.fd_jacobian_slab(u_all, first, count, nk, lo, a_mat, det_a, out)
-                return out
-        slab = Slab(k0, k1, u, jac, u_all, k0 - lo, lo, nk)
-        for c in consumers:
-            c.consume(slab)
-        if progress is not None:
-            progress(k1 / nk)
+        ijk_to_lps, size = image_ijk_to_lps(fixed_image), tuple(fixed_image.GetSize())
+    ranges = slab_ranges(size, slab_voxels)
+    if prefetch is None:
+        prefetch = isinstance(sampler, (Chain, FieldOnGrid)) and len(ranges) > 2
+    slabs = _Sampling(sampler, ijk_to_lps, size, ranges, need_jacobian, halo, buffers=2 if prefetch else 1)
+    source = _Prefetched(slabs) if prefetch else slabs
+    try:
+        for slab in source:
+            for c in consumers:
+                c.consume(slab)
+            source.release()
+            if progress is not None:
+                progress(slab.k1 / size[2])
+    finally:
+        source.close()
     return [c.finish() for c in consumers]
+
+
+class _Sampling:
+    """The slabs of :func:`stream`, sampled in order into ``buffers`` sets of buffers used in turn (a set is
+    written again only after the slab it held was released: :class:`_Prefetched` sees to that)."""
+
+    def __init__(self, sampler, ijk_to_lps, size, ranges, need_jacobian, halo, buffers=1):
+        self.sampler, self.ranges = sampler, ranges
+        self.ijk_to_lps = ijk_to_lps
+        self.ni, self.nj, self.nk = size
+        self.a_mat = np.ascontiguousarray(ijk_to_lps[:3, :3])
+        self.det_a = float(np.linalg.det(self.a_mat))
+        self.halo = 1 if halo or (need_jacobian and not sampler.analytic_jacobian) else 0
+        self.analytic = need_jacobian and sampler.analytic_jacobian
+        step = ranges[0][1] - ranges[0][0]
+        # analytic J: computed with u for every sampled slice (halo slices too) and carried with it, so that each
+        # slice of the grid is sampled exactly once; finite differences: J of the slab's own slices from u
+        self.sets = [(np.empty((step + 2 * self.halo, self.nj, self.ni, 3), np.float32),
+                      np.empty((step + 2 * self.halo if self.analytic else step, self.nj, self.ni), np.float32))
+                     for _ in range(buffers)]
+
+    def __iter__(self):
+        k = _kernels()
+        sampler, halo, analytic, nk = self.sampler, self.halo, self.analytic, self.nk
+        ni, nj, a_mat, det_a = self.ni, self.nj, self.a_mat, self.det_a
+        carry = None  # (global k of the first carried slice, u slices, J slices): the previous slab's last slices
+        for n, (k0, k1) in enumerate(self.ranges):
+            buf, det_all = self.sets[n % len(self.sets)]
+            lo, hi = max(0, k0 - halo), min(nk, k1 + halo)
+            u_all = buf[: hi - lo]
+            start = lo
+            if carry is not None:
+                prev_lo, prev_u, prev_det = carry
+                n_copy = prev_lo + len(prev_u) - lo
+                if n_copy > 0:
+                    u_all[:n_copy] = prev_u[lo - prev_lo:]
+                    if analytic:
+                        det_all[:n_copy] = prev_det[lo - prev_lo:]
+                    start = lo + n_copy
+            if start < hi:
+                sampler.sample(self.ijk_to_lps, ni, nj, start, hi, analytic, u_all[start - lo:],
+                               det_all[start - lo: hi - lo] if analytic else det_all)
+            if halo and hi < nk:
+                tail_lo = max(lo, hi - 2 * halo)
+                carry = (tail_lo, u_all[tail_lo - lo:].copy(),
+                         det_all[tail_lo - lo: hi - lo].copy() if analytic else None)
+            u = u_all[k0 - lo: k1 - lo]
+            if analytic:
+                det = det_all[k0 - lo: k1 - lo]
+
+                def jac(det=det):
+                    return det
+            elif sampler.analytic_jacobian:  # J not asked for: the analytic sampler has none
+                def jac():
+                    raise RuntimeError("stream(..., need_jacobian=False): no Jacobian")
+            else:
+                def jac(u_all=u_all, first=k0 - lo, count=k1 - k0, lo=lo, det_all=det_all):
+                    out = det_all[:count]
+                    k.fd_jacobian_slab(u_all, first, count, nk, lo, a_mat, det_a, out)
+                    return out
+            yield Slab(k0, k1, u, jac, u_all, k0 - lo, lo, nk)
+
+    def release(self) -> None:  # one buffer set, used in order: nothing to hand back
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Prefetched:
+    """Iterate a :class:`_Sampling` of two buffer sets with the sampling one slab ahead in a worker thread: the
+    worker takes a free set before it samples into it (``release()`` frees the oldest once its consumers are done);
+    slabs, or the worker's exception, are handed over in order."""
+
+    _END = object()
+
+    def __init__(self, sampling):
+        import queue
+        import threading
+
+        self._free = threading.Semaphore(len(sampling.sets))
+        self._ready = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(sampling,), name="rq-stream-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self, sampling) -> None:
+        try:
+            slabs = iter(sampling)
+            while True:
+                self._free.acquire()  # a set is sampled into only once the slab it held was released
+                if self._stop.is_set():
+                    return
+                slab = next(slabs, self._END)
+                self._ready.put(slab)
+                if slab is self._END:
+                    return
+        except BaseException as exc:  # handed to the consuming thread, raised there
+            self._ready.put(exc)
+
+    def __iter__(self):
+        while True:
+            item = self._ready.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def release(self) -> None:
+        self._free.release()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._free.release()  # a worker waiting for a set wakes up and stops
+        self._thread.join()
