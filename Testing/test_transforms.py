@@ -311,3 +311,43 @@ def test_tensor_sum_jacobian_equals_three_tensor_sums_bit_for_bit():
     tensor_sum_jacobian(coef, fr, got, n)
     np.testing.assert_array_equal(got.reshape(12, RUN)[:, :n], want)
     assert np.abs(want[3:]).max() > 0.1  # real derivatives, not zeros
+
+
+@pytest.mark.parametrize("form", ["chain", "field"])
+def test_prefetched_stream_equals_the_sequential_one_and_stops_on_error(tmp_path, form):
+    """stream(prefetch=True) (the next slab sampled in a worker thread, two buffer sets) gives every consumer the
+    very slabs of the sequential pass, halo included; an exception in a consumer stops the worker."""
+    import threading
+
+    ref, tp = _bspline_case(tmp_path, with_euler=False)
+    reg = load_registration(None, tp, fixed_image=ref)
+    (whole, jac_whole), = stream(reg, ref, [Collect()], need_jacobian=True, prefetch=False)
+    if form == "field":
+        image = sitk.GetImageFromArray(whole, isVector=True)
+        image.CopyInformation(ref)
+        sitk.WriteImage(image, str(tmp_path / "f.nrrd"))
+        reg = load_registration(None, tmp_path / "f.nrrd", fixed_image=ref)
+    runs = {}
+    for prefetch in (False, True):
+        checked, (u, jac) = stream(reg, ref, [CollectHalo(whole), Collect()], need_jacobian=True, halo=True,
+                                   slab_voxels=24 * 20 * 3, prefetch=prefetch)
+        runs[prefetch] = (checked, u, jac)
+    assert runs[True][0] == runs[False][0] == 4
+    assert np.array_equal(runs[True][1], runs[False][1]) and np.array_equal(runs[True][1], whole)
+    assert np.array_equal(runs[True][2], runs[False][2])
+
+    class Boom:
+        seen = 0
+
+        def consume(self, slab):
+            Boom.seen += 1
+            if slab.k0 > 0:
+                raise InterruptedError("cancelled")
+
+        def finish(self):
+            return None
+
+    with pytest.raises(InterruptedError):
+        stream(reg, ref, [Boom()], need_jacobian=True, slab_voxels=24 * 20 * 3, prefetch=True)
+    assert Boom.seen == 2
+    assert not [t for t in threading.enumerate() if t.name == "rq-stream-prefetch"]
