@@ -419,7 +419,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
         thresholds = _threshold_masks(inputs, options, fixed, moving) if inputs.threshold is not None else None
 
         step("align")
-        from .resample import Warp, identity_slabs
+        from .resample import Warp, warp_in_world
 
         # The registration is sampled once on the fixed grid, slab by slab, and every consumer (warped image and
         # labelmaps, moving-domain mask, Jacobian and displacement statistics) takes its slab in the same pass.
@@ -494,11 +494,7 @@ def evaluate(ctx, inputs: EvaluationInputs, options: EvaluationOptions | None = 
             # built after the pass: a displacement field's node shares its memory
             transform_node = registration.node(ctx)
         if registered is None:  # no registration given: "after" is the moving image in world space, as before
-            warp = Warp(moving, fixed, "linear", inside=True)
-            for slab in identity_slabs(fixed):
-                warp.consume(slab)
-            registered, after_mask = warp.finish(), warp.inside
-            del warp
+            registered, after_mask = warp_in_world(moving, fixed)
         moving = None  # everything after the align stage works on the fixed grid (152 MB at CT size)
 
         step("segments")
@@ -851,13 +847,11 @@ def _similarity_before(fixed, moving) -> dict:
     """Similarity of the fixed image and the moving image resampled in world space (no registration), over the
     fixed voxels whose point lies inside the moving image (see :func:`_similarity`). Resampled by the kernel that
     resamples it through T (:class:`resample.Warp`, slab by slab), so before and after differ only by T."""
-    from .resample import Warp, identity_slabs
+    from .resample import warp_in_world
     from .similarity import similarity
 
-    warp = Warp(moving, fixed, "linear", inside=True)
-    for slab in identity_slabs(fixed):
-        warp.consume(slab)
-    return similarity(fixed, warp.finish(), mask=warp.inside)
+    image, inside = warp_in_world(moving, fixed)
+    return similarity(fixed, image, mask=inside)
 
 
 def _similarity(fixed, before, registered, after_mask) -> dict:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .io import _sitk, image_ijk_to_ras, vtk_to_matrix
-from .transforms import image_ijk_to_lps, slab_ranges
+from .transforms import Slab, image_ijk_to_lps, slab_ranges
 
 LPS4 = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -168,12 +168,16 @@ _NO_U = np.zeros((1, 1, 1, 3), np.float32)  # the kernel's u and mask arguments 
 _NO_MASK = np.zeros((1, 1, 1), bool)
 
 
-class _Slab:
-    def __init__(self, k0, k1):
-        self.k0, self.k1, self.u = k0, k1, None
-
-
 def identity_slabs(fixed_image):
     """Slabs of the fixed grid with no registration sampled on them (``u`` None), for :class:`Warp`: the moving
     data in world space ("before registration") in the same kernel, slab for slab, as through T."""
-    return [_Slab(k0, k1) for k0, k1 in slab_ranges(fixed_image.GetSize())]
+    return [Slab(k0, k1, None, None) for k0, k1 in slab_ranges(fixed_image.GetSize())]
+
+
+def warp_in_world(image, fixed_image):
+    """``(image on the fixed grid, inside mask)``: ``image`` linearly resampled at x itself (no registration) by
+    :class:`Warp` over :func:`identity_slabs`, with its moving-domain mask from the same pass."""
+    warp = Warp(image, fixed_image, "linear", inside=True)
+    for slab in identity_slabs(fixed_image):
+        warp.consume(slab)
+    return warp.finish(), warp.inside
